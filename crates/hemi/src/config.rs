@@ -1,0 +1,213 @@
+//! Configuration: every flag also reads from the TOML config (`--config FILE`, or `hemi.toml` in
+//! `--dir`) and from `HEMI_<FLAG_IN_CAPS>`. Precedence: flag > environment > file > default.
+//! The defaults are written once, here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use bitcoin::Network;
+use clap::Args;
+use serde::Deserialize;
+
+/// Default JSON-RPC address.
+pub const DEFAULT_RPC_ADDR: &str = "127.0.0.1:8545";
+/// Default embedded-regtest Bitcoin block time, seconds.
+pub const DEFAULT_BITCOIN_BLOCK_TIME: u64 = 10;
+
+/// Flags shared by `devnet` and `node`.
+#[derive(Debug, Args, Default)]
+pub struct CommonArgs {
+    /// Data directory (default: ~/.hemi/<command>).
+    #[arg(long, env = "HEMI_DIR")]
+    pub dir: Option<PathBuf>,
+    /// TOML config file (default: <dir>/hemi.toml if present).
+    #[arg(long, env = "HEMI_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// JSON-RPC listen address, HTTP and WebSocket (default 127.0.0.1:8545).
+    #[arg(long, env = "HEMI_RPC_ADDR")]
+    pub rpc_addr: Option<SocketAddr>,
+    /// Bitcoin P2P peer HOST:PORT to follow (repeatable); uses an external Bitcoin Core.
+    #[arg(long = "bitcoin-peer", env = "HEMI_BITCOIN_PEER", value_delimiter = ',')]
+    pub bitcoin_peer: Vec<String>,
+    /// Bitcoin Core JSON-RPC URL, may carry user:password@.
+    #[arg(long, env = "HEMI_BITCOIN_RPC")]
+    pub bitcoin_rpc: Option<String>,
+}
+
+/// `hemi devnet` flags.
+#[derive(Debug, Args, Default)]
+pub struct DevnetArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Keep state in --dir across restarts (default: in memory, gone at exit).
+    #[arg(long, env = "HEMI_PERSIST")]
+    pub persist: bool,
+    /// Embedded regtest miner: seconds between Bitcoin blocks (0 = only on request).
+    #[arg(long, env = "HEMI_BITCOIN_BLOCK_TIME")]
+    pub bitcoin_block_time: Option<u64>,
+    /// Embedded regtest node's bitcoind-compatible RPC address (default 127.0.0.1:18443).
+    #[arg(long, env = "HEMI_BITCOIN_RPC_ADDR")]
+    pub bitcoin_rpc_addr: Option<SocketAddr>,
+    /// Embedded regtest node's P2P address (default 127.0.0.1:18444).
+    #[arg(long, env = "HEMI_BITCOIN_P2P_ADDR")]
+    pub bitcoin_p2p_addr: Option<SocketAddr>,
+}
+
+/// `hemi node` flags.
+#[derive(Debug, Args, Default)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Bitcoin network: mainnet, testnet, testnet4, signet, regtest (default regtest).
+    #[arg(long, env = "HEMI_NETWORK")]
+    pub network: Option<String>,
+}
+
+/// The TOML file: the same names as the flags, with underscores.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    rpc_addr: Option<SocketAddr>,
+    bitcoin_peer: Option<Vec<String>>,
+    bitcoin_rpc: Option<String>,
+    persist: Option<bool>,
+    bitcoin_block_time: Option<u64>,
+    bitcoin_rpc_addr: Option<SocketAddr>,
+    bitcoin_p2p_addr: Option<SocketAddr>,
+    network: Option<String>,
+}
+
+/// Resolved configuration for a run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Data directory.
+    pub dir: PathBuf,
+    /// Keep state on disk.
+    pub persist: bool,
+    /// JSON-RPC address.
+    pub rpc_addr: SocketAddr,
+    /// External Bitcoin peers (empty = embedded node).
+    pub bitcoin_peers: Vec<SocketAddr>,
+    /// External Bitcoin Core RPC.
+    pub bitcoin_rpc: Option<String>,
+    /// Embedded miner interval (0 = on request).
+    pub bitcoin_block_time: u64,
+    /// Embedded node RPC address.
+    pub bitcoin_rpc_addr: SocketAddr,
+    /// Embedded node P2P address.
+    pub bitcoin_p2p_addr: SocketAddr,
+    /// Bitcoin network.
+    pub network: Network,
+}
+
+fn home_dir(sub: &str) -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".hemi").join(sub)
+}
+
+fn load_file(common: &CommonArgs, dir: &std::path::Path) -> anyhow::Result<FileConfig> {
+    let path = match &common.config {
+        Some(p) => p.clone(),
+        None => {
+            let p = dir.join("hemi.toml");
+            if !p.exists() {
+                return Ok(FileConfig::default());
+            }
+            p
+        }
+    };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading config {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config {} is not valid", path.display()))
+}
+
+/// Resolves `HOST:PORT` (names allowed).
+fn resolve_peers(list: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
+    use std::net::ToSocketAddrs;
+    let mut out = Vec::new();
+    for p in list {
+        let addr = p
+            .to_socket_addrs()
+            .with_context(|| format!("--bitcoin-peer {p:?} is not HOST:PORT"))?
+            .next()
+            .with_context(|| format!("--bitcoin-peer {p:?} resolves to no address"))?;
+        out.push(addr);
+    }
+    Ok(out)
+}
+
+/// Parses a network name the way Bitcoin Core's `-chain` does.
+pub fn parse_network(s: &str) -> anyhow::Result<Network> {
+    Ok(match s {
+        "main" | "mainnet" | "bitcoin" => Network::Bitcoin,
+        "test" | "testnet" | "testnet3" => Network::Testnet,
+        "testnet4" => Network::Testnet4,
+        "signet" => Network::Signet,
+        "regtest" => Network::Regtest,
+        other => bail!("unknown network {other:?}: use mainnet, testnet, testnet4, signet or regtest"),
+    })
+}
+
+impl DevnetArgs {
+    /// Merges flags, environment, file and defaults.
+    ///
+    /// # Errors
+    /// Unreadable or invalid config file, bad addresses.
+    pub fn resolve(self) -> anyhow::Result<Config> {
+        let dir = self.common.dir.clone().unwrap_or_else(|| home_dir("devnet"));
+        let f = load_file(&self.common, &dir)?;
+        let peers = if self.common.bitcoin_peer.is_empty() { f.bitcoin_peer.unwrap_or_default() } else { self.common.bitcoin_peer };
+        let cfg = Config {
+            persist: self.persist || f.persist.unwrap_or(false),
+            rpc_addr: self.common.rpc_addr.or(f.rpc_addr).unwrap_or_else(|| parse_default(DEFAULT_RPC_ADDR)),
+            bitcoin_peers: resolve_peers(&peers)?,
+            bitcoin_rpc: self.common.bitcoin_rpc.or(f.bitcoin_rpc),
+            bitcoin_block_time: self.bitcoin_block_time.or(f.bitcoin_block_time).unwrap_or(DEFAULT_BITCOIN_BLOCK_TIME),
+            bitcoin_rpc_addr: self
+                .bitcoin_rpc_addr
+                .or(f.bitcoin_rpc_addr)
+                .unwrap_or_else(|| parse_default(hemi_btc_regtest::DEFAULT_RPC_ADDR)),
+            bitcoin_p2p_addr: self
+                .bitcoin_p2p_addr
+                .or(f.bitcoin_p2p_addr)
+                .unwrap_or_else(|| parse_default(hemi_btc_regtest::DEFAULT_P2P_ADDR)),
+            network: Network::Regtest,
+            dir,
+        };
+        if cfg.bitcoin_rpc.is_some() && cfg.bitcoin_peers.is_empty() {
+            bail!("--bitcoin-rpc needs --bitcoin-peer too (the client follows Bitcoin over P2P)");
+        }
+        Ok(cfg)
+    }
+}
+
+impl NodeArgs {
+    /// Merges flags, environment, file and defaults.
+    ///
+    /// # Errors
+    /// Unreadable or invalid config file, bad addresses, no peer.
+    pub fn resolve(self) -> anyhow::Result<Config> {
+        let dir = self.common.dir.clone().unwrap_or_else(|| home_dir("node"));
+        let f = load_file(&self.common, &dir)?;
+        let peers = if self.common.bitcoin_peer.is_empty() { f.bitcoin_peer.unwrap_or_default() } else { self.common.bitcoin_peer };
+        let network = parse_network(self.network.as_deref().or(f.network.as_deref()).unwrap_or("regtest"))?;
+        let cfg = Config {
+            persist: true,
+            rpc_addr: self.common.rpc_addr.or(f.rpc_addr).unwrap_or_else(|| parse_default(DEFAULT_RPC_ADDR)),
+            bitcoin_peers: resolve_peers(&peers)?,
+            bitcoin_rpc: self.common.bitcoin_rpc.or(f.bitcoin_rpc),
+            bitcoin_block_time: 0,
+            bitcoin_rpc_addr: parse_default(hemi_btc_regtest::DEFAULT_RPC_ADDR),
+            bitcoin_p2p_addr: parse_default(hemi_btc_regtest::DEFAULT_P2P_ADDR),
+            network,
+            dir,
+        };
+        if cfg.bitcoin_peers.is_empty() {
+            bail!("hemi node needs --bitcoin-peer HOST:PORT (a Bitcoin Core to follow)");
+        }
+        Ok(cfg)
+    }
+}
+
+fn parse_default(s: &str) -> SocketAddr {
+    s.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+}
