@@ -28,7 +28,11 @@ pub struct CommonArgs {
     #[arg(long, env = "HEMI_RPC_ADDR")]
     pub rpc_addr: Option<SocketAddr>,
     /// Bitcoin P2P peer HOST:PORT to follow (repeatable); uses an external Bitcoin Core.
-    #[arg(long = "bitcoin-peer", env = "HEMI_BITCOIN_PEER", value_delimiter = ',')]
+    #[arg(
+        long = "bitcoin-peer",
+        env = "HEMI_BITCOIN_PEER",
+        value_delimiter = ','
+    )]
     pub bitcoin_peer: Vec<String>,
     /// Bitcoin Core JSON-RPC URL, may carry user:password@.
     #[arg(long, env = "HEMI_BITCOIN_RPC")]
@@ -102,7 +106,11 @@ pub struct Config {
 }
 
 fn home_dir(sub: &str) -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".hemi").join(sub)
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".hemi")
+        .join(sub)
 }
 
 fn load_file(common: &CommonArgs, dir: &std::path::Path) -> anyhow::Result<FileConfig> {
@@ -116,7 +124,8 @@ fn load_file(common: &CommonArgs, dir: &std::path::Path) -> anyhow::Result<FileC
             p
         }
     };
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading config {}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading config {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("config {} is not valid", path.display()))
 }
 
@@ -143,7 +152,9 @@ pub fn parse_network(s: &str) -> anyhow::Result<Network> {
         "testnet4" => Network::Testnet4,
         "signet" => Network::Signet,
         "regtest" => Network::Regtest,
-        other => bail!("unknown network {other:?}: use mainnet, testnet, testnet4, signet or regtest"),
+        other => {
+            bail!("unknown network {other:?}: use mainnet, testnet, testnet4, signet or regtest")
+        }
     })
 }
 
@@ -153,15 +164,30 @@ impl DevnetArgs {
     /// # Errors
     /// Unreadable or invalid config file, bad addresses.
     pub fn resolve(self) -> anyhow::Result<Config> {
-        let dir = self.common.dir.clone().unwrap_or_else(|| home_dir("devnet"));
+        let dir = self
+            .common
+            .dir
+            .clone()
+            .unwrap_or_else(|| home_dir("devnet"));
         let f = load_file(&self.common, &dir)?;
-        let peers = if self.common.bitcoin_peer.is_empty() { f.bitcoin_peer.unwrap_or_default() } else { self.common.bitcoin_peer };
+        let peers = if self.common.bitcoin_peer.is_empty() {
+            f.bitcoin_peer.unwrap_or_default()
+        } else {
+            self.common.bitcoin_peer
+        };
         let cfg = Config {
             persist: self.persist || f.persist.unwrap_or(false),
-            rpc_addr: self.common.rpc_addr.or(f.rpc_addr).unwrap_or_else(|| parse_default(DEFAULT_RPC_ADDR)),
+            rpc_addr: self
+                .common
+                .rpc_addr
+                .or(f.rpc_addr)
+                .unwrap_or_else(|| parse_default(DEFAULT_RPC_ADDR)),
             bitcoin_peers: resolve_peers(&peers)?,
             bitcoin_rpc: self.common.bitcoin_rpc.or(f.bitcoin_rpc),
-            bitcoin_block_time: self.bitcoin_block_time.or(f.bitcoin_block_time).unwrap_or(DEFAULT_BITCOIN_BLOCK_TIME),
+            bitcoin_block_time: self
+                .bitcoin_block_time
+                .or(f.bitcoin_block_time)
+                .unwrap_or(DEFAULT_BITCOIN_BLOCK_TIME),
             bitcoin_rpc_addr: self
                 .bitcoin_rpc_addr
                 .or(f.bitcoin_rpc_addr)
@@ -188,11 +214,24 @@ impl NodeArgs {
     pub fn resolve(self) -> anyhow::Result<Config> {
         let dir = self.common.dir.clone().unwrap_or_else(|| home_dir("node"));
         let f = load_file(&self.common, &dir)?;
-        let peers = if self.common.bitcoin_peer.is_empty() { f.bitcoin_peer.unwrap_or_default() } else { self.common.bitcoin_peer };
-        let network = parse_network(self.network.as_deref().or(f.network.as_deref()).unwrap_or("regtest"))?;
+        let peers = if self.common.bitcoin_peer.is_empty() {
+            f.bitcoin_peer.unwrap_or_default()
+        } else {
+            self.common.bitcoin_peer
+        };
+        let network = parse_network(
+            self.network
+                .as_deref()
+                .or(f.network.as_deref())
+                .unwrap_or("regtest"),
+        )?;
         let cfg = Config {
             persist: true,
-            rpc_addr: self.common.rpc_addr.or(f.rpc_addr).unwrap_or_else(|| parse_default(DEFAULT_RPC_ADDR)),
+            rpc_addr: self
+                .common
+                .rpc_addr
+                .or(f.rpc_addr)
+                .unwrap_or_else(|| parse_default(DEFAULT_RPC_ADDR)),
             bitcoin_peers: resolve_peers(&peers)?,
             bitcoin_rpc: self.common.bitcoin_rpc.or(f.bitcoin_rpc),
             bitcoin_block_time: 0,
@@ -209,5 +248,6 @@ impl NodeArgs {
 }
 
 fn parse_default(s: &str) -> SocketAddr {
-    s.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    s.parse()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
 }

@@ -23,13 +23,17 @@ pub const DEVNET_BTC_KEY_SEED: &str = "hemi-devnet-bitcoin-key-0";
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn open_store(cfg: &Config, name: &str, network: Network) -> anyhow::Result<Arc<ChainStore>> {
     let params = ChainParams::new(network);
     let store = if cfg.persist {
-        std::fs::create_dir_all(&cfg.dir).with_context(|| format!("creating {}", cfg.dir.display()))?;
+        std::fs::create_dir_all(&cfg.dir)
+            .with_context(|| format!("creating {}", cfg.dir.display()))?;
         let path = cfg.dir.join(format!("{name}.redb"));
         ChainStore::open(&path, params).with_context(|| format!("opening {}", path.display()))?
     } else {
@@ -76,7 +80,10 @@ async fn serve(
             v
         }),
     };
-    let rpc_cfg = hemi_rpc::RpcConfig { addr: cfg.rpc_addr, ..Default::default() };
+    let rpc_cfg = hemi_rpc::RpcConfig {
+        addr: cfg.rpc_addr,
+        ..Default::default()
+    };
     let (rpc_addr, handle) = hemi_rpc::start(&rpc_cfg, hemi_rpc::hemi_module(ctx)?)
         .await
         .with_context(|| format!("binding JSON-RPC on {}", cfg.rpc_addr))?;
@@ -108,21 +115,34 @@ pub async fn devnet(cfg: Config) -> anyhow::Result<()> {
             let s = script.clone();
             tokio::task::spawn_blocking(move || n.mine(need, &s)).await??;
         }
-        let (p2p, _p2p_task) = hemi_btc_regtest::serve_p2p(node.clone(), cfg.bitcoin_p2p_addr, Default::default())
-            .await
-            .with_context(|| format!("binding regtest P2P on {}", cfg.bitcoin_p2p_addr))?;
-        let (rpc, _rpc_task) = hemi_btc_regtest::serve_rpc(node.clone(), cfg.bitcoin_rpc_addr, RpcAuth::default())
-            .await
-            .with_context(|| format!("binding regtest RPC on {}", cfg.bitcoin_rpc_addr))?;
+        let (p2p, _p2p_task) =
+            hemi_btc_regtest::serve_p2p(node.clone(), cfg.bitcoin_p2p_addr, Default::default())
+                .await
+                .with_context(|| format!("binding regtest P2P on {}", cfg.bitcoin_p2p_addr))?;
+        let (rpc, _rpc_task) =
+            hemi_btc_regtest::serve_rpc(node.clone(), cfg.bitcoin_rpc_addr, RpcAuth::default())
+                .await
+                .with_context(|| format!("binding regtest RPC on {}", cfg.bitcoin_rpc_addr))?;
         if cfg.bitcoin_block_time > 0 {
-            hemi_btc_regtest::spawn_miner(node.clone(), Duration::from_secs(cfg.bitcoin_block_time), script);
+            hemi_btc_regtest::spawn_miner(
+                node.clone(),
+                Duration::from_secs(cfg.bitcoin_block_time),
+                script,
+            );
         }
         println!("Embedded Bitcoin regtest node");
         println!("  P2P:  {p2p}   (bitcoind -regtest -addnode={p2p})");
-        println!("  RPC:  http://{rpc}   (bitcoin-cli -regtest -rpcport={} ...)", rpc.port());
+        println!(
+            "  RPC:  http://{rpc}   (bitcoin-cli -regtest -rpcport={} ...)",
+            rpc.port()
+        );
         println!(
             "  blocks every {}",
-            if cfg.bitcoin_block_time == 0 { "request (generatetoaddress)".to_string() } else { format!("{} s", cfg.bitcoin_block_time) }
+            if cfg.bitcoin_block_time == 0 {
+                "request (generatetoaddress)".to_string()
+            } else {
+                format!("{} s", cfg.bitcoin_block_time)
+            }
         );
         status["embeddedBitcoin"] = json!({"p2p": p2p.to_string(), "rpc": format!("http://{rpc}")});
         vec![p2p]
@@ -149,11 +169,17 @@ pub async fn devnet(cfg: Config) -> anyhow::Result<()> {
 /// On an external regtest Bitcoin Core, makes sure the devnet key has mature coins.
 async fn fund_on_external_regtest(url: &str, addr: &bitcoin::Address) -> anyhow::Result<()> {
     let rpc = BitcoinRpc::new(url).context("--bitcoin-rpc")?;
-    let info: serde_json::Value = rpc.call("getblockchaininfo", json!([])).await.context("calling Bitcoin Core")?;
+    let info: serde_json::Value = rpc
+        .call("getblockchaininfo", json!([]))
+        .await
+        .context("calling Bitcoin Core")?;
     if info["chain"] != "regtest" {
         return Ok(());
     }
-    let hashes = rpc.generate_to_address(101, addr).await.context("generatetoaddress on Bitcoin Core")?;
+    let hashes = rpc
+        .generate_to_address(101, addr)
+        .await
+        .context("generatetoaddress on Bitcoin Core")?;
     tracing::info!(blocks = hashes.len(), address = %addr, "funded the devnet key on Bitcoin Core regtest");
     Ok(())
 }
@@ -161,7 +187,11 @@ async fn fund_on_external_regtest(url: &str, addr: &bitcoin::Address) -> anyhow:
 /// `hemi node`.
 pub async fn node(cfg: Config) -> anyhow::Result<()> {
     let store = open_store(&cfg, "bitcoin", cfg.network)?;
-    println!("hemi-rs node {} ({})", env!("CARGO_PKG_VERSION"), cfg.network.to_core_arg());
+    println!(
+        "hemi-rs node {} ({})",
+        env!("CARGO_PKG_VERSION"),
+        cfg.network.to_core_arg()
+    );
     println!("Bitcoin peers: {:?}", cfg.bitcoin_peers);
     println!("State: {}", cfg.dir.display());
     let status = json!({"mode": "node"});

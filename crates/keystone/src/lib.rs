@@ -186,7 +186,9 @@ impl AbbreviatedKeystone {
             return Err(KeystoneDecodeError::NotPopScript("no OP_RETURN"));
         }
         if b[1] != OP_PUSHDATA1.to_u8() || b[2] as usize != POP_PAYLOAD_LEN {
-            return Err(KeystoneDecodeError::NotPopScript("push is not OP_PUSHDATA1 0x50"));
+            return Err(KeystoneDecodeError::NotPopScript(
+                "push is not OP_PUSHDATA1 0x50",
+            ));
         }
         if b[3..7] != POP_TAG {
             return Err(KeystoneDecodeError::NotPopScript("tag is not HEMI"));

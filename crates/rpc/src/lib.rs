@@ -85,17 +85,25 @@ fn internal(e: ViewError) -> ErrorObjectOwned {
 }
 
 fn one_param(params: &Params, name: &str) -> Result<Value, ErrorObjectOwned> {
-    let v: Vec<Value> = params.parse().map_err(|_| invalid(format!("expected params [{name}]")))?;
-    v.into_iter().next().ok_or_else(|| invalid(format!("missing parameter {name}")))
+    let v: Vec<Value> = params
+        .parse()
+        .map_err(|_| invalid(format!("expected params [{name}]")))?;
+    v.into_iter()
+        .next()
+        .ok_or_else(|| invalid(format!("missing parameter {name}")))
 }
 
 fn opt_param(params: &Params, idx: usize) -> Result<Option<Value>, ErrorObjectOwned> {
-    let v: Vec<Value> = params.parse().map_err(|_| invalid("params must be an array"))?;
+    let v: Vec<Value> = params
+        .parse()
+        .map_err(|_| invalid("params must be an array"))?;
     Ok(v.into_iter().nth(idx).filter(|v| !v.is_null()))
 }
 
 fn parse_address(v: &Value, network: Network) -> Result<Address, ErrorObjectOwned> {
-    let s = v.as_str().ok_or_else(|| invalid("address must be a string"))?;
+    let s = v
+        .as_str()
+        .ok_or_else(|| invalid("address must be a string"))?;
     Address::from_str(s)
         .map_err(|e| invalid(format!("invalid Bitcoin address {s:?}: {e}")))?
         .require_network(network)
@@ -106,9 +114,11 @@ fn parse_asof(v: Option<Value>) -> Result<AsOf, ErrorObjectOwned> {
     match v {
         None => Ok(AsOf::Tip),
         Some(Value::String(s)) if s == "latest" => Ok(AsOf::Tip),
-        Some(Value::String(s)) => BlockHash::from_str(&s)
-            .map(AsOf::Block)
-            .map_err(|_| invalid(format!("asOf must be a block hash or \"latest\", got {s:?}"))),
+        Some(Value::String(s)) => BlockHash::from_str(&s).map(AsOf::Block).map_err(|_| {
+            invalid(format!(
+                "asOf must be a block hash or \"latest\", got {s:?}"
+            ))
+        }),
         Some(_) => Err(invalid("asOf must be a block hash string")),
     }
 }
@@ -136,40 +146,60 @@ fn header_json(b: BlockRef, h: &bitcoin::block::Header, tip: u32) -> Value {
 ///
 /// # Errors
 /// Only if a method name were registered twice (a bug).
-pub fn hemi_module(ctx: RpcContext) -> Result<RpcModule<RpcContext>, jsonrpsee::core::RegisterMethodError> {
+pub fn hemi_module(
+    ctx: RpcContext,
+) -> Result<RpcModule<RpcContext>, jsonrpsee::core::RegisterMethodError> {
     let mut m = RpcModule::new(ctx);
-    m.register_blocking_method("hemi_btcTip", |_, ctx, _| -> Result<Value, ErrorObjectOwned> {
-        Ok(tip_json(ctx.bitcoin.tip().map_err(internal)?))
-    })?;
-    m.register_blocking_method("hemi_btcHeader", |params, ctx, _| -> Result<Value, ErrorObjectOwned> {
-        let v = one_param(&params, "heightOrHash")?;
-        let tip = ctx.bitcoin.tip().map_err(internal)?.height;
-        let found = match &v {
-            Value::Number(n) => {
-                let h = n.as_u64().filter(|h| *h <= u32::MAX as u64).ok_or_else(|| invalid("height must be a non-negative integer"))?;
-                ctx.bitcoin.header_at(h as u32).map_err(internal)?
-            }
-            Value::String(s) if s.len() == 64 => {
-                let hash = BlockHash::from_str(s).map_err(|_| invalid(format!("not a block hash: {s:?}")))?;
-                ctx.bitcoin.header_by_hash(&hash).map_err(internal)?
-            }
-            Value::String(s) => {
-                let h: u32 = s
-                    .strip_prefix("0x")
-                    .map(|x| u32::from_str_radix(x, 16))
-                    .unwrap_or_else(|| s.parse())
-                    .map_err(|_| invalid(format!("not a height or block hash: {s:?}")))?;
-                ctx.bitcoin.header_at(h).map_err(internal)?
-            }
-            _ => return Err(invalid("heightOrHash must be a number or a block hash")),
-        };
-        Ok(found.map(|(b, h)| header_json(b, &h, tip)).unwrap_or(Value::Null))
-    })?;
-    m.register_blocking_method("hemi_btcBalance", |params, ctx, _| -> Result<Value, ErrorObjectOwned> {
-        let addr = parse_address(&one_param(&params, "address")?, ctx.network)?;
-        let at = parse_asof(opt_param(&params, 1)?)?;
-        Ok(json!(ctx.bitcoin.balance_by_script(&addr.script_pubkey(), at).map_err(internal)?))
-    })?;
+    m.register_blocking_method(
+        "hemi_btcTip",
+        |_, ctx, _| -> Result<Value, ErrorObjectOwned> {
+            Ok(tip_json(ctx.bitcoin.tip().map_err(internal)?))
+        },
+    )?;
+    m.register_blocking_method(
+        "hemi_btcHeader",
+        |params, ctx, _| -> Result<Value, ErrorObjectOwned> {
+            let v = one_param(&params, "heightOrHash")?;
+            let tip = ctx.bitcoin.tip().map_err(internal)?.height;
+            let found = match &v {
+                Value::Number(n) => {
+                    let h = n
+                        .as_u64()
+                        .filter(|h| *h <= u32::MAX as u64)
+                        .ok_or_else(|| invalid("height must be a non-negative integer"))?;
+                    ctx.bitcoin.header_at(h as u32).map_err(internal)?
+                }
+                Value::String(s) if s.len() == 64 => {
+                    let hash = BlockHash::from_str(s)
+                        .map_err(|_| invalid(format!("not a block hash: {s:?}")))?;
+                    ctx.bitcoin.header_by_hash(&hash).map_err(internal)?
+                }
+                Value::String(s) => {
+                    let h: u32 = s
+                        .strip_prefix("0x")
+                        .map(|x| u32::from_str_radix(x, 16))
+                        .unwrap_or_else(|| s.parse())
+                        .map_err(|_| invalid(format!("not a height or block hash: {s:?}")))?;
+                    ctx.bitcoin.header_at(h).map_err(internal)?
+                }
+                _ => return Err(invalid("heightOrHash must be a number or a block hash")),
+            };
+            Ok(found
+                .map(|(b, h)| header_json(b, &h, tip))
+                .unwrap_or(Value::Null))
+        },
+    )?;
+    m.register_blocking_method(
+        "hemi_btcBalance",
+        |params, ctx, _| -> Result<Value, ErrorObjectOwned> {
+            let addr = parse_address(&one_param(&params, "address")?, ctx.network)?;
+            let at = parse_asof(opt_param(&params, 1)?)?;
+            Ok(json!(ctx
+                .bitcoin
+                .balance_by_script(&addr.script_pubkey(), at)
+                .map_err(internal)?))
+        },
+    )?;
     m.register_blocking_method("hemi_btcUtxos", |params, ctx, _| -> Result<Value, ErrorObjectOwned> {
         let addr = parse_address(&one_param(&params, "address")?, ctx.network)?;
         let at = parse_asof(opt_param(&params, 1)?)?;
@@ -185,28 +215,46 @@ pub fn hemi_module(ctx: RpcContext) -> Result<RpcModule<RpcContext>, jsonrpsee::
                 .collect(),
         ))
     })?;
-    m.register_blocking_method("hemi_btcTransaction", |params, ctx, _| -> Result<Value, ErrorObjectOwned> {
-        let v = one_param(&params, "txid")?;
-        let s = v.as_str().ok_or_else(|| invalid("txid must be a string"))?;
-        let txid = Txid::from_str(s).map_err(|_| invalid(format!("not a txid: {s:?}")))?;
-        let tip = ctx.bitcoin.tip().map_err(internal)?;
-        Ok(match ctx.bitcoin.transaction(&txid, AsOf::Tip).map_err(internal)? {
-            None => Value::Null,
-            Some(t) => json!({
-                "txid": txid.to_string(),
-                "hex": serialize_hex(&t.tx),
-                "blockHash": t.location.block.hash.to_string(),
-                "height": t.location.block.height,
-                "index": t.location.index,
-                "confirmations": tip.height.saturating_sub(t.location.block.height) + 1,
-            }),
-        })
-    })?;
-    m.register_method("hemi_btcSyncStatus", |_, ctx, _| -> Result<Value, ErrorObjectOwned> { Ok((ctx.sync_status)()) })?;
-    m.register_method("hemi_nodeStatus", |_, ctx, _| -> Result<Value, ErrorObjectOwned> { Ok((ctx.node_status)()) })?;
-    m.register_method("web3_clientVersion", |_, _, _| -> Result<Value, ErrorObjectOwned> {
-        Ok(json!(format!("hemi-rs/v{}", env!("CARGO_PKG_VERSION"))))
-    })?;
+    m.register_blocking_method(
+        "hemi_btcTransaction",
+        |params, ctx, _| -> Result<Value, ErrorObjectOwned> {
+            let v = one_param(&params, "txid")?;
+            let s = v.as_str().ok_or_else(|| invalid("txid must be a string"))?;
+            let txid = Txid::from_str(s).map_err(|_| invalid(format!("not a txid: {s:?}")))?;
+            let tip = ctx.bitcoin.tip().map_err(internal)?;
+            Ok(
+                match ctx
+                    .bitcoin
+                    .transaction(&txid, AsOf::Tip)
+                    .map_err(internal)?
+                {
+                    None => Value::Null,
+                    Some(t) => json!({
+                        "txid": txid.to_string(),
+                        "hex": serialize_hex(&t.tx),
+                        "blockHash": t.location.block.hash.to_string(),
+                        "height": t.location.block.height,
+                        "index": t.location.index,
+                        "confirmations": tip.height.saturating_sub(t.location.block.height) + 1,
+                    }),
+                },
+            )
+        },
+    )?;
+    m.register_method(
+        "hemi_btcSyncStatus",
+        |_, ctx, _| -> Result<Value, ErrorObjectOwned> { Ok((ctx.sync_status)()) },
+    )?;
+    m.register_method(
+        "hemi_nodeStatus",
+        |_, ctx, _| -> Result<Value, ErrorObjectOwned> { Ok((ctx.node_status)()) },
+    )?;
+    m.register_method(
+        "web3_clientVersion",
+        |_, _, _| -> Result<Value, ErrorObjectOwned> {
+            Ok(json!(format!("hemi-rs/v{}", env!("CARGO_PKG_VERSION"))))
+        },
+    )?;
     Ok(m)
 }
 
@@ -224,7 +272,10 @@ pub async fn start<C: Send + Sync + 'static>(
         .max_connections(config.max_connections)
         .set_batch_request_config(BatchRequestConfig::Limit(config.max_batch))
         .build();
-    let server = Server::builder().set_config(server_config).build(config.addr).await?;
+    let server = Server::builder()
+        .set_config(server_config)
+        .build(config.addr)
+        .await?;
     let addr = server.local_addr()?;
     let handle = server.start(module);
     tracing::info!(%addr, "JSON-RPC listening (HTTP and WebSocket)");

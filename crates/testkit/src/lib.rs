@@ -252,7 +252,10 @@ impl BitcoinCore {
                     stderr.trim(),
                     self.debug_log_tail(20)
                 );
-                return Err(if stderr.contains("bind") {
+                // Core's words for "P2P port taken" and "RPC port taken".
+                let port_taken = stderr.contains("Unable to bind")
+                    || stderr.contains("Unable to start HTTP server");
+                return Err(if port_taken {
                     Start::PortTaken(e)
                 } else {
                     Start::Failed(e)

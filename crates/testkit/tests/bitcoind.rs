@@ -133,7 +133,7 @@ async fn coinbase_spend_is_accepted_only_once_mature_and_mines_via_generateblock
     let immature = spend(&key, at(3), &dest, 1_000);
     let verdicts = core
         .rpc
-        .test_mempool_accept(&[mature.clone()])
+        .test_mempool_accept(std::slice::from_ref(&mature))
         .await
         .unwrap();
     assert_eq!(verdicts[0]["allowed"], true, "{verdicts:?}");
@@ -168,7 +168,7 @@ async fn coinbase_spend_is_accepted_only_once_mature_and_mines_via_generateblock
 
     let hash = core
         .rpc
-        .generate_block(&addr, &[mature.clone()])
+        .generate_block(&addr, std::slice::from_ref(&mature))
         .await
         .unwrap();
     let block = core.rpc.get_block(&hash).await.unwrap();

@@ -52,7 +52,12 @@ pub struct ClientConfig {
 impl ClientConfig {
     /// One peer, regtest defaults.
     pub fn new(network: Network, peers: Vec<SocketAddr>) -> Self {
-        ClientConfig { network, peers, reconnect_delay: Duration::from_secs(2), progress: true }
+        ClientConfig {
+            network,
+            peers,
+            reconnect_delay: Duration::from_secs(2),
+            progress: true,
+        }
     }
 }
 
@@ -90,12 +95,17 @@ pub struct BitcoinClient {
 
 impl std::fmt::Debug for BitcoinClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BitcoinClient").field("status", &*self.status.read()).finish()
+        f.debug_struct("BitcoinClient")
+            .field("status", &*self.status.read())
+            .finish()
     }
 }
 
 fn now() -> u32 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(0)
 }
 
 impl BitcoinClient {
@@ -154,8 +164,15 @@ impl BitcoinClient {
         s.indexed_height = tip.height;
         s.indexed_hash = tip.hash.to_string();
         s.header_height = header_height;
-        s.synced = !s.connected_peers.is_empty() && header_height >= s.peer_height && tip.height == header_height;
-        s.banned = self.bans.banned().into_iter().map(|(ip, r)| (ip.to_string(), r)).collect();
+        s.synced = !s.connected_peers.is_empty()
+            && header_height >= s.peer_height
+            && tip.height == header_height;
+        s.banned = self
+            .bans
+            .banned()
+            .into_iter()
+            .map(|(ip, r)| (ip.to_string(), r))
+            .collect();
     }
 
     async fn peer_loop(self, addr: SocketAddr, cfg: ClientConfig, bar: Progress) {
@@ -220,7 +237,11 @@ impl BitcoinClient {
                 }
             }
         });
-        let mut sync = PeerSync { in_flight: HashSet::new(), last_seen: Instant::now(), headers_done: false };
+        let mut sync = PeerSync {
+            in_flight: HashSet::new(),
+            last_seen: Instant::now(),
+            headers_done: false,
+        };
         let result = async {
             w.send(NetworkMessage::SendHeaders).await?;
             self.send_getheaders(&mut w).await?;
@@ -251,14 +272,25 @@ impl BitcoinClient {
 
     async fn send_getheaders(&self, w: &mut PeerWriter) -> Result<(), PeerError> {
         let locator = self.store.headers().locator();
-        w.send(NetworkMessage::GetHeaders(GetHeadersMessage::new(locator, BlockHash::all_zeros()))).await
+        w.send(NetworkMessage::GetHeaders(GetHeadersMessage::new(
+            locator,
+            BlockHash::all_zeros(),
+        )))
+        .await
     }
 
-    async fn request_blocks(&self, w: &mut PeerWriter, sync: &mut PeerSync) -> Result<(), PeerError> {
+    async fn request_blocks(
+        &self,
+        w: &mut PeerWriter,
+        sync: &mut PeerSync,
+    ) -> Result<(), PeerError> {
         if sync.in_flight.len() >= BLOCK_WINDOW / 2 {
             return Ok(());
         }
-        let wanted = self.store.blocks_to_fetch(BLOCK_WINDOW * 4).map_err(store_err)?;
+        let wanted = self
+            .store
+            .blocks_to_fetch(BLOCK_WINDOW * 4)
+            .map_err(store_err)?;
         let mut ask = Vec::new();
         for h in wanted {
             if sync.in_flight.len() + ask.len() >= BLOCK_WINDOW {
@@ -270,13 +302,20 @@ impl BitcoinClient {
         }
         if !ask.is_empty() {
             sync.in_flight.extend(ask.iter().copied());
-            w.send(NetworkMessage::GetData(ask.into_iter().map(Inventory::WitnessBlock).collect())).await?;
+            w.send(NetworkMessage::GetData(
+                ask.into_iter().map(Inventory::WitnessBlock).collect(),
+            ))
+            .await?;
         }
         Ok(())
     }
 
     fn apply(&self, bar: &Progress) -> Result<(), PeerError> {
-        let behind = self.store.headers().best_height().saturating_sub(self.store.indexed_tip().height);
+        let behind = self
+            .store
+            .headers()
+            .best_height()
+            .saturating_sub(self.store.indexed_tip().height);
         self.store.set_fast_commits(behind > 16);
         let adv = self.store.advance(usize::MAX).map_err(store_err)?;
         if !adv.connected.is_empty() || !adv.disconnected.is_empty() {
@@ -291,7 +330,9 @@ impl BitcoinClient {
             bar.blocks(tip.height, self.store.headers().best_height());
         }
         if let Some((hash, reason)) = adv.invalid.first() {
-            return Err(PeerError::Misbehaving { reason: format!("block {hash} is invalid: {reason}") });
+            return Err(PeerError::Misbehaving {
+                reason: format!("block {hash} is invalid: {reason}"),
+            });
         }
         self.refresh_status();
         Ok(())
@@ -316,7 +357,9 @@ impl BitcoinClient {
                     }
                     let added = self.store.add_headers(&headers, now()).map_err(store_err)?;
                     if let Some(e) = added.error {
-                        return Err(PeerError::Misbehaving { reason: format!("invalid header: {e}") });
+                        return Err(PeerError::Misbehaving {
+                            reason: format!("invalid header: {e}"),
+                        });
                     }
                     let best = self.store.headers().best_height();
                     {
@@ -335,16 +378,24 @@ impl BitcoinClient {
             }
             NetworkMessage::Block(block) => {
                 let hash = block.block_hash();
-                if !sync.in_flight.remove(&hash) && !self.store.headers().contains(&block.header.prev_blockhash) {
-                    return Err(PeerError::Misbehaving { reason: format!("unrequested, unconnecting block {hash}") });
+                if !sync.in_flight.remove(&hash)
+                    && !self.store.headers().contains(&block.header.prev_blockhash)
+                {
+                    return Err(PeerError::Misbehaving {
+                        reason: format!("unrequested, unconnecting block {hash}"),
+                    });
                 }
                 match self.store.put_block(&block, now()) {
                     Ok(()) => {}
                     Err(StoreError::Header(e)) => {
-                        return Err(PeerError::Misbehaving { reason: format!("block {hash} has an invalid header: {e}") })
+                        return Err(PeerError::Misbehaving {
+                            reason: format!("block {hash} has an invalid header: {e}"),
+                        })
                     }
                     Err(StoreError::BadBlock { reason, .. }) => {
-                        return Err(PeerError::Misbehaving { reason: format!("block {hash}: {reason}") })
+                        return Err(PeerError::Misbehaving {
+                            reason: format!("block {hash}: {reason}"),
+                        })
                     }
                     Err(e) => return Err(store_err(e)),
                 }
@@ -353,7 +404,9 @@ impl BitcoinClient {
             }
             NetworkMessage::Inv(items) => {
                 let new_block = items.iter().any(|i| match i {
-                    Inventory::Block(h) | Inventory::WitnessBlock(h) => !self.store.headers().contains(h),
+                    Inventory::Block(h) | Inventory::WitnessBlock(h) => {
+                        !self.store.headers().contains(h)
+                    }
                     _ => false,
                 });
                 if new_block {
@@ -395,14 +448,17 @@ impl Progress {
     fn new(want: bool) -> Self {
         let bar = (want && std::io::stderr().is_terminal()).then(|| {
             let b = indicatif::ProgressBar::new(0);
-            if let Ok(style) =
-                indicatif::ProgressStyle::with_template("{spinner} bitcoin {msg} [{bar:40}] {pos}/{len} blocks")
-            {
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{spinner} bitcoin {msg} [{bar:40}] {pos}/{len} blocks",
+            ) {
                 b.set_style(style);
             }
             b
         });
-        Progress { bar, last_log: Arc::new(parking_lot::Mutex::new(Instant::now())) }
+        Progress {
+            bar,
+            last_log: Arc::new(parking_lot::Mutex::new(Instant::now())),
+        }
     }
 
     fn headers(&self, best: u32) {

@@ -19,6 +19,8 @@
 //! The tree is synchronous and allocation-free per header beyond its own storage; callers
 //! (the P2P client, the store) wrap it in their own locking.
 
+#![warn(missing_docs)]
+
 mod error;
 mod params;
 pub mod pow;

@@ -155,7 +155,7 @@ pub fn permitted_difficulty_transition(
     if params.allow_min_difficulty_blocks {
         return true;
     }
-    if height % params.difficulty_adjustment_interval() == 0 {
+    if height.is_multiple_of(params.difficulty_adjustment_interval()) {
         let timespan = u64::from(params.pow_target_timespan);
         let limit = target_to_u256(params.pow_limit);
         let old = U256::from_compact(old_bits.to_consensus()).value;

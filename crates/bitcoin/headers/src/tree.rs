@@ -304,7 +304,9 @@ impl HeaderTree {
             });
         }
 
-        if self.params.enforce_bip94 && height % self.params.difficulty_adjustment_interval() == 0 {
+        if self.params.enforce_bip94
+            && height.is_multiple_of(self.params.difficulty_adjustment_interval())
+        {
             let min = i64::from(p.header.time) - MAX_TIMEWARP;
             if i64::from(header.time) < min {
                 return Err(HeaderError::TimewarpAttack {
@@ -360,7 +362,7 @@ impl HeaderTree {
         let interval = params.difficulty_adjustment_interval();
         let last_node = &self.entry(last).node;
         let next_height = last_node.height.saturating_add(1);
-        if next_height % interval != 0 {
+        if !next_height.is_multiple_of(interval) {
             if params.allow_min_difficulty_blocks {
                 // Testnet: a block more than 2 × spacing after its parent may be min-difficulty.
                 let gap = i64::from(params.pow_target_spacing) * 2;
@@ -372,7 +374,7 @@ impl HeaderTree {
                 loop {
                     let e = self.entry(i);
                     if e.parent == NONE
-                        || e.node.height % interval == 0
+                        || e.node.height.is_multiple_of(interval)
                         || e.node.header.bits.to_consensus() != self.pow_limit_bits
                     {
                         return e.node.header.bits;

@@ -48,7 +48,7 @@ async fn read_all(bytes: &[u8]) -> Result<NetworkMessage, PeerError> {
     read_message(&mut r, REGTEST).await
 }
 
-/// Two headers where the second builds on the first.
+/// `n` regtest headers, each building on the one before.
 fn chained_headers(n: usize) -> Vec<Header> {
     let mut headers = vec![genesis_block(Network::Regtest).header];
     while headers.len() < n {

@@ -30,7 +30,11 @@ pub const DEFAULT_RPC_ADDR: &str = "127.0.0.1:18443";
 pub const DEFAULT_P2P_ADDR: &str = "127.0.0.1:18444";
 
 /// Mines one block every `interval` paying to `script`, until the task is aborted.
-pub fn spawn_miner(node: Arc<RegtestNode>, interval: Duration, script: bitcoin::ScriptBuf) -> tokio::task::JoinHandle<()> {
+pub fn spawn_miner(
+    node: Arc<RegtestNode>,
+    interval: Duration,
+    script: bitcoin::ScriptBuf,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.tick().await;

@@ -43,7 +43,10 @@ pub struct Reject {
 
 impl Reject {
     fn policy(reason: impl Into<String>) -> Self {
-        Reject { reason: reason.into(), code: codes::RPC_VERIFY_REJECTED }
+        Reject {
+            reason: reason.into(),
+            code: codes::RPC_VERIFY_REJECTED,
+        }
     }
 }
 
@@ -116,7 +119,11 @@ fn dust_threshold(out: &TxOut) -> u64 {
         return 0;
     }
     let out_size = bitcoin::consensus::serialize(out).len() as u64;
-    let spend = if script.is_witness_program() { 32 + 4 + 1 + (107 / 4) + 4 } else { 32 + 4 + 1 + 107 + 4 };
+    let spend = if script.is_witness_program() {
+        32 + 4 + 1 + (107 / 4) + 4
+    } else {
+        32 + 4 + 1 + 107 + 4
+    };
     (out_size + spend) * DUST_RELAY_FEE_SAT_KVB / 1000
 }
 
@@ -161,7 +168,11 @@ impl Mempool {
 
     /// Mempool children of a transaction.
     pub fn children(&self, txid: &Txid) -> Vec<Txid> {
-        self.entries.values().filter(|e| e.parents.contains(txid)).map(|e| e.tx.compute_txid()).collect()
+        self.entries
+            .values()
+            .filter(|e| e.parents.contains(txid))
+            .map(|e| e.tx.compute_txid())
+            .collect()
     }
 
     /// A transaction and all its mempool descendants.
@@ -209,7 +220,10 @@ impl Mempool {
     ) -> Result<(Accepted, Vec<Txid>), Reject> {
         let txid = tx.compute_txid();
         if self.entries.contains_key(&txid) {
-            return Err(Reject { reason: "txn-already-in-mempool".into(), code: codes::RPC_VERIFY_ALREADY_IN_CHAIN });
+            return Err(Reject {
+                reason: "txn-already-in-mempool".into(),
+                code: codes::RPC_VERIFY_ALREADY_IN_CHAIN,
+            });
         }
         if tx.is_coinbase() {
             return Err(Reject::policy("coinbase"));
@@ -267,10 +281,17 @@ impl Mempool {
             }
             let coin = if let Some(parent) = self.entries.get(&op.txid) {
                 let Some(out) = parent.tx.output.get(op.vout as usize) else {
-                    return Err(Reject { reason: "bad-txns-inputs-missingorspent".into(), code: codes::RPC_VERIFY_ERROR });
+                    return Err(Reject {
+                        reason: "bad-txns-inputs-missingorspent".into(),
+                        code: codes::RPC_VERIFY_ERROR,
+                    });
                 };
                 parents.insert(op.txid);
-                Coin { txout: out.clone(), height: None, coinbase: false }
+                Coin {
+                    txout: out.clone(),
+                    height: None,
+                    coinbase: false,
+                }
             } else {
                 match chain_coin(&op) {
                     Some(c) => c,
@@ -308,7 +329,9 @@ impl Mempool {
         let vsize = Weight::from_wu(weight).to_vbytes_ceil();
         let min_fee = MIN_RELAY_FEE_SAT_KVB * vsize / 1000;
         if fee < min_fee {
-            return Err(Reject::policy(format!("min relay fee not met, {fee} < {min_fee}")));
+            return Err(Reject::policy(format!(
+                "min relay fee not met, {fee} < {min_fee}"
+            )));
         }
         if let Some(max) = max_feerate_kvb {
             if max > 0 && fee * 1000 / vsize.max(1) > max {
@@ -327,9 +350,12 @@ impl Mempool {
             ancestors += self.ancestor_count(p);
         }
         if ancestors > MAX_CHAIN {
-            return Err(Reject::policy(format!("too-long-mempool-chain, too many unconfirmed ancestors [limit: {MAX_CHAIN}]")));
+            return Err(Reject::policy(format!(
+                "too-long-mempool-chain, too many unconfirmed ancestors [limit: {MAX_CHAIN}]"
+            )));
         }
-        verify(tx, &prevouts).map_err(|e| Reject::policy(format!("mandatory-script-verify-flag-failed ({e})")))?;
+        verify(tx, &prevouts)
+            .map_err(|e| Reject::policy(format!("mandatory-script-verify-flag-failed ({e})")))?;
         // Replace-by-fee (Core's full RBF, BIP125 rules 3 and 4).
         let mut replaced = Vec::new();
         for c in &conflicts {
@@ -340,10 +366,16 @@ impl Mempool {
             }
         }
         if replaced.len() > 100 {
-            return Err(Reject::policy(format!("too many potential replacements, rejecting replacement {txid}")));
+            return Err(Reject::policy(format!(
+                "too many potential replacements, rejecting replacement {txid}"
+            )));
         }
         if !replaced.is_empty() {
-            let old_fee: u64 = replaced.iter().filter_map(|t| self.entries.get(t)).map(|e| e.fee).sum();
+            let old_fee: u64 = replaced
+                .iter()
+                .filter_map(|t| self.entries.get(t))
+                .map(|e| e.fee)
+                .sum();
             let new_rate = fee * 1000 / vsize.max(1);
             for c in &conflicts {
                 if let Some(e) = self.entries.get(c) {
@@ -366,7 +398,13 @@ impl Mempool {
             }
         }
         Ok((
-            Accepted { txid, wtxid: tx.compute_wtxid(), fee, vsize, replaced: replaced.clone() },
+            Accepted {
+                txid,
+                wtxid: tx.compute_wtxid(),
+                fee,
+                vsize,
+                replaced: replaced.clone(),
+            },
             parents.into_iter().collect(),
         ))
     }
@@ -450,7 +488,11 @@ impl Mempool {
     /// Picks transactions for a block: parents first, higher fee rate first, up to `max_weight`.
     pub fn select(&self, max_weight: u64) -> Vec<Transaction> {
         let mut order: Vec<&Entry> = self.entries.values().collect();
-        order.sort_by(|a, b| b.feerate_kvb().cmp(&a.feerate_kvb()).then(a.time.cmp(&b.time)));
+        order.sort_by(|a, b| {
+            b.feerate_kvb()
+                .cmp(&a.feerate_kvb())
+                .then(a.time.cmp(&b.time))
+        });
         let mut chosen: Vec<Transaction> = Vec::new();
         let mut in_block: HashSet<Txid> = HashSet::new();
         let mut weight = 0;

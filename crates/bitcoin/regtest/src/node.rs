@@ -57,12 +57,17 @@ pub struct RegtestNode {
 
 impl std::fmt::Debug for RegtestNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegtestNode").field("tip", &self.store.indexed_tip()).finish()
+        f.debug_struct("RegtestNode")
+            .field("tip", &self.store.indexed_tip())
+            .finish()
     }
 }
 
 pub(crate) fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Block subsidy at `height` on regtest (halving every 150 blocks).
@@ -78,7 +83,12 @@ impl RegtestNode {
     /// A node over `store` (which must be a regtest store).
     pub fn new(store: Arc<ChainStore>) -> Arc<Self> {
         let (events, _) = broadcast::channel(1024);
-        Arc::new(RegtestNode { store, mempool: Mutex::new(Mempool::default()), events, mining: Mutex::new(0) })
+        Arc::new(RegtestNode {
+            store,
+            mempool: Mutex::new(Mempool::default()),
+            events,
+            mining: Mutex::new(0),
+        })
     }
 
     /// The chain store.
@@ -99,7 +109,10 @@ impl RegtestNode {
     fn chain_coin(&self) -> impl Fn(&OutPoint) -> Option<Coin> + '_ {
         |op| {
             self.store.utxo(op).ok().flatten().map(|u| Coin {
-                txout: TxOut { value: Amount::from_sat(u.value), script_pubkey: u.script_pubkey },
+                txout: TxOut {
+                    value: Amount::from_sat(u.value),
+                    script_pubkey: u.script_pubkey,
+                },
                 height: Some(u.height),
                 coinbase: u.coinbase,
             })
@@ -115,13 +128,23 @@ impl RegtestNode {
     ///
     /// # Errors
     /// [`Reject`] with Core's reason and code; `-27` if it is already confirmed.
-    pub fn submit_transaction(&self, tx: Transaction, max_feerate_kvb: Option<u64>) -> Result<Accepted, Reject> {
+    pub fn submit_transaction(
+        &self,
+        tx: Transaction,
+        max_feerate_kvb: Option<u64>,
+    ) -> Result<Accepted, Reject> {
         let txid = tx.compute_txid();
         {
             let pool = self.mempool.lock();
             if let Some(e) = pool.get(&txid) {
                 // Core answers the txid for a transaction it already has.
-                return Ok(Accepted { txid, wtxid: e.wtxid, fee: e.fee, vsize: e.vsize, replaced: vec![] });
+                return Ok(Accepted {
+                    txid,
+                    wtxid: e.wtxid,
+                    fee: e.fee,
+                    vsize: e.vsize,
+                    replaced: vec![],
+                });
             }
         }
         if self.confirmed_outputs_exist(&tx) {
@@ -146,14 +169,24 @@ impl RegtestNode {
 
     fn confirmed_outputs_exist(&self, tx: &Transaction) -> bool {
         let txid = tx.compute_txid();
-        (0..tx.output.len() as u32).any(|v| self.store.utxo(&OutPoint::new(txid, v)).ok().flatten().is_some())
+        (0..tx.output.len() as u32).any(|v| {
+            self.store
+                .utxo(&OutPoint::new(txid, v))
+                .ok()
+                .flatten()
+                .is_some()
+        })
     }
 
     /// Checks a transaction without adding it (`testmempoolaccept`).
     ///
     /// # Errors
     /// [`Reject`] with Core's reason.
-    pub fn test_transaction(&self, tx: &Transaction, max_feerate_kvb: Option<u64>) -> Result<Accepted, Reject> {
+    pub fn test_transaction(
+        &self,
+        tx: &Transaction,
+        max_feerate_kvb: Option<u64>,
+    ) -> Result<Accepted, Reject> {
         if self.confirmed_outputs_exist(tx) {
             return Err(Reject {
                 reason: "txn-already-known".into(),
@@ -162,7 +195,8 @@ impl RegtestNode {
         }
         let tip = self.store.indexed_tip().height;
         let pool = self.mempool.lock();
-        pool.check(tx, &self.chain_coin(), tip, &Self::verify, max_feerate_kvb).map(|(a, _)| a)
+        pool.check(tx, &self.chain_coin(), tip, &Self::verify, max_feerate_kvb)
+            .map(|(a, _)| a)
     }
 
     /// Mines `n` blocks paying to `script` (`generatetoaddress`), taking mempool transactions.
@@ -182,7 +216,11 @@ impl RegtestNode {
     ///
     /// # Errors
     /// Store errors, or [`StoreError::BadBlock`] if the transactions do not connect.
-    pub fn mine_block_with(&self, script: &ScriptBuf, txs: Vec<Transaction>) -> Result<BlockHash, NodeError> {
+    pub fn mine_block_with(
+        &self,
+        script: &ScriptBuf,
+        txs: Vec<Transaction>,
+    ) -> Result<BlockHash, NodeError> {
         let mut extra = self.mining.lock();
         *extra += 1;
         let tip = self.store.indexed_tip();
@@ -190,7 +228,10 @@ impl RegtestNode {
         let (mtp, parent_bits) = {
             let tree = self.store.headers();
             let mtp = tree.median_time_past(&tip.hash).unwrap_or(0);
-            let bits = tree.get(&tip.hash).map(|n| n.header.bits).unwrap_or(CompactTarget::from_consensus(0x207f_ffff));
+            let bits = tree
+                .get(&tip.hash)
+                .map(|n| n.header.bits)
+                .unwrap_or(CompactTarget::from_consensus(0x207f_ffff));
             (mtp, bits)
         };
         // Fees of the chosen transactions.
@@ -203,14 +244,27 @@ impl RegtestNode {
                 }
             }
         }
-        let mut block = build_block(tip.hash, height, parent_bits, mtp, script, txs, fees, *extra);
+        let mut block = build_block(
+            tip.hash,
+            height,
+            parent_bits,
+            mtp,
+            script,
+            txs,
+            fees,
+            *extra,
+        );
         grind(&mut block.header);
         let hash = block.block_hash();
         let now = now_secs() as u32;
         self.store.put_block(&block, now)?;
         let adv = self.store.advance(usize::MAX)?;
         if let Some((bad, reason)) = adv.invalid.first() {
-            return Err(NodeError::Store(StoreError::BadBlock { hash: *bad, height, reason: reason.clone() }));
+            return Err(NodeError::Store(StoreError::BadBlock {
+                hash: *bad,
+                height,
+                reason: reason.clone(),
+            }));
         }
         self.after_advance(&adv);
         Ok(hash)
@@ -266,9 +320,19 @@ impl RegtestNode {
         }
         let tip = self.store.indexed_tip();
         for tx in back {
-            let _ = self.mempool.lock().accept(tx, &self.chain_coin(), tip.height, &Self::verify, None, now_secs());
+            let _ = self.mempool.lock().accept(
+                tx,
+                &self.chain_coin(),
+                tip.height,
+                &Self::verify,
+                None,
+                now_secs(),
+            );
         }
-        let _ = self.events.send(NodeEvent::Tip { hash: tip.hash, height: tip.height });
+        let _ = self.events.send(NodeEvent::Tip {
+            hash: tip.hash,
+            height: tip.height,
+        });
     }
 
     /// Fee rate estimate in sat/kvB for confirmation within `target` blocks: the mempool's fee
@@ -299,7 +363,10 @@ pub fn build_block(
 ) -> Block {
     let mut extra = PushBytesBuf::new();
     let _ = extra.extend_from_slice(&extranonce.to_le_bytes());
-    let script_sig = Builder::new().push_int(height as i64).push_slice(extra).into_script();
+    let script_sig = Builder::new()
+        .push_int(height as i64)
+        .push_slice(extra)
+        .into_script();
     let mut witness = Witness::new();
     witness.push([0u8; 32]);
     let coinbase = Transaction {
@@ -311,7 +378,10 @@ pub fn build_block(
             sequence: Sequence::MAX,
             witness,
         }],
-        output: vec![TxOut { value: regtest_subsidy(height) + Amount::from_sat(fees), script_pubkey: script.clone() }],
+        output: vec![TxOut {
+            value: regtest_subsidy(height) + Amount::from_sat(fees),
+            script_pubkey: script.clone(),
+        }],
     };
     let time = (now_secs() as u32).max(mtp + 1);
     let mut txdata = Vec::with_capacity(txs.len() + 1);
@@ -335,8 +405,14 @@ pub fn build_block(
         payload.extend_from_slice(commitment.as_byte_array());
         let mut pb = PushBytesBuf::new();
         let _ = pb.extend_from_slice(&payload);
-        let commit_script = Builder::new().push_opcode(bitcoin::opcodes::all::OP_RETURN).push_slice(pb).into_script();
-        block.txdata[0].output.push(TxOut { value: Amount::ZERO, script_pubkey: commit_script });
+        let commit_script = Builder::new()
+            .push_opcode(bitcoin::opcodes::all::OP_RETURN)
+            .push_slice(pb)
+            .into_script();
+        block.txdata[0].output.push(TxOut {
+            value: Amount::ZERO,
+            script_pubkey: commit_script,
+        });
     }
     if let Some(root) = block.compute_merkle_root() {
         block.header.merkle_root = root;

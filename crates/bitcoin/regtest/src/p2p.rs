@@ -6,9 +6,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bitcoin::hashes::Hash;
 use bitcoin::p2p::message::NetworkMessage;
 use bitcoin::p2p::message_blockdata::{GetHeadersMessage, Inventory};
-use bitcoin::hashes::Hash;
 use bitcoin::{BlockHash, Network};
 use hemi_btc_p2p::{check_message, BanList, Peer, PeerConfig, PeerError, PeerWriter};
 use tokio::net::TcpListener;
@@ -32,7 +32,9 @@ pub async fn serve_p2p(
     let local = listener.local_addr()?;
     let handle = tokio::spawn(async move {
         loop {
-            let Ok((stream, remote)) = listener.accept().await else { continue };
+            let Ok((stream, remote)) = listener.accept().await else {
+                continue;
+            };
             if bans.is_banned(remote.ip()) {
                 tracing::debug!(%remote, "refusing banned peer");
                 continue;
@@ -54,12 +56,9 @@ pub async fn serve_p2p(
                             }
                         }
                     }
-                    Err(e) => {
-                        if e.is_misbehaviour() {
-                            bans.misbehaving(remote.ip(), 100, &e.to_string());
-                        }
-                        tracing::debug!(%remote, error = %e, "handshake failed");
-                    }
+                    // No ban for a failed handshake: Bitcoin Core opens with a BIP324 (v2)
+                    // handshake and falls back to v1 when we hang up, as a v1 Core node does.
+                    Err(e) => tracing::debug!(%remote, error = %e, "handshake failed"),
                 }
             });
         }
@@ -76,7 +75,9 @@ pub fn headers_for(node: &RegtestNode, msg: &GetHeadersMessage) -> Vec<bitcoin::
     let from = tree.get(&start).map(|n| n.height + 1).unwrap_or(1);
     let mut out = Vec::new();
     for h in from..=tip {
-        let Some(hash) = tree.hash_at_height(h) else { break };
+        let Some(hash) = tree.hash_at_height(h) else {
+            break;
+        };
         let Some(n) = tree.get(&hash) else { break };
         out.push(n.header);
         if out.len() >= MAX_HEADERS || hash == msg.stop_hash {
@@ -138,7 +139,11 @@ async fn serve_peer(node: Arc<RegtestNode>, peer: Peer) -> Result<(), PeerError>
     result
 }
 
-async fn handle(node: &Arc<RegtestNode>, w: &mut PeerWriter, msg: NetworkMessage) -> Result<(), PeerError> {
+async fn handle(
+    node: &Arc<RegtestNode>,
+    w: &mut PeerWriter,
+    msg: NetworkMessage,
+) -> Result<(), PeerError> {
     match msg {
         NetworkMessage::Ping(n) => w.send(NetworkMessage::Pong(n)).await?,
         NetworkMessage::GetHeaders(gh) => {
@@ -191,8 +196,11 @@ async fn handle(node: &Arc<RegtestNode>, w: &mut PeerWriter, msg: NetworkMessage
             }
             if new_block {
                 let locator = node.store().headers().locator();
-                w.send(NetworkMessage::GetHeaders(GetHeadersMessage::new(locator, BlockHash::all_zeros())))
-                    .await?;
+                w.send(NetworkMessage::GetHeaders(GetHeadersMessage::new(
+                    locator,
+                    BlockHash::all_zeros(),
+                )))
+                .await?;
             }
         }
         NetworkMessage::Tx(tx) => {
@@ -205,12 +213,16 @@ async fn handle(node: &Arc<RegtestNode>, w: &mut PeerWriter, msg: NetworkMessage
                 return Ok(());
             }
             let now = crate::node::now_secs() as u32;
-            let added = node
-                .store()
-                .add_headers(&headers, now)
-                .map_err(|e| PeerError::Misbehaving { reason: e.to_string() })?;
+            let added =
+                node.store()
+                    .add_headers(&headers, now)
+                    .map_err(|e| PeerError::Misbehaving {
+                        reason: e.to_string(),
+                    })?;
             if let Some(e) = added.error {
-                return Err(PeerError::Misbehaving { reason: format!("invalid header: {e}") });
+                return Err(PeerError::Misbehaving {
+                    reason: format!("invalid header: {e}"),
+                });
             }
             let want: Vec<Inventory> = node
                 .store()
@@ -225,13 +237,18 @@ async fn handle(node: &Arc<RegtestNode>, w: &mut PeerWriter, msg: NetworkMessage
         }
         NetworkMessage::Block(block) => {
             if let Err(e) = node.submit_block(&block) {
-                return Err(PeerError::Misbehaving { reason: format!("invalid block: {e}") });
+                return Err(PeerError::Misbehaving {
+                    reason: format!("invalid block: {e}"),
+                });
             }
         }
         NetworkMessage::MemPool => {
             let ids = node.with_mempool(|m| m.txids());
             if !ids.is_empty() {
-                w.send(NetworkMessage::Inv(ids.into_iter().map(Inventory::Transaction).collect())).await?;
+                w.send(NetworkMessage::Inv(
+                    ids.into_iter().map(Inventory::Transaction).collect(),
+                ))
+                .await?;
             }
         }
         // Legal messages we have nothing to say to.

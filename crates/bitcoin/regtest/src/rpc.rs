@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use bitcoin::consensus::encode::{deserialize_hex, serialize_hex};
 use bitcoin::{Address, Amount, BlockHash, Network, Transaction, Txid};
+use hemi_btc_view::{AsOf, BitcoinView};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
-use hemi_btc_view::{AsOf, BitcoinView};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
@@ -44,7 +44,10 @@ pub struct RpcError {
 }
 
 fn err(code: i64, message: impl Into<String>) -> RpcError {
-    RpcError { code, message: message.into() }
+    RpcError {
+        code,
+        message: message.into(),
+    }
 }
 
 type RpcResult = Result<Value, RpcError>;
@@ -70,7 +73,9 @@ pub async fn serve_rpc(
     let auth = Arc::new(auth);
     let handle = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let node = node.clone();
             let auth = auth.clone();
             tokio::spawn(async move {
@@ -80,7 +85,10 @@ pub async fn serve_rpc(
                     async move { Ok::<_, Infallible>(handle_http(node, &auth, req).await) }
                 });
                 let io = hyper_util::rt::TokioIo::new(stream);
-                let _ = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(io, svc).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(io, svc)
+                    .await;
             });
         }
     });
@@ -91,33 +99,53 @@ pub async fn serve_rpc(
 fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
     *r.status_mut() = status;
-    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
 fn authorized(auth: &RpcAuth, req: &Request<Incoming>) -> bool {
     use base64::Engine;
-    let Some(expected) = &auth.user_pass else { return true };
-    let Some(h) = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+    let Some(expected) = &auth.user_pass else {
+        return true;
+    };
+    let Some(h) = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
-    let Some(b64) = h.strip_prefix("Basic ") else { return false };
+    let Some(b64) = h.strip_prefix("Basic ") else {
+        return false;
+    };
     base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
         .map(|d| d == expected.as_bytes())
         .unwrap_or(false)
 }
 
-async fn handle_http(node: Arc<RegtestNode>, auth: &RpcAuth, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle_http(
+    node: Arc<RegtestNode>,
+    auth: &RpcAuth,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     if !authorized(auth, &req) {
         let mut r = Response::new(Full::new(Bytes::new()));
         *r.status_mut() = StatusCode::UNAUTHORIZED;
-        r.headers_mut()
-            .insert(hyper::header::WWW_AUTHENTICATE, hyper::header::HeaderValue::from_static("Basic realm=\"jsonrpc\""));
+        r.headers_mut().insert(
+            hyper::header::WWW_AUTHENTICATE,
+            hyper::header::HeaderValue::from_static("Basic realm=\"jsonrpc\""),
+        );
         return r;
     }
     if req.method() != hyper::Method::POST {
-        return reply(StatusCode::METHOD_NOT_ALLOWED, json!({"result": null, "error": {"code": code::INVALID_REQUEST, "message": "JSONRPC server handles only POST requests"}, "id": null}));
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            json!({"result": null, "error": {"code": code::INVALID_REQUEST, "message": "JSONRPC server handles only POST requests"}, "id": null}),
+        );
     }
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
@@ -181,13 +209,26 @@ fn one_request(node: &RegtestNode, req: Value) -> (StatusCode, Value) {
         }
     };
     match dispatch(node, method, &params) {
-        Ok(result) if v2 => (StatusCode::OK, json!({"jsonrpc": "2.0", "result": result, "id": id})),
-        Ok(result) => (StatusCode::OK, json!({"result": result, "error": null, "id": id})),
+        Ok(result) if v2 => (
+            StatusCode::OK,
+            json!({"jsonrpc": "2.0", "result": result, "id": id}),
+        ),
+        Ok(result) => (
+            StatusCode::OK,
+            json!({"result": result, "error": null, "id": id}),
+        ),
         Err(e) => {
-            let status = if e.code == code::METHOD_NOT_FOUND { StatusCode::NOT_FOUND } else { StatusCode::INTERNAL_SERVER_ERROR };
+            let status = if e.code == code::METHOD_NOT_FOUND {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
             let error = json!({"code": e.code, "message": e.message});
             if v2 {
-                (StatusCode::OK, json!({"jsonrpc": "2.0", "error": error, "id": id}))
+                (
+                    StatusCode::OK,
+                    json!({"jsonrpc": "2.0", "error": error, "id": id}),
+                )
             } else {
                 (status, json!({"result": null, "error": error, "id": id}))
             }
@@ -200,25 +241,50 @@ fn param<'a>(p: &'a [Value], i: usize) -> Option<&'a Value> {
 }
 
 fn hash_param(p: &[Value], i: usize, name: &str) -> Result<BlockHash, RpcError> {
-    let s = param(p, i).and_then(Value::as_str).ok_or_else(|| err(code::TYPE_ERROR, format!("{name} must be a string")))?;
+    let s = param(p, i)
+        .and_then(Value::as_str)
+        .ok_or_else(|| err(code::TYPE_ERROR, format!("{name} must be a string")))?;
     if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(err(code::INVALID_PARAMETER, format!("{name} must be of length 64 (not {}, for '{s}')", s.len())));
+        return Err(err(
+            code::INVALID_PARAMETER,
+            format!("{name} must be of length 64 (not {}, for '{s}')", s.len()),
+        ));
     }
-    s.parse().map_err(|_| err(code::INVALID_PARAMETER, format!("{name} must be hexadecimal string (not '{s}')")))
+    s.parse().map_err(|_| {
+        err(
+            code::INVALID_PARAMETER,
+            format!("{name} must be hexadecimal string (not '{s}')"),
+        )
+    })
 }
 
 fn txid_param(p: &[Value], i: usize) -> Result<Txid, RpcError> {
-    let s = param(p, i).and_then(Value::as_str).ok_or_else(|| err(code::TYPE_ERROR, "txid must be a string"))?;
+    let s = param(p, i)
+        .and_then(Value::as_str)
+        .ok_or_else(|| err(code::TYPE_ERROR, "txid must be a string"))?;
     if s.len() != 64 {
-        return Err(err(code::INVALID_PARAMETER, format!("txid must be of length 64 (not {}, for '{s}')", s.len())));
+        return Err(err(
+            code::INVALID_PARAMETER,
+            format!("txid must be of length 64 (not {}, for '{s}')", s.len()),
+        ));
     }
-    s.parse().map_err(|_| err(code::INVALID_PARAMETER, format!("txid must be hexadecimal string (not '{s}')")))
+    s.parse().map_err(|_| {
+        err(
+            code::INVALID_PARAMETER,
+            format!("txid must be hexadecimal string (not '{s}')"),
+        )
+    })
 }
 
 fn u64_param(p: &[Value], i: usize, name: &str) -> Result<Option<u64>, RpcError> {
     match param(p, i) {
         None => Ok(None),
-        Some(v) => v.as_u64().map(Some).ok_or_else(|| err(code::TYPE_ERROR, format!("{name}: expected a non-negative integer"))),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            err(
+                code::TYPE_ERROR,
+                format!("{name}: expected a non-negative integer"),
+            )
+        }),
     }
 }
 
@@ -231,8 +297,15 @@ fn bool_or_int(p: &[Value], i: usize) -> Option<i64> {
 }
 
 fn decode_tx(p: &[Value], i: usize) -> Result<Transaction, RpcError> {
-    let s = param(p, i).and_then(Value::as_str).ok_or_else(|| err(code::TYPE_ERROR, "hexstring must be a string"))?;
-    deserialize_hex::<Transaction>(s).map_err(|_| err(code::DESERIALIZATION_ERROR, "TX decode failed. Make sure the tx has at least one input."))
+    let s = param(p, i)
+        .and_then(Value::as_str)
+        .ok_or_else(|| err(code::TYPE_ERROR, "hexstring must be a string"))?;
+    deserialize_hex::<Transaction>(s).map_err(|_| {
+        err(
+            code::DESERIALIZATION_ERROR,
+            "TX decode failed. Make sure the tx has at least one input.",
+        )
+    })
 }
 
 /// BTC/kvB parameter to sat/kvB.
@@ -240,8 +313,12 @@ fn feerate_param(p: &[Value], i: usize) -> Result<Option<u64>, RpcError> {
     match param(p, i) {
         None => Ok(Some(10_000_000)), // Core's default maxfeerate: 0.10 BTC/kvB
         Some(v) => {
-            let btc = v.as_f64().ok_or_else(|| err(code::TYPE_ERROR, "maxfeerate: expected a number"))?;
-            Amount::from_btc(btc).map(|a| Some(a.to_sat())).map_err(|_| err(code::TYPE_ERROR, "Invalid amount"))
+            let btc = v
+                .as_f64()
+                .ok_or_else(|| err(code::TYPE_ERROR, "maxfeerate: expected a number"))?;
+            Amount::from_btc(btc)
+                .map(|a| Some(a.to_sat()))
+                .map_err(|_| err(code::TYPE_ERROR, "Invalid amount"))
         }
     }
 }
@@ -253,12 +330,28 @@ fn difficulty(bits: bitcoin::CompactTarget) -> f64 {
 fn header_json(node: &RegtestNode, hash: &BlockHash) -> RpcResult {
     let store = node.store();
     let tree = store.headers();
-    let n = tree.get(hash).ok_or_else(|| err(code::INVALID_ADDRESS_OR_KEY, "Block not found"))?;
+    let n = tree
+        .get(hash)
+        .ok_or_else(|| err(code::INVALID_ADDRESS_OR_KEY, "Block not found"))?;
     let tip = store.indexed_tip();
-    let on_chain = store.header_at(n.height).ok().flatten().map(|(b, _)| b.hash) == Some(*hash);
-    let confirmations: i64 = if on_chain { (tip.height - n.height + 1) as i64 } else { -1 };
+    let on_chain = store
+        .header_at(n.height)
+        .ok()
+        .flatten()
+        .map(|(b, _)| b.hash)
+        == Some(*hash);
+    let confirmations: i64 = if on_chain {
+        (tip.height - n.height + 1) as i64
+    } else {
+        -1
+    };
     let h = n.header;
-    let ntx = store.block(hash).ok().flatten().map(|b| b.txdata.len()).unwrap_or(0);
+    let ntx = store
+        .block(hash)
+        .ok()
+        .flatten()
+        .map(|b| b.txdata.len())
+        .unwrap_or(0);
     let mut v = json!({
         "hash": hash.to_string(),
         "confirmations": confirmations,
@@ -306,7 +399,8 @@ fn script_json(script: &bitcoin::Script, network: Network) -> Value {
     } else {
         "nonstandard"
     };
-    let mut v = json!({"asm": script.to_asm_string(), "hex": hex::encode(script.as_bytes()), "type": kind});
+    let mut v =
+        json!({"asm": script.to_asm_string(), "hex": hex::encode(script.as_bytes()), "type": kind});
     if let Ok(a) = Address::from_script(script, network) {
         v["address"] = json!(a.to_string());
     }
@@ -548,7 +642,9 @@ fn dispatch(node: &RegtestNode, method: &str, p: &[Value]) -> RpcResult {
 }
 
 fn address_param(p: &[Value], i: usize, network: Network) -> Result<Address, RpcError> {
-    let s = param(p, i).and_then(Value::as_str).ok_or_else(|| err(code::TYPE_ERROR, "address must be a string"))?;
+    let s = param(p, i)
+        .and_then(Value::as_str)
+        .ok_or_else(|| err(code::TYPE_ERROR, "address must be a string"))?;
     s.parse::<Address<bitcoin::address::NetworkUnchecked>>()
         .ok()
         .and_then(|a| a.require_network(network).ok())
@@ -570,4 +666,3 @@ fn mempool_entry(node: &RegtestNode, txid: &Txid) -> RpcResult {
         }))
     })
 }
-

@@ -838,12 +838,12 @@ mod tests {
 
     #[test]
     fn scan_result_decodes_amounts_as_sats() {
-        let raw = json!({
-            "success": true,
-            "txouts": 5,
-            "height": 101,
-            "bestblock": "0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206",
-            "unspents": [{
+        // Verbatim shape of Core's answer, amounts printed with 8 decimals.
+        let raw: Value = serde_json::from_str(
+            r#"{
+              "success": true, "txouts": 5, "height": 101,
+              "bestblock": "0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206",
+              "unspents": [{
                 "txid": "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b",
                 "vout": 0,
                 "scriptPubKey": "0014751e76e8199196d454941c45d1b3a323f1433bd6",
@@ -853,9 +853,11 @@ mod tests {
                 "height": 7,
                 "blockhash": "0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206",
                 "confirmations": 95
-            }],
-            "total_amount": 20999999.97690000
-        });
+              }],
+              "total_amount": 20999999.97690000
+            }"#,
+        )
+        .unwrap();
         let scan = parse_scan_result(&raw).unwrap();
         assert_eq!(scan.total_amount_sats, 2_099_999_997_690_000);
         assert_eq!(scan.unspents.len(), 1);

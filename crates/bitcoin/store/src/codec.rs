@@ -53,7 +53,9 @@ pub(crate) fn encode_coin(value: u64, height: u32, coinbase: bool, script: &Scri
 /// Decoded coin: (value, height, coinbase, script bytes).
 pub(crate) fn decode_coin(b: &[u8]) -> Result<(u64, u32, bool, &[u8]), StoreError> {
     if b.len() < 13 {
-        return Err(StoreError::Corrupt("coin record shorter than 13 bytes".into()));
+        return Err(StoreError::Corrupt(
+            "coin record shorter than 13 bytes".into(),
+        ));
     }
     let value = u64::from_le_bytes(b[..8].try_into().map_err(|_| corrupt("coin"))?);
     let height = u32::from_le_bytes(b[8..12].try_into().map_err(|_| corrupt("coin"))?);
@@ -100,7 +102,9 @@ impl TxRecord {
             return Err(corrupt("tx record"));
         }
         let u = |r: std::ops::Range<usize>| -> Result<u32, StoreError> {
-            Ok(u32::from_le_bytes(b[r].try_into().map_err(|_| corrupt("tx record"))?))
+            Ok(u32::from_le_bytes(
+                b[r].try_into().map_err(|_| corrupt("tx record"))?,
+            ))
         };
         Ok(TxRecord {
             block: BlockHash::from_byte_array(b[..32].try_into().map_err(|_| corrupt("tx"))?),
@@ -140,8 +144,8 @@ pub(crate) fn decode_undo(b: &[u8]) -> Result<Vec<SpentCoin>, StoreError> {
     let mut out = Vec::with_capacity(n.min(100_000));
     let mut rest = &b[5..];
     for _ in 0..n {
-        let (txout, used): (TxOut, usize) =
-            deserialize_partial(rest).map_err(|e| StoreError::Corrupt(format!("undo txout: {e}")))?;
+        let (txout, used): (TxOut, usize) = deserialize_partial(rest)
+            .map_err(|e| StoreError::Corrupt(format!("undo txout: {e}")))?;
         rest = &rest[used..];
         if rest.len() < 5 {
             return Err(corrupt("undo record truncated"));
@@ -149,7 +153,11 @@ pub(crate) fn decode_undo(b: &[u8]) -> Result<Vec<SpentCoin>, StoreError> {
         let height = u32::from_le_bytes(rest[..4].try_into().map_err(|_| corrupt("undo"))?);
         let coinbase = rest[4] != 0;
         rest = &rest[5..];
-        out.push(SpentCoin { txout, height, coinbase });
+        out.push(SpentCoin {
+            txout,
+            height,
+            coinbase,
+        });
     }
     Ok(out)
 }

@@ -210,12 +210,20 @@ impl ChainStore {
                     }
                     Some(v) => {
                         let found = u32::from_le_bytes(
-                            v.as_slice().try_into().map_err(|_| corrupt("schema_version"))?,
+                            v.as_slice()
+                                .try_into()
+                                .map_err(|_| corrupt("schema_version"))?,
                         );
                         if found != SCHEMA_VERSION {
-                            return Err(StoreError::SchemaVersion { found, expected: SCHEMA_VERSION });
+                            return Err(StoreError::SchemaVersion {
+                                found,
+                                expected: SCHEMA_VERSION,
+                            });
                         }
-                        let net = meta.get("network")?.map(|v| v.value().to_vec()).unwrap_or_default();
+                        let net = meta
+                            .get("network")?
+                            .map(|v| v.value().to_vec())
+                            .unwrap_or_default();
                         if net != network.to_core_arg().as_bytes() {
                             return Err(StoreError::NetworkMismatch {
                                 found: String::from_utf8_lossy(&net).into_owned(),
@@ -285,7 +293,10 @@ impl ChainStore {
     /// The last connected (indexed) block.
     pub fn indexed_tip(&self) -> BlockRef {
         let hash = *self.tip_hash.read();
-        BlockRef { height: self.tip_height.load(Ordering::Acquire), hash }
+        BlockRef {
+            height: self.tip_height.load(Ordering::Acquire),
+            hash,
+        }
     }
 
     /// Skip fsync on commits (bulk sync). Call [`ChainStore::flush`] when done; a `kill -9`
@@ -346,7 +357,8 @@ impl ChainStore {
                 for (height, h) in &new {
                     let mut raw = [0u8; 80];
                     let mut cur = &mut raw[..];
-                    h.consensus_encode(&mut cur).map_err(|e| StoreError::Db(e.to_string()))?;
+                    h.consensus_encode(&mut cur)
+                        .map_err(|e| StoreError::Db(e.to_string()))?;
                     t.insert(&header_key(*height, &h.block_hash()), &raw)?;
                 }
             }
@@ -371,7 +383,10 @@ impl ChainStore {
     /// Database errors.
     pub fn raw_block(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, StoreError> {
         let r = self.db.begin_read()?;
-        let v = r.open_table(BLOCKS)?.get(hash.as_byte_array())?.map(|v| v.value().to_vec());
+        let v = r
+            .open_table(BLOCKS)?
+            .get(hash.as_byte_array())?
+            .map(|v| v.value().to_vec());
         Ok(v)
     }
 
@@ -401,10 +416,15 @@ impl ChainStore {
             }
         }
         let height = self.tree.read().get(&hash).map(|n| n.height).unwrap_or(0);
-        check_block_commitments(block).map_err(|reason| StoreError::BadBlock { hash, height, reason })?;
+        check_block_commitments(block).map_err(|reason| StoreError::BadBlock {
+            hash,
+            height,
+            reason,
+        })?;
         let _g = self.write.lock();
         let w = self.begin_write()?;
-        w.open_table(BLOCKS)?.insert(hash.as_byte_array(), serialize(block).as_slice())?;
+        w.open_table(BLOCKS)?
+            .insert(hash.as_byte_array(), serialize(block).as_slice())?;
         w.commit()?;
         Ok(())
     }
@@ -427,7 +447,9 @@ impl ChainStore {
             if out.len() >= max {
                 break;
             }
-            let Some(hash) = tree.hash_at_height(h) else { break };
+            let Some(hash) = tree.hash_at_height(h) else {
+                break;
+            };
             if blocks.get(hash.as_byte_array())?.is_none() {
                 out.push(hash);
             }
@@ -456,7 +478,9 @@ impl ChainStore {
                     break;
                 }
                 let fork = tree.fork_point(&tip.hash, &best).unwrap_or(tip.hash);
-                let next = tree.ancestor(&best, tip.height + 1).map(|n| n.header.block_hash());
+                let next = tree
+                    .ancestor(&best, tip.height + 1)
+                    .map(|n| n.header.block_hash());
                 (best, fork, next)
             };
             if fork != tip.hash {
@@ -490,9 +514,15 @@ impl ChainStore {
         Ok(out)
     }
 
-    fn missing_between(&self, from: &BlockHash, to: &BlockHash) -> Result<Vec<BlockHash>, StoreError> {
+    fn missing_between(
+        &self,
+        from: &BlockHash,
+        to: &BlockHash,
+    ) -> Result<Vec<BlockHash>, StoreError> {
         let tree = self.tree.read();
-        let (Some(a), Some(b)) = (tree.get(from), tree.get(to)) else { return Ok(vec![]) };
+        let (Some(a), Some(b)) = (tree.get(from), tree.get(to)) else {
+            return Ok(vec![]);
+        };
         let (lo, hi) = (a.height, b.height);
         let r = self.db.begin_read()?;
         let blocks = r.open_table(BLOCKS)?;
@@ -550,8 +580,10 @@ impl ChainStore {
             let w = self.begin_write()?;
             {
                 let mut t = w.open_table(INVALID)?;
-                let marked: Vec<[u8; 32]> =
-                    t.iter()?.filter_map(|r| r.ok().map(|(k, _)| *k.value())).collect();
+                let marked: Vec<[u8; 32]> = t
+                    .iter()?
+                    .filter_map(|r| r.ok().map(|(k, _)| *k.value()))
+                    .collect();
                 for k in marked {
                     let h = BlockHash::from_byte_array(k);
                     if tree.get(&h).is_some_and(|n| !n.invalid) {
@@ -569,7 +601,11 @@ impl ChainStore {
     fn connect_locked(&self, block: &Block, tip: BlockRef) -> Result<BlockRef, StoreError> {
         let hash = block.block_hash();
         let height = tip.height + 1;
-        let bad = |reason: String| StoreError::BadBlock { hash, height, reason };
+        let bad = |reason: String| StoreError::BadBlock {
+            hash,
+            height,
+            reason,
+        };
         if block.header.prev_blockhash != tip.hash {
             return Err(bad(format!("does not extend the indexed tip {}", tip.hash)));
         }
@@ -588,7 +624,9 @@ impl ChainStore {
                 let txid = tx.compute_txid();
                 let coinbase = index == 0;
                 if coinbase != tx.is_coinbase() {
-                    return Err(bad(format!("transaction {index} coinbase position is wrong")));
+                    return Err(bad(format!(
+                        "transaction {index} coinbase position is wrong"
+                    )));
                 }
                 let mut value_in: u64 = 0;
                 if !coinbase {
@@ -612,7 +650,8 @@ impl ChainStore {
                             )));
                         }
                         let script = bitcoin::ScriptBuf::from_bytes(script.to_vec());
-                        by_script.remove(&script_key(&script_hash(&script), &input.previous_output))?;
+                        by_script
+                            .remove(&script_key(&script_hash(&script), &input.previous_output))?;
                         spent_by.insert(&key, &encode_spent_by(&txid, vin as u32, height))?;
                         value_in = value_in.saturating_add(value);
                         undo.push(SpentCoin {
@@ -634,7 +673,10 @@ impl ChainStore {
                 for (vout, out) in tx.output.iter().enumerate() {
                     if let Ok(k) = AbbreviatedKeystone::from_pop_script(&out.script_pubkey) {
                         let id = k.id().0;
-                        kss.insert(&keystone_key(&id, height, index as u32), &pub_value(&txid, &hash))?;
+                        kss.insert(
+                            &keystone_key(&id, height, index as u32),
+                            &pub_value(&txid, &hash),
+                        )?;
                         if ks_data.get(&id)?.is_none() {
                             ks_data.insert(&id, &k.to_bytes())?;
                         }
@@ -645,7 +687,8 @@ impl ChainStore {
                     let op = bitcoin::OutPoint::new(txid, vout as u32);
                     utxos.insert(
                         &outpoint_key(&op),
-                        encode_coin(out.value.to_sat(), height, coinbase, &out.script_pubkey).as_slice(),
+                        encode_coin(out.value.to_sat(), height, coinbase, &out.script_pubkey)
+                            .as_slice(),
                     )?;
                     by_script.insert(
                         &script_key(&script_hash(&out.script_pubkey), &op),
@@ -655,11 +698,19 @@ impl ChainStore {
                 let len = tx.total_size() as u32;
                 txs.insert(
                     txid.as_byte_array(),
-                    &TxRecord { block: hash, height, index: index as u32, offset, len }.encode(),
+                    &TxRecord {
+                        block: hash,
+                        height,
+                        index: index as u32,
+                        offset,
+                        len,
+                    }
+                    .encode(),
                 )?;
                 offset += len;
             }
-            w.open_table(UNDO)?.insert(hash.as_byte_array(), encode_undo(&undo).as_slice())?;
+            w.open_table(UNDO)?
+                .insert(hash.as_byte_array(), encode_undo(&undo).as_slice())?;
             w.open_table(CHAIN)?.insert(height, hash.as_byte_array())?;
         }
         w.commit()?;
@@ -674,9 +725,9 @@ impl ChainStore {
         if tip.height == 0 {
             return Err(StoreError::Corrupt("cannot disconnect genesis".into()));
         }
-        let block = self
-            .block(&tip.hash)?
-            .ok_or_else(|| StoreError::Corrupt(format!("indexed block {} has no data", tip.hash)))?;
+        let block = self.block(&tip.hash)?.ok_or_else(|| {
+            StoreError::Corrupt(format!("indexed block {} has no data", tip.hash))
+        })?;
         let w = self.begin_write()?;
         {
             let undo_raw = w
@@ -709,15 +760,16 @@ impl ChainStore {
                     continue;
                 }
                 for input in tx.input.iter().rev() {
-                    let coin = undo_iter
-                        .next()
-                        .ok_or_else(|| StoreError::Corrupt(format!("undo data of {} too short", tip.hash)))?;
+                    let coin = undo_iter.next().ok_or_else(|| {
+                        StoreError::Corrupt(format!("undo data of {} too short", tip.hash))
+                    })?;
                     let op = input.previous_output;
                     let key = outpoint_key(&op);
                     let value = coin.txout.value.to_sat();
                     utxos.insert(
                         &key,
-                        encode_coin(value, coin.height, coin.coinbase, &coin.txout.script_pubkey).as_slice(),
+                        encode_coin(value, coin.height, coin.coinbase, &coin.txout.script_pubkey)
+                            .as_slice(),
                     )?;
                     by_script.insert(
                         &script_key(&script_hash(&coin.txout.script_pubkey), &op),
@@ -755,9 +807,16 @@ impl ChainStore {
     ///
     /// # Errors
     /// Database errors or corrupt records.
-    pub fn raw_transaction(&self, txid: &Txid) -> Result<Option<(Vec<u8>, BlockRef, u32)>, StoreError> {
+    pub fn raw_transaction(
+        &self,
+        txid: &Txid,
+    ) -> Result<Option<(Vec<u8>, BlockRef, u32)>, StoreError> {
         let r = self.db.begin_read()?;
-        let Some(rec) = r.open_table(TXS)?.get(txid.as_byte_array())?.map(|v| *v.value()) else {
+        let Some(rec) = r
+            .open_table(TXS)?
+            .get(txid.as_byte_array())?
+            .map(|v| *v.value())
+        else {
             return Ok(None);
         };
         let rec = TxRecord::decode(&rec)?;
@@ -767,17 +826,34 @@ impl ChainStore {
             .ok_or_else(|| StoreError::Corrupt(format!("tx {txid} points at missing block")))?;
         let raw = raw.value();
         let (a, b) = (rec.offset as usize, rec.offset as usize + rec.len as usize);
-        let bytes = raw.get(a..b).ok_or_else(|| corrupt("tx byte range"))?.to_vec();
-        Ok(Some((bytes, BlockRef { height: rec.height, hash: rec.block }, rec.index)))
+        let bytes = raw
+            .get(a..b)
+            .ok_or_else(|| corrupt("tx byte range"))?
+            .to_vec();
+        Ok(Some((
+            bytes,
+            BlockRef {
+                height: rec.height,
+                hash: rec.block,
+            },
+            rec.index,
+        )))
     }
 
     /// An unspent output by outpoint (best indexed chain).
     ///
     /// # Errors
     /// Database errors or corrupt records.
-    pub fn utxo(&self, outpoint: &bitcoin::OutPoint) -> Result<Option<hemi_btc_view::Utxo>, StoreError> {
+    pub fn utxo(
+        &self,
+        outpoint: &bitcoin::OutPoint,
+    ) -> Result<Option<hemi_btc_view::Utxo>, StoreError> {
         let r = self.db.begin_read()?;
-        let Some(v) = r.open_table(UTXOS)?.get(&outpoint_key(outpoint))?.map(|v| v.value().to_vec()) else {
+        let Some(v) = r
+            .open_table(UTXOS)?
+            .get(&outpoint_key(outpoint))?
+            .map(|v| v.value().to_vec())
+        else {
             return Ok(None);
         };
         let (value, height, coinbase, script) = decode_coin(&v)?;

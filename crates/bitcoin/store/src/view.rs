@@ -8,12 +8,16 @@ use bitcoin::consensus::deserialize;
 use bitcoin::hashes::Hash;
 use bitcoin::{Block, BlockHash, OutPoint, Script, Txid};
 use hemi_btc_view::{
-    AsOf, BitcoinView, BlockRef, IndexedTx, KeystonePublication, SpentBy, TxLocation, Utxo, ViewError,
+    AsOf, BitcoinView, BlockRef, IndexedTx, KeystonePublication, SpentBy, TxLocation, Utxo,
+    ViewError,
 };
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 
 use crate::codec::*;
-use crate::{ChainStore, StoreError, BLOCKS, CHAIN, KEYSTONES, MAX_ASOF_DEPTH, SCRIPT_UTXOS, SPENT_BY, TXS, UNDO};
+use crate::{
+    ChainStore, StoreError, BLOCKS, CHAIN, KEYSTONES, MAX_ASOF_DEPTH, SCRIPT_UTXOS, SPENT_BY, TXS,
+    UNDO,
+};
 
 impl ChainStore {
     fn snapshot(&self) -> Result<ReadTransaction, StoreError> {
@@ -23,12 +27,19 @@ impl ChainStore {
     /// Indexed tip as of the snapshot.
     fn snap_tip(r: &ReadTransaction) -> Result<BlockRef, StoreError> {
         let chain = r.open_table(CHAIN)?;
-        let (h, v) = chain.last()?.ok_or_else(|| StoreError::Corrupt("empty chain table".into()))?;
-        Ok(BlockRef { height: h.value(), hash: BlockHash::from_byte_array(*v.value()) })
+        let (h, v) = chain
+            .last()?
+            .ok_or_else(|| StoreError::Corrupt("empty chain table".into()))?;
+        Ok(BlockRef {
+            height: h.value(),
+            hash: BlockHash::from_byte_array(*v.value()),
+        })
     }
 
     fn snap_hash_at(r: &ReadTransaction, height: u32) -> Result<Option<BlockHash>, StoreError> {
-        Ok(r.open_table(CHAIN)?.get(height)?.map(|v| BlockHash::from_byte_array(*v.value())))
+        Ok(r.open_table(CHAIN)?
+            .get(height)?
+            .map(|v| BlockHash::from_byte_array(*v.value())))
     }
 
     /// Resolves `at` to a block on the snapshot's indexed chain.
@@ -48,7 +59,11 @@ impl ChainStore {
                 }
                 let depth = tip.height - height;
                 if depth > MAX_ASOF_DEPTH {
-                    return Err(ViewError::TooDeep { hash, depth, max: MAX_ASOF_DEPTH });
+                    return Err(ViewError::TooDeep {
+                        hash,
+                        depth,
+                        max: MAX_ASOF_DEPTH,
+                    });
                 }
                 BlockRef { height, hash }
             }
@@ -85,19 +100,32 @@ impl BitcoinView for ChainStore {
 
     fn header_at(&self, height: u32) -> Result<Option<(BlockRef, Header)>, ViewError> {
         let r = self.snapshot()?;
-        let Some(hash) = Self::snap_hash_at(&r, height)? else { return Ok(None) };
-        Ok(self.tree.read().get(&hash).map(|n| (BlockRef { height, hash }, n.header)))
+        let Some(hash) = Self::snap_hash_at(&r, height)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .tree
+            .read()
+            .get(&hash)
+            .map(|n| (BlockRef { height, hash }, n.header)))
     }
 
     fn header_by_hash(&self, hash: &BlockHash) -> Result<Option<(BlockRef, Header)>, ViewError> {
-        let Some((height, header)) = self.tree.read().get(hash).map(|n| (n.height, n.header)) else {
+        let Some((height, header)) = self.tree.read().get(hash).map(|n| (n.height, n.header))
+        else {
             return Ok(None);
         };
         let r = self.snapshot()?;
         if Self::snap_hash_at(&r, height)? != Some(*hash) {
             return Ok(None);
         }
-        Ok(Some((BlockRef { height, hash: *hash }, header)))
+        Ok(Some((
+            BlockRef {
+                height,
+                hash: *hash,
+            },
+            header,
+        )))
     }
 
     fn utxos_by_script(&self, script: &Script, at: AsOf) -> Result<Vec<Utxo>, ViewError> {
@@ -110,11 +138,23 @@ impl BitcoinView for ChainStore {
         hi[..32].copy_from_slice(&sh);
         let table = r.open_table(SCRIPT_UTXOS).map_err(StoreError::from)?;
         let mut set = BTreeMap::new();
-        for row in table.range::<&[u8; 68]>(&lo..=&hi).map_err(StoreError::from)? {
+        for row in table
+            .range::<&[u8; 68]>(&lo..=&hi)
+            .map_err(StoreError::from)?
+        {
             let (k, v) = row.map_err(StoreError::from)?;
             let op = outpoint_from_key(&k.value()[32..]);
             let (value, height, coinbase) = decode_script_entry(v.value())?;
-            set.insert(op, Utxo { outpoint: op, value, script_pubkey: script.to_owned(), height, coinbase });
+            set.insert(
+                op,
+                Utxo {
+                    outpoint: op,
+                    value,
+                    script_pubkey: script.to_owned(),
+                    height,
+                    coinbase,
+                },
+            );
         }
         // Walk back from the tip to `target`, undoing each block's effect on this script.
         for height in (target.height + 1..=tip.height).rev() {
@@ -182,7 +222,13 @@ impl BitcoinView for ChainStore {
         let tx = deserialize(bytes).map_err(|e| StoreError::Corrupt(format!("tx {txid}: {e}")))?;
         Ok(Some(IndexedTx {
             tx,
-            location: TxLocation { block: BlockRef { height: rec.height, hash: rec.block }, index: rec.index },
+            location: TxLocation {
+                block: BlockRef {
+                    height: rec.height,
+                    hash: rec.block,
+                },
+                index: rec.index,
+            },
         }))
     }
 
@@ -205,7 +251,10 @@ impl BitcoinView for ChainStore {
         }))
     }
 
-    fn keystone_publications(&self, keystone_id: &[u8; 32]) -> Result<Vec<KeystonePublication>, ViewError> {
+    fn keystone_publications(
+        &self,
+        keystone_id: &[u8; 32],
+    ) -> Result<Vec<KeystonePublication>, ViewError> {
         let r = self.snapshot()?;
         let lo = keystone_key(keystone_id, 0, 0);
         let hi = keystone_key(keystone_id, u32::MAX, u32::MAX);
@@ -224,7 +273,10 @@ impl BitcoinView for ChainStore {
                 keystone_id: *keystone_id,
                 txid: Txid::from_byte_array(t),
                 location: TxLocation {
-                    block: BlockRef { height, hash: BlockHash::from_byte_array(b) },
+                    block: BlockRef {
+                        height,
+                        hash: BlockHash::from_byte_array(b),
+                    },
                     index,
                 },
             });

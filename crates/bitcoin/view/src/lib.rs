@@ -164,7 +164,11 @@ pub trait BitcoinView: Send + Sync {
     /// # Errors
     /// As [`BitcoinView::utxos_by_script`].
     fn balance_by_script(&self, script: &bitcoin::Script, at: AsOf) -> Result<u64, ViewError> {
-        Ok(self.utxos_by_script(script, at)?.iter().map(|u| u.value).sum())
+        Ok(self
+            .utxos_by_script(script, at)?
+            .iter()
+            .map(|u| u.value)
+            .sum())
     }
 
     /// Confirmations of a transaction as of `at` (1 = in the tip block), `None` if unconfirmed.

@@ -26,6 +26,9 @@ pub struct Key {
     x_only: XOnlyPublicKey,
     /// BIP86-tweaked keypair: signs taproot key-path spends of [`KeyKind::P2tr`] outputs.
     tweaked: TweakedKeypair,
+    /// Output scripts, cached: the taproot one costs a point tweak to derive.
+    p2wpkh_script: ScriptBuf,
+    p2tr_script: ScriptBuf,
 }
 
 impl core::fmt::Debug for Key {
@@ -42,11 +45,16 @@ impl Key {
         let public = PublicKey::new(keypair.public_key());
         let (x_only, _parity) = keypair.x_only_public_key();
         let tweaked = keypair.tap_tweak(secp(), None);
+        let p2wpkh_script =
+            ScriptBuf::new_p2wpkh(&CompressedPublicKey(public.inner).wpubkey_hash());
+        let p2tr_script = ScriptBuf::new_p2tr(secp(), x_only, None);
         Key {
             secret,
             public,
             x_only,
             tweaked,
+            p2wpkh_script,
+            p2tr_script,
         }
     }
 
@@ -122,8 +130,8 @@ impl Key {
     /// The output script of `kind` for this key.
     pub fn script_pubkey(&self, kind: KeyKind) -> ScriptBuf {
         match kind {
-            KeyKind::P2wpkh => ScriptBuf::new_p2wpkh(&self.compressed().wpubkey_hash()),
-            KeyKind::P2tr => ScriptBuf::new_p2tr(secp(), self.x_only, None),
+            KeyKind::P2wpkh => self.p2wpkh_script.clone(),
+            KeyKind::P2tr => self.p2tr_script.clone(),
         }
     }
 
@@ -135,9 +143,13 @@ impl Key {
 
     /// Which of this key's output types `script` is, if any.
     pub fn kind_of(&self, script: &bitcoin::Script) -> Option<KeyKind> {
-        [KeyKind::P2wpkh, KeyKind::P2tr]
-            .into_iter()
-            .find(|kind| self.script_pubkey(*kind) == *script)
+        if *script == *self.p2wpkh_script {
+            Some(KeyKind::P2wpkh)
+        } else if *script == *self.p2tr_script {
+            Some(KeyKind::P2tr)
+        } else {
+            None
+        }
     }
 }
 

@@ -260,11 +260,15 @@ impl<'a> Checker<'a> {
         let script = prevouts[index].script_pubkey.as_script();
         let mut eval = Eval::default();
         let outcome = if let Some(version) = script.witness_version() {
-            if !input.script_sig.is_empty() {
-                return Err(eval.fail(index, ScriptFailure::WitnessMalleated));
-            }
             let program = &script.as_bytes()[2..];
-            self.witness_program(&mut eval, index, version, program, &input.witness)
+            self.witness_spend(
+                &mut eval,
+                index,
+                version,
+                program,
+                &input.script_sig,
+                &input.witness,
+            )
         } else if script.is_p2pkh() {
             self.p2pkh(&mut eval, index, script, &input.script_sig, &input.witness)
         } else {
@@ -277,6 +281,29 @@ impl<'a> Checker<'a> {
                 Err(ScriptError::Unsupported(format!("input {index}: {what}")))
             }
         }
+    }
+
+    /// A spend of a witness output: Core's `VerifyScript` runs the scriptSig and the output
+    /// script (`OP_n <program>`) first, then demands an empty scriptSig.
+    fn witness_spend(
+        &mut self,
+        eval: &mut Eval,
+        index: usize,
+        version: WitnessVersion,
+        program: &[u8],
+        script_sig: &Script,
+        witness: &Witness,
+    ) -> Result<(), Stop> {
+        if !script_sig.is_empty() && eval_pushes(eval, script_sig)?.len() + 2 > MAX_STACK_SIZE {
+            return Err(ScriptFailure::StackSize.into());
+        }
+        if !cast_to_bool(program) {
+            return Err(ScriptFailure::EvalFalse.into());
+        }
+        if !script_sig.is_empty() {
+            return Err(ScriptFailure::WitnessMalleated.into());
+        }
+        self.witness_program(eval, index, version, program, witness)
     }
 
     /// Core's `VerifyWitnessProgram` (not P2SH-wrapped).
@@ -642,6 +669,14 @@ fn describe(script: &Script) -> String {
         "output script"
     };
     format!("{kind} {}", script.to_hex_string())
+}
+
+/// Core's `CastToBool`: any non-zero byte, except a lone sign bit at the end (negative zero).
+fn cast_to_bool(bytes: &[u8]) -> bool {
+    match bytes.split_last() {
+        None => false,
+        Some((last, rest)) => rest.iter().any(|b| *b != 0) || (*last != 0 && *last != 0x80),
+    }
 }
 
 /// Core's `CScript::IsPushOnly`: every opcode is at most `OP_16` (and parses).

@@ -445,10 +445,16 @@ fn malformed_p2wpkh_witnesses_fail_cleanly() {
     assert_eq!(check(&[&zero_sig, pk]), consensus(0, SigNullFail));
     // A scriptSig is not allowed on a witness spend.
     let mut malleated = tx.clone();
-    malleated.input[0].script_sig = ScriptBuf::from_bytes(vec![0x01, 0x01]);
+    malleated.input[0].script_sig = ScriptBuf::from_bytes(vec![0x01, 0x42]);
     assert_eq!(
         verify_input(&malleated, 0, &prevouts),
         consensus(0, WitnessMalleated)
+    );
+    // Core runs the scriptSig first: a non-minimal push is the first failure it meets.
+    malleated.input[0].script_sig = ScriptBuf::from_bytes(vec![0x01, 0x05]);
+    assert_eq!(
+        verify_input(&malleated, 0, &prevouts),
+        consensus(0, MinimalData)
     );
 }
 
@@ -766,6 +772,14 @@ fn witness_program_versions_and_lengths() {
         check(v1_short, &[]),
         policy(0, ScriptFailure::DiscourageUpgradableWitnessProgram)
     );
+    // The output script leaves its program on the stack: an all-zero program is false.
+    let mut negative_zero = vec![0x00, 20];
+    negative_zero.extend_from_slice(&[0; 19]);
+    negative_zero.push(0x80);
+    assert_eq!(
+        check(negative_zero, &[]),
+        consensus(0, ScriptFailure::EvalFalse)
+    );
     let mut v0_odd = vec![0x00, 25];
     v0_odd.extend_from_slice(&[7; 25]);
     assert_eq!(
@@ -962,6 +976,74 @@ fn bip143_native_p2wpkh_vector() {
     assert_eq!(
         verify_input(&tampered, 1, &prevouts),
         consensus(1, ScriptFailure::SigNullFail)
+    );
+}
+
+/// BIP143's "P2SH-P2WSH 6-of-6 multisig signed with 6 different SIGHASH types" (from Bitcoin
+/// Core's `tx_valid.json`).
+const BIP143_P2SH_P2WSH_TX: &str = concat!(
+    "0100000000010136641869ca081e70f394c6948e8af409e18b619df2ed74aa106c1ca29787b96e0100000023220020a1",
+    "6b5755f7f6f96dbd65f5f0d6ab9418b89af4b1f14a1bb8a09062c35f0dcb54ffffffff0200e9a435000000001976a914",
+    "389ffce9cd9ae88dcc0631e88a821ffdbe9bfe2688acc0832f05000000001976a9147480a33f950689af511e6e84c138",
+    "dbbd3c3ee41588ac080047304402206ac44d672dac41f9b00e28f4df20c52eeb087207e8d758d76d92c6fab3b73e2b02",
+    "20367750dbbe19290069cba53d096f44530e4f98acaa594810388cf7409a1870ce01473044022068c7946a43232757cb",
+    "df9176f009a928e1cd9a1a8c212f15c1e11ac9f2925d9002205b75f937ff2f9f3c1246e547e54f62e027f64eefa26955",
+    "78cc6432cdabce271502473044022059ebf56d98010a932cf8ecfec54c48e6139ed6adb0728c09cbe1e4fa0915302e02",
+    "2007cd986c8fa870ff5d2b3a89139c9fe7e499259875357e20fcbb15571c76795403483045022100fbefd94bd0a488d5",
+    "0b79102b5dad4ab6ced30c4069f1eaa69a4b5a763414067e02203156c6a5c9cf88f91265f5a942e96213afae16d83321",
+    "c8b31bb342142a14d16381483045022100a5263ea0553ba89221984bd7f0b13613db16e7a70c549a86de0cc0444141a4",
+    "07022005c360ef0ae5a5d4f9f2f87a56c1546cc8268cab08c73501d6b3be2e1e1a8a08824730440220525406a1482936",
+    "d5a21888260dc165497a90a15669636d8edca6b9fe490d309c022032af0c646a34a44d1f4576bf6a4a74b67940f8faa8",
+    "4c7df9abe12a01a11e2b4783cf56210307b8ae49ac90a048e9b53357a2354b3334e9c8bee813ecb98e99a7e07e8c3ba3",
+    "2103b28f0c28bfab54554ae8c658ac5c3e0ce6e79ad336331f78c428dd43eea8449b21034b8113d703413d57761b8b97",
+    "81957b8c0ac1dfe69f492580ca4195f50376ba4a21033400f6afecb833092a9a21cfdf1ed1376e58c5d1f47de7468312",
+    "3987e967a8f42103a6d48b1131e94ba04d9737d61acdaa1322008af9602b3b14862c07a1789aac162102d8b661b0b330",
+    "2ee2f162b09e07a55ad5dfbe673a9f01d9f0c19617681024306b56ae00000000",
+);
+
+/// The BIP143 6-of-6 vector unwrapped to native P2WSH: a BIP143 sighash does not depend on the
+/// P2SH wrapping, so the vector's witness spends the native output as well. Covers multisig
+/// with every ECDSA hash type against signatures made by other software.
+#[test]
+fn bip143_six_of_six_multisig_vector_verifies_as_native_p2wsh() {
+    let mut tx: Transaction = deserialize_hex(BIP143_P2SH_P2WSH_TX).expect("BIP143 tx");
+    let witness_script =
+        ScriptBuf::from_bytes(tx.input[0].witness.last().expect("script").to_vec());
+    let value = 987_654_321;
+    let p2sh = vec![txout(
+        value,
+        ScriptBuf::from_bytes(hex("a9149993a429037b5d912407a71c252019287b8d27a587")),
+    )];
+    assert!(matches!(
+        verify_input(&tx, 0, &p2sh),
+        Err(ScriptError::Unsupported(_))
+    ));
+
+    tx.input[0].script_sig = ScriptBuf::new();
+    let prevouts = vec![txout(
+        value,
+        ScriptBuf::new_p2wsh(&witness_script.wscript_hash()),
+    )];
+    assert_eq!(verify_transaction(&tx, &prevouts), Ok(()));
+    let hash_types: Vec<u8> = tx.input[0]
+        .witness
+        .iter()
+        .skip(1)
+        .take(6)
+        .filter_map(|sig| sig.last().copied())
+        .collect();
+    assert_eq!(hash_types, [0x01, 0x02, 0x03, 0x81, 0x82, 0x83]);
+
+    let mut tampered = tx.clone();
+    tampered.output[1].value = Amount::from_sat(1);
+    assert_eq!(
+        verify_input(&tampered, 0, &prevouts),
+        consensus(0, ScriptFailure::SigNullFail)
+    );
+    let lied = vec![txout(value + 1, prevouts[0].script_pubkey.clone())];
+    assert_eq!(
+        verify_input(&tx, 0, &lied),
+        consensus(0, ScriptFailure::SigNullFail)
     );
 }
 

@@ -1,0 +1,229 @@
+//! Shared end-to-end harness: the real `hemi` binary as a child process, a JSON-RPC client for
+//! it, and Bitcoin helpers that make keys and sign in Rust (our Bitcoin Core has no wallet).
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bitcoin::{Address, Amount, Network, OutPoint, Transaction, TxOut};
+use hemi_btc_rpc_client::BitcoinRpc;
+use hemi_btc_wallet::{build_payment, Key, KeyKind};
+use serde_json::{json, Value};
+
+/// A running `hemi` process; SIGKILLed on drop.
+pub struct Hemi {
+    pub child: Child,
+    pub rpc_addr: SocketAddr,
+    pub log: std::path::PathBuf,
+    http: reqwest::Client,
+}
+
+impl Hemi {
+    /// Starts `hemi <args…> --rpc-addr 127.0.0.1:<free>` and waits until its RPC answers.
+    pub async fn start(args: &[&str], log_dir: &Path) -> anyhow::Result<Hemi> {
+        let port = hemi_testkit::free_port();
+        let rpc_addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let log = log_dir.join(format!("hemi-{port}.log"));
+        let out = std::fs::File::create(&log)?;
+        let child = Command::new(env!("CARGO_BIN_EXE_hemi"))
+            .args(args)
+            .arg("--rpc-addr")
+            .arg(rpc_addr.to_string())
+            .env("RUST_LOG", "info,hemi_btc_client=debug")
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .stdin(Stdio::null())
+            .spawn()
+            .context("spawning hemi")?;
+        let h = Hemi {
+            child,
+            rpc_addr,
+            log,
+            http: reqwest::Client::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if h.call("web3_clientVersion", json!([])).await.is_ok() {
+                return Ok(h);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("hemi did not answer on {rpc_addr}; log:\n{}", h.log_text())
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// JSON-RPC 2.0 call; returns `result` or an error carrying `error`.
+    pub async fn call(&self, method: &str, params: Value) -> anyhow::Result<Value> {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let resp: Value = self
+            .http
+            .post(format!("http://{}", self.rpc_addr))
+            .json(&body)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if let Some(e) = resp.get("error") {
+            bail!("{method}: {e}");
+        }
+        Ok(resp["result"].clone())
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Hemi {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `f` until it returns `Some`, or fails after `secs` with `what`.
+pub async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {secs} s waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until hemi's indexed tip is Bitcoin Core's best block.
+pub async fn wait_synced(hemi: &Hemi, core: &BitcoinRpc, secs: u64) -> anyhow::Result<()> {
+    let best = core.get_best_block_hash().await?.to_string();
+    let r = wait_for(secs, "hemi to reach Bitcoin Core's tip", || async {
+        let tip = hemi.call("hemi_btcTip", json!([])).await.ok()?;
+        (tip["hash"] == best.as_str()).then_some(())
+    })
+    .await;
+    if r.is_err() {
+        let tip = hemi.call("hemi_btcTip", json!([])).await.ok();
+        let status = hemi.call("hemi_btcSyncStatus", json!([])).await.ok();
+        bail!(
+            "not synced: core best {best}, hemi tip {tip:?}, status {status:?}\nlog tail:\n{}",
+            tail(&hemi.log_text(), 40)
+        );
+    }
+    Ok(())
+}
+
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Asserts hemi's balance and UTXO set of `addr` equal Bitcoin Core's `scantxoutset`.
+pub async fn assert_address_matches(
+    hemi: &Hemi,
+    core: &BitcoinRpc,
+    addr: &Address,
+) -> anyhow::Result<u64> {
+    let scan = core
+        .scan_tx_out_set_addresses(std::slice::from_ref(addr))
+        .await?;
+    let balance = hemi
+        .call("hemi_btcBalance", json!([addr.to_string()]))
+        .await?;
+    assert_eq!(
+        balance.as_u64(),
+        Some(scan.total_amount_sats),
+        "balance of {addr}"
+    );
+    let utxos = hemi
+        .call("hemi_btcUtxos", json!([addr.to_string()]))
+        .await?;
+    let mut ours: Vec<(String, u64, u64, u64)> = utxos
+        .as_array()
+        .context("utxos array")?
+        .iter()
+        .map(|u| {
+            (
+                u["txid"].as_str().unwrap_or_default().to_string(),
+                u["vout"].as_u64().unwrap_or(u64::MAX),
+                u["value"].as_u64().unwrap_or(0),
+                u["height"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let mut theirs: Vec<(String, u64, u64, u64)> = scan
+        .unspents
+        .iter()
+        .map(|u| {
+            (
+                u.txid.to_string(),
+                u.vout as u64,
+                u.amount_sats,
+                u.height as u64,
+            )
+        })
+        .collect();
+    ours.sort();
+    theirs.sort();
+    assert_eq!(ours, theirs, "UTXOs of {addr}");
+    eprintln!(
+        "{addr}: {} UTXOs, {} sat match Bitcoin Core",
+        ours.len(),
+        scan.total_amount_sats
+    );
+    Ok(scan.total_amount_sats)
+}
+
+/// Mature P2WPKH/P2TR UTXOs of `key` according to Bitcoin Core.
+pub async fn spendable(
+    core: &BitcoinRpc,
+    key: &Key,
+    kind: KeyKind,
+) -> anyhow::Result<Vec<(OutPoint, TxOut)>> {
+    let addr = key.address(kind, Network::Regtest);
+    let tip = core.get_block_count().await? as u32;
+    let scan = core.scan_tx_out_set_addresses(&[addr]).await?;
+    let mut out = Vec::new();
+    for u in scan.unspents {
+        // Coinbase maturity: only take outputs at least 100 deep (non-coinbase are fine too).
+        if tip + 1 - u.height >= 100 {
+            out.push((
+                OutPoint::new(u.txid, u.vout),
+                TxOut {
+                    value: Amount::from_sat(u.amount_sats),
+                    script_pubkey: u.script_pubkey,
+                },
+            ));
+        }
+    }
+    out.sort_by_key(|(op, _)| (op.txid, op.vout));
+    Ok(out)
+}
+
+/// A signed payment from `from` (one UTXO) to `to` outputs, 2 sat/vB.
+pub fn pay(
+    from: &Key,
+    kind: KeyKind,
+    utxo: (OutPoint, TxOut),
+    to: Vec<(bitcoin::ScriptBuf, u64)>,
+) -> anyhow::Result<Transaction> {
+    let outputs = to
+        .into_iter()
+        .map(|(s, v)| TxOut {
+            value: Amount::from_sat(v),
+            script_pubkey: s,
+        })
+        .collect();
+    Ok(build_payment(from, kind, &[utxo], outputs, 2.0)?)
+}
