@@ -31,23 +31,87 @@ pub mod codes {
     pub const RPC_DESERIALIZATION_ERROR: i64 = -22;
 }
 
-/// A transaction the mempool refused, with Core's reject reason and RPC code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{reason}")]
+/// A transaction the mempool refused, with Core's reject reason, details and RPC code.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reject {
-    /// Core's reject reason, e.g. `min relay fee not met, 100 < 141`.
+    /// Core's reject reason, e.g. `min relay fee not met` (`testmempoolaccept`'s
+    /// `reject-reason`).
     pub reason: String,
+    /// Core's debug details, e.g. `100 < 141`.
+    pub details: Option<String>,
     /// Core's RPC error code for sendrawtransaction.
     pub code: i64,
 }
+
+impl std::fmt::Display for Reject {
+    /// Core's `TxValidationState::ToString`: `reason[, details]` (sendrawtransaction's message
+    /// and testmempoolaccept's `reject-details`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.details {
+            Some(d) => write!(f, "{}, {d}", self.reason),
+            None => f.write_str(&self.reason),
+        }
+    }
+}
+
+impl std::error::Error for Reject {}
 
 impl Reject {
     fn policy(reason: impl Into<String>) -> Self {
         Reject {
             reason: reason.into(),
+            details: None,
             code: codes::RPC_VERIFY_REJECTED,
         }
     }
+
+    fn detailed(reason: &str, details: String) -> Self {
+        Reject {
+            reason: reason.into(),
+            details: Some(details),
+            code: codes::RPC_VERIFY_REJECTED,
+        }
+    }
+
+    fn missing_inputs() -> Self {
+        Reject {
+            reason: "bad-txns-inputs-missingorspent".into(),
+            details: None,
+            code: codes::RPC_VERIFY_ERROR,
+        }
+    }
+
+    /// An error that is not a mempool policy verdict (e.g. already confirmed).
+    pub fn other(reason: impl Into<String>, code: i64) -> Self {
+        Reject {
+            reason: reason.into(),
+            details: None,
+            code,
+        }
+    }
+
+    /// The reason `testmempoolaccept` reports (Core says `missing-inputs` there).
+    pub fn test_accept_reason(&self) -> &str {
+        if self.reason == "bad-txns-inputs-missingorspent" {
+            "missing-inputs"
+        } else {
+            &self.reason
+        }
+    }
+
+    /// `reject-details` as `testmempoolaccept` reports it (absent for missing inputs).
+    pub fn test_accept_details(&self) -> Option<String> {
+        (self.reason != "bad-txns-inputs-missingorspent").then(|| self.to_string())
+    }
+}
+
+/// A failed script check: Core's reason and the failing input, if one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptFailure {
+    /// Core's reason, e.g. `mempool-script-verify-flag-failed (Invalid Schnorr signature)`.
+    pub reason: String,
+    /// The input that failed.
+    pub input: Option<usize>,
 }
 
 /// A coin a transaction spends, from the chain or from another mempool transaction.
@@ -215,15 +279,15 @@ impl Mempool {
         tx: &Transaction,
         chain_coin: &dyn Fn(&OutPoint) -> Option<Coin>,
         tip_height: u32,
-        verify: &dyn Fn(&Transaction, &[TxOut]) -> Result<(), String>,
+        verify: &dyn Fn(&Transaction, &[TxOut]) -> Result<(), ScriptFailure>,
         max_feerate_kvb: Option<u64>,
     ) -> Result<(Accepted, Vec<Txid>), Reject> {
         let txid = tx.compute_txid();
         if self.entries.contains_key(&txid) {
-            return Err(Reject {
-                reason: "txn-already-in-mempool".into(),
-                code: codes::RPC_VERIFY_ALREADY_IN_CHAIN,
-            });
+            return Err(Reject::other(
+                "txn-already-in-mempool",
+                codes::RPC_VERIFY_ALREADY_IN_CHAIN,
+            ));
         }
         if tx.is_coinbase() {
             return Err(Reject::policy("coinbase"));
@@ -281,10 +345,7 @@ impl Mempool {
             }
             let coin = if let Some(parent) = self.entries.get(&op.txid) {
                 let Some(out) = parent.tx.output.get(op.vout as usize) else {
-                    return Err(Reject {
-                        reason: "bad-txns-inputs-missingorspent".into(),
-                        code: codes::RPC_VERIFY_ERROR,
-                    });
+                    return Err(Reject::missing_inputs());
                 };
                 parents.insert(op.txid);
                 Coin {
@@ -295,19 +356,17 @@ impl Mempool {
             } else {
                 match chain_coin(&op) {
                     Some(c) => c,
-                    None => {
-                        return Err(Reject {
-                            reason: "bad-txns-inputs-missingorspent".into(),
-                            code: codes::RPC_VERIFY_ERROR,
-                        })
-                    }
+                    None => return Err(Reject::missing_inputs()),
                 }
             };
             if coin.coinbase {
                 let h = coin.height.unwrap_or(tip_height);
                 // Spendable in the next block (tip + 1) once 100 blocks deep.
                 if tip_height + 1 - h < COINBASE_MATURITY {
-                    return Err(Reject::policy("bad-txns-premature-spend-of-coinbase"));
+                    return Err(Reject::detailed(
+                        "bad-txns-premature-spend-of-coinbase",
+                        format!("tried to spend coinbase at depth {}", tip_height + 1 - h),
+                    ));
                 }
             }
             value_in = value_in.saturating_add(coin.txout.value.to_sat());
@@ -319,28 +378,34 @@ impl Mempool {
             }
         }
         if value_in < value_out {
-            return Err(Reject::policy(format!(
-                "bad-txns-in-belowout, value in ({}) < value out ({})",
-                Amount::from_sat(value_in).to_btc(),
-                Amount::from_sat(value_out).to_btc()
-            )));
+            return Err(Reject::detailed(
+                "bad-txns-in-belowout",
+                format!(
+                    "value in ({}) < value out ({})",
+                    Amount::from_sat(value_in).to_btc(),
+                    Amount::from_sat(value_out).to_btc()
+                ),
+            ));
         }
         let fee = value_in - value_out;
         let vsize = Weight::from_wu(weight).to_vbytes_ceil();
         let min_fee = MIN_RELAY_FEE_SAT_KVB * vsize / 1000;
         if fee < min_fee {
-            return Err(Reject::policy(format!(
-                "min relay fee not met, {fee} < {min_fee}"
-            )));
+            return Err(Reject::detailed(
+                "min relay fee not met",
+                format!("{fee} < {min_fee}"),
+            ));
         }
         if let Some(max) = max_feerate_kvb {
             if max > 0 && fee * 1000 / vsize.max(1) > max {
+                // testmempoolaccept says "max-fee-exceeded"; sendrawtransaction, Core's message.
                 return Err(Reject {
-                    reason: format!(
+                    reason: "max-fee-exceeded".into(),
+                    details: Some(format!(
                         "Fee exceeds maximum configured by user (e.g. -maxtxfee, maxfeerate), {} > {}",
                         Amount::from_sat(fee).to_btc(),
                         Amount::from_sat(max * vsize / 1000).to_btc()
-                    ),
+                    )),
                     code: codes::RPC_VERIFY_ERROR,
                 });
             }
@@ -350,12 +415,27 @@ impl Mempool {
             ancestors += self.ancestor_count(p);
         }
         if ancestors > MAX_CHAIN {
-            return Err(Reject::policy(format!(
-                "too-long-mempool-chain, too many unconfirmed ancestors [limit: {MAX_CHAIN}]"
-            )));
+            return Err(Reject::detailed(
+                "too-long-mempool-chain",
+                format!("too many unconfirmed ancestors [limit: {MAX_CHAIN}]"),
+            ));
         }
-        verify(tx, &prevouts)
-            .map_err(|e| Reject::policy(format!("mandatory-script-verify-flag-failed ({e})")))?;
+        // `verify` returns Core's reason, e.g. "mempool-script-verify-flag-failed (…)"; the
+        // details name the input as Core does.
+        verify(tx, &prevouts).map_err(|f| match f.input {
+            Some(i) => Reject::detailed(
+                &f.reason,
+                format!(
+                    "input {i} of {txid} (wtxid {}), spending {}",
+                    tx.compute_wtxid(),
+                    tx.input
+                        .get(i)
+                        .map(|x| x.previous_output.to_string())
+                        .unwrap_or_default()
+                ),
+            ),
+            None => Reject::policy(f.reason),
+        })?;
         // Replace-by-fee (Core's full RBF, BIP125 rules 3 and 4).
         let mut replaced = Vec::new();
         for c in &conflicts {
@@ -366,9 +446,10 @@ impl Mempool {
             }
         }
         if replaced.len() > 100 {
-            return Err(Reject::policy(format!(
-                "too many potential replacements, rejecting replacement {txid}"
-            )));
+            return Err(Reject::detailed(
+                "too many potential replacements",
+                format!("rejecting replacement {txid}"),
+            ));
         }
         if !replaced.is_empty() {
             let old_fee: u64 = replaced
@@ -380,8 +461,8 @@ impl Mempool {
             for c in &conflicts {
                 if let Some(e) = self.entries.get(c) {
                     if new_rate <= e.feerate_kvb() {
-                        return Err(Reject::policy(format!(
-                            "insufficient fee, rejecting replacement {txid}; new feerate {:.8} BTC/kvB <= old feerate {:.8} BTC/kvB",
+                        return Err(Reject::detailed("insufficient fee", format!(
+                            "rejecting replacement {txid}; new feerate {:.8} BTC/kvB <= old feerate {:.8} BTC/kvB",
                             new_rate as f64 / 1e8,
                             e.feerate_kvb() as f64 / 1e8
                         )));
@@ -390,8 +471,8 @@ impl Mempool {
             }
             let needed = old_fee + INCREMENTAL_RELAY_FEE_SAT_KVB * vsize / 1000;
             if fee < needed {
-                return Err(Reject::policy(format!(
-                    "insufficient fee, rejecting replacement {txid}, not enough additional fees to relay; {:.8} < {:.8}",
+                return Err(Reject::detailed("insufficient fee", format!(
+                    "rejecting replacement {txid}, not enough additional fees to relay; {:.8} < {:.8}",
                     (fee.saturating_sub(old_fee)) as f64 / 1e8,
                     (needed - old_fee) as f64 / 1e8
                 )));
@@ -418,7 +499,7 @@ impl Mempool {
         tx: Transaction,
         chain_coin: &dyn Fn(&OutPoint) -> Option<Coin>,
         tip_height: u32,
-        verify: &dyn Fn(&Transaction, &[TxOut]) -> Result<(), String>,
+        verify: &dyn Fn(&Transaction, &[TxOut]) -> Result<(), ScriptFailure>,
         max_feerate_kvb: Option<u64>,
         now: u64,
     ) -> Result<Accepted, Reject> {

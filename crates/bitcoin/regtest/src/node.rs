@@ -15,7 +15,7 @@ use hemi_btc_store::{Advance, ChainStore, StoreError};
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
-use crate::mempool::{Accepted, Coin, Mempool, Reject};
+use crate::mempool::{Accepted, Coin, Mempool, Reject, ScriptFailure};
 
 /// Most weight a mined block may carry (consensus limit 4M, less the coinbase's room).
 const MAX_BLOCK_WEIGHT: u64 = 3_996_000;
@@ -119,8 +119,11 @@ impl RegtestNode {
         }
     }
 
-    fn verify(tx: &Transaction, prevouts: &[TxOut]) -> Result<(), String> {
-        hemi_btc_wallet::verify_transaction(tx, prevouts).map_err(|e| e.to_string())
+    fn verify(tx: &Transaction, prevouts: &[TxOut]) -> Result<(), ScriptFailure> {
+        hemi_btc_wallet::verify_transaction(tx, prevouts).map_err(|e| ScriptFailure {
+            reason: e.to_string(),
+            input: e.input(),
+        })
     }
 
     /// Adds a transaction to the mempool (`sendrawtransaction`). `max_feerate_kvb` is Core's
@@ -148,10 +151,10 @@ impl RegtestNode {
             }
         }
         if self.confirmed_outputs_exist(&tx) {
-            return Err(Reject {
-                reason: "Transaction outputs already in utxo set".into(),
-                code: crate::mempool::codes::RPC_VERIFY_ALREADY_IN_CHAIN,
-            });
+            return Err(Reject::other(
+                "Transaction outputs already in utxo set",
+                crate::mempool::codes::RPC_VERIFY_ALREADY_IN_CHAIN,
+            ));
         }
         let tip = self.store.indexed_tip().height;
         let acc = self.mempool.lock().accept(
@@ -188,10 +191,10 @@ impl RegtestNode {
         max_feerate_kvb: Option<u64>,
     ) -> Result<Accepted, Reject> {
         if self.confirmed_outputs_exist(tx) {
-            return Err(Reject {
-                reason: "txn-already-known".into(),
-                code: crate::mempool::codes::RPC_VERIFY_ALREADY_IN_CHAIN,
-            });
+            return Err(Reject::other(
+                "txn-already-known",
+                crate::mempool::codes::RPC_VERIFY_ALREADY_IN_CHAIN,
+            ));
         }
         let tip = self.store.indexed_tip().height;
         let pool = self.mempool.lock();

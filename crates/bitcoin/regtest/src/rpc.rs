@@ -508,6 +508,17 @@ fn dispatch(node: &RegtestNode, method: &str, p: &[Value]) -> RpcResult {
             v["size"] = json!(block.total_size());
             v["strippedsize"] = json!(bitcoin::consensus::serialize(&block.header).len() + bitcoin::VarInt(block.txdata.len() as u64).size() + block.txdata.iter().map(|t| t.base_size()).sum::<usize>());
             v["weight"] = json!(block.weight().to_wu());
+            if let Some(cb) = block.txdata.first() {
+                let mut c = json!({"version": cb.version.0, "locktime": cb.lock_time.to_consensus_u32()});
+                if let Some(i) = cb.input.first() {
+                    c["sequence"] = json!(i.sequence.0);
+                    c["coinbase"] = json!(hex::encode(i.script_sig.as_bytes()));
+                    if let Some(w) = i.witness.nth(0) {
+                        c["witness"] = json!(hex::encode(w));
+                    }
+                }
+                v["coinbase_tx"] = c;
+            }
             v["tx"] = if verbosity >= 2 {
                 Value::Array(block.txdata.iter().map(|t| {
                     let mut j = tx_json(t, network);
@@ -549,7 +560,11 @@ fn dispatch(node: &RegtestNode, method: &str, p: &[Value]) -> RpcResult {
         "sendrawtransaction" => {
             let tx = decode_tx(p, 0)?;
             let max = feerate_param(p, 1)?;
-            let acc = node.submit_transaction(tx, max).map_err(|r| err(r.code, r.reason))?;
+            let acc = node.submit_transaction(tx, max).map_err(|r| {
+                // Core's sendrawtransaction messages: the validation state, or for a fee cap its text.
+                let msg = if r.reason == "max-fee-exceeded" { r.details.clone().unwrap_or_default() } else { r.to_string() };
+                err(r.code, msg)
+            })?;
             Ok(json!(acc.txid.to_string()))
         }
         "testmempoolaccept" => {
@@ -565,7 +580,13 @@ fn dispatch(node: &RegtestNode, method: &str, p: &[Value]) -> RpcResult {
                         "fees": {"base": Amount::from_sat(a.fee).to_btc(),
                                  "effective-feerate": (a.fee as f64 * 1000.0 / a.vsize as f64) / 1e8,
                                  "effective-includes": [wtxid]}}),
-                    Err(r) => json!({"txid": txid, "wtxid": wtxid, "allowed": false, "reject-reason": r.reason}),
+                    Err(r) => {
+                        let mut v = json!({"txid": txid, "wtxid": wtxid, "allowed": false, "reject-reason": r.test_accept_reason()});
+                        if let Some(d) = r.test_accept_details() {
+                            v["reject-details"] = json!(d);
+                        }
+                        v
+                    }
                 });
             }
             Ok(Value::Array(out))
