@@ -114,6 +114,9 @@ pub struct ScriptFailure {
     pub input: Option<usize>,
 }
 
+/// Checks the scripts of a transaction given the outputs it spends.
+pub type ScriptCheck = dyn Fn(&Transaction, &[TxOut]) -> Result<(), ScriptFailure>;
+
 /// A coin a transaction spends, from the chain or from another mempool transaction.
 #[derive(Debug, Clone)]
 pub struct Coin {
@@ -279,7 +282,7 @@ impl Mempool {
         tx: &Transaction,
         chain_coin: &dyn Fn(&OutPoint) -> Option<Coin>,
         tip_height: u32,
-        verify: &dyn Fn(&Transaction, &[TxOut]) -> Result<(), ScriptFailure>,
+        verify: &ScriptCheck,
         max_feerate_kvb: Option<u64>,
     ) -> Result<(Accepted, Vec<Txid>), Reject> {
         let txid = tx.compute_txid();
@@ -499,7 +502,7 @@ impl Mempool {
         tx: Transaction,
         chain_coin: &dyn Fn(&OutPoint) -> Option<Coin>,
         tip_height: u32,
-        verify: &dyn Fn(&Transaction, &[TxOut]) -> Result<(), ScriptFailure>,
+        verify: &ScriptCheck,
         max_feerate_kvb: Option<u64>,
         now: u64,
     ) -> Result<Accepted, Reject> {

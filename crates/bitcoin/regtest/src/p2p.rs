@@ -178,15 +178,13 @@ async fn handle(
             let mut new_block = false;
             for inv in items {
                 match inv {
-                    Inventory::Transaction(t) => {
-                        if node.with_mempool(|m| m.get(&t).is_none()) {
-                            want.push(Inventory::WitnessTransaction(t));
-                        }
+                    Inventory::Transaction(t) if node.with_mempool(|m| m.get(&t).is_none()) => {
+                        want.push(Inventory::WitnessTransaction(t));
                     }
-                    Inventory::Block(h) | Inventory::WitnessBlock(h) => {
-                        if !node.store().headers().contains(&h) {
-                            new_block = true;
-                        }
+                    Inventory::Block(h) | Inventory::WitnessBlock(h)
+                        if !node.store().headers().contains(&h) =>
+                    {
+                        new_block = true;
                     }
                     _ => {}
                 }

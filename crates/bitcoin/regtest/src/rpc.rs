@@ -236,7 +236,7 @@ fn one_request(node: &RegtestNode, req: Value) -> (StatusCode, Value) {
     }
 }
 
-fn param<'a>(p: &'a [Value], i: usize) -> Option<&'a Value> {
+fn param(p: &[Value], i: usize) -> Option<&Value> {
     p.get(i).filter(|v| !v.is_null())
 }
 

@@ -160,7 +160,13 @@ pub struct ChainStore {
     tip_hash: RwLock<BlockHash>,
     /// When set, commits skip fsync (bulk sync); [`ChainStore::flush`] makes them durable.
     fast_commits: AtomicBool,
+    /// When the last durable commit began; fast mode still makes one durable every
+    /// [`MAX_UNDURABLE`].
+    last_durable: Mutex<std::time::Instant>,
 }
+
+/// Longest stretch of fast (unsynced) commits: a crash during bulk sync loses at most this much.
+pub const MAX_UNDURABLE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl std::fmt::Debug for ChainStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -275,6 +281,7 @@ impl ChainStore {
             tip_height: AtomicU32::new(height),
             tip_hash: RwLock::new(hash),
             fast_commits: AtomicBool::new(false),
+            last_durable: Mutex::new(std::time::Instant::now()),
         };
         tracing::debug!(height, %hash, "chain store opened");
         Ok(store)
@@ -299,8 +306,9 @@ impl ChainStore {
         }
     }
 
-    /// Skip fsync on commits (bulk sync). Call [`ChainStore::flush`] when done; a `kill -9`
-    /// still leaves a consistent database at some earlier committed block.
+    /// Skip fsync on most commits (bulk sync): one commit every [`MAX_UNDURABLE`] is still
+    /// durable, so a crash loses at most that much work and always leaves a consistent database
+    /// at an earlier committed block. Call [`ChainStore::flush`] when done.
     pub fn set_fast_commits(&self, on: bool) {
         self.fast_commits.store(on, Ordering::Relaxed);
     }
@@ -320,7 +328,12 @@ impl ChainStore {
         let mut w = self.db.begin_write()?;
         w.set_quick_repair(true);
         if self.fast_commits.load(Ordering::Relaxed) {
-            w.set_durability(Durability::None)?;
+            let mut last = self.last_durable.lock();
+            if last.elapsed() < MAX_UNDURABLE {
+                w.set_durability(Durability::None)?;
+            } else {
+                *last = std::time::Instant::now();
+            }
         }
         Ok(w)
     }

@@ -138,13 +138,9 @@ pub fn grind(header: &mut Header) {
     }
 }
 
-/// A complete, mined regtest block on `parent` at `height` (time = parent time + 1).
-pub fn build_block(
-    parent: &Header,
-    height: u32,
-    coinbase_tx: Transaction,
-    txs: Vec<Transaction>,
-) -> Block {
+/// A complete, mined regtest block on `parent` (time = parent time + 1); the coinbase carries
+/// the height.
+pub fn build_block(parent: &Header, coinbase_tx: Transaction, txs: Vec<Transaction>) -> Block {
     let mut txdata = Vec::with_capacity(txs.len() + 1);
     txdata.push(coinbase_tx);
     txdata.extend(txs);
@@ -419,7 +415,7 @@ impl ChainGen {
             &self.tag,
             vec![out(&cb_script, subsidy(height) + fees)],
         );
-        let block = build_block(&self.tip(), height, cb, txs);
+        let block = build_block(&self.tip(), cb, txs);
         self.push(block.clone());
         block
     }
@@ -452,6 +448,9 @@ impl ChainGen {
     }
 }
 
+/// What `raw_transaction` returns: bytes, block, index in block.
+pub type RawTx = (Vec<u8>, BlockRef, u32);
+
 /// What a store says about a fixed set of questions; two stores with the same state give equal
 /// snapshots.
 #[derive(Debug, PartialEq)]
@@ -460,7 +459,7 @@ pub struct IndexState {
     pub utxo_count: u64,
     pub headers: Vec<Option<(BlockRef, Header)>>,
     pub by_script: Vec<(ScriptBuf, Vec<Utxo>, u64)>,
-    pub txs: Vec<(Txid, Option<IndexedTx>, Option<(Vec<u8>, BlockRef, u32)>)>,
+    pub txs: Vec<(Txid, Option<IndexedTx>, Option<RawTx>)>,
     pub coins: Vec<(OutPoint, Option<Utxo>, Option<SpentBy>)>,
     pub keystones: Vec<([u8; 32], Vec<KeystonePublication>)>,
 }
