@@ -31,6 +31,7 @@ enum Misbehaviour {
     InvalidProofOfWork,
     HeadersNotChaining,
     MalformedPayload,
+    UnconnectingHeaders,
 }
 
 fn regtest_genesis() -> BlockHash {
@@ -130,6 +131,16 @@ async fn fake_peer(
                 Misbehaviour::BadChecksum => {
                     raw_frame(b"ping", &7u64.to_le_bytes(), [1, 2, 3, 4], 8)
                 }
+                Misbehaviour::UnconnectingHeaders => {
+                    // Headers whose parents nobody knows, again and again.
+                    let mut out = Vec::new();
+                    for i in 0..20u8 {
+                        let h =
+                            ground(BlockHash::from_byte_array([i + 1; 32]), 1_700_000_000, true);
+                        out.extend(frame(NetworkMessage::Headers(vec![h])));
+                    }
+                    out
+                }
                 Misbehaviour::MalformedPayload => {
                     let payload = [0xfd, 0xff, 0xff, 0x01, 0x02];
                     let sum = bitcoin::hashes::sha256d::Hash::hash(&payload).to_byte_array();
@@ -170,6 +181,7 @@ async fn misbehaving_peers_are_banned_and_the_client_keeps_following_bitcoin_cor
         Misbehaviour::InvalidProofOfWork,
         Misbehaviour::HeadersNotChaining,
         Misbehaviour::MalformedPayload,
+        Misbehaviour::UnconnectingHeaders,
     ];
     let mut peers = Vec::new();
     for (i, kind) in kinds.iter().enumerate() {

@@ -33,6 +33,9 @@ use tokio::sync::{mpsc, watch};
 const BLOCK_WINDOW: usize = 32;
 /// A peer that sends nothing for this long while we wait is dropped.
 const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Unconnecting `headers` messages tolerated in a row before the peer counts as misbehaving
+/// (Bitcoin Core's `MAX_NUM_UNCONNECTING_HEADERS_MSGS`).
+const MAX_UNCONNECTING_HEADERS: u32 = 10;
 /// How often we ping.
 const PING_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -241,6 +244,7 @@ impl BitcoinClient {
             in_flight: HashSet::new(),
             last_seen: Instant::now(),
             headers_done: false,
+            unconnecting: 0,
         };
         let result = async {
             w.send(NetworkMessage::SendHeaders).await?;
@@ -352,9 +356,20 @@ impl BitcoinClient {
                 if !headers.is_empty() {
                     let first_known = self.store.headers().contains(&headers[0].prev_blockhash);
                     if !first_known {
-                        // Unconnecting announcement: ask for the path (Core does the same).
+                        // Unconnecting announcement: ask for the path (Core does the same), but
+                        // a peer that keeps sending headers we cannot connect is wasting us.
+                        sync.unconnecting += 1;
+                        if sync.unconnecting > MAX_UNCONNECTING_HEADERS {
+                            return Err(PeerError::Misbehaving {
+                                reason: format!(
+                                    "{} unconnecting headers messages",
+                                    sync.unconnecting
+                                ),
+                            });
+                        }
                         return self.send_getheaders(w).await;
                     }
+                    sync.unconnecting = 0;
                     let added = self.store.add_headers(&headers, now()).map_err(store_err)?;
                     if let Some(e) = added.error {
                         return Err(PeerError::Misbehaving {
@@ -431,6 +446,7 @@ struct PeerSync {
     in_flight: HashSet<BlockHash>,
     last_seen: Instant,
     headers_done: bool,
+    unconnecting: u32,
 }
 
 fn store_err(e: StoreError) -> PeerError {
