@@ -17,7 +17,11 @@ fn check(data: &[u8]) {
         assert_eq!(AbbreviatedKeystone::from_bytes(&k.to_bytes()), Ok(k));
     }
     if let Ok(k) = AbbreviatedKeystone::from_bytes(data) {
-        assert_eq!(&k.to_bytes()[..], data, "abbreviated keystone does not round-trip");
+        assert_eq!(
+            &k.to_bytes()[..],
+            data,
+            "abbreviated keystone does not round-trip"
+        );
         assert_eq!(
             AbbreviatedKeystone::from_pop_script(&k.pop_script()),
             Ok(k),

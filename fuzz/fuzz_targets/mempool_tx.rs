@@ -24,8 +24,8 @@ use bitcoin::block::{Header, Version};
 use bitcoin::consensus::Decodable;
 use bitcoin::hashes::Hash;
 use bitcoin::{
-    Amount, Block, BlockHash, CompactTarget, Network, OutPoint, ScriptBuf, Transaction, TxMerkleNode,
-    TxOut, Txid,
+    Amount, Block, BlockHash, CompactTarget, Network, OutPoint, ScriptBuf, Transaction,
+    TxMerkleNode, TxOut, Txid,
 };
 use hemi_btc_regtest::mempool::{Coin, Mempool, Reject, ScriptFailure};
 use libfuzzer_sys::fuzz_target;
@@ -105,7 +105,11 @@ fn check_indexes(pool: &Mempool) {
         let e = pool.get(&txid).expect("listed txid has an entry");
         assert_eq!(e.tx.compute_txid(), txid);
         for i in &e.tx.input {
-            assert_eq!(pool.spender(&i.previous_output), Some(txid), "spend index out of date");
+            assert_eq!(
+                pool.spender(&i.previous_output),
+                Some(txid),
+                "spend index out of date"
+            );
         }
         for p in &e.parents {
             assert!(pool.get(p).is_some(), "parent {p} of {txid} not in mempool");
@@ -150,7 +154,14 @@ fuzz_target!(|data: &[u8]| {
             Err(r) => check_reject(&r),
         }
         let before = pool.len();
-        match pool.accept(tx, &chain_coin, TIP_HEIGHT, &pass_verify, MAX_FEERATE_KVB, n as u64) {
+        match pool.accept(
+            tx,
+            &chain_coin,
+            TIP_HEIGHT,
+            &pass_verify,
+            MAX_FEERATE_KVB,
+            n as u64,
+        ) {
             Ok(acc) => {
                 assert!(pool.get(&acc.txid).is_some());
                 assert!(acc.vsize > 0);
@@ -161,7 +172,11 @@ fuzz_target!(|data: &[u8]| {
             }
             Err(r) => {
                 check_reject(&r);
-                assert_eq!(pool.len(), before, "a rejected transaction changed the mempool");
+                assert_eq!(
+                    pool.len(),
+                    before,
+                    "a rejected transaction changed the mempool"
+                );
             }
         }
         check_indexes(&pool);
@@ -172,7 +187,9 @@ fuzz_target!(|data: &[u8]| {
     let mut placed = HashSet::new();
     for tx in &chosen {
         let txid = tx.compute_txid();
-        let e = pool.get(&txid).expect("selected transaction is in the mempool");
+        let e = pool
+            .get(&txid)
+            .expect("selected transaction is in the mempool");
         for p in &e.parents {
             assert!(placed.contains(p), "{txid} selected before its parent {p}");
         }
@@ -202,7 +219,10 @@ fuzz_target!(|data: &[u8]| {
     };
     pool.block_connected(&block);
     for tx in block.txdata.iter().skip(1) {
-        assert!(pool.get(&tx.compute_txid()).is_none(), "mined transaction still in mempool");
+        assert!(
+            pool.get(&tx.compute_txid()).is_none(),
+            "mined transaction still in mempool"
+        );
     }
     check_indexes(&pool);
 });

@@ -153,7 +153,9 @@ fuzz_target!(|data: &[u8]| {
         _ => n,
     };
     let mut r = Reader(rest);
-    let prevouts: Vec<TxOut> = (0..count).map(|i| prevout(&mut r, tx.input.get(i))).collect();
+    let prevouts: Vec<TxOut> = (0..count)
+        .map(|i| prevout(&mut r, tx.input.get(i)))
+        .collect();
 
     let whole = verify_transaction(&tx, &prevouts);
     if let Err(e) = &whole {

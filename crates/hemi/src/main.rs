@@ -1,6 +1,7 @@
 //! `hemi`: the hemi-rs binary. `hemi devnet` runs every part in one process (like anvil);
 //! `hemi node` follows an external Bitcoin Core.
 
+mod bench;
 mod config;
 mod run;
 
@@ -21,6 +22,9 @@ enum Command {
     Devnet(config::DevnetArgs),
     /// A node that follows external Bitcoin Core peers and serves the JSON-RPC API.
     Node(config::NodeArgs),
+    /// Benchmarks that run real processes side by side (results go in docs/BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,6 +37,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Devnet(args) => run::devnet(args.resolve()?).await,
             Command::Node(args) => run::node(args.resolve()?).await,
+            Command::Bench(cmd) => bench::run(cmd).await,
         }
     })
 }

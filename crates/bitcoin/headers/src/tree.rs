@@ -732,8 +732,8 @@ impl HeaderTree {
         self.entries.is_empty()
     }
 
-    /// Leaf nodes (headers without children), valid or not, in insertion order; the best tip
-    /// is among them.
+    /// Leaf nodes (headers without children), valid or not, in insertion order. The best tip is
+    /// among them unless it has only invalid children (after [`HeaderTree::invalidate`]).
     pub fn tips(&self) -> Vec<&HeaderNode> {
         self.entries
             .iter()

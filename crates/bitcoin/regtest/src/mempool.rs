@@ -114,6 +114,11 @@ pub struct ScriptFailure {
     pub input: Option<usize>,
 }
 
+/// Fee rate in sat/kvB, without overflow for any fee.
+fn feerate_kvb(fee: u64, vsize: u64) -> u64 {
+    (fee as u128 * 1000 / vsize.max(1) as u128).min(u64::MAX as u128) as u64
+}
+
 /// Checks the scripts of a transaction given the outputs it spends.
 pub type ScriptCheck = dyn Fn(&Transaction, &[TxOut]) -> Result<(), ScriptFailure>;
 
@@ -152,7 +157,7 @@ pub struct Entry {
 impl Entry {
     /// Fee rate in sat/kvB.
     pub fn feerate_kvb(&self) -> u64 {
-        self.fee * 1000 / self.vsize.max(1)
+        feerate_kvb(self.fee, self.vsize)
     }
 }
 
@@ -255,6 +260,20 @@ impl Mempool {
             i += 1;
         }
         out
+    }
+
+    /// Every in-mempool ancestor of transactions with these mempool parents (parents included).
+    pub fn ancestors_of(&self, parents: &BTreeSet<Txid>) -> HashSet<Txid> {
+        let mut seen = HashSet::new();
+        let mut stack: Vec<Txid> = parents.iter().copied().collect();
+        while let Some(t) = stack.pop() {
+            if seen.insert(t) {
+                if let Some(e) = self.entries.get(&t) {
+                    stack.extend(e.parents.iter().copied());
+                }
+            }
+        }
+        seen
     }
 
     /// Number of in-mempool ancestors, the transaction itself included.
@@ -375,9 +394,17 @@ impl Mempool {
             value_in = value_in.saturating_add(coin.txout.value.to_sat());
             prevouts.push(coin.txout);
         }
+        // A replacement may not descend from anything it would evict (Core compares the
+        // conflicts with all in-mempool ancestors, not only the parents).
+        let ancestors = self.ancestors_of(&parents);
         for c in &conflicts {
-            if parents.contains(c) {
-                return Err(Reject::policy("bad-txns-spends-conflicting-tx"));
+            for d in self.with_descendants(c) {
+                if ancestors.contains(&d) {
+                    return Err(Reject::detailed(
+                        "bad-txns-spends-conflicting-tx",
+                        format!("{txid} spends conflicting transaction {d}"),
+                    ));
+                }
             }
         }
         if value_in < value_out {
@@ -400,7 +427,7 @@ impl Mempool {
             ));
         }
         if let Some(max) = max_feerate_kvb {
-            if max > 0 && fee * 1000 / vsize.max(1) > max {
+            if max > 0 && feerate_kvb(fee, vsize) > max {
                 // testmempoolaccept says "max-fee-exceeded"; sendrawtransaction, Core's message.
                 return Err(Reject {
                     reason: "max-fee-exceeded".into(),
@@ -460,7 +487,7 @@ impl Mempool {
                 .filter_map(|t| self.entries.get(t))
                 .map(|e| e.fee)
                 .sum();
-            let new_rate = fee * 1000 / vsize.max(1);
+            let new_rate = feerate_kvb(fee, vsize);
             for c in &conflicts {
                 if let Some(e) = self.entries.get(c) {
                     if new_rate <= e.feerate_kvb() {
@@ -603,5 +630,73 @@ impl Mempool {
     /// Fee rates (sat/kvB) of mempool transactions, for fee estimation.
     pub fn feerates(&self) -> Vec<u64> {
         self.entries.values().map(Entry::feerate_kvb).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitcoin::hashes::Hash;
+    use bitcoin::{absolute, transaction, ScriptBuf, Sequence, TxIn, Witness};
+
+    fn p2wpkh(b: u8) -> ScriptBuf {
+        ScriptBuf::new_p2wpkh(&bitcoin::WPubkeyHash::from_byte_array([b; 20]))
+    }
+
+    fn tx(inputs: &[OutPoint], value: u64, to: u8) -> Transaction {
+        Transaction {
+            version: transaction::Version::TWO,
+            lock_time: absolute::LockTime::ZERO,
+            input: inputs
+                .iter()
+                .map(|op| TxIn {
+                    previous_output: *op,
+                    script_sig: ScriptBuf::new(),
+                    sequence: Sequence(0xffff_fffd),
+                    witness: Witness::new(),
+                })
+                .collect(),
+            output: vec![TxOut {
+                value: Amount::from_sat(value),
+                script_pubkey: p2wpkh(to),
+            }],
+        }
+    }
+
+    /// The fuzzer's case: A spends C, B spends A, N spends C and B. N conflicts with A and
+    /// descends from it; accepting N would leave it spending B's evicted output.
+    #[test]
+    fn replacement_descending_from_what_it_evicts_is_refused() {
+        let c = OutPoint::new(Txid::from_byte_array([9; 32]), 0);
+        let chain = |op: &OutPoint| {
+            (*op == c).then(|| Coin {
+                txout: TxOut {
+                    value: Amount::from_sat(100_000),
+                    script_pubkey: p2wpkh(0),
+                },
+                height: Some(1),
+                coinbase: false,
+            })
+        };
+        let ok = |_: &Transaction, _: &[TxOut]| Ok(());
+        let mut pool = Mempool::default();
+        let a = tx(&[c], 90_000, 1);
+        pool.accept(a.clone(), &chain, 200, &ok, None, 0)
+            .expect("A");
+        let b = tx(&[OutPoint::new(a.compute_txid(), 0)], 80_000, 2);
+        pool.accept(b.clone(), &chain, 200, &ok, None, 0)
+            .expect("B");
+        let n = tx(&[c, OutPoint::new(b.compute_txid(), 0)], 10_000, 3);
+        let err = pool
+            .accept(n, &chain, 200, &ok, None, 0)
+            .expect_err("N must be refused");
+        assert_eq!(err.reason, "bad-txns-spends-conflicting-tx");
+        assert_eq!(pool.len(), 2);
+    }
+
+    #[test]
+    fn huge_fees_do_not_overflow_the_fee_rate() {
+        assert_eq!(feerate_kvb(u64::MAX, 1), u64::MAX);
+        assert_eq!(feerate_kvb(1_000, 100), 10_000);
     }
 }

@@ -676,7 +676,11 @@ impl ChainStore {
                             coinbase: ccb,
                         });
                     }
-                    let value_out: u64 = tx.output.iter().map(|o| o.value.to_sat()).sum();
+                    // Bounded by MAX_MONEY in check_block_commitments, so this cannot overflow.
+                    let value_out: u64 = tx
+                        .output
+                        .iter()
+                        .fold(0u64, |a, o| a.saturating_add(o.value.to_sat()));
                     if value_out > value_in {
                         return Err(bad(format!(
                             "transaction {txid} spends {value_out} sat but has {value_in} sat in"
@@ -922,6 +926,41 @@ fn check_block_commitments(block: &Block) -> Result<(), String> {
     }
     if block.txdata.iter().skip(1).any(Transaction::is_coinbase) {
         return Err("more than one coinbase".into());
+    }
+    // CVE-2012-2459: a copy with a duplicated last transaction has the same Merkle root; it must
+    // never be stored under (and then poison) the genuine block's hash.
+    let mut seen = std::collections::HashSet::with_capacity(block.txdata.len());
+    if !block.txdata.iter().all(|t| seen.insert(t.compute_txid())) {
+        return Err("duplicate transaction (mutated block, CVE-2012-2459)".into());
+    }
+    // rust-bitcoin's check passes a block without any witness; Core refuses a block whose
+    // coinbase commits to witnesses that were stripped.
+    const COMMITMENT: [u8; 6] = [0x6a, 0x24, 0xaa, 0x21, 0xa9, 0xed];
+    let has_commitment = block.txdata[0].output.iter().any(|o| {
+        let b = o.script_pubkey.as_bytes();
+        b.len() >= 38 && b[..6] == COMMITMENT
+    });
+    let any_witness = block
+        .txdata
+        .iter()
+        .any(|t| t.input.iter().any(|i| !i.witness.is_empty()));
+    if has_commitment && !any_witness {
+        return Err(
+            "witness commitment present but the block carries no witness data (stripped)".into(),
+        );
+    }
+    for tx in &block.txdata {
+        let total = tx
+            .output
+            .iter()
+            .try_fold(0u64, |a, o| a.checked_add(o.value.to_sat()))
+            .filter(|v| *v <= bitcoin::Amount::MAX_MONEY.to_sat());
+        if total.is_none() {
+            return Err(format!(
+                "transaction {} output values exceed MAX_MONEY",
+                tx.compute_txid()
+            ));
+        }
     }
     Ok(())
 }

@@ -161,32 +161,35 @@ impl BitcoinView for ChainStore {
             let hash = Self::snap_hash_at(&r, height)?
                 .ok_or_else(|| StoreError::Corrupt(format!("chain gap at {height}")))?;
             let (block, undo) = Self::snap_block_and_undo(&r, &hash)?;
-            let mut spent = undo.into_iter();
-            for (i, tx) in block.txdata.iter().enumerate() {
-                if i > 0 {
-                    for input in &tx.input {
-                        let coin = spent.next().ok_or_else(|| {
-                            StoreError::Corrupt(format!("undo data of {hash} too short"))
-                        })?;
-                        if coin.txout.script_pubkey.as_script() == script {
-                            let op = input.previous_output;
-                            set.insert(
-                                op,
-                                Utxo {
-                                    outpoint: op,
-                                    value: coin.txout.value.to_sat(),
-                                    script_pubkey: script.to_owned(),
-                                    height: coin.height,
-                                    coinbase: coin.coinbase,
-                                },
-                            );
-                        }
-                    }
-                }
+            // Undo the block exactly as disconnecting it would: transactions last to first,
+            // outputs before inputs, so an output created and spent inside the block stays gone.
+            let mut spent = undo.into_iter().rev();
+            for (i, tx) in block.txdata.iter().enumerate().rev() {
                 let txid = tx.compute_txid();
                 for (vout, out) in tx.output.iter().enumerate() {
                     if out.script_pubkey.as_script() == script {
                         set.remove(&OutPoint::new(txid, vout as u32));
+                    }
+                }
+                if i == 0 {
+                    continue;
+                }
+                for input in tx.input.iter().rev() {
+                    let coin = spent.next().ok_or_else(|| {
+                        StoreError::Corrupt(format!("undo data of {hash} too short"))
+                    })?;
+                    if coin.txout.script_pubkey.as_script() == script {
+                        let op = input.previous_output;
+                        set.insert(
+                            op,
+                            Utxo {
+                                outpoint: op,
+                                value: coin.txout.value.to_sat(),
+                                script_pubkey: script.to_owned(),
+                                height: coin.height,
+                                coinbase: coin.coinbase,
+                            },
+                        );
                     }
                 }
             }
