@@ -11,4 +11,6 @@ echo "bitcoind: $HEMI_BITCOIND"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The fuzz targets live in their own workspace (cargo-fuzz); make sure they still build.
+(cd fuzz && cargo check --quiet)
 cargo test --workspace --locked "$@"
