@@ -160,20 +160,30 @@ async fn client_syncs_from_bitcoin_core_and_follows_reorgs_of_depth_1_3_6() -> a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn devnet_on_an_external_bitcoin_core_funds_its_key_there_and_follows_it() -> anyhow::Result<()> {
+async fn devnet_on_an_external_bitcoin_core_funds_its_key_there_and_follows_it(
+) -> anyhow::Result<()> {
     let core = BitcoinCore::start().await?;
     let dir = tempfile::tempdir()?;
     let peer = core.p2p_addr().to_string();
     let url = core.rpc_url();
-    let hemi = Hemi::start(&["devnet", "--bitcoin-peer", &peer, "--bitcoin-rpc", &url], dir.path()).await?;
+    let hemi = Hemi::start(
+        &["devnet", "--bitcoin-peer", &peer, "--bitcoin-rpc", &url],
+        dir.path(),
+    )
+    .await?;
     // The devnet mined 101 blocks on Core to its own key, so the key has a mature coinbase.
     assert!(core.rpc.get_block_count().await? >= 101);
     wait_synced(&hemi, &core.rpc, 60).await?;
     let status = hemi.call("hemi_nodeStatus", json!([])).await?;
-    let addr: bitcoin::Address<bitcoin::address::NetworkUnchecked> =
-        status["bitcoinAddress"].as_str().unwrap_or_default().parse()?;
+    let addr: bitcoin::Address<bitcoin::address::NetworkUnchecked> = status["bitcoinAddress"]
+        .as_str()
+        .unwrap_or_default()
+        .parse()?;
     let addr = addr.require_network(Network::Regtest)?;
     let sats = assert_address_matches(&hemi, &core.rpc, &addr).await?;
-    assert!(sats >= 101 * 50 * 100_000_000 / 2, "devnet key holds {sats} sat");
+    assert!(
+        sats >= 101 * 50 * 100_000_000 / 2,
+        "devnet key holds {sats} sat"
+    );
     Ok(())
 }

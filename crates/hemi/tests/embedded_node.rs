@@ -325,7 +325,76 @@ async fn bitcoin_core_syncs_the_embedded_chain_and_agrees_on_transactions() -> a
         assert_eq!(o, c, "{method}");
     }
 
-    // 7. Our client (inside the devnet) indexed the same chain.
+    // 7. A reorg made on the embedded node reaches Bitcoin Core over P2P.
+    dev.btc.invalidate_block(&best).await?;
+    assert_eq!(dev.btc.get_block_count().await?, 104);
+    let other_miner = other.address(KeyKind::P2wpkh, Network::Regtest);
+    dev.btc.generate_to_address(2, &other_miner).await?;
+    let best = dev.btc.get_best_block_hash().await?;
+    wait_for(
+        60,
+        "Bitcoin Core to follow the embedded node's reorg",
+        || async { (core.rpc.get_best_block_hash().await.ok()? == best).then_some(()) },
+    )
+    .await?;
+    assert_eq!(core.rpc.get_block_count().await?, 106);
+
+    // 8. Mempool entry and fee estimate shapes match Core's.
+    let coin3 = {
+        let b = dev.btc.get_block(&dev.btc.get_block_hash(3).await?).await?;
+        (
+            OutPoint::new(b.txdata[0].compute_txid(), 0),
+            b.txdata[0].output[0].clone(),
+        )
+    };
+    let pending = pay(
+        &key,
+        KeyKind::P2wpkh,
+        coin3,
+        vec![(other.script_pubkey(KeyKind::P2wpkh), 200_000)],
+    )?;
+    dev.btc.send_raw_transaction(&pending).await?;
+    core.rpc.send_raw_transaction(&pending).await?;
+    let c = core.rpc.get_mempool_entry(&pending.compute_txid()).await?;
+    let o = dev.btc.get_mempool_entry(&pending.compute_txid()).await?;
+    for k in c
+        .as_object()
+        .map(|m| m.keys().cloned().collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
+        if [
+            "chunkweight",
+            "clusterid",
+            "chunkfee",
+            "chunksize",
+            "ancestorsize",
+            "descendantsize",
+        ]
+        .contains(&k.as_str())
+        {
+            continue; // cluster-mempool internals and sizes we do not model
+        }
+        assert!(o.get(&k).is_some(), "getmempoolentry lacks {k:?}: {o}");
+    }
+    for k in [
+        "vsize",
+        "weight",
+        "wtxid",
+        "fees",
+        "depends",
+        "spentby",
+        "ancestorcount",
+        "descendantcount",
+        "ancestorsize",
+        "descendantsize",
+    ] {
+        assert_eq!(o[k], c[k], "getmempoolentry.{k}");
+    }
+    let fee: Value = dev.btc.call("estimatesmartfee", json!([6])).await?;
+    assert!(fee["feerate"].as_f64().is_some_and(|r| r > 0.0), "{fee}");
+    assert!(fee["blocks"].as_u64().is_some(), "{fee}");
+
+    // 9. Our client (inside the devnet) indexed the same chain.
     let tip = dev.hemi.call("hemi_btcTip", json!([])).await?;
     wait_for(10, "devnet client to index the tip", || async {
         let t = dev.hemi.call("hemi_btcTip", json!([])).await.ok()?;

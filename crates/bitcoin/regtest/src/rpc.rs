@@ -675,12 +675,24 @@ fn address_param(p: &[Value], i: usize, network: Network) -> Result<Address, Rpc
 fn mempool_entry(node: &RegtestNode, txid: &Txid) -> RpcResult {
     node.with_mempool(|m| {
         let e = m.get(txid).ok_or_else(|| err(code::INVALID_ADDRESS_OR_KEY, "Transaction not in mempool"))?;
-        let fee = Amount::from_sat(e.fee).to_btc();
+        let btc = |sat: u64| Amount::from_sat(sat).to_btc();
+        let mut ancestors = m.ancestors_of(&e.parents);
+        ancestors.insert(*txid);
+        let descendants = m.with_descendants(txid);
+        let sum = |ids: &mut dyn Iterator<Item = &Txid>| -> (u64, u64) {
+            ids.filter_map(|t| m.get(t)).fold((0, 0), |(f, v), x| (f + x.fee, v + x.vsize))
+        };
+        let (anc_fee, anc_size) = sum(&mut ancestors.iter());
+        let (desc_fee, desc_size) = sum(&mut descendants.iter());
+        // Cluster mempool's chunk: with no cluster linearisation here, a transaction's chunk is
+        // itself plus the ancestors it pays for (the CPFP case), which is Core's answer for
+        // single transactions and parent-child pairs.
         Ok(json!({
             "vsize": e.vsize, "weight": e.weight, "time": e.time, "height": e.height,
-            "descendantcount": m.with_descendants(txid).len(), "ancestorcount": m.ancestor_count(txid),
+            "descendantcount": descendants.len(), "descendantsize": desc_size,
+            "ancestorcount": ancestors.len(), "ancestorsize": anc_size,
             "wtxid": e.wtxid.to_string(),
-            "fees": {"base": fee, "modified": fee, "ancestor": fee, "descendant": fee},
+            "fees": {"base": btc(e.fee), "modified": btc(e.fee), "ancestor": btc(anc_fee), "descendant": btc(desc_fee), "chunk": btc(anc_fee)},
             "depends": e.parents.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
             "spentby": m.children(txid).iter().map(|t| t.to_string()).collect::<Vec<_>>(),
             "bip125-replaceable": true, "unbroadcast": false,
