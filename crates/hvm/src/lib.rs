@@ -10,8 +10,10 @@
 //! Main items: [`precompiles`] (the ten precompile bodies and their gas), [`HvmPrecompiles`]
 //! (revm's precompile provider: Ethereum's precompiles plus these), [`BitcoinPin`].
 
+pub mod attributes;
 pub mod evm;
 pub mod precompiles;
 
+pub use attributes::{AttributesError, BtcAttributes};
 pub use evm::{hvm_address, BitcoinPin, HvmPrecompiles};
 pub use precompiles::{BitcoinContext, PrecompileCall};
