@@ -20,7 +20,9 @@ mod rpc;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use node::{build_block, grind, regtest_subsidy, NodeError, NodeEvent, RegtestNode};
+pub use node::{
+    build_block, coinbase, grind, regtest_subsidy, seal, NodeError, NodeEvent, RegtestNode,
+};
 pub use p2p::{headers_for, serve_p2p};
 pub use rpc::{serve_rpc, tx_json, RpcAuth};
 

@@ -364,28 +364,14 @@ pub fn build_block(
     fees: u64,
     extranonce: u64,
 ) -> Block {
-    let mut extra = PushBytesBuf::new();
-    let _ = extra.extend_from_slice(&extranonce.to_le_bytes());
-    let script_sig = Builder::new()
-        .push_int(height as i64)
-        .push_slice(extra)
-        .into_script();
-    let mut witness = Witness::new();
-    witness.push([0u8; 32]);
-    let coinbase = Transaction {
-        version: transaction::Version::TWO,
-        lock_time: absolute::LockTime::ZERO,
-        input: vec![TxIn {
-            previous_output: OutPoint::null(),
-            script_sig,
-            sequence: Sequence::MAX,
-            witness,
-        }],
-        output: vec![TxOut {
+    let coinbase = coinbase(
+        height,
+        &extranonce.to_le_bytes(),
+        vec![TxOut {
             value: regtest_subsidy(height) + Amount::from_sat(fees),
             script_pubkey: script.clone(),
         }],
-    };
+    );
     let time = (now_secs() as u32).max(mtp + 1);
     let mut txdata = Vec::with_capacity(txs.len() + 1);
     txdata.push(coinbase);
@@ -401,7 +387,37 @@ pub fn build_block(
         },
         txdata,
     };
-    // Witness commitment (BIP141), always present as Bitcoin Core's miner does.
+    seal(&mut block);
+    block
+}
+
+/// A coinbase: the BIP34 height push, then `extra` (an extranonce, at most 75 bytes), the
+/// witness reserved value (32 zero bytes), and `outputs`.
+pub fn coinbase(height: u32, extra: &[u8], outputs: Vec<TxOut>) -> Transaction {
+    let mut push = PushBytesBuf::new();
+    let _ = push.extend_from_slice(&extra[..extra.len().min(75)]);
+    let script_sig = Builder::new()
+        .push_int(i64::from(height))
+        .push_slice(push)
+        .into_script();
+    let mut witness = Witness::new();
+    witness.push([0u8; 32]);
+    Transaction {
+        version: transaction::Version::TWO,
+        lock_time: absolute::LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint::null(),
+            script_sig,
+            sequence: Sequence::MAX,
+            witness,
+        }],
+        output: outputs,
+    }
+}
+
+/// Finishes a block's commitments: appends the BIP141 witness commitment to the coinbase
+/// (always, as Bitcoin Core's miner does) and sets the Merkle root. Call before grinding.
+pub fn seal(block: &mut Block) {
     if let Some(witness_root) = block.witness_root() {
         let commitment = Block::compute_witness_commitment(&witness_root, &[0u8; 32]);
         let mut payload = vec![0xaa, 0x21, 0xa9, 0xed];
@@ -412,15 +428,16 @@ pub fn build_block(
             .push_opcode(bitcoin::opcodes::all::OP_RETURN)
             .push_slice(pb)
             .into_script();
-        block.txdata[0].output.push(TxOut {
-            value: Amount::ZERO,
-            script_pubkey: commit_script,
-        });
+        if let Some(cb) = block.txdata.first_mut() {
+            cb.output.push(TxOut {
+                value: Amount::ZERO,
+                script_pubkey: commit_script,
+            });
+        }
     }
     if let Some(root) = block.compute_merkle_root() {
         block.header.merkle_root = root;
     }
-    block
 }
 
 /// Finds a nonce that meets the header's target (regtest: about two tries).

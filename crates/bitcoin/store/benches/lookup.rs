@@ -16,11 +16,8 @@ use std::time::{Duration, Instant};
 
 use bitcoin::block::{Header, Version};
 use bitcoin::hashes::{sha256, Hash};
-use bitcoin::script::{Builder, PushBytesBuf};
-use bitcoin::transaction::Version as TxVersion;
 use bitcoin::{
-    absolute, Amount, Block, BlockHash, CompactTarget, Network, OutPoint, ScriptBuf, Sequence,
-    Transaction, TxIn, TxMerkleNode, TxOut, WPubkeyHash, Witness,
+    Amount, Block, BlockHash, CompactTarget, Network, ScriptBuf, TxMerkleNode, TxOut, WPubkeyHash,
 };
 use criterion::{criterion_group, criterion_main, Criterion};
 use hemi_btc_headers::ChainParams;
@@ -45,23 +42,6 @@ fn script(i: u32) -> ScriptBuf {
 
 /// A coinbase-only regtest block (BIP34 height, witness commitment) paying `outputs`.
 fn block(parent: &Header, height: u32, outputs: Vec<TxOut>) -> Block {
-    let extra = PushBytesBuf::try_from(b"bench".to_vec()).expect("short push");
-    let mut witness = Witness::new();
-    witness.push([0u8; 32]);
-    let coinbase = Transaction {
-        version: TxVersion::TWO,
-        lock_time: absolute::LockTime::ZERO,
-        input: vec![TxIn {
-            previous_output: OutPoint::null(),
-            script_sig: Builder::new()
-                .push_int(i64::from(height))
-                .push_slice(extra)
-                .into_script(),
-            sequence: Sequence::MAX,
-            witness,
-        }],
-        output: outputs,
-    };
     let mut block = Block {
         header: Header {
             version: Version::from_consensus(0x2000_0000),
@@ -71,29 +51,10 @@ fn block(parent: &Header, height: u32, outputs: Vec<TxOut>) -> Block {
             bits: CompactTarget::from_consensus(0x207f_ffff),
             nonce: 0,
         },
-        txdata: vec![coinbase],
+        txdata: vec![hemi_btc_regtest::coinbase(height, b"bench", outputs)],
     };
-    if let Some(root) = block.witness_root() {
-        let commitment = Block::compute_witness_commitment(&root, &[0u8; 32]);
-        let mut payload = vec![0xaa, 0x21, 0xa9, 0xed];
-        payload.extend_from_slice(commitment.as_byte_array());
-        let pb = PushBytesBuf::try_from(payload).expect("36-byte push");
-        let s = Builder::new()
-            .push_opcode(bitcoin::opcodes::all::OP_RETURN)
-            .push_slice(pb)
-            .into_script();
-        block.txdata[0].output.push(TxOut {
-            value: Amount::ZERO,
-            script_pubkey: s,
-        });
-    }
-    block.header.merkle_root = block
-        .compute_merkle_root()
-        .unwrap_or_else(TxMerkleNode::all_zeros);
-    let target = block.header.target();
-    while !target.is_met_by(block.header.block_hash()) {
-        block.header.nonce += 1;
-    }
+    hemi_btc_regtest::seal(&mut block);
+    hemi_btc_regtest::grind(&mut block.header);
     block
 }
 

@@ -1,7 +1,8 @@
 //! Test helpers: deterministic regtest block building, a chain generator with an in-memory model
 //! of the UTXO set (the outside truth the store is compared against), and index snapshots.
 //!
-//! The store must not depend on `hemi-btc-regtest`, so block building is repeated here in small.
+//! Coinbase construction and block sealing are the embedded miner's own (`hemi_btc_regtest`,
+//! a dev-dependency only); times here are deterministic (parent + 1) so chains can be rebuilt.
 
 #![allow(dead_code)] // each test binary uses a different subset
 
@@ -10,13 +11,13 @@ use std::collections::BTreeMap;
 use bitcoin::block::{Header, Version};
 use bitcoin::consensus::serialize;
 use bitcoin::hashes::{sha256, Hash};
-use bitcoin::script::{Builder, PushBytesBuf};
 use bitcoin::transaction::Version as TxVersion;
 use bitcoin::{
     absolute, Amount, Block, BlockHash, CompactTarget, Network, OutPoint, ScriptBuf, Sequence,
     Transaction, TxIn, TxMerkleNode, TxOut, Txid, WPubkeyHash, Witness,
 };
 use hemi_btc_headers::ChainParams;
+pub use hemi_btc_regtest::{coinbase, seal};
 use hemi_btc_store::{AsOf, BitcoinView, ChainStore};
 use hemi_btc_view::{BlockRef, IndexedTx, KeystonePublication, SpentBy, Utxo};
 
@@ -60,28 +61,6 @@ pub fn subsidy(height: u32) -> u64 {
     }
 }
 
-/// A coinbase with the BIP34 height push, `extra` bytes after it, and the witness reserved value.
-pub fn coinbase(height: u32, extra: &[u8], outputs: Vec<TxOut>) -> Transaction {
-    let extra = PushBytesBuf::try_from(extra.to_vec()).expect("extra fits a push");
-    let script_sig = Builder::new()
-        .push_int(i64::from(height))
-        .push_slice(extra)
-        .into_script();
-    let mut witness = Witness::new();
-    witness.push([0u8; 32]);
-    Transaction {
-        version: TxVersion::TWO,
-        lock_time: absolute::LockTime::ZERO,
-        input: vec![TxIn {
-            previous_output: OutPoint::null(),
-            script_sig,
-            sequence: Sequence::MAX,
-            witness,
-        }],
-        output: outputs,
-    }
-}
-
 /// A spend of `inputs` with a dummy (signature-sized) witness: the store does not check scripts,
 /// but the witness makes the transaction's serialization the segwit one, so byte offsets and
 /// witness commitments are exercised.
@@ -107,27 +86,6 @@ pub fn out(script: &ScriptBuf, value: u64) -> TxOut {
         value: Amount::from_sat(value),
         script_pubkey: script.clone(),
     }
-}
-
-/// Adds the BIP141 witness commitment to the coinbase and sets the Merkle root.
-pub fn seal(block: &mut Block) {
-    if let Some(witness_root) = block.witness_root() {
-        let commitment = Block::compute_witness_commitment(&witness_root, &[0u8; 32]);
-        let mut payload = vec![0xaa, 0x21, 0xa9, 0xed];
-        payload.extend_from_slice(commitment.as_byte_array());
-        let pb = PushBytesBuf::try_from(payload).expect("36 bytes fit a push");
-        let commit_script = Builder::new()
-            .push_opcode(bitcoin::opcodes::all::OP_RETURN)
-            .push_slice(pb)
-            .into_script();
-        block.txdata[0].output.push(TxOut {
-            value: Amount::ZERO,
-            script_pubkey: commit_script,
-        });
-    }
-    block.header.merkle_root = block
-        .compute_merkle_root()
-        .unwrap_or_else(TxMerkleNode::all_zeros);
 }
 
 /// Finds a nonce that meets the header's own target (regtest: about two tries).
