@@ -622,7 +622,8 @@ impl ChainStore {
         if block.header.prev_blockhash != tip.hash {
             return Err(bad(format!("does not extend the indexed tip {}", tip.hash)));
         }
-        check_block_commitments(block).map_err(bad)?;
+        // Commitments (Merkle root, witness commitment, duplicates, MAX_MONEY) were checked by
+        // `put_block`, the only way block data enters the store; not repeated per connect.
         let w = self.begin_write()?;
         {
             let mut utxos = w.open_table(UTXOS)?;
