@@ -185,6 +185,18 @@ fn display(mut internal: [u8; 32]) -> [u8; 32] {
     internal
 }
 
+/// Input that is exactly `txid (display order) ‖ N × u16 BE` (0x47, 0x48, 0x49).
+fn txid_and_u16s<const N: usize>(input: &[u8]) -> Option<(Txid, [u16; N])> {
+    if input.len() != TXID_LEN + 2 * N {
+        return None;
+    }
+    let mut fields = [0u16; N];
+    for (i, f) in fields.iter_mut().enumerate() {
+        *f = be_u16(input, TXID_LEN + 2 * i)?;
+    }
+    Some((txid_from_display(input)?, fields))
+}
+
 fn be_u16(input: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes(input.get(at..at + 2)?.try_into().ok()?))
 }
@@ -502,12 +514,7 @@ fn addr_to_script(input: &[u8], ctx: &BitcoinContext<'_>) -> Result<PrecompileCa
 /// 0x47: one input: `u16 witness items ‖ u64 prevout value ‖ prev txid ‖ u16 prev index
 /// (clamped) ‖ u16 scriptSig len ‖ scriptSig[..max] ‖ u32 sequence`.
 fn input_by_txid(input: &[u8], ctx: &BitcoinContext<'_>) -> Result<PrecompileCall, ViewError> {
-    let (true, Some(txid), Some(vin), Some(max_sig)) = (
-        input.len() == TXID_LEN + 4,
-        txid_from_display(input),
-        be_u16(input, 32),
-        be_u16(input, 34),
-    ) else {
+    let Some((txid, [vin, max_sig])) = txid_and_u16s(input) else {
         return Ok(PrecompileCall::empty());
     };
     let Some(indexed) = ctx.tx(&txid)? else {
@@ -535,12 +542,7 @@ fn input_by_txid(input: &[u8], ctx: &BitcoinContext<'_>) -> Result<PrecompileCal
 /// 0x48: one output: `u64 value ‖ u16 script len ‖ script[..max] ‖ u8 available (1)`; a spent
 /// output is empty success (Hemi's known limitation, kept for parity).
 fn output_by_txid(input: &[u8], ctx: &BitcoinContext<'_>) -> Result<PrecompileCall, ViewError> {
-    let (true, Some(txid), Some(vout), Some(max_script)) = (
-        input.len() == TXID_LEN + 4,
-        txid_from_display(input),
-        be_u16(input, 32),
-        be_u16(input, 34),
-    ) else {
+    let Some((txid, [vout, max_script])) = txid_and_u16s(input) else {
         return Ok(PrecompileCall::empty());
     };
     let Some(indexed) = ctx.tx(&txid)? else {
@@ -563,13 +565,7 @@ fn output_by_txid(input: &[u8], ctx: &BitcoinContext<'_>) -> Result<PrecompileCa
 
 /// 0x49: one witness item of one input: `u16 len (clamped) ‖ item[..max]`.
 fn input_witness(input: &[u8], ctx: &BitcoinContext<'_>) -> Result<PrecompileCall, ViewError> {
-    let (true, Some(txid), Some(vin), Some(index), Some(max_len)) = (
-        input.len() == TXID_LEN + 6,
-        txid_from_display(input),
-        be_u16(input, 32),
-        be_u16(input, 34),
-        be_u16(input, 36),
-    ) else {
+    let Some((txid, [vin, index, max_len])) = txid_and_u16s(input) else {
         return Ok(PrecompileCall::empty());
     };
     let Some(indexed) = ctx.tx(&txid)? else {
