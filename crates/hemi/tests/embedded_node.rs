@@ -51,6 +51,13 @@ async fn start_devnet() -> anyhow::Result<Devnet> {
     })
 }
 
+/// The coinbase output of block `height` on the embedded node, as a spendable coin.
+async fn coinbase_coin(btc: &BitcoinRpc, height: u64) -> anyhow::Result<(OutPoint, TxOut)> {
+    let block = btc.get_block(&btc.get_block_hash(height).await?).await?;
+    let cb = &block.txdata[0];
+    Ok((OutPoint::new(cb.compute_txid(), 0), cb.output[0].clone()))
+}
+
 /// A transaction's verdict from `testmempoolaccept`.
 async fn verdict(rpc: &BitcoinRpc, tx: &bitcoin::Transaction) -> anyhow::Result<Value> {
     let mut v = rpc.test_mempool_accept(std::slice::from_ref(tx)).await?;
@@ -70,13 +77,7 @@ async fn bitcoin_core_syncs_the_embedded_chain_and_agrees_on_transactions() -> a
 
     // The devnet mined 101 blocks to its key at start: block 1's coinbase is mature.
     assert_eq!(dev.btc.get_block_count().await?, 101);
-    let cb1 = dev
-        .btc
-        .get_block(&dev.btc.get_block_hash(1).await?)
-        .await?
-        .txdata[0]
-        .clone();
-    let coin = (OutPoint::new(cb1.compute_txid(), 0), cb1.output[0].clone());
+    let coin = coinbase_coin(&dev.btc, 1).await?;
 
     // 1. P2WPKH → P2TR + P2WSH 2-of-3 through the embedded mempool, mined.
     let tx1 = pay(
@@ -114,33 +115,20 @@ async fn bitcoin_core_syncs_the_embedded_chain_and_agrees_on_transactions() -> a
     };
     let prevouts = vec![p2tr_out.1.clone(), ms_out.1.clone()];
     let signers_keys = [&custodians[0], &custodians[2]];
-    sign_transaction(
-        &mut tx2,
-        &prevouts,
-        &[
-            Signer::Key(&other),
-            Signer::Multisig {
-                script: &multisig,
-                keys: &signers_keys,
-            },
-        ],
-    )?;
+    let signers = [
+        Signer::Key(&other),
+        Signer::Multisig {
+            script: &multisig,
+            keys: &signers_keys,
+        },
+    ];
+    sign_transaction(&mut tx2, &prevouts, &signers)?;
     dev.btc.send_raw_transaction(&tx2).await?;
 
     // 3. Replace-by-fee: a lower-fee conflict is refused, a higher-fee one replaces.
     let mut low = tx2.clone();
     low.output[0].value = Amount::from_sat(15 * 100_000_000 - 10_001);
-    sign_transaction(
-        &mut low,
-        &prevouts,
-        &[
-            Signer::Key(&other),
-            Signer::Multisig {
-                script: &multisig,
-                keys: &signers_keys,
-            },
-        ],
-    )?;
+    sign_transaction(&mut low, &prevouts, &signers)?;
     let err = dev
         .btc
         .send_raw_transaction(&low)
@@ -150,17 +138,7 @@ async fn bitcoin_core_syncs_the_embedded_chain_and_agrees_on_transactions() -> a
     assert!(err.to_string().contains("insufficient fee"), "{err}");
     let mut bump = tx2.clone();
     bump.output[0].value = Amount::from_sat(15 * 100_000_000 - 20_000);
-    sign_transaction(
-        &mut bump,
-        &prevouts,
-        &[
-            Signer::Key(&other),
-            Signer::Multisig {
-                script: &multisig,
-                keys: &signers_keys,
-            },
-        ],
-    )?;
+    sign_transaction(&mut bump, &prevouts, &signers)?;
     dev.btc.send_raw_transaction(&bump).await?;
     assert_eq!(dev.btc.get_raw_mempool().await?, vec![bump.compute_txid()]);
     dev.btc.generate_to_address(3, &miner).await?;
@@ -185,13 +163,7 @@ async fn bitcoin_core_syncs_the_embedded_chain_and_agrees_on_transactions() -> a
     assert_eq!(raw["confirmations"], 3);
 
     // 5. The same transactions get the same verdicts from both nodes.
-    let coin2 = {
-        let b = dev.btc.get_block(&dev.btc.get_block_hash(2).await?).await?;
-        (
-            OutPoint::new(b.txdata[0].compute_txid(), 0),
-            b.txdata[0].output[0].clone(),
-        )
-    };
+    let coin2 = coinbase_coin(&dev.btc, 2).await?;
     let good = pay(
         &key,
         KeyKind::P2wpkh,
@@ -340,13 +312,7 @@ async fn bitcoin_core_syncs_the_embedded_chain_and_agrees_on_transactions() -> a
     assert_eq!(core.rpc.get_block_count().await?, 106);
 
     // 8. Mempool entry and fee estimate shapes match Core's.
-    let coin3 = {
-        let b = dev.btc.get_block(&dev.btc.get_block_hash(3).await?).await?;
-        (
-            OutPoint::new(b.txdata[0].compute_txid(), 0),
-            b.txdata[0].output[0].clone(),
-        )
-    };
+    let coin3 = coinbase_coin(&dev.btc, 3).await?;
     let pending = pay(
         &key,
         KeyKind::P2wpkh,
