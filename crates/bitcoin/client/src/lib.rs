@@ -243,7 +243,6 @@ impl BitcoinClient {
         let mut sync = PeerSync {
             in_flight: HashSet::new(),
             last_seen: Instant::now(),
-            headers_done: false,
             unconnecting: 0,
         };
         let result = async {
@@ -385,8 +384,6 @@ impl BitcoinClient {
                 }
                 if full {
                     self.send_getheaders(w).await?;
-                } else {
-                    sync.headers_done = true;
                 }
                 self.apply(bar)?;
                 self.request_blocks(w, sync).await?;
@@ -445,7 +442,6 @@ impl BitcoinClient {
 struct PeerSync {
     in_flight: HashSet<BlockHash>,
     last_seen: Instant,
-    headers_done: bool,
     unconnecting: u32,
 }
 
