@@ -37,6 +37,12 @@ pub struct CommonArgs {
     /// Bitcoin Core JSON-RPC URL, may carry user:password@.
     #[arg(long, env = "HEMI_BITCOIN_RPC")]
     pub bitcoin_rpc: Option<String>,
+    /// L2 block time in seconds (fractions allowed; devnet default 1).
+    #[arg(long, env = "HEMI_BLOCK_TIME")]
+    pub block_time: Option<f64>,
+    /// L2 block gas limit.
+    #[arg(long, env = "HEMI_GAS_LIMIT")]
+    pub gas_limit: Option<u64>,
 }
 
 /// `hemi devnet` flags.
@@ -66,6 +72,12 @@ pub struct NodeArgs {
     /// Bitcoin network: mainnet, testnet, testnet4, signet, regtest (default regtest).
     #[arg(long, env = "HEMI_NETWORK")]
     pub network: Option<String>,
+    /// Follow the sequencer serving JSON-RPC at this URL: fetch, check and re-execute its blocks.
+    #[arg(long, env = "HEMI_FOLLOW")]
+    pub follow: Option<String>,
+    /// The address whose seal followed blocks must carry (default: what the sequencer reports).
+    #[arg(long, env = "HEMI_SEQUENCER_ADDRESS")]
+    pub sequencer_address: Option<String>,
 }
 
 /// The TOML file: the same names as the flags, with underscores.
@@ -80,6 +92,10 @@ struct FileConfig {
     bitcoin_rpc_addr: Option<SocketAddr>,
     bitcoin_p2p_addr: Option<SocketAddr>,
     network: Option<String>,
+    block_time: Option<f64>,
+    gas_limit: Option<u64>,
+    follow: Option<String>,
+    sequencer_address: Option<String>,
 }
 
 /// Resolved configuration for a run.
@@ -103,6 +119,24 @@ pub struct Config {
     pub bitcoin_p2p_addr: SocketAddr,
     /// Bitcoin network.
     pub network: Network,
+    /// L2 block time.
+    pub block_time: std::time::Duration,
+    /// L2 block gas limit.
+    pub gas_limit: u64,
+    /// `--follow URL` (node only).
+    pub follow: Option<String>,
+    /// `--sequencer-address` (node only).
+    pub sequencer_address: Option<String>,
+}
+
+pub const DEFAULT_BLOCK_TIME: f64 = 1.0;
+pub const DEFAULT_GAS_LIMIT: u64 = 30_000_000;
+
+fn block_time(v: f64) -> anyhow::Result<std::time::Duration> {
+    if !(0.01..=3600.0).contains(&v) {
+        bail!("--block-time {v} is outside 0.01..=3600 seconds");
+    }
+    Ok(std::time::Duration::from_secs_f64(v))
 }
 
 fn home_dir(sub: &str) -> PathBuf {
@@ -197,6 +231,19 @@ impl DevnetArgs {
                 .or(f.bitcoin_p2p_addr)
                 .unwrap_or_else(|| parse_default(hemi_btc_regtest::DEFAULT_P2P_ADDR)),
             network: Network::Regtest,
+            block_time: block_time(
+                self.common
+                    .block_time
+                    .or(f.block_time)
+                    .unwrap_or(DEFAULT_BLOCK_TIME),
+            )?,
+            gas_limit: self
+                .common
+                .gas_limit
+                .or(f.gas_limit)
+                .unwrap_or(DEFAULT_GAS_LIMIT),
+            follow: None,
+            sequencer_address: None,
             dir,
         };
         if cfg.bitcoin_rpc.is_some() && cfg.bitcoin_peers.is_empty() {
@@ -238,6 +285,19 @@ impl NodeArgs {
             bitcoin_rpc_addr: parse_default(hemi_btc_regtest::DEFAULT_RPC_ADDR),
             bitcoin_p2p_addr: parse_default(hemi_btc_regtest::DEFAULT_P2P_ADDR),
             network,
+            block_time: block_time(
+                self.common
+                    .block_time
+                    .or(f.block_time)
+                    .unwrap_or(DEFAULT_BLOCK_TIME),
+            )?,
+            gas_limit: self
+                .common
+                .gas_limit
+                .or(f.gas_limit)
+                .unwrap_or(DEFAULT_GAS_LIMIT),
+            follow: self.follow.or(f.follow),
+            sequencer_address: self.sequencer_address.or(f.sequencer_address),
             dir,
         };
         if cfg.bitcoin_peers.is_empty() {

@@ -3,6 +3,7 @@
 
 mod bench;
 mod config;
+mod eth;
 mod run;
 
 use clap::{Parser, Subcommand};

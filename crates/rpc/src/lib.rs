@@ -6,7 +6,13 @@
 //! depends on no part's internals.
 //!
 //! Methods: `hemi_btcTip`, `hemi_btcHeader`, `hemi_btcBalance`, `hemi_btcUtxos`,
-//! `hemi_btcTransaction`, `hemi_btcSyncStatus`, `hemi_nodeStatus`.
+//! `hemi_btcTransaction`, `hemi_btcSyncStatus`, `hemi_nodeStatus` ([`hemi_module`]); the
+//! Ethereum namespaces `eth_`, `net_`, `web3_`, `txpool_` and `evm_mine` ([`eth::eth_module`],
+//! over the node's [`eth::EthBackend`]). The binary merges both modules and calls [`start`].
+
+pub mod eth;
+
+pub use eth::{eth_module, eth_module_with_config, EthBackend, EthContext, EthRpcConfig};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -15,6 +21,7 @@ use std::sync::Arc;
 use bitcoin::consensus::encode::serialize_hex;
 use bitcoin::{Address, BlockHash, Network, Txid};
 use hemi_btc_view::{AsOf, BitcoinView, BlockRef, ViewError};
+use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
 use jsonrpsee::server::{BatchRequestConfig, Server, ServerConfig, ServerHandle};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use jsonrpsee::RpcModule;
@@ -249,12 +256,8 @@ pub fn hemi_module(
         "hemi_nodeStatus",
         |_, ctx, _| -> Result<Value, ErrorObjectOwned> { Ok((ctx.node_status)()) },
     )?;
-    m.register_method(
-        "web3_clientVersion",
-        |_, _, _| -> Result<Value, ErrorObjectOwned> {
-            Ok(json!(format!("hemi-rs/v{}", env!("CARGO_PKG_VERSION"))))
-        },
-    )?;
+    // `web3_clientVersion` is served by the eth module (`eth::eth_module`), which takes the
+    // binary's version string; registering it here too would make the two modules' merge fail.
     Ok(m)
 }
 
@@ -271,9 +274,14 @@ pub async fn start<C: Send + Sync + 'static>(
         .max_response_body_size(config.max_response_body)
         .max_connections(config.max_connections)
         .set_batch_request_config(BatchRequestConfig::Limit(config.max_batch))
+        .set_id_provider(eth::HexIdProvider)
         .build();
+    let methods = eth::method_set(&module);
+    let rpc_middleware = RpcServiceBuilder::new()
+        .layer_fn(move |service| eth::GethCompat::new(service, methods.clone()));
     let server = Server::builder()
         .set_config(server_config)
+        .set_rpc_middleware(rpc_middleware)
         .build(config.addr)
         .await?;
     let addr = server.local_addr()?;

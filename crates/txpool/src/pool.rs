@@ -476,6 +476,15 @@ impl TxPool {
         content
     }
 
+    /// The nonce after `address`'s pending run (what `eth_getTransactionCount(.., "pending")`
+    /// answers), if the pool holds pending transactions of it.
+    #[must_use]
+    pub fn pending_nonce(&self, address: &Address) -> Option<u64> {
+        let s = self.senders.get(address)?;
+        let n = s.pending_len() as u64;
+        (n > 0).then_some(s.nonce + n)
+    }
+
     /// A pooled transaction by hash.
     #[must_use]
     pub fn get(&self, hash: &TxHash) -> Option<&PooledTx> {

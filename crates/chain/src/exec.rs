@@ -1,0 +1,295 @@
+//! Executing an L2 block's transactions with the hVM (revm + Bitcoin precompiles).
+
+use alloy_consensus::{Receipt, Transaction, TxEnvelope};
+use alloy_primitives::{Address, Bytes, Log, TxKind, B256, U256};
+use hemi_hvm::{BitcoinPin, HvmPrecompiles};
+use revm::context::{BlockEnv, TxEnv};
+use revm::context_interface::result::{EVMError, ExecutionResult, InvalidTransaction};
+use revm::database::states::bundle_state::BundleRetention;
+use revm::database::{BundleState, State};
+use revm::database_interface::WrapDatabaseRef;
+use revm::primitives::hardfork::SpecId;
+use revm::{Context, ExecuteCommitEvm, MainBuilder, MainContext};
+
+use crate::block::L2Receipt;
+use crate::db::StateView;
+use crate::tx::{L2Tx, SignedTx};
+use crate::ChainError;
+
+/// The EVM rules L2 blocks run under.
+pub const SPEC: SpecId = SpecId::PRAGUE;
+
+/// The block being executed.
+#[derive(Debug, Clone)]
+pub struct BlockContext {
+    /// Chain id.
+    pub chain_id: u64,
+    /// Block number.
+    pub number: u64,
+    /// Timestamp.
+    pub timestamp: u64,
+    /// Gas limit.
+    pub gas_limit: u64,
+    /// Base fee.
+    pub base_fee: u64,
+    /// Receives priority fees: the sequencer.
+    pub beneficiary: Address,
+    /// `PREVRANDAO` (the parent hash: deterministic, not random).
+    pub prevrandao: B256,
+}
+
+impl BlockContext {
+    pub(crate) fn block_env(&self) -> BlockEnv {
+        BlockEnv {
+            number: U256::from(self.number),
+            beneficiary: self.beneficiary,
+            timestamp: U256::from(self.timestamp),
+            gas_limit: self.gas_limit,
+            basefee: self.base_fee,
+            difficulty: U256::ZERO,
+            prevrandao: Some(self.prevrandao),
+            ..Default::default()
+        }
+    }
+}
+
+/// Whether invalid transactions are skipped (building) or make the block invalid (importing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The sequencer builds: skip what cannot be included.
+    Build,
+    /// A follower re-executes: everything must apply.
+    Import,
+}
+
+/// What one included transaction did, beyond its receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxOutcome {
+    /// Gas it used.
+    pub gas_used: u64,
+    /// The contract it created.
+    pub contract_address: Option<Address>,
+}
+
+/// A block's execution.
+#[derive(Debug)]
+pub struct Executed {
+    /// The transactions included, in order.
+    pub txs: Vec<SignedTx>,
+    /// Their receipts.
+    pub receipts: Vec<L2Receipt>,
+    /// Per-transaction outcomes.
+    pub outcomes: Vec<TxOutcome>,
+    /// Total gas used.
+    pub gas_used: u64,
+    /// State changes with original values.
+    pub bundle: BundleState,
+    /// Transactions left out while building, with why.
+    pub rejected: Vec<(B256, String)>,
+}
+
+/// revm's transaction environment for an Ethereum transaction.
+pub fn tx_env(tx: &TxEnvelope, sender: Address) -> TxEnv {
+    TxEnv {
+        tx_type: tx.tx_type() as u8,
+        caller: sender,
+        gas_limit: tx.gas_limit(),
+        gas_price: tx.max_fee_per_gas(),
+        kind: tx.kind(),
+        value: tx.value(),
+        data: tx.input().clone(),
+        nonce: tx.nonce(),
+        chain_id: tx.chain_id(),
+        access_list: tx.access_list().cloned().unwrap_or_default(),
+        gas_priority_fee: tx.max_priority_fee_per_gas(),
+        ..Default::default()
+    }
+}
+
+/// geth's words for a transaction revm refuses.
+pub fn invalid_tx_message(e: &InvalidTransaction) -> String {
+    match e {
+        InvalidTransaction::NonceTooLow { tx, state } => {
+            format!("nonce too low: next nonce {state}, tx nonce {tx}")
+        }
+        InvalidTransaction::NonceTooHigh { tx, state } => {
+            format!("nonce too high: next nonce {state}, tx nonce {tx}")
+        }
+        InvalidTransaction::LackOfFundForMaxFee { fee, balance } => {
+            format!("insufficient funds for gas * price + value: have {balance} want {fee}")
+        }
+        InvalidTransaction::CallGasCostMoreThanGasLimit { .. } => "intrinsic gas too low".into(),
+        InvalidTransaction::GasPriceLessThanBasefee => {
+            "max fee per gas less than block base fee".into()
+        }
+        InvalidTransaction::CallerGasLimitMoreThanBlock => "exceeds block gas limit".into(),
+        InvalidTransaction::InvalidChainId | InvalidTransaction::MissingChainId => {
+            "invalid chain id".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Executes `txs` on `view` against the Bitcoin `pin`.
+///
+/// # Errors
+/// In [`Mode::Import`], any transaction that cannot be applied; in both modes, database errors.
+pub fn execute(
+    view: StateView,
+    block: &BlockContext,
+    pin: BitcoinPin,
+    txs: Vec<SignedTx>,
+    mode: Mode,
+) -> Result<Executed, ChainError> {
+    let state = State::builder()
+        .with_database(WrapDatabaseRef(view))
+        .with_bundle_update()
+        .build();
+    let chain_id = block.chain_id;
+    let mut evm = Context::mainnet()
+        .with_db(state)
+        .modify_cfg_chained(|c| {
+            c.spec = SPEC;
+            c.chain_id = chain_id;
+        })
+        .with_block(block.block_env())
+        .build_mainnet()
+        .with_precompiles(HvmPrecompiles::new(SPEC, pin));
+    let mut out = Executed {
+        txs: Vec::with_capacity(txs.len()),
+        receipts: Vec::with_capacity(txs.len()),
+        outcomes: Vec::with_capacity(txs.len()),
+        gas_used: 0,
+        bundle: BundleState::default(),
+        rejected: Vec::new(),
+    };
+    for (i, stx) in txs.into_iter().enumerate() {
+        let env = match &stx.tx {
+            L2Tx::BtcAttributes(_) => {
+                if i != 0 {
+                    return Err(ChainError::InvalidBlock(format!(
+                        "Bitcoin-attributes transaction at index {i}; it must be first"
+                    )));
+                }
+                out.receipts.push(L2Receipt {
+                    tx_type: stx.tx.tx_type(),
+                    receipt: Receipt {
+                        status: true.into(),
+                        cumulative_gas_used: out.gas_used,
+                        logs: Vec::new(),
+                    },
+                });
+                out.outcomes.push(TxOutcome {
+                    gas_used: 0,
+                    contract_address: None,
+                });
+                out.txs.push(stx);
+                continue;
+            }
+            L2Tx::Eth(env) => env,
+        };
+        if out.gas_used + env.gas_limit() > block.gas_limit {
+            let why = "gas limit reached".to_string();
+            match mode {
+                Mode::Build => {
+                    out.rejected.push((stx.hash, why));
+                    continue;
+                }
+                Mode::Import => {
+                    return Err(ChainError::InvalidBlock(format!(
+                        "transaction {} exceeds the block's gas limit",
+                        stx.hash
+                    )))
+                }
+            }
+        }
+        let result = match evm.transact_commit(tx_env(env, stx.sender)) {
+            Ok(r) => r,
+            Err(EVMError::Transaction(e)) => {
+                let why = invalid_tx_message(&e);
+                match mode {
+                    Mode::Build => {
+                        out.rejected.push((stx.hash, why));
+                        continue;
+                    }
+                    Mode::Import => {
+                        return Err(ChainError::InvalidBlock(format!(
+                            "transaction {}: {why}",
+                            stx.hash
+                        )))
+                    }
+                }
+            }
+            Err(EVMError::Database(e)) => return Err(db_error(e)),
+            Err(e) => {
+                return Err(ChainError::InvalidBlock(format!(
+                    "transaction {}: {e}",
+                    stx.hash
+                )))
+            }
+        };
+        let gas = result.tx_gas_used();
+        out.gas_used += gas;
+        let contract_address = match (env.kind(), &result) {
+            (TxKind::Create, ExecutionResult::Success { .. }) => {
+                Some(stx.sender.create(env.nonce()))
+            }
+            _ => None,
+        };
+        let success = result.is_success();
+        let logs: Vec<Log> = result.into_logs();
+        out.receipts.push(L2Receipt {
+            tx_type: stx.tx.tx_type(),
+            receipt: Receipt {
+                status: success.into(),
+                cumulative_gas_used: out.gas_used,
+                logs,
+            },
+        });
+        out.outcomes.push(TxOutcome {
+            gas_used: gas,
+            contract_address,
+        });
+        out.txs.push(stx);
+    }
+    let mut state = evm.ctx.journaled_state.database;
+    state.merge_transitions(BundleRetention::Reverts);
+    out.bundle = state.take_bundle();
+    Ok(out)
+}
+
+/// The outcome of a call that is not committed (`eth_call`, `eth_estimateGas`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// Returned data.
+    Success {
+        /// Output.
+        output: Bytes,
+        /// Gas used.
+        gas_used: u64,
+    },
+    /// Reverted with data.
+    Revert {
+        /// Revert data.
+        output: Bytes,
+        /// Gas used.
+        gas_used: u64,
+    },
+    /// Halted (out of gas, invalid opcode, …).
+    Halt {
+        /// Why.
+        reason: String,
+        /// Gas used.
+        gas_used: u64,
+    },
+}
+
+/// Unwraps revm's database error into ours.
+pub(crate) fn db_error(
+    e: revm::database_interface::bal::EvmDatabaseError<ChainError>,
+) -> ChainError {
+    match e {
+        revm::database_interface::bal::EvmDatabaseError::Database(e) => e,
+        other => ChainError::Db(other.to_string()),
+    }
+}

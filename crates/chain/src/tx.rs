@@ -1,0 +1,227 @@
+//! L2 transactions: Ethereum's envelopes plus Hemi's Bitcoin-attributes system transaction.
+
+use alloy_consensus::TxEnvelope;
+use alloy_eips::eip2718::{Decodable2718, Encodable2718};
+use alloy_primitives::{keccak256, Address, Bytes, B256};
+use alloy_rlp::{Decodable, Encodable, Header as RlpHeader};
+use hemi_hvm::attributes::{BTC_ATTRIBUTES_GAS, BTC_ATTRIBUTES_SENDER, BTC_ATTRIBUTES_TX_TYPE};
+use hemi_hvm::BtcAttributes;
+
+use crate::ChainError;
+
+/// Hemi's Bitcoin-attributes deposited transaction (type `0x7C`, from `0x8888…8888`):
+/// `0x7C ‖ rlp([to, gas, data])`, unsigned. Its calldata is an `updateHvmState` call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BtcAttributesTx {
+    /// Recipient (Hemi sets `0x8888…8888`).
+    pub to: Option<Address>,
+    /// Gas (Hemi: 1,000,000; not charged to the block).
+    pub gas: u64,
+    /// `updateHvmState(bytes32, bytes[])` calldata.
+    pub data: Bytes,
+}
+
+impl BtcAttributesTx {
+    /// The system transaction carrying `attrs`.
+    pub fn new(attrs: &BtcAttributes) -> Self {
+        BtcAttributesTx {
+            to: Some(Address::from(BTC_ATTRIBUTES_SENDER)),
+            gas: BTC_ATTRIBUTES_GAS,
+            data: Bytes::from(attrs.encode()),
+        }
+    }
+
+    /// The decoded attributes.
+    ///
+    /// # Errors
+    /// The calldata is not a canonical `updateHvmState` call.
+    pub fn attributes(&self) -> Result<BtcAttributes, ChainError> {
+        BtcAttributes::decode(&self.data).map_err(|e| ChainError::InvalidBlock(e.to_string()))
+    }
+
+    fn fields_len(&self) -> usize {
+        let to_len = match &self.to {
+            Some(a) => a.length(),
+            None => 1,
+        };
+        to_len + self.gas.length() + self.data.length()
+    }
+
+    fn encode_rlp(&self, out: &mut dyn alloy_rlp::BufMut) {
+        RlpHeader {
+            list: true,
+            payload_length: self.fields_len(),
+        }
+        .encode(out);
+        match &self.to {
+            Some(a) => a.encode(out),
+            None => out.put_u8(alloy_rlp::EMPTY_STRING_CODE),
+        }
+        self.gas.encode(out);
+        self.data.encode(out);
+    }
+
+    fn decode_rlp(buf: &mut &[u8]) -> alloy_rlp::Result<Self> {
+        let h = RlpHeader::decode(buf)?;
+        if !h.list {
+            return Err(alloy_rlp::Error::UnexpectedString);
+        }
+        if buf.len() < h.payload_length {
+            return Err(alloy_rlp::Error::InputTooShort);
+        }
+        let (mut body, rest) = buf.split_at(h.payload_length);
+        let to = if body.first() == Some(&alloy_rlp::EMPTY_STRING_CODE) {
+            body = &body[1..];
+            None
+        } else {
+            Some(Address::decode(&mut body)?)
+        };
+        let gas = u64::decode(&mut body)?;
+        let data = Bytes::decode(&mut body)?;
+        if !body.is_empty() {
+            return Err(alloy_rlp::Error::ListLengthMismatch {
+                expected: h.payload_length,
+                got: h.payload_length - body.len(),
+            });
+        }
+        *buf = rest;
+        Ok(BtcAttributesTx { to, gas, data })
+    }
+}
+
+/// A transaction in an L2 block. (User transactions dominate, so the envelope is not boxed.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)]
+pub enum L2Tx {
+    /// A user transaction: legacy (EIP-155), EIP-2930 or EIP-1559.
+    Eth(TxEnvelope),
+    /// The block's Bitcoin-attributes system transaction.
+    BtcAttributes(BtcAttributesTx),
+}
+
+impl L2Tx {
+    /// EIP-2718 type byte.
+    pub fn tx_type(&self) -> u8 {
+        match self {
+            L2Tx::Eth(tx) => tx.tx_type() as u8,
+            L2Tx::BtcAttributes(_) => BTC_ATTRIBUTES_TX_TYPE,
+        }
+    }
+
+    /// EIP-2718 encoding.
+    pub fn encoded_2718(&self) -> Vec<u8> {
+        match self {
+            L2Tx::Eth(tx) => tx.encoded_2718(),
+            L2Tx::BtcAttributes(tx) => {
+                let mut out = Vec::with_capacity(tx.fields_len() + 8);
+                out.push(BTC_ATTRIBUTES_TX_TYPE);
+                tx.encode_rlp(&mut out);
+                out
+            }
+        }
+    }
+
+    /// Decodes an EIP-2718 encoding (the whole slice).
+    ///
+    /// # Errors
+    /// [`ChainError::InvalidBlock`] for anything malformed, unknown types included.
+    pub fn decode_2718(bytes: &[u8]) -> Result<Self, ChainError> {
+        let bad = |e: String| ChainError::InvalidBlock(format!("transaction does not decode: {e}"));
+        if bytes.first() == Some(&BTC_ATTRIBUTES_TX_TYPE) {
+            let mut body = &bytes[1..];
+            let tx = BtcAttributesTx::decode_rlp(&mut body).map_err(|e| bad(e.to_string()))?;
+            if !body.is_empty() {
+                return Err(bad("trailing bytes".into()));
+            }
+            return Ok(L2Tx::BtcAttributes(tx));
+        }
+        let mut buf = bytes;
+        let tx = TxEnvelope::decode_2718(&mut buf).map_err(|e| bad(e.to_string()))?;
+        if !buf.is_empty() {
+            return Err(bad("trailing bytes".into()));
+        }
+        match tx {
+            TxEnvelope::Legacy(_) | TxEnvelope::Eip2930(_) | TxEnvelope::Eip1559(_) => {
+                Ok(L2Tx::Eth(tx))
+            }
+            other => Err(bad(format!(
+                "transaction type {} is not supported",
+                other.tx_type() as u8
+            ))),
+        }
+    }
+
+    /// Transaction hash: keccak256 of the EIP-2718 encoding.
+    pub fn hash(&self) -> B256 {
+        match self {
+            L2Tx::Eth(tx) => *tx.tx_hash(),
+            L2Tx::BtcAttributes(_) => keccak256(self.encoded_2718()),
+        }
+    }
+
+    /// Recovers the sender (the fixed system address for the attributes transaction).
+    ///
+    /// # Errors
+    /// [`ChainError::InvalidBlock`] if the signature does not recover.
+    pub fn recover_sender(&self) -> Result<Address, ChainError> {
+        match self {
+            L2Tx::Eth(tx) => alloy_consensus::transaction::SignerRecoverable::recover_signer(tx)
+                .map_err(|e| ChainError::InvalidBlock(format!("invalid signature: {e}"))),
+            L2Tx::BtcAttributes(_) => Ok(Address::from(BTC_ATTRIBUTES_SENDER)),
+        }
+    }
+}
+
+/// A transaction with its hash and recovered sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedTx {
+    /// The transaction.
+    pub tx: L2Tx,
+    /// Its hash.
+    pub hash: B256,
+    /// Its sender.
+    pub sender: Address,
+}
+
+impl SignedTx {
+    /// Hashes and recovers `tx`.
+    ///
+    /// # Errors
+    /// The signature does not recover.
+    pub fn recover(tx: L2Tx) -> Result<Self, ChainError> {
+        let sender = tx.recover_sender()?;
+        Ok(SignedTx {
+            hash: tx.hash(),
+            sender,
+            tx,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitcoin::hashes::Hash;
+
+    #[test]
+    fn the_attributes_tx_round_trips_and_rejects_trailing_bytes() {
+        let attrs = BtcAttributes {
+            canonical_tip: bitcoin::BlockHash::from_byte_array([7; 32]),
+            headers: vec![],
+        };
+        let tx = L2Tx::BtcAttributes(BtcAttributesTx::new(&attrs));
+        let enc = tx.encoded_2718();
+        assert_eq!(enc[0], 0x7C);
+        assert_eq!(L2Tx::decode_2718(&enc).expect("decode"), tx);
+        let mut longer = enc.clone();
+        longer.push(0);
+        assert!(L2Tx::decode_2718(&longer).is_err());
+        for cut in 0..enc.len() {
+            assert!(L2Tx::decode_2718(&enc[..cut]).is_err(), "prefix {cut}");
+        }
+        match &tx {
+            L2Tx::BtcAttributes(t) => assert_eq!(t.attributes().expect("attrs"), attrs),
+            L2Tx::Eth(_) => unreachable!(),
+        }
+    }
+}

@@ -1,0 +1,653 @@
+//! The node's [`EthBackend`]: the `eth_` namespace answered from the L2 chain, the sequencer's
+//! pool (devnet) or a follower.
+
+use std::sync::Arc;
+
+use alloy_consensus::Transaction as _;
+use alloy_primitives::{Address, Bytes, TxKind, B256, U256};
+use alloy_rpc_types_eth::state::StateOverride;
+use alloy_rpc_types_eth::{
+    BlockOverrides, EIP1186AccountProofResponse, EIP1186StorageProof, FeeHistory, Filter, Log,
+    TransactionRequest,
+};
+use hemi_btc_view::BitcoinView;
+use hemi_chain::{
+    created_address, gas_used_by, CallOutcome, Chain, ChainError, L2Receipt, L2Tx, SignedTx,
+    StoredBlock,
+};
+use hemi_rpc::eth::backend::{BackendError, BackendResult, EthBackend, StateAt, Tag};
+use hemi_sequencer::{Sequencer, SubmitError};
+use revm::context::TxEnv;
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+
+/// Suggested priority fee (1 gwei, as anvil suggests).
+const SUGGESTED_TIP: u128 = 1_000_000_000;
+/// Largest gas an `eth_call`/`eth_estimateGas` may use (geth's RPCGasCap).
+const CALL_GAS_CAP: u64 = 50_000_000;
+
+/// The node as `eth_` sees it.
+pub struct NodeBackend {
+    pub chain: Arc<Chain>,
+    pub bitcoin: Arc<dyn BitcoinView>,
+    pub network: bitcoin::Network,
+    /// The sequencer (devnet); `None` on a follower.
+    pub sequencer: Option<Arc<Sequencer>>,
+    pub blocks: broadcast::Sender<u64>,
+    pub pending: broadcast::Sender<B256>,
+    pub accounts: Vec<Address>,
+}
+
+fn chain_err(e: ChainError) -> BackendError {
+    match e {
+        ChainError::UnknownBlock(_) => BackendError::NotFound("header not found".into()),
+        ChainError::Call(m) => BackendError::Execution(m),
+        ChainError::BitcoinNotReady(m) => {
+            BackendError::Execution(format!("Bitcoin not ready: {m}"))
+        }
+        other => BackendError::Internal(other.to_string()),
+    }
+}
+
+fn hex_u64(n: u64) -> Value {
+    json!(format!("0x{n:x}"))
+}
+
+fn hex_u128(n: u128) -> Value {
+    json!(format!("0x{n:x}"))
+}
+
+impl NodeBackend {
+    fn number(&self, at: StateAt) -> u64 {
+        match at {
+            StateAt::Block(n) => n,
+            StateAt::Pending => self.chain.head().0,
+        }
+    }
+
+    fn tx_json(&self, block: Option<&StoredBlock>, index: usize, tx: &SignedTx) -> Value {
+        let base_fee = block.and_then(|b| b.header.base_fee_per_gas);
+        match &tx.tx {
+            L2Tx::Eth(env) => {
+                let rpc = alloy_rpc_types_eth::Transaction {
+                    inner: alloy_consensus::transaction::Recovered::new_unchecked(
+                        env.clone(),
+                        tx.sender,
+                    ),
+                    block_hash: block.map(|b| b.hash),
+                    block_number: block.map(|b| b.header.number),
+                    transaction_index: block.map(|_| index as u64),
+                    effective_gas_price: block.map(|_| env.effective_gas_price(base_fee)),
+                    block_timestamp: block.map(|b| b.header.timestamp),
+                };
+                serde_json::to_value(rpc).unwrap_or(Value::Null)
+            }
+            L2Tx::BtcAttributes(sys) => json!({
+                "type": "0x7c",
+                "hash": tx.hash,
+                "from": tx.sender,
+                "to": sys.to,
+                "gas": hex_u64(sys.gas),
+                "gasPrice": "0x0",
+                "value": "0x0",
+                "nonce": "0x0",
+                "input": sys.data,
+                "blockHash": block.map(|b| b.hash),
+                "blockNumber": block.map(|b| hex_u64(b.header.number)),
+                "transactionIndex": block.map(|_| hex_u64(index as u64)),
+                "v": "0x0", "r": "0x0", "s": "0x0",
+            }),
+        }
+    }
+
+    fn block_json(&self, block: &StoredBlock, full: bool) -> Value {
+        let header = alloy_rpc_types_eth::Header {
+            hash: block.hash,
+            inner: block.header.clone(),
+            total_difficulty: Some(U256::ZERO),
+            size: Some(U256::from(block.size())),
+        };
+        let mut v = serde_json::to_value(header).unwrap_or(Value::Null);
+        v["transactions"] = if full {
+            Value::Array(
+                block
+                    .txs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| self.tx_json(Some(block), i, t))
+                    .collect(),
+            )
+        } else {
+            Value::Array(block.txs.iter().map(|t| json!(t.hash)).collect())
+        };
+        v["uncles"] = json!([]);
+        v
+    }
+
+    fn receipt_json(
+        &self,
+        block: &StoredBlock,
+        receipts: &[L2Receipt],
+        index: usize,
+    ) -> Option<Value> {
+        let tx = block.txs.get(index)?;
+        let r = receipts.get(index)?;
+        let first_log: usize = receipts[..index].iter().map(|r| r.receipt.logs.len()).sum();
+        let logs: Vec<Value> = r
+            .receipt
+            .logs
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                json!({
+                    "address": l.address,
+                    "topics": l.data.topics(),
+                    "data": l.data.data,
+                    "blockNumber": hex_u64(block.header.number),
+                    "blockHash": block.hash,
+                    "blockTimestamp": hex_u64(block.header.timestamp),
+                    "transactionHash": tx.hash,
+                    "transactionIndex": hex_u64(index as u64),
+                    "logIndex": hex_u64((first_log + i) as u64),
+                    "removed": false,
+                })
+            })
+            .collect();
+        let (to, price) = match &tx.tx {
+            L2Tx::Eth(env) => (
+                env.kind().to().copied(),
+                env.effective_gas_price(block.header.base_fee_per_gas),
+            ),
+            L2Tx::BtcAttributes(sys) => (sys.to, 0),
+        };
+        Some(json!({
+            "transactionHash": tx.hash,
+            "transactionIndex": hex_u64(index as u64),
+            "blockHash": block.hash,
+            "blockNumber": hex_u64(block.header.number),
+            "from": tx.sender,
+            "to": to,
+            "cumulativeGasUsed": hex_u64(r.receipt.cumulative_gas_used),
+            "gasUsed": hex_u64(gas_used_by(receipts, index)),
+            "effectiveGasPrice": hex_u128(price),
+            "contractAddress": created_address(tx),
+            "logs": logs,
+            "logsBloom": r.bloom(),
+            "type": hex_u64(u64::from(r.tx_type)),
+            "status": if r.receipt.status.coerce_status() { "0x1" } else { "0x0" },
+        }))
+    }
+
+    fn tx_env(&self, req: &TransactionRequest, gas_cap: u64) -> TxEnv {
+        let gas_price = req.max_fee_per_gas.or(req.gas_price).unwrap_or_default();
+        let ty = if req.max_fee_per_gas.is_some() || req.max_priority_fee_per_gas.is_some() {
+            2
+        } else if req.access_list.is_some() {
+            1
+        } else {
+            0
+        };
+        TxEnv {
+            tx_type: ty,
+            caller: req.from.unwrap_or_default(),
+            gas_limit: req.gas.unwrap_or(gas_cap).min(gas_cap),
+            gas_price,
+            kind: req.to.unwrap_or(TxKind::Create),
+            value: req.value.unwrap_or_default(),
+            data: req.input.input().cloned().unwrap_or_default(),
+            nonce: req.nonce.unwrap_or_default(),
+            chain_id: Some(self.chain.spec().chain_id),
+            access_list: req.access_list.clone().unwrap_or_default(),
+            gas_priority_fee: if ty == 2 {
+                Some(req.max_priority_fee_per_gas.unwrap_or_default())
+            } else {
+                None
+            },
+            ..Default::default()
+        }
+    }
+
+    fn run_call(
+        &self,
+        number: u64,
+        tx: TxEnv,
+        overrides: Option<&StateOverride>,
+        timestamp: Option<u64>,
+    ) -> BackendResult<CallOutcome> {
+        let pin = hemi_sequencer::pin_for(&self.chain, &self.bitcoin, self.network, number)
+            .map_err(chain_err)?;
+        self.chain
+            .call(number, tx, overrides, pin, timestamp)
+            .map_err(chain_err)
+    }
+
+    fn block_at(&self, number: u64) -> BackendResult<Option<StoredBlock>> {
+        self.chain.block(number).map_err(chain_err)
+    }
+}
+
+impl EthBackend for NodeBackend {
+    fn chain_id(&self) -> u64 {
+        self.chain.spec().chain_id
+    }
+
+    fn tag(&self, tag: Tag) -> u64 {
+        match tag {
+            Tag::Earliest => 0,
+            // PoP finality (issue 4) gives `safe` and `finalized` their Bitcoin meaning; until
+            // then the sequencer's own head is all there is.
+            Tag::Latest | Tag::Pending | Tag::Safe | Tag::Finalized => self.chain.head().0,
+        }
+    }
+
+    fn block_number_by_hash(&self, hash: B256) -> BackendResult<Option<u64>> {
+        self.chain.number_of(&hash).map_err(chain_err)
+    }
+
+    fn block(&self, number: u64, full: bool) -> BackendResult<Option<Value>> {
+        Ok(self.block_at(number)?.map(|b| self.block_json(&b, full)))
+    }
+
+    fn block_tx_count(&self, number: u64) -> BackendResult<Option<u64>> {
+        Ok(self.block_at(number)?.map(|b| b.txs.len() as u64))
+    }
+
+    fn transaction_by_hash(&self, hash: B256) -> BackendResult<Option<Value>> {
+        if let Some((n, i)) = self.chain.tx_location(&hash).map_err(chain_err)? {
+            return self.transaction_by_block_and_index(n, i);
+        }
+        let Some(seq) = &self.sequencer else {
+            return Ok(None);
+        };
+        Ok(seq.with_pool(|p| {
+            p.get(&hash).map(|tx| {
+                self.tx_json(
+                    None,
+                    0,
+                    &SignedTx {
+                        tx: L2Tx::Eth(tx.envelope().clone()),
+                        hash,
+                        sender: tx.sender(),
+                    },
+                )
+            })
+        }))
+    }
+
+    fn transaction_by_block_and_index(
+        &self,
+        number: u64,
+        index: u64,
+    ) -> BackendResult<Option<Value>> {
+        let Some(block) = self.block_at(number)? else {
+            return Ok(None);
+        };
+        let i = index as usize;
+        Ok(block.txs.get(i).map(|t| self.tx_json(Some(&block), i, t)))
+    }
+
+    fn receipt(&self, hash: B256) -> BackendResult<Option<Value>> {
+        let Some((n, i)) = self.chain.tx_location(&hash).map_err(chain_err)? else {
+            return Ok(None);
+        };
+        let Some(block) = self.block_at(n)? else {
+            return Ok(None);
+        };
+        let receipts = self
+            .chain
+            .receipts(n)
+            .map_err(chain_err)?
+            .unwrap_or_default();
+        Ok(self.receipt_json(&block, &receipts, i as usize))
+    }
+
+    fn block_receipts(&self, number: u64) -> BackendResult<Option<Vec<Value>>> {
+        let Some(block) = self.block_at(number)? else {
+            return Ok(None);
+        };
+        let receipts = self
+            .chain
+            .receipts(number)
+            .map_err(chain_err)?
+            .unwrap_or_default();
+        Ok(Some(
+            (0..block.txs.len())
+                .filter_map(|i| self.receipt_json(&block, &receipts, i))
+                .collect(),
+        ))
+    }
+
+    fn balance(&self, address: Address, at: StateAt) -> BackendResult<U256> {
+        let view = self.chain.state_at(self.number(at)).map_err(chain_err)?;
+        Ok(view
+            .account(&address)
+            .map_err(chain_err)?
+            .map(|a| a.balance)
+            .unwrap_or_default())
+    }
+
+    fn transaction_count(&self, address: Address, at: StateAt) -> BackendResult<u64> {
+        let view = self.chain.state_at(self.number(at)).map_err(chain_err)?;
+        let nonce = view
+            .account(&address)
+            .map_err(chain_err)?
+            .map(|a| a.nonce)
+            .unwrap_or_default();
+        if at != StateAt::Pending {
+            return Ok(nonce);
+        }
+        let Some(seq) = &self.sequencer else {
+            return Ok(nonce);
+        };
+        Ok(seq.with_pool(|p| p.pending_nonce(&address).map_or(nonce, |n| n.max(nonce))))
+    }
+
+    fn code(&self, address: Address, at: StateAt) -> BackendResult<Bytes> {
+        let view = self.chain.state_at(self.number(at)).map_err(chain_err)?;
+        view.account_code(&address).map_err(chain_err)
+    }
+
+    fn storage(&self, address: Address, slot: U256, at: StateAt) -> BackendResult<B256> {
+        let view = self.chain.state_at(self.number(at)).map_err(chain_err)?;
+        let v = view
+            .storage(&address, &B256::from(slot.to_be_bytes::<32>()))
+            .map_err(chain_err)?;
+        Ok(B256::from(v.to_be_bytes::<32>()))
+    }
+
+    fn call(
+        &self,
+        request: TransactionRequest,
+        at: StateAt,
+        state_overrides: Option<StateOverride>,
+        block_overrides: Option<BlockOverrides>,
+    ) -> BackendResult<Bytes> {
+        let number = self.number(at);
+        let tx = self.tx_env(&request, CALL_GAS_CAP);
+        let time = block_overrides.and_then(|b| b.time);
+        match self.run_call(number, tx, state_overrides.as_ref(), time)? {
+            CallOutcome::Success { output, .. } => Ok(output),
+            CallOutcome::Revert { output, .. } => Err(BackendError::Reverted { data: output }),
+            CallOutcome::Halt { reason, .. } => Err(BackendError::Execution(reason)),
+        }
+    }
+
+    fn estimate_gas(
+        &self,
+        request: TransactionRequest,
+        at: StateAt,
+        state_overrides: Option<StateOverride>,
+    ) -> BackendResult<u64> {
+        let number = self.number(at);
+        let cap = request
+            .gas
+            .unwrap_or(self.chain.spec().gas_limit)
+            .min(CALL_GAS_CAP);
+        let overrides = state_overrides.as_ref();
+        let try_gas = |gas: u64| -> BackendResult<CallOutcome> {
+            let mut tx = self.tx_env(&request, cap);
+            tx.gas_limit = gas;
+            self.run_call(number, tx, overrides, None)
+        };
+        let used = match try_gas(cap)? {
+            CallOutcome::Success { gas_used, .. } => gas_used,
+            CallOutcome::Revert { output, .. } => {
+                return Err(BackendError::Reverted { data: output })
+            }
+            CallOutcome::Halt { reason, .. } => {
+                return Err(BackendError::Execution(if reason == "out of gas" {
+                    format!("gas required exceeds allowance ({cap})")
+                } else {
+                    reason
+                }))
+            }
+        };
+        // Binary search the least limit that succeeds (refunds and the 63/64 rule make
+        // `used` a lower bound, not the answer).
+        let mut lo = used.saturating_sub(1).max(20_999);
+        let mut hi = cap;
+        if matches!(try_gas(used)?, CallOutcome::Success { .. }) {
+            return Ok(used);
+        }
+        lo = lo.max(used);
+        while lo + 1 < hi {
+            let mid = lo + (hi - lo) / 2;
+            match try_gas(mid)? {
+                CallOutcome::Success { .. } => hi = mid,
+                _ => lo = mid,
+            }
+        }
+        Ok(hi)
+    }
+
+    fn send_raw_transaction(&self, raw: Bytes) -> BackendResult<B256> {
+        let Some(seq) = &self.sequencer else {
+            return Err(BackendError::TxRejected(
+                "this node follows a sequencer; send transactions to the sequencer".into(),
+            ));
+        };
+        seq.submit(&raw).map_err(|e| match e {
+            SubmitError::Pool(p) => BackendError::TxRejected(p.to_string()),
+            SubmitError::Chain(c) => chain_err(c),
+        })
+    }
+
+    fn logs(&self, from: u64, to: u64, filter: &Filter, limit: usize) -> BackendResult<Vec<Log>> {
+        let bloom = |b: &alloy_primitives::Bloom| filter.matches_bloom(*b);
+        let matches = |l: &alloy_primitives::Log| hemi_rpc::eth::filters::log_matches(filter, l);
+        let logs = self
+            .chain
+            .logs(from, to, &bloom, &matches, limit)
+            .map_err(|e| match e {
+                ChainError::TooManyLogs(n) => hemi_rpc::eth::filters::too_many_logs(n),
+                other => chain_err(other),
+            })?;
+        Ok(logs
+            .into_iter()
+            .map(|l| Log {
+                inner: l.log,
+                block_hash: Some(l.block_hash),
+                block_number: Some(l.block_number),
+                block_timestamp: Some(l.block_timestamp),
+                transaction_hash: Some(l.tx_hash),
+                transaction_index: Some(l.tx_index),
+                log_index: Some(l.log_index),
+                removed: false,
+            })
+            .collect())
+    }
+
+    fn fee_history(
+        &self,
+        count: u64,
+        newest: u64,
+        reward_percentiles: Option<Vec<f64>>,
+    ) -> BackendResult<FeeHistory> {
+        let count = count.min(newest + 1);
+        let oldest = newest + 1 - count;
+        let mut base_fees = Vec::new();
+        let mut ratios = Vec::new();
+        let mut rewards = Vec::new();
+        let mut last = None;
+        for n in oldest..=newest {
+            let Some(block) = self.block_at(n)? else {
+                return Err(BackendError::NotFound("header not found".into()));
+            };
+            let h = &block.header;
+            let base = h.base_fee_per_gas.unwrap_or_default();
+            base_fees.push(u128::from(base));
+            ratios.push(if h.gas_limit == 0 {
+                0.0
+            } else {
+                h.gas_used as f64 / h.gas_limit as f64
+            });
+            if let Some(ps) = &reward_percentiles {
+                let receipts = self
+                    .chain
+                    .receipts(n)
+                    .map_err(chain_err)?
+                    .unwrap_or_default();
+                let mut tips: Vec<(u128, u64)> = block
+                    .txs
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, t)| match &t.tx {
+                        L2Tx::Eth(env) => Some((
+                            env.effective_tip_per_gas(base).unwrap_or_default(),
+                            gas_used_by(&receipts, i),
+                        )),
+                        L2Tx::BtcAttributes(_) => None,
+                    })
+                    .collect();
+                tips.sort_unstable();
+                let total: u64 = tips.iter().map(|t| t.1).sum();
+                let row = ps
+                    .iter()
+                    .map(|p| {
+                        if tips.is_empty() {
+                            return 0;
+                        }
+                        let threshold = (total as f64 * p / 100.0) as u64;
+                        let mut acc = 0;
+                        for (tip, gas) in &tips {
+                            acc += gas;
+                            if acc >= threshold {
+                                return *tip;
+                            }
+                        }
+                        tips.last().map(|t| t.0).unwrap_or_default()
+                    })
+                    .collect();
+                rewards.push(row);
+            }
+            last = Some(block.header);
+        }
+        if let Some(h) = last {
+            base_fees.push(u128::from(Chain::next_base_fee(&h)));
+        }
+        Ok(FeeHistory {
+            base_fee_per_gas: base_fees,
+            gas_used_ratio: ratios,
+            base_fee_per_blob_gas: Vec::new(),
+            blob_gas_used_ratio: Vec::new(),
+            oldest_block: oldest,
+            reward: reward_percentiles.map(|_| rewards),
+        })
+    }
+
+    fn gas_price(&self) -> BackendResult<U256> {
+        let (head, _) = self.chain.head();
+        let h = self
+            .chain
+            .header(head)
+            .map_err(chain_err)?
+            .ok_or_else(|| BackendError::NotFound("header not found".into()))?;
+        Ok(U256::from(
+            u128::from(Chain::next_base_fee(&h)) + SUGGESTED_TIP,
+        ))
+    }
+
+    fn max_priority_fee(&self) -> BackendResult<U256> {
+        Ok(U256::from(SUGGESTED_TIP))
+    }
+
+    fn proof(
+        &self,
+        address: Address,
+        slots: Vec<B256>,
+        number: u64,
+    ) -> BackendResult<EIP1186AccountProofResponse> {
+        let (head, p) = self.chain.proof(address, &slots).map_err(chain_err)?;
+        if head != number {
+            return Err(BackendError::NotFound(format!(
+                "proofs are served for the newest block only ({head}); block {number} is history"
+            )));
+        }
+        Ok(EIP1186AccountProofResponse {
+            address,
+            balance: p.account.balance,
+            code_hash: p.account.code_hash,
+            nonce: p.account.nonce,
+            storage_hash: p.account.storage_root,
+            account_proof: p.account_proof,
+            storage_proof: p
+                .storage
+                .into_iter()
+                .map(|(k, v, nodes)| EIP1186StorageProof {
+                    key: alloy_serde::storage::JsonStorageKey::Hash(k),
+                    value: v,
+                    proof: nodes,
+                })
+                .collect(),
+        })
+    }
+
+    fn accounts(&self) -> Vec<Address> {
+        self.accounts.clone()
+    }
+
+    fn syncing(&self) -> Value {
+        Value::Bool(false)
+    }
+
+    fn txpool_status(&self) -> Value {
+        let (pending, queued) = self
+            .sequencer
+            .as_ref()
+            .map(|s| s.with_pool(|p| p.status()))
+            .unwrap_or_default();
+        json!({"pending": hex_u64(pending as u64), "queued": hex_u64(queued as u64)})
+    }
+
+    fn txpool_content(&self) -> Value {
+        let Some(seq) = &self.sequencer else {
+            return json!({"pending": {}, "queued": {}});
+        };
+        let content = seq.with_pool(|p| p.content());
+        let group = |g: &std::collections::BTreeMap<
+            Address,
+            std::collections::BTreeMap<u64, hemi_txpool::PooledTx>,
+        >| {
+            let mut out = serde_json::Map::new();
+            for (addr, txs) in g {
+                let mut m = serde_json::Map::new();
+                for (nonce, tx) in txs {
+                    m.insert(
+                        nonce.to_string(),
+                        self.tx_json(
+                            None,
+                            0,
+                            &SignedTx {
+                                tx: L2Tx::Eth(tx.envelope().clone()),
+                                hash: tx.hash(),
+                                sender: tx.sender(),
+                            },
+                        ),
+                    );
+                }
+                out.insert(addr.to_checksum(None), Value::Object(m));
+            }
+            Value::Object(out)
+        };
+        json!({"pending": group(&content.pending), "queued": group(&content.queued)})
+    }
+
+    fn subscribe_blocks(&self) -> broadcast::Receiver<u64> {
+        self.blocks.subscribe()
+    }
+
+    fn subscribe_pending(&self) -> broadcast::Receiver<B256> {
+        self.pending.subscribe()
+    }
+
+    fn mine(&self) -> BackendResult<u64> {
+        let Some(seq) = &self.sequencer else {
+            return Err(BackendError::Execution(
+                "only the sequencer mines blocks".into(),
+            ));
+        };
+        seq.produce()
+            .map(|b| b.block.header.number)
+            .map_err(chain_err)
+    }
+}

@@ -1,0 +1,263 @@
+//! The L2 as users meet it, against real Bitcoin Core regtest: ethers v6 and cast (npm) drive a
+//! `hemi devnet`; a Solidity contract reads Bitcoin through the hVM precompiles and gets what
+//! Bitcoin Core reports for the pinned block; a `hemi node --follow` re-executes 500+ blocks
+//! with hVM calls and reaches the sequencer's exact chain.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context};
+use common::{tail, wait_for, wait_synced, Hemi};
+use hemi_testkit::BitcoinCore;
+use serde_json::{json, Value};
+
+fn js_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/js")
+}
+
+/// Runs `node tests/js/<script>` against `hemi`; returns its last stdout line as JSON.
+fn node_script(hemi: &Hemi, script: &str, env: &[(&str, &str)]) -> anyhow::Result<Value> {
+    let dir = js_dir();
+    if !dir.join("node_modules").exists() {
+        bail!(
+            "{}/node_modules is missing: run `npm install --prefix tests/js` (scripts/test.sh does)",
+            dir.display()
+        );
+    }
+    let out = Command::new("node")
+        .arg(dir.join(script))
+        .current_dir(&dir)
+        .env("RPC_URL", format!("http://{}", hemi.rpc_addr))
+        .envs(env.iter().copied())
+        .output()
+        .with_context(|| format!("running node {script}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        bail!(
+            "{script} failed ({}):\n{stdout}\n{stderr}\nhemi log tail:\n{}",
+            out.status,
+            tail(&hemi.log_text(), 30)
+        );
+    }
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or("{}");
+    Ok(serde_json::from_str(last).unwrap_or(Value::Null))
+}
+
+fn hex_u64(v: &Value) -> u64 {
+    v.as_str()
+        .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+        .unwrap_or(u64::MAX)
+}
+
+/// The Bitcoin block an L2 block pinned: the `canonicalTip` word of its first (0x7C)
+/// transaction's `updateHvmState` calldata, in display order.
+async fn pinned_bitcoin_block(hemi: &Hemi, number: u64) -> anyhow::Result<String> {
+    let block = hemi
+        .call(
+            "eth_getBlockByNumber",
+            json!([format!("0x{number:x}"), true]),
+        )
+        .await?;
+    let tx = &block["transactions"][0];
+    if tx["type"] != "0x7c" {
+        bail!("block {number} does not begin with a 0x7C transaction: {tx}");
+    }
+    let input = hex::decode(tx["input"].as_str().unwrap_or("").trim_start_matches("0x"))?;
+    let mut tip = input
+        .get(4..36)
+        .context("attributes calldata too short")?
+        .to_vec();
+    tip.reverse();
+    Ok(hex::encode(tip))
+}
+
+fn cast(args: &[&str]) -> anyhow::Result<String> {
+    let bin = js_dir().join("node_modules/@foundry-rs/cast-linux-amd64/bin/cast");
+    let out = Command::new(&bin)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
+    if !out.status.success() {
+        bail!(
+            "cast {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ethereum_clients_hvm_contracts_and_a_follower_on_real_bitcoin_core() -> anyhow::Result<()>
+{
+    let core = BitcoinCore::start().await?;
+    let dir = tempfile::tempdir()?;
+    let peer = core.p2p_addr().to_string();
+    let url = core.rpc_url();
+    let hemi = Hemi::start(
+        &[
+            "devnet",
+            "--bitcoin-peer",
+            &peer,
+            "--bitcoin-rpc",
+            &url,
+            "--block-time",
+            "0.5",
+        ],
+        dir.path(),
+    )
+    .await?;
+    wait_synced(&hemi, &core.rpc, 60).await?;
+
+    // 1 and 3: ethers v6 (ETH transfer, ERC-20 deploy/transfer/balances, getLogs, WS
+    // subscriptions, receipts) and cast (block-number, balance, send, call, receipt, logs).
+    let ethers = node_script(&hemi, "ethers.mjs", &[])?;
+    assert_eq!(ethers["ok"], true, "{ethers}");
+    assert_eq!(ethers["chainId"], 31337);
+    let cast_out = node_script(&hemi, "cast.mjs", &[])?;
+    assert_eq!(cast_out["ok"], true, "{cast_out}");
+
+    // 2: a contract reads Bitcoin through the Hvm library; compare with Bitcoin Core for the
+    // Bitcoin block the L2 block pinned.
+    let status = hemi.call("hemi_nodeStatus", json!([])).await?;
+    let btc_addr = status["bitcoinAddress"]
+        .as_str()
+        .context("bitcoinAddress")?
+        .to_string();
+    let coinbase_block = core.rpc.get_block_hash(5).await?;
+    let block5: Value = core
+        .rpc
+        .call("getblock", json!([coinbase_block.to_string(), 1]))
+        .await?;
+    let txid = block5["tx"][0]
+        .as_str()
+        .context("coinbase txid")?
+        .to_string();
+    let best = core.rpc.get_best_block_hash().await?.to_string();
+    // Wait until the L2 pins Core's tip (the devnet follows Core; Core mines only on request).
+    wait_for(30, "an L2 block pinning Core's tip", || async {
+        let n = hex_u64(&hemi.call("eth_blockNumber", json!([])).await.ok()?);
+        (pinned_bitcoin_block(&hemi, n).await.ok()? == best).then_some(())
+    })
+    .await?;
+    let hvm = node_script(
+        &hemi,
+        "hvm.mjs",
+        &[("BTC_ADDRESS", &btc_addr), ("BTC_TXID", &txid)],
+    )?;
+    let call_block = hvm["blockNumber"].as_u64().context("blockNumber")?;
+    let pinned = pinned_bitcoin_block(&hemi, call_block).await?;
+    let header: Value = core.rpc.call("getblockheader", json!([pinned])).await?;
+    assert_eq!(hvm["lastHeader"]["hash"], header["hash"], "{hvm}");
+    assert_eq!(hvm["lastHeader"]["height"], header["height"], "{hvm}");
+    assert_eq!(
+        hvm["lastHeader"]["merkleRoot"], header["merkleroot"],
+        "{hvm}"
+    );
+    assert_eq!(hvm["lastHeader"]["time"], header["time"], "{hvm}");
+    let scan: Value = core
+        .rpc
+        .call(
+            "scantxoutset",
+            json!(["start", [format!("addr({btc_addr})")]]),
+        )
+        .await?;
+    assert_eq!(scan["bestblock"].as_str(), Some(pinned.as_str()));
+    let core_sats = (scan["total_amount"].as_f64().context("total_amount")? * 1e8).round() as u64;
+    assert_eq!(hvm["balance"].as_u64(), Some(core_sats), "{hvm}");
+    let raw: Value = core
+        .rpc
+        .call("getrawtransaction", json!([txid, true]))
+        .await?;
+    assert_eq!(
+        hvm["confirmations"].as_u64(),
+        raw["confirmations"].as_u64(),
+        "{hvm} vs {raw}"
+    );
+    // The transaction that ran the precompiles recorded the same header.
+    assert_eq!(hvm["record"]["height"], header["height"], "{hvm}");
+    let contract = hvm["contract"].as_str().context("contract")?.to_string();
+
+    // 4: a follower re-executes 500+ blocks with hVM calls while Bitcoin moves.
+    let mut follower = Hemi::start(
+        &[
+            "node",
+            "--network",
+            "regtest",
+            "--bitcoin-peer",
+            &peer,
+            "--dir",
+            &dir.path().join("follower").to_string_lossy(),
+            "--follow",
+            &format!("http://{}", hemi.rpc_addr),
+        ],
+        dir.path(),
+    )
+    .await?;
+    let rpc = format!("http://{}", hemi.rpc_addr);
+    let key0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+    let (_, miner_addr) = hemi_testkit::regtest_p2wpkh(&[7u8; 32]).context("miner key")?;
+    let start = hex_u64(&hemi.call("eth_blockNumber", json!([])).await?);
+    let mut hvm_txs = 0;
+    while hex_u64(&hemi.call("eth_blockNumber", json!([])).await?) < start + 520 {
+        let n = hex_u64(&hemi.call("eth_blockNumber", json!([])).await?);
+        if n.is_multiple_of(10) {
+            cast(&[
+                "send",
+                "--async",
+                "--rpc-url",
+                &rpc,
+                "--private-key",
+                key0,
+                &contract,
+                "recordLastHeader()",
+            ])?;
+            hvm_txs += 1;
+        }
+        if n.is_multiple_of(40) {
+            core.mine(1, &miner_addr).await?;
+        }
+        hemi.call("evm_mine", json!([])).await?;
+    }
+    let head = hex_u64(&hemi.call("eth_blockNumber", json!([])).await?);
+    let followed = wait_for(
+        180,
+        "the follower to reach the sequencer's head",
+        || async {
+            let n = hex_u64(&follower.call("eth_blockNumber", json!([])).await.ok()?);
+            (n >= head).then_some(n)
+        },
+    )
+    .await;
+    if let Err(e) = followed {
+        bail!("{e}\nfollower log:\n{}", tail(&follower.log_text(), 40));
+    }
+    eprintln!(
+        "follower reached block {head}: {} blocks produced under follow, {hvm_txs} hVM transactions",
+        head - start
+    );
+    for n in (1..=head).step_by(37).chain([head]) {
+        let q = json!([format!("0x{n:x}"), false]);
+        let a = hemi.call("eth_getBlockByNumber", q.clone()).await?;
+        let b = follower.call("eth_getBlockByNumber", q).await?;
+        assert_eq!(a["hash"], b["hash"], "block {n}");
+        assert_eq!(a["stateRoot"], b["stateRoot"], "block {n}");
+    }
+    // The contract's storage, written by the precompile-reading transactions, is the same.
+    for slot in ["0x0", "0x1"] {
+        let q = json!([contract, slot, "latest"]);
+        assert_eq!(
+            hemi.call("eth_getStorageAt", q.clone()).await?,
+            follower.call("eth_getStorageAt", q).await?
+        );
+    }
+    assert!(hvm_txs >= 20, "only {hvm_txs} hVM transactions were sent");
+    follower.kill();
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! What the `eth_` namespace reads and writes. The node implements [`EthBackend`] over the L2
+//! chain and the sequencer; this crate only parses, resolves tags, keeps filters and
+//! subscriptions, and maps errors to geth's codes.
+
+use alloy_primitives::{Address, Bytes, B256, U256};
+use alloy_rpc_types_eth::state::StateOverride;
+use alloy_rpc_types_eth::{
+    BlockOverrides, EIP1186AccountProofResponse, FeeHistory, Filter, Log, TransactionRequest,
+};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+/// A block tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tag {
+    /// The newest block.
+    Latest,
+    /// The block being built (reads as latest plus the pool's nonces).
+    Pending,
+    /// Genesis.
+    Earliest,
+    /// Newest block covered by a keystone published in Bitcoin's best chain.
+    Safe,
+    /// Newest superfinal block.
+    Finalized,
+}
+
+/// The state a read is answered from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateAt {
+    /// After block `n`.
+    Block(u64),
+    /// After the newest block, with pending pool transactions counted where it matters
+    /// (`eth_getTransactionCount(.., "pending")`).
+    Pending,
+}
+
+/// Why the backend could not answer; the RPC layer maps each to geth's code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// The pool refused a transaction; the message is geth's ("nonce too low: …"). Code -32000.
+    #[error("{0}")]
+    TxRejected(String),
+    /// `eth_call`/`eth_estimateGas` reverted. Code 3, "execution reverted[: reason]", data = the
+    /// revert bytes.
+    #[error("execution reverted")]
+    Reverted {
+        /// The revert data.
+        data: Bytes,
+    },
+    /// Execution failed otherwise ("out of gas", "insufficient funds for gas * price + value",
+    /// "gas required exceeds allowance (N)"). Code -32000.
+    #[error("{0}")]
+    Execution(String),
+    /// A block or the state at it is not available ("header not found", "missing trie node").
+    /// Code -32000, as geth.
+    #[error("{0}")]
+    NotFound(String),
+    /// A parameter is wrong in a way only the backend can see. Code -32602.
+    #[error("{0}")]
+    InvalidParams(String),
+    /// Storage or another internal failure. Code -32603.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Result of a backend call.
+pub type BackendResult<T> = Result<T, BackendError>;
+
+/// The L2 node as the `eth_`, `net_` and `txpool_` namespaces see it. Every method is
+/// synchronous (called from blocking tasks) and must not panic on any input.
+pub trait EthBackend: Send + Sync + 'static {
+    /// EIP-155 chain id.
+    fn chain_id(&self) -> u64;
+    /// The block number a tag names (`Pending` names the latest block).
+    fn tag(&self, tag: Tag) -> u64;
+    /// The number of the canonical block with this hash.
+    fn block_number_by_hash(&self, hash: B256) -> BackendResult<Option<u64>>;
+    /// Block `number` as geth shows it, with full transaction objects or only their hashes.
+    fn block(&self, number: u64, full: bool) -> BackendResult<Option<Value>>;
+    /// How many transactions block `number` has.
+    fn block_tx_count(&self, number: u64) -> BackendResult<Option<u64>>;
+    /// A transaction by hash, mined (with block fields) or pending in the pool (block fields null).
+    fn transaction_by_hash(&self, hash: B256) -> BackendResult<Option<Value>>;
+    /// The `index`th transaction of block `number`.
+    fn transaction_by_block_and_index(
+        &self,
+        number: u64,
+        index: u64,
+    ) -> BackendResult<Option<Value>>;
+    /// The receipt of a mined transaction.
+    fn receipt(&self, hash: B256) -> BackendResult<Option<Value>>;
+    /// All receipts of block `number` (`eth_getBlockReceipts`).
+    fn block_receipts(&self, number: u64) -> BackendResult<Option<Vec<Value>>>;
+    /// Balance in wei.
+    fn balance(&self, address: Address, at: StateAt) -> BackendResult<U256>;
+    /// Nonce (`Pending`: counting the pool's pending transactions).
+    fn transaction_count(&self, address: Address, at: StateAt) -> BackendResult<u64>;
+    /// Contract code.
+    fn code(&self, address: Address, at: StateAt) -> BackendResult<Bytes>;
+    /// One storage slot.
+    fn storage(&self, address: Address, slot: U256, at: StateAt) -> BackendResult<B256>;
+    /// `eth_call`: returns the output, or [`BackendError::Reverted`].
+    fn call(
+        &self,
+        request: TransactionRequest,
+        at: StateAt,
+        state_overrides: Option<StateOverride>,
+        block_overrides: Option<BlockOverrides>,
+    ) -> BackendResult<Bytes>;
+    /// `eth_estimateGas`: the least gas limit with which the call succeeds.
+    fn estimate_gas(
+        &self,
+        request: TransactionRequest,
+        at: StateAt,
+        state_overrides: Option<StateOverride>,
+    ) -> BackendResult<u64>;
+    /// Adds a signed EIP-2718 transaction to the pool; returns its hash.
+    fn send_raw_transaction(&self, raw: Bytes) -> BackendResult<B256>;
+    /// Logs of blocks `from..=to` matching `filter`'s addresses and topics (the block range in
+    /// `filter` is already resolved into `from`/`to`). At most `limit` logs, else an error.
+    fn logs(&self, from: u64, to: u64, filter: &Filter, limit: usize) -> BackendResult<Vec<Log>>;
+    /// `eth_feeHistory` over `count` blocks ending at `newest`.
+    fn fee_history(
+        &self,
+        count: u64,
+        newest: u64,
+        reward_percentiles: Option<Vec<f64>>,
+    ) -> BackendResult<FeeHistory>;
+    /// `eth_gasPrice`: suggested legacy gas price (base fee + suggested tip).
+    fn gas_price(&self) -> BackendResult<U256>;
+    /// `eth_maxPriorityFeePerGas`.
+    fn max_priority_fee(&self) -> BackendResult<U256>;
+    /// `eth_getProof` at block `number` (only recent state may be available).
+    fn proof(
+        &self,
+        address: Address,
+        slots: Vec<B256>,
+        number: u64,
+    ) -> BackendResult<EIP1186AccountProofResponse>;
+    /// `eth_accounts`: the devnet's unlocked dev accounts (empty on a node).
+    fn accounts(&self) -> Vec<Address>;
+    /// `eth_syncing`: `false`, or geth's object while a follower catches up.
+    fn syncing(&self) -> Value;
+    /// `txpool_status`: `{"pending": "0x..", "queued": "0x.."}`.
+    fn txpool_status(&self) -> Value;
+    /// `txpool_content`: geth's shape.
+    fn txpool_content(&self) -> Value;
+    /// Numbers of blocks as they are committed (feeds newHeads, logs, filters).
+    fn subscribe_blocks(&self) -> broadcast::Receiver<u64>;
+    /// Hashes of transactions as they enter the pool.
+    fn subscribe_pending(&self) -> broadcast::Receiver<B256>;
+    /// Anvil/hardhat `evm_mine`: produce a block now (devnet only; others return an error).
+    fn mine(&self) -> BackendResult<u64>;
+}

@@ -1,0 +1,292 @@
+//! The sequencer service: mempool in, sealed blocks out.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use alloy_primitives::{Address, B256, U256};
+use hemi_btc_view::BitcoinView;
+use hemi_chain::{Built, Chain, ChainError, L2Tx, SignedTx, StateView};
+use hemi_hvm::BitcoinPin;
+use hemi_txpool::{AccountState, PoolConfig, PoolError, TxPool};
+use parking_lot::Mutex;
+use tokio::sync::broadcast;
+
+use crate::pin::next_attributes;
+
+/// Sequencer settings.
+#[derive(Debug, Clone)]
+pub struct SequencerConfig {
+    /// The key that seals blocks.
+    pub secret: B256,
+    /// Bitcoin network (for the precompiles' address parsing).
+    pub network: bitcoin::Network,
+    /// Where the pool journal is kept across clean restarts (none: in memory only).
+    pub journal: Option<PathBuf>,
+}
+
+/// Reads nonces and balances for the pool from one state snapshot.
+struct Snapshot(StateView);
+
+impl AccountState for Snapshot {
+    fn nonce(&self, address: Address) -> u64 {
+        self.0
+            .account(&address)
+            .ok()
+            .flatten()
+            .map(|a| a.nonce)
+            .unwrap_or_default()
+    }
+    fn balance(&self, address: Address) -> U256 {
+        self.0
+            .account(&address)
+            .ok()
+            .flatten()
+            .map(|a| a.balance)
+            .unwrap_or_default()
+    }
+}
+
+/// The sequencer: owns the mempool and produces blocks on the [`Chain`].
+pub struct Sequencer {
+    chain: Arc<Chain>,
+    bitcoin: Arc<dyn BitcoinView>,
+    config: SequencerConfig,
+    address: Address,
+    pool: Mutex<TxPool>,
+    produce: Mutex<()>,
+    blocks: broadcast::Sender<u64>,
+    pending: broadcast::Sender<B256>,
+}
+
+impl std::fmt::Debug for Sequencer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sequencer")
+            .field("address", &self.address)
+            .finish()
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+impl Sequencer {
+    /// A sequencer over `chain`, reading Bitcoin from `bitcoin`. Restores the pool journal if
+    /// one exists.
+    ///
+    /// # Errors
+    /// The key is invalid.
+    pub fn new(
+        chain: Arc<Chain>,
+        bitcoin: Arc<dyn BitcoinView>,
+        config: SequencerConfig,
+    ) -> Result<Arc<Self>, ChainError> {
+        let key = bitcoin::secp256k1::SecretKey::from_slice(config.secret.as_slice())
+            .map_err(|e| ChainError::InvalidSeal(format!("sequencer key: {e}")))?;
+        let address = hemi_chain::eth_address(&key);
+        let spec = chain.spec().clone();
+        let mut pool = TxPool::new(PoolConfig::new(spec.chain_id, spec.gas_limit));
+        if let Some(path) = &config.journal {
+            if let Ok(bytes) = std::fs::read(path) {
+                let snap = Snapshot(chain.state_at(chain.head().0)?);
+                match TxPool::from_journal(pool.config().clone(), &bytes, &snap) {
+                    Ok((p, dropped)) => {
+                        tracing::info!(
+                            transactions = p.len(),
+                            dropped,
+                            "restored the pool journal"
+                        );
+                        pool = p;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "pool journal not restored"),
+                }
+            }
+        }
+        Ok(Arc::new(Sequencer {
+            chain,
+            bitcoin,
+            address,
+            pool: Mutex::new(pool),
+            produce: Mutex::new(()),
+            blocks: broadcast::channel(1024).0,
+            pending: broadcast::channel(8192).0,
+            config,
+        }))
+    }
+
+    /// The address that seals blocks.
+    pub fn address(&self) -> Address {
+        self.address
+    }
+
+    /// The chain.
+    pub fn chain(&self) -> &Arc<Chain> {
+        &self.chain
+    }
+
+    /// Numbers of new blocks as they are committed.
+    pub fn subscribe_blocks(&self) -> broadcast::Receiver<u64> {
+        self.blocks.subscribe()
+    }
+
+    /// Hashes of transactions as the pool accepts them.
+    pub fn subscribe_pending(&self) -> broadcast::Receiver<B256> {
+        self.pending.subscribe()
+    }
+
+    /// Adds a raw signed transaction to the pool.
+    ///
+    /// # Errors
+    /// The pool's refusal, with geth's message.
+    pub fn submit(&self, raw: &[u8]) -> Result<B256, SubmitError> {
+        let snap = Snapshot(self.chain.state_at(self.chain.head().0)?);
+        let hash = self.pool.lock().add_raw(raw, &snap)?;
+        let _ = self.pending.send(hash);
+        Ok(hash)
+    }
+
+    /// Runs `f` on the pool.
+    pub fn with_pool<R>(&self, f: impl FnOnce(&TxPool) -> R) -> R {
+        f(&self.pool.lock())
+    }
+
+    /// The Bitcoin view the precompiles of calls on block `number` answer from.
+    ///
+    /// # Errors
+    /// Unknown block or Bitcoin view failure.
+    pub fn pin_for(&self, number: u64) -> Result<BitcoinPin, ChainError> {
+        pin_for(&self.chain, &self.bitcoin, self.config.network, number)
+    }
+
+    /// Builds, seals and commits the next block now.
+    ///
+    /// # Errors
+    /// Database or Bitcoin view failures.
+    pub fn produce(&self) -> Result<Built, ChainError> {
+        let _one = self.produce.lock();
+        let (head, _) = self.chain.head();
+        let parent = self
+            .chain
+            .header(head)?
+            .ok_or(ChainError::UnknownBlock(head))?;
+        let parent_pin = self.chain.pin(head)?.filter(|_| head > 0);
+        let (attrs, pinned) = next_attributes(self.bitcoin.as_ref(), parent_pin)?;
+        let base_fee = Chain::next_base_fee(&parent);
+        let candidates: Vec<SignedTx> = self
+            .pool
+            .lock()
+            .best(base_fee, self.chain.spec().gas_limit)
+            .into_iter()
+            .map(|p| SignedTx {
+                hash: p.hash(),
+                sender: p.sender(),
+                tx: L2Tx::Eth(p.envelope().clone()),
+            })
+            .collect();
+        let pin = BitcoinPin {
+            view: self.bitcoin.clone(),
+            pinned,
+            network: self.config.network,
+        };
+        let built =
+            self.chain
+                .build_block(&pin, &attrs, candidates, now_secs(), self.config.secret)?;
+        {
+            let mut pool = self.pool.lock();
+            let mut mined: Vec<(Address, u64)> = Vec::new();
+            for tx in &built.block.txs {
+                if let L2Tx::Eth(env) = &tx.tx {
+                    mined.push((tx.sender, alloy_consensus_nonce(env).saturating_add(1)));
+                }
+            }
+            for (hash, why) in &built.rejected {
+                tracing::debug!(%hash, %why, "left out of the block");
+                pool.remove(hash);
+            }
+            let snap = Snapshot(self.chain.state_at(built.block.header.number)?);
+            pool.on_block(&mined, &snap);
+        }
+        let _ = self.blocks.send(built.block.header.number);
+        Ok(built)
+    }
+
+    /// Produces a block every `block_time` until the returned handle is aborted.
+    pub fn spawn(self: &Arc<Self>, block_time: Duration) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(block_time);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let s = me.clone();
+                match tokio::task::spawn_blocking(move || s.produce()).await {
+                    Ok(Ok(b)) => tracing::debug!(
+                        number = b.block.header.number,
+                        txs = b.block.txs.len(),
+                        "block"
+                    ),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "block production failed"),
+                    Err(e) => tracing::error!(error = %e, "block production panicked"),
+                }
+            }
+        })
+    }
+
+    /// Writes the pool journal (on clean shutdown).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn save_journal(&self) -> std::io::Result<()> {
+        if let Some(path) = &self.config.journal {
+            let bytes = self.pool.lock().to_journal();
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(tmp, path)?;
+        }
+        Ok(())
+    }
+}
+
+fn alloy_consensus_nonce(env: &alloy_consensus::TxEnvelope) -> u64 {
+    use alloy_consensus::Transaction;
+    env.nonce()
+}
+
+/// The Bitcoin view as pinned by block `number` (calls on that block's state see it).
+///
+/// # Errors
+/// Unknown block.
+pub fn pin_for(
+    chain: &Chain,
+    bitcoin: &Arc<dyn BitcoinView>,
+    network: bitcoin::Network,
+    number: u64,
+) -> Result<BitcoinPin, ChainError> {
+    let pinned = match chain.pin(number)? {
+        Some(p) if number > 0 => p,
+        _ => bitcoin
+            .tip()
+            .map_err(|e| ChainError::BitcoinNotReady(e.to_string()))?,
+    };
+    Ok(BitcoinPin {
+        view: bitcoin.clone(),
+        pinned,
+        network,
+    })
+}
+
+/// Why a transaction was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The pool refused it (geth's message).
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    /// Reading state failed.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+}
