@@ -17,6 +17,8 @@ const { values: opts } = parseArgs({
     senders: { type: 'string', default: '20' },
     client: { type: 'string' },
     'first-sender-index': { type: 'string', default: '10' },
+    'gas-limit': { type: 'string', default: '30000000' },
+    'block-time': { type: 'string', default: '1' },
   },
 })
 const COUNT = Number(opts.count)
@@ -97,7 +99,7 @@ async function main() {
   let anvil
   let url = opts.rpc
   if (opts.anvil) {
-    anvil = await startAnvil(['--block-time', '1', '--gas-limit', '30000000', '--silent'])
+    anvil = await startAnvil(['--block-time', opts['block-time'], '--gas-limit', opts['gas-limit'], '--silent'])
     url = anvil.url
   }
   try {

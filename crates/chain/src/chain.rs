@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use alloy_consensus::{Header, Transaction, EMPTY_OMMER_ROOT_HASH};
 use alloy_eips::eip1559::BaseFeeParams;
@@ -93,6 +94,18 @@ pub struct AccountProof {
     pub storage: Vec<(B256, U256, Vec<Bytes>)>,
 }
 
+/// A block with its receipts, as the read cache keeps it.
+#[derive(Debug, Clone)]
+pub struct BlockWithReceipts {
+    /// The block.
+    pub block: StoredBlock,
+    /// Its receipts.
+    pub receipts: Vec<L2Receipt>,
+}
+
+/// How many recent blocks the read cache keeps (receipt polling hits the newest ones).
+const CACHED_BLOCKS: usize = 256;
+
 #[derive(Debug, Clone, Copy)]
 struct Head {
     number: u64,
@@ -105,6 +118,7 @@ pub struct Chain {
     spec: ChainSpec,
     head: RwLock<Head>,
     write: Mutex<()>,
+    cache: Mutex<BTreeMap<u64, Arc<BlockWithReceipts>>>,
 }
 
 impl std::fmt::Debug for Chain {
@@ -192,6 +206,7 @@ impl Chain {
                 hash: B256::ZERO,
             }),
             write: Mutex::new(()),
+            cache: Mutex::new(BTreeMap::new()),
         };
         chain.init()?;
         Ok(chain)
@@ -406,6 +421,38 @@ impl Chain {
         }))
     }
 
+    fn remember(&self, b: BlockWithReceipts) {
+        let mut cache = self.cache.lock();
+        cache.insert(b.block.header.number, Arc::new(b));
+        while cache.len() > CACHED_BLOCKS {
+            cache.pop_first();
+        }
+    }
+
+    /// Canonical block `number` with its receipts, from the cache of recent blocks when there.
+    ///
+    /// # Errors
+    /// Database errors or corrupt records.
+    pub fn block_with_receipts(
+        &self,
+        number: u64,
+    ) -> Result<Option<Arc<BlockWithReceipts>>, ChainError> {
+        if let Some(b) = self.cache.lock().get(&number) {
+            return Ok(Some(b.clone()));
+        }
+        let Some(block) = self.block(number)? else {
+            return Ok(None);
+        };
+        let receipts = self.receipts(number)?.unwrap_or_default();
+        let b = Arc::new(BlockWithReceipts { block, receipts });
+        let mut cache = self.cache.lock();
+        cache.insert(number, b.clone());
+        while cache.len() > CACHED_BLOCKS {
+            cache.pop_first();
+        }
+        Ok(Some(b))
+    }
+
     /// The raw encoding of block `number` ([`L2Block::encode`]).
     ///
     /// # Errors
@@ -544,6 +591,14 @@ impl Chain {
             number: header.number,
             hash,
         };
+        self.remember(BlockWithReceipts {
+            block: StoredBlock {
+                header: header.clone(),
+                hash,
+                txs: executed.txs.clone(),
+            },
+            receipts: executed.receipts.clone(),
+        });
         Ok(Built {
             block: StoredBlock {
                 header,
@@ -669,6 +724,14 @@ impl Chain {
             number: h.number,
             hash,
         };
+        self.remember(BlockWithReceipts {
+            block: StoredBlock {
+                header: h.clone(),
+                hash,
+                txs: executed.txs,
+            },
+            receipts: executed.receipts,
+        });
         Ok(hash)
     }
 
@@ -834,8 +897,10 @@ impl Chain {
             if !bloom(&header.logs_bloom) {
                 continue;
             }
-            let Some(block) = self.block(n)? else { break };
-            let receipts = self.receipts(n)?.unwrap_or_default();
+            let Some(cached) = self.block_with_receipts(n)? else {
+                break;
+            };
+            let (block, receipts) = (&cached.block, &cached.receipts);
             let mut log_index = 0u64;
             for (i, (r, tx)) in receipts.iter().zip(&block.txs).enumerate() {
                 for log in &r.receipt.logs {

@@ -16,6 +16,9 @@ use crate::db::StateView;
 use crate::tx::{L2Tx, SignedTx};
 use crate::ChainError;
 
+/// Least gas any transaction needs; a block with less room left is full.
+const MIN_TX_GAS: u64 = 21_000;
+
 /// The EVM rules L2 blocks run under.
 pub const SPEC: SpecId = SpecId::PRAGUE;
 
@@ -163,7 +166,17 @@ pub fn execute(
         bundle: BundleState::default(),
         rejected: Vec::new(),
     };
+    // Senders whose earlier transaction was left out: their later nonces cannot apply.
+    let mut held_back: std::collections::HashSet<Address> = std::collections::HashSet::new();
     for (i, stx) in txs.into_iter().enumerate() {
+        if mode == Mode::Build {
+            if block.gas_limit - out.gas_used < MIN_TX_GAS {
+                break;
+            }
+            if held_back.contains(&stx.sender) {
+                continue;
+            }
+        }
         let env = match &stx.tx {
             L2Tx::BtcAttributes(_) => {
                 if i != 0 {
@@ -189,10 +202,10 @@ pub fn execute(
             L2Tx::Eth(env) => env,
         };
         if out.gas_used + env.gas_limit() > block.gas_limit {
-            let why = "gas limit reached".to_string();
             match mode {
                 Mode::Build => {
-                    out.rejected.push((stx.hash, why));
+                    // Not invalid: it waits for the next block.
+                    held_back.insert(stx.sender);
                     continue;
                 }
                 Mode::Import => {
@@ -209,7 +222,10 @@ pub fn execute(
                 let why = invalid_tx_message(&e);
                 match mode {
                     Mode::Build => {
-                        out.rejected.push((stx.hash, why));
+                        held_back.insert(stx.sender);
+                        if !matches!(e, InvalidTransaction::NonceTooHigh { .. }) {
+                            out.rejected.push((stx.hash, why));
+                        }
                         continue;
                     }
                     Mode::Import => {

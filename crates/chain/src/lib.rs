@@ -16,7 +16,8 @@ pub mod tx;
 
 pub use block::{L2Block, L2Receipt};
 pub use chain::{
-    created_address, gas_used_by, AccountProof, Built, Chain, LocatedLog, StoredBlock,
+    created_address, gas_used_by, AccountProof, BlockWithReceipts, Built, Chain, LocatedLog,
+    StoredBlock,
 };
 pub use db::{StateView, StoredAccount, SCHEMA_VERSION};
 pub use exec::{BlockContext, CallOutcome};

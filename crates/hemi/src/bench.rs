@@ -21,6 +21,8 @@ use hemi_testkit::BitcoinCore;
 pub enum BenchCommand {
     /// Bitcoin P2P sync speed: our client vs bitcoind, same chain, same machine.
     BitcoinSync(SyncArgs),
+    /// L2 block execution + state root + commit at 10k..1M existing accounts (Mgas/s).
+    L2Exec(crate::bench_l2::L2ExecArgs),
 }
 
 /// `hemi bench bitcoin-sync` options.
@@ -41,6 +43,7 @@ pub struct SyncArgs {
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::BitcoinSync(a) => bitcoin_sync(a).await,
+        BenchCommand::L2Exec(a) => tokio::task::spawn_blocking(|| crate::bench_l2::run(a)).await?,
     }
 }
 

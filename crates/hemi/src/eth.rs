@@ -12,8 +12,8 @@ use alloy_rpc_types_eth::{
 };
 use hemi_btc_view::BitcoinView;
 use hemi_chain::{
-    created_address, gas_used_by, CallOutcome, Chain, ChainError, L2Receipt, L2Tx, SignedTx,
-    StoredBlock,
+    created_address, gas_used_by, BlockWithReceipts, CallOutcome, Chain, ChainError, L2Receipt,
+    L2Tx, SignedTx, StoredBlock,
 };
 use hemi_rpc::eth::backend::{BackendError, BackendResult, EthBackend, StateAt, Tag};
 use hemi_sequencer::{Sequencer, SubmitError};
@@ -221,8 +221,8 @@ impl NodeBackend {
             .map_err(chain_err)
     }
 
-    fn block_at(&self, number: u64) -> BackendResult<Option<StoredBlock>> {
-        self.chain.block(number).map_err(chain_err)
+    fn block_at(&self, number: u64) -> BackendResult<Option<Arc<BlockWithReceipts>>> {
+        self.chain.block_with_receipts(number).map_err(chain_err)
     }
 }
 
@@ -245,11 +245,13 @@ impl EthBackend for NodeBackend {
     }
 
     fn block(&self, number: u64, full: bool) -> BackendResult<Option<Value>> {
-        Ok(self.block_at(number)?.map(|b| self.block_json(&b, full)))
+        Ok(self
+            .block_at(number)?
+            .map(|b| self.block_json(&b.block, full)))
     }
 
     fn block_tx_count(&self, number: u64) -> BackendResult<Option<u64>> {
-        Ok(self.block_at(number)?.map(|b| b.txs.len() as u64))
+        Ok(self.block_at(number)?.map(|b| b.block.txs.len() as u64))
     }
 
     fn transaction_by_hash(&self, hash: B256) -> BackendResult<Option<Value>> {
@@ -279,40 +281,35 @@ impl EthBackend for NodeBackend {
         number: u64,
         index: u64,
     ) -> BackendResult<Option<Value>> {
-        let Some(block) = self.block_at(number)? else {
+        let Some(cached) = self.block_at(number)? else {
             return Ok(None);
         };
+        let block = &cached.block;
         let i = index as usize;
-        Ok(block.txs.get(i).map(|t| self.tx_json(Some(&block), i, t)))
+        Ok(block.txs.get(i).map(|t| self.tx_json(Some(block), i, t)))
     }
 
     fn receipt(&self, hash: B256) -> BackendResult<Option<Value>> {
         let Some((n, i)) = self.chain.tx_location(&hash).map_err(chain_err)? else {
             return Ok(None);
         };
-        let Some(block) = self.block_at(n)? else {
+        let Some(cached) = self.block_at(n)? else {
             return Ok(None);
         };
-        let receipts = self
-            .chain
-            .receipts(n)
-            .map_err(chain_err)?
-            .unwrap_or_default();
-        Ok(self.receipt_json(&block, &receipts, i as usize))
+        let block = &cached.block;
+        let receipts = &cached.receipts;
+        Ok(self.receipt_json(block, receipts, i as usize))
     }
 
     fn block_receipts(&self, number: u64) -> BackendResult<Option<Vec<Value>>> {
-        let Some(block) = self.block_at(number)? else {
+        let Some(cached) = self.block_at(number)? else {
             return Ok(None);
         };
-        let receipts = self
-            .chain
-            .receipts(number)
-            .map_err(chain_err)?
-            .unwrap_or_default();
+        let block = &cached.block;
+        let receipts = &cached.receipts;
         Ok(Some(
             (0..block.txs.len())
-                .filter_map(|i| self.receipt_json(&block, &receipts, i))
+                .filter_map(|i| self.receipt_json(block, receipts, i))
                 .collect(),
         ))
     }
@@ -470,9 +467,10 @@ impl EthBackend for NodeBackend {
         let mut rewards = Vec::new();
         let mut last = None;
         for n in oldest..=newest {
-            let Some(block) = self.block_at(n)? else {
+            let Some(cached) = self.block_at(n)? else {
                 return Err(BackendError::NotFound("header not found".into()));
             };
+            let block = &cached.block;
             let h = &block.header;
             let base = h.base_fee_per_gas.unwrap_or_default();
             base_fees.push(u128::from(base));
@@ -482,11 +480,7 @@ impl EthBackend for NodeBackend {
                 h.gas_used as f64 / h.gas_limit as f64
             });
             if let Some(ps) = &reward_percentiles {
-                let receipts = self
-                    .chain
-                    .receipts(n)
-                    .map_err(chain_err)?
-                    .unwrap_or_default();
+                let receipts = &cached.receipts;
                 let mut tips: Vec<(u128, u64)> = block
                     .txs
                     .iter()
@@ -494,7 +488,7 @@ impl EthBackend for NodeBackend {
                     .filter_map(|(i, t)| match &t.tx {
                         L2Tx::Eth(env) => Some((
                             env.effective_tip_per_gas(base).unwrap_or_default(),
-                            gas_used_by(&receipts, i),
+                            gas_used_by(receipts, i),
                         )),
                         L2Tx::BtcAttributes(_) => None,
                     })
@@ -520,7 +514,7 @@ impl EthBackend for NodeBackend {
                     .collect();
                 rewards.push(row);
             }
-            last = Some(block.header);
+            last = Some(block.header.clone());
         }
         if let Some(h) = last {
             base_fees.push(u128::from(Chain::next_base_fee(&h)));

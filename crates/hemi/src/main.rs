@@ -2,6 +2,7 @@
 //! `hemi node` follows an external Bitcoin Core.
 
 mod bench;
+mod bench_l2;
 mod config;
 mod eth;
 mod run;

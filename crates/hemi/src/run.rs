@@ -63,6 +63,10 @@ async fn shutdown_signal() {
 /// Seed label of the devnet sequencer's sealing key (deterministic, like the dev accounts).
 pub const DEVNET_SEQUENCER_KEY_SEED: &str = "hemi-devnet-sequencer-key-0";
 
+/// Devnet pool limits (a node keeps geth-like ones).
+const DEVNET_POOL_PER_SENDER: usize = 10_000;
+const DEVNET_POOL_TOTAL: usize = 200_000;
+
 /// What runs the L2: the chain and either a sequencer (devnet) or a follower (node --follow).
 struct L2 {
     chain: Arc<Chain>,
@@ -299,6 +303,8 @@ pub async fn devnet(cfg: Config) -> anyhow::Result<()> {
             secret: alloy_primitives::keccak256(DEVNET_SEQUENCER_KEY_SEED),
             network: Network::Regtest,
             journal: cfg.persist.then(|| cfg.dir.join("txpool.journal")),
+            // A development chain takes what a script throws at it, as anvil does.
+            pool_limits: Some((DEVNET_POOL_PER_SENDER, DEVNET_POOL_TOTAL)),
         },
     )?;
     let accounts = hemi_chain::dev_accounts(hemi_chain::DEV_MNEMONIC, 10)?;

@@ -23,6 +23,8 @@ pub struct SequencerConfig {
     pub network: bitcoin::Network,
     /// Where the pool journal is kept across clean restarts (none: in memory only).
     pub journal: Option<PathBuf>,
+    /// Pool limits `(per sender, total)`; `None` keeps geth-like defaults (64, 10,000).
+    pub pool_limits: Option<(usize, usize)>,
 }
 
 /// Reads nonces and balances for the pool from one state snapshot.
@@ -54,6 +56,7 @@ pub struct Sequencer {
     config: SequencerConfig,
     address: Address,
     pool: Mutex<TxPool>,
+    pool_config: PoolConfig,
     produce: Mutex<()>,
     blocks: broadcast::Sender<u64>,
     pending: broadcast::Sender<B256>,
@@ -89,7 +92,12 @@ impl Sequencer {
             .map_err(|e| ChainError::InvalidSeal(format!("sequencer key: {e}")))?;
         let address = hemi_chain::eth_address(&key);
         let spec = chain.spec().clone();
-        let mut pool = TxPool::new(PoolConfig::new(spec.chain_id, spec.gas_limit));
+        let mut pool_config = PoolConfig::new(spec.chain_id, spec.gas_limit);
+        if let Some((per_sender, total)) = config.pool_limits {
+            pool_config.max_per_sender = per_sender;
+            pool_config.max_total = total;
+        }
+        let mut pool = TxPool::new(pool_config);
         if let Some(path) = &config.journal {
             if let Ok(bytes) = std::fs::read(path) {
                 let snap = Snapshot(chain.state_at(chain.head().0)?);
@@ -110,6 +118,7 @@ impl Sequencer {
             chain,
             bitcoin,
             address,
+            pool_config: pool.config().clone(),
             pool: Mutex::new(pool),
             produce: Mutex::new(()),
             blocks: broadcast::channel(1024).0,
@@ -143,8 +152,11 @@ impl Sequencer {
     /// # Errors
     /// The pool's refusal, with geth's message.
     pub fn submit(&self, raw: &[u8]) -> Result<B256, SubmitError> {
+        // Decoding and signature recovery run outside the pool lock, so batched submissions
+        // use every core.
+        let checked = TxPool::check(raw, &self.pool_config)?;
         let snap = Snapshot(self.chain.state_at(self.chain.head().0)?);
-        let hash = self.pool.lock().add_raw(raw, &snap)?;
+        let hash = self.pool.lock().add_checked(checked, &snap)?;
         let _ = self.pending.send(hash);
         Ok(hash)
     }
@@ -179,7 +191,9 @@ impl Sequencer {
         let candidates: Vec<SignedTx> = self
             .pool
             .lock()
-            .best(base_fee, self.chain.spec().gas_limit)
+            // Transactions rarely use their whole gas limit: offer more than one block's worth
+            // by limit and let execution pack by gas used.
+            .best(base_fee, self.chain.spec().gas_limit.saturating_mul(4))
             .into_iter()
             .map(|p| SignedTx {
                 hash: p.hash(),

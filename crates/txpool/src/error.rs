@@ -29,7 +29,7 @@ pub enum PoolError {
     #[error("only replay-protected (EIP-155) transactions allowed over RPC")]
     Unprotected,
     /// The transaction is signed for another chain (geth's `types.ErrInvalidChainId`).
-    #[error("invalid chain id for signer: have {got} want {expected}")]
+    #[error("invalid sender: invalid chain id for signer: have {got} want {expected}")]
     InvalidChainId {
         /// The pool's chain id.
         expected: u64,

@@ -28,7 +28,7 @@ pub use alloy_primitives::TxHash;
 pub use error::{JournalError, PoolError};
 pub use journal::JOURNAL_VERSION;
 pub use pool::{AccountState, PoolConfig, PoolContent, PooledTx, TxPool};
-pub use validate::{intrinsic_gas, MAX_INITCODE_SIZE, MAX_TX_SIZE};
+pub use validate::{intrinsic_gas, Checked, MAX_INITCODE_SIZE, MAX_TX_SIZE};
 
 #[cfg(test)]
 mod tests;

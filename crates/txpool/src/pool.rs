@@ -9,7 +9,8 @@ use std::{
 use alloy_consensus::{Transaction, TxEnvelope};
 use alloy_primitives::{Address, Bytes, TxHash, U256};
 
-use crate::{validate::check_stateless, PoolError};
+use crate::validate::{check_stateless, Checked};
+use crate::PoolError;
 
 /// Account state the pool validates against (the chain's latest state).
 pub trait AccountState {
@@ -228,6 +229,27 @@ impl TxPool {
     /// A [`PoolError`] whose message is geth's for the same refusal.
     pub fn add_raw(&mut self, bytes: &[u8], state: &dyn AccountState) -> Result<TxHash, PoolError> {
         let checked = check_stateless(bytes, &self.config)?;
+        self.add_checked(checked, state)
+    }
+
+    /// The stateless half of [`TxPool::add_raw`] (decoding, limits, signature recovery): needs
+    /// no `&mut self`, so callers run it in parallel, outside any lock around the pool.
+    ///
+    /// # Errors
+    /// A [`PoolError`] with geth's message.
+    pub fn check(bytes: &[u8], config: &PoolConfig) -> Result<Checked, PoolError> {
+        check_stateless(bytes, config)
+    }
+
+    /// The stateful half of [`TxPool::add_raw`]: nonce, balance, replacement and limits.
+    ///
+    /// # Errors
+    /// A [`PoolError`] with geth's message.
+    pub fn add_checked(
+        &mut self,
+        checked: Checked,
+        state: &dyn AccountState,
+    ) -> Result<TxHash, PoolError> {
         let hash = *checked.envelope.tx_hash();
         if self.by_hash.contains_key(&hash) {
             return Err(PoolError::AlreadyKnown);
@@ -284,7 +306,7 @@ impl TxPool {
             hash,
             sender,
             envelope: Arc::new(checked.envelope),
-            raw: Bytes::copy_from_slice(bytes),
+            raw: checked.raw,
             max_fee: checked.max_fee,
             tip: checked.tip,
             cost: checked.cost,

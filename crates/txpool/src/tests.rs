@@ -159,7 +159,9 @@ fn wrong_chain_id_is_refused() {
             got: 1
         }
     );
-    assert!(err.to_string().starts_with("invalid chain id for signer"));
+    assert!(err
+        .to_string()
+        .starts_with("invalid sender: invalid chain id for signer"));
 }
 
 #[test]

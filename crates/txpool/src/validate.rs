@@ -60,9 +60,12 @@ pub fn intrinsic_gas(tx: &TxEnvelope) -> u64 {
     gas
 }
 
-/// A decoded, signature-checked transaction with the numbers the pool orders by.
-#[derive(Debug)]
-pub(crate) struct Checked {
+/// A transaction that passed every check needing no account state (decoded, sender
+/// recovered), with the numbers the pool orders by; insert it with
+/// [`crate::TxPool::add_checked`].
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub(crate) raw: alloy_primitives::Bytes,
     pub(crate) envelope: TxEnvelope,
     pub(crate) sender: Address,
     pub(crate) max_fee: u128,
@@ -74,6 +77,12 @@ pub(crate) struct Checked {
 /// Runs every check that needs no account state, in geth's order (cheap ones first, signature
 /// recovery last).
 pub(crate) fn check_stateless(bytes: &[u8], config: &PoolConfig) -> Result<Checked, PoolError> {
+    let mut checked = check_stateless_inner(bytes, config)?;
+    checked.raw = alloy_primitives::Bytes::copy_from_slice(bytes);
+    Ok(checked)
+}
+
+fn check_stateless_inner(bytes: &[u8], config: &PoolConfig) -> Result<Checked, PoolError> {
     let first = *bytes
         .first()
         .ok_or_else(|| PoolError::Decode("empty transaction".to_owned()))?;
@@ -146,6 +155,7 @@ pub(crate) fn check_stateless(bytes: &[u8], config: &PoolConfig) -> Result<Check
         .saturating_mul(U256::from(max_fee))
         .saturating_add(envelope.value());
     Ok(Checked {
+        raw: alloy_primitives::Bytes::new(),
         envelope,
         sender,
         max_fee,

@@ -1,0 +1,221 @@
+//! Blocks built by one chain re-execute on another to the same roots; tampered blocks (state
+//! root, seal, signer, body) are refused with a clear error; state survives reopening; proofs
+//! verify against the state root; older state stays readable.
+
+use std::sync::Arc;
+
+use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy_eips::eip2718::Encodable2718;
+use alloy_primitives::{keccak256, Address, Bytes, TxKind, B256, U256};
+use bitcoin::Network;
+use hemi_btc_headers::ChainParams;
+use hemi_btc_regtest::RegtestNode;
+use hemi_btc_store::ChainStore;
+use hemi_btc_view::BitcoinView;
+use hemi_chain::block::{seal, EXTRA_VANITY};
+use hemi_chain::{
+    dev_accounts, Chain, ChainError, ChainSpec, L2Block, L2Tx, SignedTx, DEV_MNEMONIC,
+};
+use hemi_hvm::{BitcoinPin, BtcAttributes};
+
+const SEQUENCER: B256 = B256::repeat_byte(0x11);
+
+fn bitcoin() -> BitcoinPin {
+    let store = Arc::new(ChainStore::in_memory(ChainParams::new(Network::Regtest)).expect("store"));
+    let node = RegtestNode::new(store.clone());
+    let key = hemi_btc_wallet::Key::from_seed("chain-import-test");
+    node.mine(101, &key.script_pubkey(hemi_btc_wallet::KeyKind::P2wpkh))
+        .expect("mine");
+    let pinned = store.tip().expect("tip");
+    BitcoinPin {
+        view: store,
+        pinned,
+        network: Network::Regtest,
+    }
+}
+
+fn attrs(pin: &BitcoinPin) -> BtcAttributes {
+    BtcAttributes {
+        canonical_tip: pin.pinned.hash,
+        headers: vec![],
+    }
+}
+
+fn sequencer_address() -> Address {
+    hemi_chain::eth_address(
+        &bitcoin::secp256k1::SecretKey::from_slice(SEQUENCER.as_slice()).expect("key"),
+    )
+}
+
+fn transfer(secret: [u8; 32], nonce: u64, to: Address, value: u64) -> SignedTx {
+    let tx = TxEip1559 {
+        chain_id: 31337,
+        nonce,
+        gas_limit: 21_000,
+        max_fee_per_gas: 10_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: TxKind::Call(to),
+        value: U256::from(value),
+        access_list: Default::default(),
+        input: Bytes::new(),
+    };
+    let sig =
+        alloy_consensus::crypto::secp256k1::sign_message(B256::from(secret), tx.signature_hash())
+            .expect("sign");
+    let env = TxEnvelope::from(tx.into_signed(sig));
+    let raw = env.encoded_2718();
+    SignedTx::recover(L2Tx::decode_2718(&raw).expect("decode")).expect("recover")
+}
+
+fn block_of(chain: &Chain, number: u64) -> L2Block {
+    let b = chain.block(number).expect("read").expect("block");
+    L2Block {
+        header: b.header,
+        txs: b.txs.into_iter().map(|t| t.tx).collect(),
+    }
+}
+
+fn resolver(pin: &BitcoinPin) -> impl Fn(&BtcAttributes) -> Result<BitcoinPin, ChainError> + '_ {
+    move |_| Ok(pin.clone())
+}
+
+#[test]
+fn a_follower_reaches_the_same_roots_and_refuses_tampered_blocks() {
+    let pin = bitcoin();
+    let accounts = dev_accounts(DEV_MNEMONIC, 2).expect("accounts");
+    let a = Chain::open(None, ChainSpec::devnet().expect("spec")).expect("chain a");
+    let b = Chain::open(None, ChainSpec::devnet().expect("spec")).expect("chain b");
+    assert_eq!(a.head(), b.head(), "same genesis");
+    let to = Address::repeat_byte(0x77);
+    for n in 0..3u64 {
+        let txs = vec![
+            transfer(accounts[0].secret, n, to, 1_000 + n),
+            transfer(accounts[1].secret, n, to, 5),
+        ];
+        let built = a
+            .build_block(&pin, &attrs(&pin), txs, 1_000 + n, SEQUENCER)
+            .expect("build");
+        assert!(built.rejected.is_empty(), "{:?}", built.rejected);
+        assert_eq!(built.block.txs.len(), 3);
+        b.import_block(&block_of(&a, n + 1), sequencer_address(), &resolver(&pin))
+            .expect("import");
+        assert_eq!(a.head(), b.head());
+    }
+    let expect = U256::from(1_000 + 1_001 + 1_002 + 15);
+    let bal = |c: &Chain| {
+        c.state_at(c.head().0)
+            .expect("state")
+            .account(&to)
+            .expect("read")
+            .map(|x| x.balance)
+    };
+    assert_eq!(bal(&a), Some(expect));
+    assert_eq!(bal(&b), Some(expect));
+
+    // Block 4, and tampered copies of it.
+    a.build_block(
+        &pin,
+        &attrs(&pin),
+        vec![transfer(accounts[0].secret, 3, to, 9)],
+        2_000,
+        SEQUENCER,
+    )
+    .expect("build 4");
+    let genuine = block_of(&a, 4);
+    let reseal = |mut blk: L2Block, key: B256| {
+        blk.header.extra_data = Bytes::from(vec![0u8; EXTRA_VANITY]);
+        seal(&mut blk.header, key).expect("seal");
+        blk
+    };
+    let mut wrong_root = genuine.clone();
+    wrong_root.header.state_root = keccak256("not the root");
+    let wrong_root = reseal(wrong_root, SEQUENCER);
+    let err = b
+        .import_block(&wrong_root, sequencer_address(), &resolver(&pin))
+        .expect_err("tampered root");
+    assert!(err.to_string().contains("state root"), "{err}");
+
+    let mut unsealed_change = genuine.clone();
+    unsealed_change.header.gas_used += 1;
+    let err = b
+        .import_block(&unsealed_change, sequencer_address(), &resolver(&pin))
+        .expect_err("changed after sealing");
+    assert!(matches!(err, ChainError::InvalidSeal(_)), "{err}");
+    assert!(err.to_string().contains("not by the sequencer"), "{err}");
+
+    let other_key = reseal(genuine.clone(), B256::repeat_byte(0x22));
+    let err = b
+        .import_block(&other_key, sequencer_address(), &resolver(&pin))
+        .expect_err("other sealer");
+    assert!(matches!(err, ChainError::InvalidSeal(_)), "{err}");
+
+    let mut other_body = genuine.clone();
+    other_body.txs[1] = transfer(accounts[0].secret, 3, to, 10).tx;
+    let err = b
+        .import_block(&other_body, sequencer_address(), &resolver(&pin))
+        .expect_err("other body");
+    assert!(err.to_string().contains("transactions root"), "{err}");
+
+    assert_eq!(b.head().0, 3, "nothing refused was committed");
+    b.import_block(&genuine, sequencer_address(), &resolver(&pin))
+        .expect("the genuine block still imports");
+    assert_eq!(a.head(), b.head());
+}
+
+#[test]
+fn state_persists_proofs_verify_and_history_is_readable() {
+    let pin = bitcoin();
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("l2.redb");
+    let accounts = dev_accounts(DEV_MNEMONIC, 1).expect("accounts");
+    let to = Address::repeat_byte(0x55);
+    let head = {
+        let chain = Chain::open(Some(&path), ChainSpec::devnet().expect("spec")).expect("open");
+        for n in 0..3u64 {
+            chain
+                .build_block(
+                    &pin,
+                    &attrs(&pin),
+                    vec![transfer(accounts[0].secret, n, to, 100)],
+                    10 + n,
+                    SEQUENCER,
+                )
+                .expect("build");
+        }
+        chain.head()
+    };
+    let chain = Chain::open(Some(&path), ChainSpec::devnet().expect("spec")).expect("reopen");
+    assert_eq!(chain.head(), head);
+    // History: after block n the recipient had 100 * n wei.
+    for n in 0..=3u64 {
+        let got = chain
+            .state_at(n)
+            .expect("state")
+            .account(&to)
+            .expect("read")
+            .map(|a| a.balance)
+            .unwrap_or_default();
+        assert_eq!(got, U256::from(100 * n), "after block {n}");
+    }
+    // eth_getProof: the account proof verifies against the head's state root.
+    let root = chain.header(3).expect("read").expect("header").state_root;
+    for addr in [to, accounts[0].address, Address::repeat_byte(0x99)] {
+        let (_, p) = chain.proof(addr, &[]).expect("proof");
+        let exists = addr != Address::repeat_byte(0x99);
+        let expected = exists.then(|| p.account.trie_value());
+        alloy_trie::proof::verify_proof(
+            root,
+            alloy_trie::Nibbles::unpack(keccak256(addr)),
+            expected,
+            &p.account_proof,
+        )
+        .unwrap_or_else(|e| panic!("proof of {addr}: {e}"));
+    }
+    // Another chain spec cannot open this database.
+    let mut other = ChainSpec::devnet().expect("spec");
+    other.chain_id = 1;
+    other.alloc.clear();
+    drop(chain);
+    let err = Chain::open(Some(&path), other).expect_err("other genesis");
+    assert!(matches!(err, ChainError::GenesisMismatch { .. }), "{err}");
+}
