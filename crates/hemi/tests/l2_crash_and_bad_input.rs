@@ -960,3 +960,72 @@ async fn bad_input_over_http_and_ws_is_refused_like_geth_and_the_node_stays_up(
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// Test C: the pool journal carries waiting transactions across a clean restart.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_restart_keeps_the_pools_waiting_transactions() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let data_arg = data.to_string_lossy().to_string();
+    let extra = [
+        "--persist",
+        "--dir",
+        data_arg.as_str(),
+        "--block-time",
+        "0.2",
+    ];
+    let mut hemi = start_devnet(&extra, dir.path()).await?;
+    let secret = key(1);
+    let from = address_of(secret);
+    let to = address_of(random_key());
+    let nonce = hex_u64(
+        &hemi
+            .call("eth_getTransactionCount", json!([from, "latest"]))
+            .await?,
+    );
+    // Nonces +1 and +2 wait behind a gap (queued); they cannot be mined until +0 arrives.
+    let mut waiting = Vec::new();
+    for n in [nonce + 1, nonce + 2] {
+        let (raw, hash) = Transfer::new(n, to, 1_000 + u128::from(n)).sign(secret);
+        let got = hemi.call("eth_sendRawTransaction", json!([raw])).await?;
+        assert_eq!(got.as_str(), Some(hash.as_str()));
+        waiting.push(hash);
+    }
+    let status = hemi.call("txpool_status", json!([])).await?;
+    assert_eq!(hex_u64(&status["queued"]), 2, "{status}");
+
+    // SIGTERM: a clean shutdown writes the journal.
+    let pid = hemi.child.id().to_string();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()?;
+    assert!(term.success());
+    let exited = wait_for(20, "hemi to exit on SIGTERM", || {
+        let done = hemi.child.try_wait().ok().flatten().is_some();
+        async move { done.then_some(()) }
+    })
+    .await;
+    exited?;
+    assert!(data.join("txpool.journal").exists(), "no journal written");
+
+    let hemi = start_devnet(&extra, dir.path()).await?;
+    let http = Http::new(hemi.rpc_addr);
+    let status = hemi.call("txpool_status", json!([])).await?;
+    assert_eq!(hex_u64(&status["queued"]), 2, "after restart: {status}");
+    for h in &waiting {
+        let tx = hemi.call("eth_getTransactionByHash", json!([h])).await?;
+        assert_eq!(tx["hash"].as_str(), Some(h.as_str()), "{tx}");
+        assert!(tx["blockHash"].is_null(), "{tx}");
+    }
+    // Closing the gap lets all three be mined.
+    let (raw, first) = Transfer::new(nonce, to, 1_000 + u128::from(nonce)).sign(secret);
+    hemi.call("eth_sendRawTransaction", json!([raw])).await?;
+    for h in waiting.iter().chain([&first]) {
+        wait_receipt(&http, h).await?;
+    }
+    let balance = hex_u128(&hemi.call("eth_getBalance", json!([to, "latest"])).await?);
+    assert_eq!(balance, 3_000 + 3 * u128::from(nonce) + 3);
+    Ok(())
+}
