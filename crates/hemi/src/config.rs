@@ -132,7 +132,12 @@ pub struct Config {
 pub const DEFAULT_BLOCK_TIME: f64 = 1.0;
 pub const DEFAULT_GAS_LIMIT: u64 = 30_000_000;
 
-fn block_time(v: f64) -> anyhow::Result<std::time::Duration> {
+/// `--block-time` from flag, environment, file or default, checked.
+fn l2_block_time(common: &CommonArgs, f: &FileConfig) -> anyhow::Result<std::time::Duration> {
+    let v = common
+        .block_time
+        .or(f.block_time)
+        .unwrap_or(DEFAULT_BLOCK_TIME);
     if !(0.01..=3600.0).contains(&v) {
         bail!("--block-time {v} is outside 0.01..=3600 seconds");
     }
@@ -204,6 +209,7 @@ impl DevnetArgs {
             .clone()
             .unwrap_or_else(|| home_dir("devnet"));
         let f = load_file(&self.common, &dir)?;
+        let block_time = l2_block_time(&self.common, &f)?;
         let peers = if self.common.bitcoin_peer.is_empty() {
             f.bitcoin_peer.unwrap_or_default()
         } else {
@@ -231,12 +237,7 @@ impl DevnetArgs {
                 .or(f.bitcoin_p2p_addr)
                 .unwrap_or_else(|| parse_default(hemi_btc_regtest::DEFAULT_P2P_ADDR)),
             network: Network::Regtest,
-            block_time: block_time(
-                self.common
-                    .block_time
-                    .or(f.block_time)
-                    .unwrap_or(DEFAULT_BLOCK_TIME),
-            )?,
+            block_time,
             gas_limit: self
                 .common
                 .gas_limit
@@ -261,6 +262,7 @@ impl NodeArgs {
     pub fn resolve(self) -> anyhow::Result<Config> {
         let dir = self.common.dir.clone().unwrap_or_else(|| home_dir("node"));
         let f = load_file(&self.common, &dir)?;
+        let block_time = l2_block_time(&self.common, &f)?;
         let peers = if self.common.bitcoin_peer.is_empty() {
             f.bitcoin_peer.unwrap_or_default()
         } else {
@@ -285,12 +287,7 @@ impl NodeArgs {
             bitcoin_rpc_addr: parse_default(hemi_btc_regtest::DEFAULT_RPC_ADDR),
             bitcoin_p2p_addr: parse_default(hemi_btc_regtest::DEFAULT_P2P_ADDR),
             network,
-            block_time: block_time(
-                self.common
-                    .block_time
-                    .or(f.block_time)
-                    .unwrap_or(DEFAULT_BLOCK_TIME),
-            )?,
+            block_time,
             gas_limit: self
                 .common
                 .gas_limit

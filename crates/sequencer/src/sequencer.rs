@@ -30,22 +30,20 @@ pub struct SequencerConfig {
 /// Reads nonces and balances for the pool from one state snapshot.
 struct Snapshot(StateView);
 
+impl Snapshot {
+    /// The account, or the empty account (also when the read fails: the pool then refuses
+    /// the transaction for lack of funds rather than accepting it blindly).
+    fn get(&self, address: Address) -> hemi_chain::StoredAccount {
+        self.0.account(&address).ok().flatten().unwrap_or_default()
+    }
+}
+
 impl AccountState for Snapshot {
     fn nonce(&self, address: Address) -> u64 {
-        self.0
-            .account(&address)
-            .ok()
-            .flatten()
-            .map(|a| a.nonce)
-            .unwrap_or_default()
+        self.get(address).nonce
     }
     fn balance(&self, address: Address) -> U256 {
-        self.0
-            .account(&address)
-            .ok()
-            .flatten()
-            .map(|a| a.balance)
-            .unwrap_or_default()
+        self.get(address).balance
     }
 }
 

@@ -253,14 +253,7 @@ impl Updater<'_> {
             });
         }
         let mut rest = changes;
-        while let Some((first, _)) = rest.first() {
-            let index = first.get_unchecked(depth);
-            let end = rest
-                .iter()
-                .position(|(k, _)| k.get_unchecked(depth) != index);
-            let (group, tail) = rest.split_at(end.unwrap_or(rest.len()));
-            rest = tail;
-
+        while let Some((index, group)) = next_group(&mut rest, depth) {
             let mut child_path = path;
             child_path.push_unchecked(index);
             let existing = match children[usize::from(index)] {
@@ -366,13 +359,7 @@ impl Updater<'_> {
         let depth = path.len();
         let mut children: Box<[Option<RlpNode>; 16]> = Box::default();
         let mut rest = entries;
-        while let Some((first, _)) = rest.first() {
-            let index = first.get_unchecked(depth);
-            let end = rest
-                .iter()
-                .position(|(k, _)| k.get_unchecked(depth) != index);
-            let (group, tail) = rest.split_at(end.unwrap_or(rest.len()));
-            rest = tail;
+        while let Some((index, group)) = next_group(&mut rest, depth) {
             let mut child_path = path;
             child_path.push_unchecked(index);
             let child = self.build(child_path, group)?;
@@ -431,4 +418,21 @@ fn prefixed(path: Nibbles, prefix: Nibbles, node: StoredNode) -> Result<StoredNo
 /// `a ‖ b`, or `None` if that exceeds a full key.
 fn join(a: &Nibbles, b: &Nibbles) -> Option<Nibbles> {
     (a.len() + b.len() <= KEY_NIBBLES).then(|| a.join(b))
+}
+
+/// Splits off the leading run of `rest` (sorted by key) whose keys share the nibble at `depth`;
+/// returns that nibble and the run.
+fn next_group<'a, V>(
+    rest: &mut &'a [(Nibbles, V)],
+    depth: usize,
+) -> Option<(u8, &'a [(Nibbles, V)])> {
+    let (first, _) = rest.first()?;
+    let index = first.get_unchecked(depth);
+    let end = rest
+        .iter()
+        .position(|(k, _)| k.get_unchecked(depth) != index)
+        .unwrap_or(rest.len());
+    let (group, tail) = rest.split_at(end);
+    *rest = tail;
+    Some((index, group))
 }
