@@ -1176,8 +1176,8 @@ fn apply_state(
     Ok(update.root)
 }
 
-/// Used by tests and tools: the executed outcomes are not stored, so gas used per transaction
-/// comes from consecutive cumulative gas values.
+/// Gas used by transaction `index`: the difference of consecutive cumulative gas values
+/// (receipts store only the cumulative figure).
 pub fn gas_used_by(receipts: &[L2Receipt], index: usize) -> u64 {
     let cum = receipts
         .get(index)

@@ -1,10 +1,10 @@
 //! Executing an L2 block's transactions with the hVM (revm + Bitcoin precompiles).
 
 use alloy_consensus::{Receipt, Transaction, TxEnvelope};
-use alloy_primitives::{Address, Bytes, Log, TxKind, B256, U256};
+use alloy_primitives::{Address, Bytes, Log, B256, U256};
 use hemi_hvm::{BitcoinPin, HvmPrecompiles};
 use revm::context::{BlockEnv, TxEnv};
-use revm::context_interface::result::{EVMError, ExecutionResult, InvalidTransaction};
+use revm::context_interface::result::{EVMError, InvalidTransaction};
 use revm::database::states::bundle_state::BundleRetention;
 use revm::database::{BundleState, State};
 use revm::database_interface::WrapDatabaseRef;
@@ -65,15 +65,6 @@ pub enum Mode {
     Import,
 }
 
-/// What one included transaction did, beyond its receipt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TxOutcome {
-    /// Gas it used.
-    pub gas_used: u64,
-    /// The contract it created.
-    pub contract_address: Option<Address>,
-}
-
 /// A block's execution.
 #[derive(Debug)]
 pub struct Executed {
@@ -81,8 +72,6 @@ pub struct Executed {
     pub txs: Vec<SignedTx>,
     /// Their receipts.
     pub receipts: Vec<L2Receipt>,
-    /// Per-transaction outcomes.
-    pub outcomes: Vec<TxOutcome>,
     /// Total gas used.
     pub gas_used: u64,
     /// State changes with original values.
@@ -161,7 +150,6 @@ pub fn execute(
     let mut out = Executed {
         txs: Vec::with_capacity(txs.len()),
         receipts: Vec::with_capacity(txs.len()),
-        outcomes: Vec::with_capacity(txs.len()),
         gas_used: 0,
         bundle: BundleState::default(),
         rejected: Vec::new(),
@@ -191,10 +179,6 @@ pub fn execute(
                         cumulative_gas_used: out.gas_used,
                         logs: Vec::new(),
                     },
-                });
-                out.outcomes.push(TxOutcome {
-                    gas_used: 0,
-                    contract_address: None,
                 });
                 out.txs.push(stx);
                 continue;
@@ -246,12 +230,6 @@ pub fn execute(
         };
         let gas = result.tx_gas_used();
         out.gas_used += gas;
-        let contract_address = match (env.kind(), &result) {
-            (TxKind::Create, ExecutionResult::Success { .. }) => {
-                Some(stx.sender.create(env.nonce()))
-            }
-            _ => None,
-        };
         let success = result.is_success();
         let logs: Vec<Log> = result.into_logs();
         out.receipts.push(L2Receipt {
@@ -261,10 +239,6 @@ pub fn execute(
                 cumulative_gas_used: out.gas_used,
                 logs,
             },
-        });
-        out.outcomes.push(TxOutcome {
-            gas_used: gas,
-            contract_address,
         });
         out.txs.push(stx);
     }
