@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need (Bitcoin Core's bitcoind,
-# built once from the crates.io package libbitcoinkernel-sys and cached in ~/.cache/hemi-rs),
-# then checks formatting, lints and runs every test against real Bitcoin Core.
+# built once from the crates.io package libbitcoinkernel-sys and cached in ~/.cache/hemi-rs; the
+# npm clients; a web3.py venv, also cached there), then checks formatting, lints and runs every
+# test against real Bitcoin Core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,42 @@ if ! command -v node >/dev/null; then
     exit 1
 fi
 npm install --prefix tests/js --no-audit --no-fund --loglevel=error
+
+# web3.py (tests/py/requirements.txt, every package pinned) in a venv cached outside the checkout
+# and named by the requirements' sha256: created and filled once, reused while the pins and the
+# venv's interpreter stay the same. HEMI_PYTHON, if already set, is used as is.
+if [ -z "${HEMI_PYTHON:-}" ]; then
+    PY="${PYTHON:-python3}"
+    if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+        echo "$PY (CPython >= 3.11) is needed for the web3.py client test (set PYTHON=...)" >&2
+        exit 1
+    fi
+    req_sha="$(sha256sum tests/py/requirements.txt | cut -d' ' -f1)"
+    venv="${HEMI_CACHE:-$HOME/.cache/hemi-rs}/py-venv-$req_sha"
+    mkdir -p "$(dirname "$venv")"
+    (
+        flock 9
+        if [ -f "$venv/.installed" ] && "$venv/bin/python" -c \
+            'import importlib.util as u, sys; sys.exit(u.find_spec("web3") is None)' 2>/dev/null; then
+            exit 0
+        fi
+        if ! "$PY" -c 'import ensurepip, venv' 2>/dev/null && command -v apt-get >/dev/null; then
+            SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+            $SUDO apt-get update -qq >&2
+            DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >&2
+        fi
+        echo "creating $venv (web3.py, tests/py/requirements.txt)" >&2
+        rm -rf "$venv"
+        "$PY" -m venv "$venv"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+            --require-virtualenv -r tests/py/requirements.txt
+        "$venv/bin/python" -m pip check --disable-pip-version-check >/dev/null
+        touch "$venv/.installed"
+    ) 9>"$venv.lock"
+    HEMI_PYTHON="$venv/bin/python"
+fi
+export HEMI_PYTHON
+echo "python (web3.py): $HEMI_PYTHON"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

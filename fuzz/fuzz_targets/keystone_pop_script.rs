@@ -1,11 +1,12 @@
 //! PoP payload: `AbbreviatedKeystone::from_pop_script` and `from_bytes` on arbitrary bytes must
 //! never panic, and whatever they accept must re-encode to exactly the bytes given (both forms
-//! are canonical: one accepted script per keystone).
+//! are canonical: one accepted script per keystone). Keystone hashes as RPC and HTTP callers
+//! pass them (`KeystoneId::from_hex`) never panic and print back to what they parse from.
 #![no_main]
 
 use bitcoin::hashes::{sha256d, Hash};
 use bitcoin::Script;
-use hemi_keystone::{AbbreviatedKeystone, POP_SCRIPT_LEN, POP_TAG};
+use hemi_keystone::{AbbreviatedKeystone, KeystoneId, POP_SCRIPT_LEN, POP_TAG};
 use libfuzzer_sys::fuzz_target;
 
 fn check(data: &[u8]) {
@@ -33,6 +34,12 @@ fn check(data: &[u8]) {
 
 fuzz_target!(|data: &[u8]| {
     check(data);
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(id) = KeystoneId::from_hex(text) {
+            assert_eq!(KeystoneId::from_hex(&id.to_hex()), Ok(id));
+            assert_eq!(id.to_hex(), text.trim_start_matches("0x").to_ascii_lowercase());
+        }
+    }
     // The same bytes behind a correct prefix, so the fuzzer reaches the payload without
     // having to guess `OP_RETURN OP_PUSHDATA1 0x50 "HEMI"`.
     let mut script = vec![0x6a, 0x4c, 0x50];

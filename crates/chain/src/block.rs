@@ -1,37 +1,77 @@
-//! L2 blocks: Ethereum headers (alloy) sealed Clique-style by the sequencer, and receipts.
+//! L2 blocks: Ethereum headers (alloy) with an empty `extraData`, the sequencer's seal carried
+//! next to the header (as OP-stack chains sign blocks outside the header), and receipts.
+//!
+//! # The seal
+//!
+//! The block hash is `keccak256(rlp(header))`; nothing of the seal is inside the header, so
+//! `extraData` stays empty (Ethereum clients such as web3.py refuse more than 32 bytes).
+//! The sequencer signs [`seal_digest`]:
+//!
+//! ```text
+//! keccak256("hemi-rs block seal v1" ‖ chain_id ‖ block_hash)
+//! ```
+//!
+//! with the 21 ASCII bytes of [`SEAL_DOMAIN`], the chain id as a 32-byte big-endian integer and
+//! the 32-byte block hash (85 bytes hashed). The seal is the 65-byte recoverable secp256k1
+//! signature `r ‖ s ‖ v`, `v` = 0 or 1 (the recovery id). Genesis is not sealed: its seal is
+//! 65 zero bytes.
+//!
+//! # Wire format (format 2)
+//!
+//! What `debug_getRawBlock` serves and followers decode ([`L2Block::encode`]):
+//!
+//! ```text
+//! rlp([header, [tx_2718, …], seal])
+//! ```
+//!
+//! `header` is the RLP header, each transaction an RLP string of its EIP-2718 bytes, `seal` an
+//! RLP string of exactly 65 bytes (`b8 41 ‖ r ‖ s ‖ v`). Format 1 (`rlp([header, [tx, …]])`
+//! with the Clique seal in a 97-byte `extraData`) has two list items and is refused by name.
 
 use alloy_consensus::{Header, Receipt, ReceiptWithBloom};
-use alloy_primitives::{keccak256, Address, Bloom, Bytes, Log, B256};
+use alloy_primitives::{keccak256, Address, Bloom, Bytes, FixedBytes, Log, B256, U256};
 use alloy_rlp::{BufMut, Decodable, Encodable, Header as RlpHeader};
 
 use crate::tx::L2Tx;
 use crate::ChainError;
 
-/// Bytes of free "vanity" data at the start of `extraData` (Clique, EIP-225).
-pub const EXTRA_VANITY: usize = 32;
-/// Bytes of the sequencer's signature at the end of `extraData`: r ‖ s ‖ v (v = 0 or 1).
-pub const EXTRA_SEAL: usize = 65;
+/// Length of a seal: r ‖ s ‖ v (v = 0 or 1).
+pub const SEAL_LEN: usize = 65;
 
-/// An L2 block: header and transactions (the Bitcoin-attributes transaction first).
+/// Domain separator at the start of the signed digest (see [`seal_digest`]).
+pub const SEAL_DOMAIN: &[u8] = b"hemi-rs block seal v1";
+
+/// The version of the raw block encoding ([`L2Block::encode`]): 2 = seal next to the header.
+pub const BLOCK_FORMAT: u8 = 2;
+
+/// A block seal: the sequencer's recoverable secp256k1 signature `r ‖ s ‖ v` (v = 0 or 1) over
+/// [`seal_digest`]. All zero for genesis.
+pub type Seal = FixedBytes<SEAL_LEN>;
+
+/// An L2 block: header, transactions (the Bitcoin-attributes transaction first) and seal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct L2Block {
-    /// The sealed header.
+    /// The header (empty `extraData`; the seal is not inside it).
     pub header: Header,
     /// Transactions in order.
     pub txs: Vec<L2Tx>,
+    /// The sequencer's signature over [`seal_digest`] of the block hash.
+    pub seal: Seal,
 }
 
 impl L2Block {
-    /// Block hash: keccak256 of the RLP header (seal included).
+    /// Block hash: keccak256 of the RLP header (the seal is not part of it).
     pub fn hash(&self) -> B256 {
         self.header.hash_slow()
     }
 
-    /// `rlp([header, [tx_2718, …]])`, every transaction as an RLP string of its EIP-2718
-    /// bytes. What `debug_getRawBlock` returns and followers decode.
+    /// `rlp([header, [tx_2718, …], seal])`, every transaction as an RLP string of its EIP-2718
+    /// bytes and the seal as a 65-byte string. What `debug_getRawBlock` returns and followers
+    /// decode.
     pub fn encode(&self) -> Vec<u8> {
         let txs = encode_txs(&self.txs);
-        let payload = self.header.length() + txs.len();
+        let seal = self.seal.as_slice();
+        let payload = self.header.length() + txs.len() + seal.length();
         let mut out = Vec::with_capacity(payload + 8);
         RlpHeader {
             list: true,
@@ -40,13 +80,15 @@ impl L2Block {
         .encode(&mut out);
         self.header.encode(&mut out);
         out.extend_from_slice(&txs);
+        seal.encode(&mut out);
         out
     }
 
     /// Decodes [`L2Block::encode`]'s bytes (the whole slice).
     ///
     /// # Errors
-    /// [`ChainError::InvalidBlock`] for malformed bytes.
+    /// [`ChainError::InvalidBlock`] for malformed bytes, naming format 1 (no seal item) when
+    /// the block is in the old encoding.
     pub fn decode(bytes: &[u8]) -> Result<Self, ChainError> {
         let bad = |e: &dyn std::fmt::Display| ChainError::InvalidBlock(format!("block RLP: {e}"));
         let mut buf = bytes;
@@ -56,10 +98,35 @@ impl L2Block {
         }
         let header = Header::decode(&mut buf).map_err(|e| bad(&e))?;
         let txs = decode_txs(&mut buf)?;
+        if buf.is_empty() {
+            return Err(ChainError::InvalidBlock(format!(
+                "block {} is in raw block format 1 (rlp([header, txs]), the seal in a {}-byte \
+                 extraData); this node reads format {BLOCK_FORMAT}: rlp([header, txs, seal]) \
+                 (upgrade the sequencer)",
+                header.number,
+                header.extra_data.len()
+            )));
+        }
+        let seal_header = RlpHeader::decode(&mut buf).map_err(|e| bad(&e))?;
+        if seal_header.list || seal_header.payload_length != SEAL_LEN || buf.len() < SEAL_LEN {
+            return Err(bad(&format_args!(
+                "the seal must be an RLP string of {SEAL_LEN} bytes"
+            )));
+        }
+        let seal = Seal::from_slice(&buf[..SEAL_LEN]);
+        buf = &buf[SEAL_LEN..];
         if !buf.is_empty() {
             return Err(bad(&"trailing bytes"));
         }
-        Ok(L2Block { header, txs })
+        Ok(L2Block { header, txs, seal })
+    }
+
+    /// Recovers the address that sealed this block on chain `chain_id`.
+    ///
+    /// # Errors
+    /// [`ChainError::InvalidSeal`] when the seal does not recover.
+    pub fn signer(&self, chain_id: u64) -> Result<Address, ChainError> {
+        signer(chain_id, self.hash(), &self.seal)
     }
 }
 
@@ -86,52 +153,36 @@ pub fn transactions_root(txs: &[L2Tx]) -> B256 {
     })
 }
 
-/// The hash the sequencer signs: the header with the 65 seal bytes cut from `extraData`.
-///
-/// # Errors
-/// `extraData` is shorter than vanity + seal.
-pub fn seal_hash(header: &Header) -> Result<B256, ChainError> {
-    let extra = &header.extra_data;
-    if extra.len() < EXTRA_VANITY + EXTRA_SEAL {
-        return Err(ChainError::InvalidSeal(format!(
-            "extraData is {} bytes; a sealed header has at least {}",
-            extra.len(),
-            EXTRA_VANITY + EXTRA_SEAL
-        )));
-    }
-    let mut unsealed = header.clone();
-    unsealed.extra_data = Bytes::copy_from_slice(&extra[..extra.len() - EXTRA_SEAL]);
-    Ok(unsealed.hash_slow())
+/// The digest the sequencer signs for the block `block_hash` of chain `chain_id`:
+/// `keccak256(SEAL_DOMAIN ‖ chain_id as 32 bytes big-endian ‖ block_hash)`.
+pub fn seal_digest(chain_id: u64, block_hash: B256) -> B256 {
+    let mut preimage = Vec::with_capacity(SEAL_DOMAIN.len() + 64);
+    preimage.extend_from_slice(SEAL_DOMAIN);
+    preimage.extend_from_slice(&U256::from(chain_id).to_be_bytes::<32>());
+    preimage.extend_from_slice(block_hash.as_slice());
+    keccak256(preimage)
 }
 
-/// Seals `header` with `secret`: sets `extraData` to its vanity bytes followed by the signature.
+/// Seals the block `block_hash` of chain `chain_id` with `secret`.
 ///
 /// # Errors
 /// The key is not a valid secp256k1 secret.
-pub fn seal(header: &mut Header, secret: B256) -> Result<(), ChainError> {
-    let mut extra = header.extra_data.to_vec();
-    extra.resize(EXTRA_VANITY, 0);
-    extra.extend_from_slice(&[0u8; EXTRA_SEAL]);
-    header.extra_data = Bytes::from(extra.clone());
-    let hash = seal_hash(header)?;
-    let sig = alloy_consensus::crypto::secp256k1::sign_message(secret, hash)
-        .map_err(|e| ChainError::InvalidSeal(format!("signing: {e}")))?;
-    let bytes = sig.as_bytes();
-    // alloy's 65 bytes are r ‖ s ‖ (27 + parity); Clique stores parity as 0/1.
-    extra[EXTRA_VANITY..EXTRA_VANITY + 64].copy_from_slice(&bytes[..64]);
-    extra[EXTRA_VANITY + 64] = u8::from(sig.v());
-    header.extra_data = Bytes::from(extra);
-    Ok(())
+pub fn seal(chain_id: u64, block_hash: B256, secret: B256) -> Result<Seal, ChainError> {
+    let sig =
+        alloy_consensus::crypto::secp256k1::sign_message(secret, seal_digest(chain_id, block_hash))
+            .map_err(|e| ChainError::InvalidSeal(format!("signing: {e}")))?;
+    // alloy's 65 bytes are r ‖ s ‖ (27 + parity); the seal stores the parity as 0/1.
+    let mut out = [0u8; SEAL_LEN];
+    out[..64].copy_from_slice(&sig.as_bytes()[..64]);
+    out[64] = u8::from(sig.v());
+    Ok(Seal::from(out))
 }
 
-/// Recovers the address that sealed `header`.
+/// Recovers the address that sealed the block `block_hash` of chain `chain_id`.
 ///
 /// # Errors
-/// [`ChainError::InvalidSeal`] when the seal is missing or does not recover.
-pub fn signer(header: &Header) -> Result<Address, ChainError> {
-    let hash = seal_hash(header)?;
-    let extra = &header.extra_data;
-    let seal = &extra[extra.len() - EXTRA_SEAL..];
+/// [`ChainError::InvalidSeal`] when the seal does not recover.
+pub fn signer(chain_id: u64, block_hash: B256, seal: &Seal) -> Result<Address, ChainError> {
     if seal[64] > 1 {
         return Err(ChainError::InvalidSeal(format!(
             "seal parity byte is {}, not 0 or 1",
@@ -139,7 +190,7 @@ pub fn signer(header: &Header) -> Result<Address, ChainError> {
         )));
     }
     let sig = alloy_primitives::Signature::from_bytes_and_parity(&seal[..64], seal[64] == 1);
-    alloy_consensus::crypto::secp256k1::recover_signer(&sig, hash)
+    alloy_consensus::crypto::secp256k1::recover_signer(&sig, seal_digest(chain_id, block_hash))
         .map_err(|e| ChainError::InvalidSeal(format!("seal does not recover: {e}")))
 }
 
@@ -213,24 +264,124 @@ pub fn empty_ommers_hash() -> B256 {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_sealed_header_recovers_its_signer_and_a_changed_one_does_not() {
-        let secret = B256::repeat_byte(0x42);
-        let secp_key = bitcoin::secp256k1::SecretKey::from_slice(secret.as_slice()).expect("key");
-        let expected = crate::eth_address(&secp_key);
-        let mut header = Header {
+    fn key_address(secret: B256) -> Address {
+        let key = bitcoin::secp256k1::SecretKey::from_slice(secret.as_slice()).expect("key");
+        crate::eth_address(&key)
+    }
+
+    fn sealed_block(secret: B256) -> L2Block {
+        let header = Header {
             number: 7,
             gas_limit: 30_000_000,
             ..Default::default()
         };
-        seal(&mut header, secret).expect("seal");
-        assert_eq!(header.extra_data.len(), EXTRA_VANITY + EXTRA_SEAL);
-        assert_eq!(signer(&header).expect("signer"), expected);
-        let mut tampered = header.clone();
-        tampered.number = 8;
-        assert_ne!(signer(&tampered).ok(), Some(expected));
-        let mut unsealed = header;
-        unsealed.extra_data = Bytes::new();
-        assert!(matches!(signer(&unsealed), Err(ChainError::InvalidSeal(_))));
+        let seal = seal(31337, header.hash_slow(), secret).expect("seal");
+        L2Block {
+            header,
+            txs: vec![],
+            seal,
+        }
+    }
+
+    #[test]
+    fn the_digest_is_the_documented_preimage() {
+        let hash = B256::repeat_byte(0xab);
+        let mut preimage = b"hemi-rs block seal v1".to_vec();
+        preimage.extend_from_slice(&[0u8; 24]);
+        preimage.extend_from_slice(&31337u64.to_be_bytes());
+        preimage.extend_from_slice(&[0xab; 32]);
+        assert_eq!(preimage.len(), 85);
+        assert_eq!(seal_digest(31337, hash), keccak256(&preimage));
+        assert_ne!(seal_digest(1, hash), seal_digest(31337, hash));
+    }
+
+    #[test]
+    fn a_sealed_block_recovers_its_signer_and_a_changed_one_does_not() {
+        let secret = B256::repeat_byte(0x42);
+        let expected = key_address(secret);
+        let block = sealed_block(secret);
+        assert!(block.header.extra_data.is_empty());
+        assert_eq!(block.signer(31337).expect("signer"), expected);
+        // Another chain id, a changed header, a changed seal: another (or no) signer.
+        assert_ne!(block.signer(1).ok(), Some(expected));
+        let mut tampered = block.clone();
+        tampered.header.number = 8;
+        assert_ne!(tampered.signer(31337).ok(), Some(expected));
+        let mut bad_seal = block.clone();
+        bad_seal.seal.0[10] ^= 1;
+        assert_ne!(bad_seal.signer(31337).ok(), Some(expected));
+        let mut bad_parity = block;
+        bad_parity.seal.0[64] = 27;
+        assert!(matches!(
+            bad_parity.signer(31337),
+            Err(ChainError::InvalidSeal(_))
+        ));
+        let unsealed = L2Block {
+            seal: Seal::ZERO,
+            ..sealed_block(secret)
+        };
+        assert!(matches!(
+            unsealed.signer(31337),
+            Err(ChainError::InvalidSeal(_))
+        ));
+    }
+
+    #[test]
+    fn the_wire_format_is_header_txs_seal_and_format_1_is_refused_by_name() {
+        let block = sealed_block(B256::repeat_byte(0x42));
+        let bytes = block.encode();
+        assert_eq!(L2Block::decode(&bytes).expect("decode"), block);
+        // The last 67 bytes: an RLP string of 65 bytes holding the seal.
+        let tail = &bytes[bytes.len() - 67..];
+        assert_eq!(&tail[..2], &[0xb8, 0x41]);
+        assert_eq!(&tail[2..], block.seal.as_slice());
+        let mut expected = Vec::new();
+        let payload = alloy_rlp::encode(&block.header).len() + 1 + 67;
+        RlpHeader {
+            list: true,
+            payload_length: payload,
+        }
+        .encode(&mut expected);
+        block.header.encode(&mut expected);
+        expected.push(0xc0);
+        expected.extend_from_slice(tail);
+        assert_eq!(bytes, expected);
+
+        // Format 1: rlp([header with vanity ‖ seal in extraData, txs]).
+        let mut old_header = block.header.clone();
+        old_header.extra_data = Bytes::from(vec![0u8; 97]);
+        let mut old = Vec::new();
+        RlpHeader {
+            list: true,
+            payload_length: old_header.length() + 1,
+        }
+        .encode(&mut old);
+        old_header.encode(&mut old);
+        old.push(0xc0);
+        let err = L2Block::decode(&old).expect_err("format 1");
+        assert!(err.to_string().contains("format 1"), "{err}");
+        assert!(err.to_string().contains("97-byte extraData"), "{err}");
+
+        // A seal of another length, or anything after it, is refused.
+        for (cut, what) in [(1usize, "64-byte seal"), (0, "trailing")] {
+            let mut b = block.header.clone();
+            b.number = 9;
+            let mut out = Vec::new();
+            let seal: &[u8] = &block.seal[..SEAL_LEN - cut];
+            let extra: &[u8] = if cut == 0 { &[0x01] } else { &[] };
+            RlpHeader {
+                list: true,
+                payload_length: b.length() + 1 + seal.length() + extra.len(),
+            }
+            .encode(&mut out);
+            b.encode(&mut out);
+            out.push(0xc0);
+            seal.encode(&mut out);
+            out.extend_from_slice(extra);
+            assert!(
+                matches!(L2Block::decode(&out), Err(ChainError::InvalidBlock(_))),
+                "{what}"
+            );
+        }
     }
 }

@@ -23,14 +23,14 @@ use revm::state::{AccountInfo, Bytecode};
 use revm::{Context, ExecuteEvm, MainBuilder, MainContext};
 
 use crate::block::{
-    logs_bloom, receipts_root, seal, signer, transactions_root, L2Block, L2Receipt, EXTRA_VANITY,
+    logs_bloom, receipts_root, seal, transactions_root, L2Block, L2Receipt, Seal, SEAL_LEN,
 };
 use crate::db::*;
 use crate::exec::{self, BlockContext, CallOutcome, Executed, Mode, SPEC};
 use crate::tx::{BtcAttributesTx, L2Tx, SignedTx};
 use crate::{ChainError, ChainSpec};
 
-/// A block as read back: header, hash, transactions with senders.
+/// A block as read back: header, hash, transactions with senders, seal.
 #[derive(Debug, Clone)]
 pub struct StoredBlock {
     /// Header.
@@ -39,17 +39,23 @@ pub struct StoredBlock {
     pub hash: B256,
     /// Transactions with hashes and senders.
     pub txs: Vec<SignedTx>,
+    /// The sequencer's seal (all zero for genesis).
+    pub seal: Seal,
 }
 
 impl StoredBlock {
-    /// Size of the block's encoding, bytes (`size` in RPC).
-    pub fn size(&self) -> usize {
+    /// The block as it travels ([`L2Block::encode`]).
+    pub fn to_l2_block(&self) -> L2Block {
         L2Block {
             header: self.header.clone(),
             txs: self.txs.iter().map(|t| t.tx.clone()).collect(),
+            seal: self.seal,
         }
-        .encode()
-        .len()
+    }
+
+    /// Size of the block's encoding (header, transactions and seal), bytes (`size` in RPC).
+    pub fn size(&self) -> usize {
+        self.to_l2_block().encode().len()
     }
 }
 
@@ -240,6 +246,7 @@ impl Chain {
                     &w,
                     &genesis,
                     hash,
+                    &Seal::ZERO,
                     &[],
                     &[],
                     &[],
@@ -392,6 +399,15 @@ impl Chain {
         let r = self.db.begin_read()?;
         let bodies = r.open_table(BODIES)?;
         let senders = r.open_table(SENDERS)?;
+        let seal = match r.open_table(SEALS)?.get(number)? {
+            Some(v) => Seal::from(*v.value()),
+            None if number == 0 => Seal::ZERO,
+            None => {
+                return Err(ChainError::Corrupt(format!(
+                    "seal of block {number} missing"
+                )))
+            }
+        };
         let body = bodies
             .get(number)?
             .map(|v| v.value().to_vec())
@@ -418,6 +434,7 @@ impl Chain {
             hash: header.hash_slow(),
             header,
             txs,
+            seal,
         }))
     }
 
@@ -453,18 +470,12 @@ impl Chain {
         Ok(Some(b))
     }
 
-    /// The raw encoding of block `number` ([`L2Block::encode`]).
+    /// The raw encoding of block `number` ([`L2Block::encode`]: `rlp([header, txs, seal])`).
     ///
     /// # Errors
     /// Database errors.
     pub fn raw_block(&self, number: u64) -> Result<Option<Vec<u8>>, ChainError> {
-        Ok(self.block(number)?.map(|b| {
-            L2Block {
-                header: b.header,
-                txs: b.txs.into_iter().map(|t| t.tx).collect(),
-            }
-            .encode()
-        }))
+        Ok(self.block(number)?.map(|b| b.to_l2_block().encode()))
     }
 
     /// Receipts of block `number`.
@@ -571,16 +582,16 @@ impl Chain {
         let executed = exec::execute(view, &ctx, bitcoin.clone(), txs, Mode::Build)?;
         let w = self.begin_write()?;
         let state_root = apply_state(&w, ctx.number, &executed.bundle)?;
-        let mut header = self.header_for(&parent, &ctx, state_root, &executed);
-        header.extra_data = Bytes::from(vec![0u8; EXTRA_VANITY]);
-        seal(&mut header, secret)?;
+        let header = self.header_for(&parent, &ctx, state_root, &executed);
         let hash = header.hash_slow();
+        let seal = seal(self.spec.chain_id, hash, secret)?;
         let senders: Vec<Address> = executed.txs.iter().map(|t| t.sender).collect();
         let body: Vec<L2Tx> = executed.txs.iter().map(|t| t.tx.clone()).collect();
         self.write_block(
             &w,
             &header,
             hash,
+            &seal,
             &body,
             &senders,
             &executed.receipts,
@@ -596,6 +607,7 @@ impl Chain {
                 header: header.clone(),
                 hash,
                 txs: executed.txs.clone(),
+                seal,
             },
             receipts: executed.receipts.clone(),
         });
@@ -604,6 +616,7 @@ impl Chain {
                 header,
                 hash,
                 txs: executed.txs,
+                seal,
             },
             receipts: executed.receipts,
             rejected: executed.rejected,
@@ -637,7 +650,16 @@ impl Chain {
                 h.number, h.parent_hash, head.number, head.hash
             )));
         }
-        let signed_by = signer(h)?;
+        if !h.extra_data.is_empty() {
+            return Err(ChainError::InvalidBlock(format!(
+                "block {}: extraData is {} bytes, must be empty (the seal travels next to the \
+                 header)",
+                h.number,
+                h.extra_data.len()
+            )));
+        }
+        let hash = h.hash_slow();
+        let signed_by = crate::block::signer(self.spec.chain_id, hash, &block.seal)?;
         if signed_by != sequencer {
             return Err(ChainError::InvalidSeal(format!(
                 "block {} is signed by {signed_by}, not by the sequencer {sequencer}",
@@ -708,12 +730,12 @@ impl Chain {
                 h.number, h.gas_used, expected.gas_used
             )));
         }
-        let hash = h.hash_slow();
         let senders: Vec<Address> = executed.txs.iter().map(|t| t.sender).collect();
         self.write_block(
             &w,
             h,
             hash,
+            &block.seal,
             &block.txs,
             &senders,
             &executed.receipts,
@@ -729,6 +751,7 @@ impl Chain {
                 header: h.clone(),
                 hash,
                 txs: executed.txs,
+                seal: block.seal,
             },
             receipts: executed.receipts,
         });
@@ -777,6 +800,7 @@ impl Chain {
         w: &redb::WriteTransaction,
         header: &Header,
         hash: B256,
+        seal: &Seal,
         txs: &[L2Tx],
         senders: &[Address],
         receipts: &[L2Receipt],
@@ -787,6 +811,10 @@ impl Chain {
             .insert(n, alloy_rlp::encode(header).as_slice())?;
         w.open_table(CANONICAL)?.insert(n, &hash.0)?;
         w.open_table(HASHES)?.insert(&hash.0, n)?;
+        if n != 0 {
+            let s: &[u8; SEAL_LEN] = &seal.0;
+            w.open_table(SEALS)?.insert(n, s)?;
+        }
         w.open_table(BODIES)?
             .insert(n, crate::block::encode_txs(txs).as_slice())?;
         let s: Vec<u8> = senders.iter().flat_map(|a| a.0 .0).collect();
@@ -1207,6 +1235,7 @@ fn create_tables(w: &redb::WriteTransaction) -> Result<(), ChainError> {
     w.open_table(CANONICAL)?;
     w.open_table(HASHES)?;
     w.open_table(PINS)?;
+    w.open_table(SEALS)?;
     w.open_table(TX_INDEX)?;
     w.open_table(CODE)?;
     w.open_table(STORAGE)?;
@@ -1216,4 +1245,39 @@ fn create_tables(w: &redb::WriteTransaction) -> Result<(), ChainError> {
     w.open_table(ACCOUNTS)?;
     w.open_table(ACCOUNT_TRIE)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_of_another_schema_version_is_refused_by_name() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("l2.redb");
+        let chain = Chain::open(Some(&path), ChainSpec::devnet().expect("spec")).expect("open");
+        let genesis = chain.block(0).expect("read").expect("genesis");
+        assert_eq!(genesis.seal, Seal::ZERO, "genesis is unsealed");
+        assert!(genesis.header.extra_data.is_empty());
+        // What a version-1 database (seal inside extraData) says about itself.
+        let w = chain.db.begin_write().expect("write");
+        w.open_table(META)
+            .expect("meta")
+            .insert("schema_version", 1u32.to_le_bytes().as_slice())
+            .expect("insert");
+        w.commit().expect("commit");
+        drop(chain);
+        let err = Chain::open(Some(&path), ChainSpec::devnet().expect("spec")).expect_err("v1");
+        assert_eq!(
+            err,
+            ChainError::SchemaVersion {
+                found: 1,
+                expected: SCHEMA_VERSION
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("database schema version 1, this build reads {SCHEMA_VERSION}")
+        );
+    }
 }

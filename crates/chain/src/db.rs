@@ -12,7 +12,9 @@ use revm::state::{AccountInfo, Bytecode};
 use crate::ChainError;
 
 /// Version of the on-disk format; a database with another version is refused.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// 2: headers without the Clique seal in `extraData`; seals in their own `seals` table.
+pub const SCHEMA_VERSION: u32 = 2;
 
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// number → RLP header.
@@ -27,6 +29,8 @@ pub(crate) const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bod
 pub(crate) const SENDERS: TableDefinition<u64, &[u8]> = TableDefinition::new("senders");
 /// number → RLP list of EIP-2718 receipts.
 pub(crate) const RECEIPTS: TableDefinition<u64, &[u8]> = TableDefinition::new("receipts");
+/// number → the sequencer's seal `r ‖ s ‖ v` (not for genesis, which is unsealed).
+pub(crate) const SEALS: TableDefinition<u64, &[u8; 65]> = TableDefinition::new("seals");
 /// number → pinned Bitcoin block: hash (internal order) ‖ height (BE).
 pub(crate) const PINS: TableDefinition<u64, &[u8; 36]> = TableDefinition::new("pins");
 /// tx hash → number (BE) ‖ index (BE).

@@ -14,7 +14,7 @@ pub mod exec;
 mod genesis;
 pub mod tx;
 
-pub use block::{L2Block, L2Receipt};
+pub use block::{L2Block, L2Receipt, Seal};
 pub use chain::{
     created_address, gas_used_by, AccountProof, BlockWithReceipts, Built, Chain, LocatedLog,
     StoredBlock,

@@ -1,6 +1,6 @@
 //! Blocks built by one chain re-execute on another to the same roots; tampered blocks (state
-//! root, seal, signer, body) are refused with a clear error; state survives reopening; proofs
-//! verify against the state root; older state stays readable.
+//! root, header after sealing, seal, signer, extraData, body) are refused with a clear error;
+//! state survives reopening; proofs verify against the state root; older state stays readable.
 
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use hemi_btc_headers::ChainParams;
 use hemi_btc_regtest::RegtestNode;
 use hemi_btc_store::ChainStore;
 use hemi_btc_view::BitcoinView;
-use hemi_chain::block::{seal, EXTRA_VANITY};
+use hemi_chain::block::seal;
 use hemi_chain::{
     dev_accounts, Chain, ChainError, ChainSpec, L2Block, L2Tx, SignedTx, DEV_MNEMONIC,
 };
@@ -67,12 +67,10 @@ fn transfer(secret: [u8; 32], nonce: u64, to: Address, value: u64) -> SignedTx {
     SignedTx::recover(L2Tx::decode_2718(&raw).expect("decode")).expect("recover")
 }
 
+/// Block `number` as a follower receives it: `debug_getRawBlock`'s bytes, decoded.
 fn block_of(chain: &Chain, number: u64) -> L2Block {
-    let b = chain.block(number).expect("read").expect("block");
-    L2Block {
-        header: b.header,
-        txs: b.txs.into_iter().map(|t| t.tx).collect(),
-    }
+    let raw = chain.raw_block(number).expect("read").expect("block");
+    L2Block::decode(&raw).expect("decode")
 }
 
 fn resolver(pin: &BitcoinPin) -> impl Fn(&BtcAttributes) -> Result<BitcoinPin, ChainError> + '_ {
@@ -122,9 +120,17 @@ fn a_follower_reaches_the_same_roots_and_refuses_tampered_blocks() {
     )
     .expect("build 4");
     let genuine = block_of(&a, 4);
+    assert!(
+        genuine.header.extra_data.is_empty(),
+        "the seal is not in extraData"
+    );
+    assert_eq!(
+        genuine.hash(),
+        a.block(4).expect("read").expect("block").hash
+    );
+    let chain_id = a.spec().chain_id;
     let reseal = |mut blk: L2Block, key: B256| {
-        blk.header.extra_data = Bytes::from(vec![0u8; EXTRA_VANITY]);
-        seal(&mut blk.header, key).expect("seal");
+        blk.seal = seal(chain_id, blk.hash(), key).expect("seal");
         blk
     };
     let mut wrong_root = genuine.clone();
@@ -141,13 +147,57 @@ fn a_follower_reaches_the_same_roots_and_refuses_tampered_blocks() {
         .import_block(&unsealed_change, sequencer_address(), &resolver(&pin))
         .expect_err("changed after sealing");
     assert!(matches!(err, ChainError::InvalidSeal(_)), "{err}");
-    assert!(err.to_string().contains("not by the sequencer"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("invalid seal: block 4 is signed by 0x"),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .ends_with(&format!("not by the sequencer {}", sequencer_address())),
+        "{err}"
+    );
 
     let other_key = reseal(genuine.clone(), B256::repeat_byte(0x22));
     let err = b
         .import_block(&other_key, sequencer_address(), &resolver(&pin))
         .expect_err("other sealer");
     assert!(matches!(err, ChainError::InvalidSeal(_)), "{err}");
+    let other_address = hemi_chain::eth_address(
+        &bitcoin::secp256k1::SecretKey::from_slice(&[0x22; 32]).expect("key"),
+    );
+    assert!(
+        err.to_string().contains(&format!(
+            "block 4 is signed by {other_address}, not by the sequencer {}",
+            sequencer_address()
+        )),
+        "{err}"
+    );
+
+    // A changed seal (one bit of s) recovers someone else, or no one.
+    let mut bad_seal = genuine.clone();
+    bad_seal.seal.0[40] ^= 1;
+    let err = b
+        .import_block(&bad_seal, sequencer_address(), &resolver(&pin))
+        .expect_err("tampered seal");
+    assert!(matches!(err, ChainError::InvalidSeal(_)), "{err}");
+
+    // A seal made for another chain id does not verify here.
+    let mut other_chain = genuine.clone();
+    other_chain.seal = seal(chain_id + 1, genuine.hash(), SEQUENCER).expect("seal");
+    let err = b
+        .import_block(&other_chain, sequencer_address(), &resolver(&pin))
+        .expect_err("seal of another chain");
+    assert!(err.to_string().contains("not by the sequencer"), "{err}");
+
+    // extraData must stay empty, even when the sequencer's key sealed it.
+    let mut extra = genuine.clone();
+    extra.header.extra_data = Bytes::from(vec![0u8; 97]);
+    let extra = reseal(extra, SEQUENCER);
+    let err = b
+        .import_block(&extra, sequencer_address(), &resolver(&pin))
+        .expect_err("extraData");
+    assert!(err.to_string().contains("extraData is 97 bytes"), "{err}");
 
     let mut other_body = genuine.clone();
     other_body.txs[1] = transfer(accounts[0].secret, 3, to, 10).tx;

@@ -23,6 +23,9 @@ pub enum BenchCommand {
     BitcoinSync(SyncArgs),
     /// L2 block execution + state root + commit at 10k..1M existing accounts (Mgas/s).
     L2Exec(crate::bench_l2::L2ExecArgs),
+    /// Devnet time from an L2 block to superfinality vs Bitcoin's bound; hemi_getFinality
+    /// requests per second and latency.
+    Finality(crate::bench_pop::FinalityArgs),
 }
 
 /// `hemi bench bitcoin-sync` options.
@@ -44,6 +47,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::BitcoinSync(a) => bitcoin_sync(a).await,
         BenchCommand::L2Exec(a) => tokio::task::spawn_blocking(|| crate::bench_l2::run(a)).await?,
+        BenchCommand::Finality(a) => crate::bench_pop::run(a).await,
     }
 }
 

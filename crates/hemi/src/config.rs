@@ -43,6 +43,14 @@ pub struct CommonArgs {
     /// L2 block gas limit.
     #[arg(long, env = "HEMI_GAS_LIMIT")]
     pub gas_limit: Option<u64>,
+    /// Every block whose number is a multiple of this is a keystone (devnet default 5, node 25
+    /// as Hemi).
+    #[arg(long, env = "HEMI_KEYSTONE_INTERVAL")]
+    pub keystone_interval: Option<u64>,
+    /// Effective Bitcoin confirmations of a keystone's publication that make a block superfinal
+    /// (default 10, as Hemi).
+    #[arg(long, env = "HEMI_SUPERFINALITY_DEPTH")]
+    pub superfinality_depth: Option<u32>,
 }
 
 /// `hemi devnet` flags.
@@ -62,6 +70,9 @@ pub struct DevnetArgs {
     /// Embedded regtest node's P2P address (default 127.0.0.1:18444).
     #[arg(long, env = "HEMI_BITCOIN_P2P_ADDR")]
     pub bitcoin_p2p_addr: Option<SocketAddr>,
+    /// Do not run the built-in PoP miner (keystones then wait for an outside `hemi popm`).
+    #[arg(long, env = "HEMI_NO_POPM")]
+    pub no_popm: bool,
 }
 
 /// `hemi node` flags.
@@ -96,6 +107,9 @@ struct FileConfig {
     gas_limit: Option<u64>,
     follow: Option<String>,
     sequencer_address: Option<String>,
+    keystone_interval: Option<u64>,
+    superfinality_depth: Option<u32>,
+    no_popm: Option<bool>,
 }
 
 /// Resolved configuration for a run.
@@ -127,6 +141,42 @@ pub struct Config {
     pub follow: Option<String>,
     /// `--sequencer-address` (node only).
     pub sequencer_address: Option<String>,
+    /// Keystone interval, L2 blocks.
+    pub keystone_interval: u64,
+    /// Superfinality depth, Bitcoin blocks.
+    pub superfinality_depth: u32,
+    /// Run the built-in PoP miner (devnet).
+    pub popm: bool,
+}
+
+/// Devnet keystone interval (Hemi's is 25; a devnet wants keystones often).
+pub const DEVNET_KEYSTONE_INTERVAL: u64 = 5;
+/// Hemi's keystone interval.
+pub const HEMI_KEYSTONE_INTERVAL: u64 = 25;
+/// Hemi's superfinality depth.
+pub const DEFAULT_SUPERFINALITY_DEPTH: u32 = 10;
+
+/// `--keystone-interval` and `--superfinality-depth`, checked.
+fn finality_params(
+    common: &CommonArgs,
+    f: &FileConfig,
+    default_interval: u64,
+) -> anyhow::Result<(u64, u32)> {
+    let interval = common
+        .keystone_interval
+        .or(f.keystone_interval)
+        .unwrap_or(default_interval);
+    if !(1..=100_000).contains(&interval) {
+        bail!("--keystone-interval {interval} is outside 1..=100000");
+    }
+    let depth = common
+        .superfinality_depth
+        .or(f.superfinality_depth)
+        .unwrap_or(DEFAULT_SUPERFINALITY_DEPTH);
+    if !(1..=10_000).contains(&depth) {
+        bail!("--superfinality-depth {depth} is outside 1..=10000");
+    }
+    Ok((interval, depth))
 }
 
 pub const DEFAULT_BLOCK_TIME: f64 = 1.0;
@@ -210,12 +260,18 @@ impl DevnetArgs {
             .unwrap_or_else(|| home_dir("devnet"));
         let f = load_file(&self.common, &dir)?;
         let block_time = l2_block_time(&self.common, &f)?;
+        let (keystone_interval, superfinality_depth) =
+            finality_params(&self.common, &f, DEVNET_KEYSTONE_INTERVAL)?;
+        let popm = !(self.no_popm || f.no_popm.unwrap_or(false));
         let peers = if self.common.bitcoin_peer.is_empty() {
-            f.bitcoin_peer.unwrap_or_default()
+            f.bitcoin_peer.clone().unwrap_or_default()
         } else {
             self.common.bitcoin_peer
         };
         let cfg = Config {
+            keystone_interval,
+            superfinality_depth,
+            popm,
             persist: self.persist || f.persist.unwrap_or(false),
             rpc_addr: self
                 .common
@@ -263,8 +319,10 @@ impl NodeArgs {
         let dir = self.common.dir.clone().unwrap_or_else(|| home_dir("node"));
         let f = load_file(&self.common, &dir)?;
         let block_time = l2_block_time(&self.common, &f)?;
+        let (keystone_interval, superfinality_depth) =
+            finality_params(&self.common, &f, HEMI_KEYSTONE_INTERVAL)?;
         let peers = if self.common.bitcoin_peer.is_empty() {
-            f.bitcoin_peer.unwrap_or_default()
+            f.bitcoin_peer.clone().unwrap_or_default()
         } else {
             self.common.bitcoin_peer
         };
@@ -275,6 +333,9 @@ impl NodeArgs {
                 .unwrap_or("regtest"),
         )?;
         let cfg = Config {
+            keystone_interval,
+            superfinality_depth,
+            popm: false,
             persist: true,
             rpc_addr: self
                 .common

@@ -36,6 +36,10 @@ pub struct NodeBackend {
     pub blocks: broadcast::Sender<u64>,
     pub pending: broadcast::Sender<B256>,
     pub accounts: Vec<Address>,
+    /// Bitcoin finality: gives `safe` and `finalized` their meaning.
+    pub finality: Arc<hemi_finality::FinalityTracker>,
+    /// New keystones as JSON (`eth_subscribe("newKeystones")`).
+    pub keystones: broadcast::Sender<Value>,
 }
 
 fn chain_err(e: ChainError) -> BackendError {
@@ -234,9 +238,11 @@ impl EthBackend for NodeBackend {
     fn tag(&self, tag: Tag) -> u64 {
         match tag {
             Tag::Earliest => 0,
-            // PoP finality (issue 4) gives `safe` and `finalized` their Bitcoin meaning; until
-            // then the sequencer's own head is all there is.
-            Tag::Latest | Tag::Pending | Tag::Safe | Tag::Finalized => self.chain.head().0,
+            Tag::Latest | Tag::Pending => self.chain.head().0,
+            // Newest block covered by a keystone published in Bitcoin's best chain.
+            Tag::Safe => self.finality.safe().min(self.chain.head().0),
+            // Newest superfinal block (genesis while there is none).
+            Tag::Finalized => self.finality.finalized().min(self.chain.head().0),
         }
     }
 
@@ -632,6 +638,10 @@ impl EthBackend for NodeBackend {
 
     fn subscribe_pending(&self) -> broadcast::Receiver<B256> {
         self.pending.subscribe()
+    }
+
+    fn subscribe_keystones(&self) -> Option<broadcast::Receiver<Value>> {
+        Some(self.keystones.subscribe())
     }
 
     fn mine(&self) -> BackendResult<u64> {

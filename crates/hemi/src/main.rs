@@ -3,8 +3,10 @@
 
 mod bench;
 mod bench_l2;
+mod bench_pop;
 mod config;
 mod eth;
+mod popm;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +26,8 @@ enum Command {
     Devnet(config::DevnetArgs),
     /// A node that follows external Bitcoin Core peers and serves the JSON-RPC API.
     Node(config::NodeArgs),
+    /// The Proof-of-Proof miner: publishes every keystone in Bitcoin.
+    Popm(popm::PopmArgs),
     /// Benchmarks that run real processes side by side (results go in docs/BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -39,6 +43,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Devnet(args) => run::devnet(args.resolve()?).await,
             Command::Node(args) => run::node(args.resolve()?).await,
+            Command::Popm(args) => popm::run(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
         }
     })

@@ -13,6 +13,7 @@ use hemi_btc_store::ChainStore;
 use hemi_btc_view::BitcoinView;
 use hemi_btc_wallet::{Key, KeyKind};
 use hemi_chain::{Chain, ChainSpec};
+use hemi_finality::{FinalityParams, FinalityTracker};
 use hemi_sequencer::follower::{self, Follower};
 use hemi_sequencer::{Sequencer, SequencerConfig};
 use serde_json::json;
@@ -45,7 +46,7 @@ fn open_store(cfg: &Config, name: &str, network: Network) -> anyhow::Result<Arc<
     Ok(Arc::new(store))
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -73,6 +74,64 @@ struct L2 {
     sequencer: Option<Arc<Sequencer>>,
     follower: Option<Arc<Follower>>,
     accounts: Vec<alloy_primitives::Address>,
+    /// The built-in PoP miner (devnet): its key and the Bitcoin RPC it broadcasts through.
+    popm: Option<(Key, String)>,
+}
+
+/// The keystone/finality RPC's view of the node.
+struct PopNode {
+    chain: Arc<Chain>,
+    tracker: Arc<FinalityTracker>,
+}
+
+impl hemi_rpc::pop::PopBackend for PopNode {
+    fn tracker(&self) -> &FinalityTracker {
+        &self.tracker
+    }
+    fn head(&self) -> u64 {
+        self.chain.head().0
+    }
+    fn number_of(&self, hash: &alloy_primitives::B256) -> Option<u64> {
+        self.chain.number_of(hash).ok().flatten()
+    }
+}
+
+/// Keeps the finality tracker current: on every new L2 block, every Bitcoin tip change, and
+/// once a second; new keystones go out to `keystones` as JSON.
+fn spawn_finality(
+    tracker: Arc<FinalityTracker>,
+    mut blocks: tokio::sync::broadcast::Receiver<u64>,
+    mut btc_tip: tokio::sync::watch::Receiver<u32>,
+    keystones: tokio::sync::broadcast::Sender<serde_json::Value>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let t = tracker.clone();
+            match tokio::task::spawn_blocking(move || t.refresh()).await {
+                Ok(Ok(added)) => {
+                    for k in &added {
+                        tracing::debug!(number = k.number, hash = %k.id, "keystone");
+                        let _ = keystones.send(hemi_rpc::pop::keystone_json(k));
+                    }
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "finality refresh failed"),
+                Err(_) => return,
+            }
+            tokio::select! {
+                r = blocks.recv() => {
+                    if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                        return;
+                    }
+                }
+                r = btc_tip.changed() => {
+                    if r.is_err() {
+                        return;
+                    }
+                }
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    })
 }
 
 fn open_chain(cfg: &Config) -> anyhow::Result<Arc<Chain>> {
@@ -135,6 +194,18 @@ async fn serve(
     let c1 = client.clone();
     let c2 = client.clone();
     let network = cfg.network;
+    let tracker = Arc::new(FinalityTracker::new(
+        l2.chain.clone() as Arc<dyn hemi_finality::L2Headers>,
+        client_store.clone() as Arc<dyn BitcoinView>,
+        FinalityParams {
+            keystone_interval: cfg.keystone_interval,
+            superfinality_depth: cfg.superfinality_depth,
+        },
+    )?);
+    let miner_status: Arc<std::sync::OnceLock<Arc<parking_lot::Mutex<hemi_pop::MinerStatus>>>> =
+        Default::default();
+    let ms = miner_status.clone();
+    let tr = tracker.clone();
     let ctx = hemi_rpc::RpcContext {
         bitcoin: client_store.clone() as Arc<dyn BitcoinView>,
         network,
@@ -144,6 +215,16 @@ async fn serve(
             v["bitcoin"] = serde_json::to_value(c2.status()).unwrap_or_default();
             v["network"] = json!(network.to_core_arg());
             v["version"] = json!(env!("CARGO_PKG_VERSION"));
+            v["finality"] = json!({
+                "keystoneInterval": tr.params().keystone_interval,
+                "superfinalityDepth": tr.params().superfinality_depth,
+                "keystones": tr.keystone_count(),
+                "safe": tr.safe(),
+                "finalized": tr.finalized(),
+            });
+            if let Some(m) = ms.get() {
+                v["popm"] = serde_json::to_value(&*m.lock()).unwrap_or_default();
+            }
             v
         }),
     };
@@ -161,6 +242,13 @@ async fn serve(
     if let Some(f) = &l2.follower {
         forwards.push(forward(f.subscribe_blocks(), blocks.clone()));
     }
+    let (keystones, _) = tokio::sync::broadcast::channel(256);
+    let finality_task = spawn_finality(
+        tracker.clone(),
+        blocks.subscribe(),
+        client.subscribe_tip(),
+        keystones.clone(),
+    );
     let backend = crate::eth::NodeBackend {
         chain: l2.chain.clone(),
         bitcoin: client_store.clone() as Arc<dyn BitcoinView>,
@@ -169,6 +257,8 @@ async fn serve(
         blocks,
         pending,
         accounts: l2.accounts.clone(),
+        finality: tracker.clone(),
+        keystones,
     };
     let mut module = hemi_rpc::hemi_module(ctx)?.remove_context();
     module.merge(
@@ -179,10 +269,59 @@ async fn serve(
         .remove_context(),
     )?;
     module.merge(l2_module(l2.chain.clone())?.remove_context())?;
-    let (rpc_addr, handle) = hemi_rpc::start(&rpc_cfg, module)
-        .await
-        .with_context(|| format!("binding JSON-RPC on {}", cfg.rpc_addr))?;
+    module.merge(
+        hemi_rpc::pop::pop_module(Arc::new(PopNode {
+            chain: l2.chain.clone(),
+            tracker: tracker.clone(),
+        }))?
+        .remove_context(),
+    )?;
+    let tf = tracker.clone();
+    let finality_route: hemi_rpc::http_routes::GetHandler =
+        Arc::new(move |hash: &str| hemi_rpc::pop::keystone_finality_http(&tf, hash));
+    let (rpc_addr, handle) = hemi_rpc::start_with_routes(
+        &rpc_cfg,
+        module,
+        vec![("/v2/keystonefinality/".to_string(), finality_route)],
+    )
+    .await
+    .with_context(|| format!("binding JSON-RPC on {}", cfg.rpc_addr))?;
     println!("JSON-RPC (HTTP and WebSocket): http://{rpc_addr}  ws://{rpc_addr}");
+    println!(
+        "Bitcoin finality (Hemi BFG API): http://{rpc_addr}/v2/keystonefinality/{{keystone hash}}"
+    );
+    println!(
+        "Keystones every {} L2 blocks; superfinal at {} Bitcoin confirmations",
+        cfg.keystone_interval, cfg.superfinality_depth
+    );
+    let miner_task = match &l2.popm {
+        Some((key, bitcoin_rpc)) => {
+            let record = cfg.persist.then(|| cfg.dir.join("popm.json"));
+            let miner = crate::popm::devnet_miner(
+                key.clone(),
+                format!("http://{rpc_addr}"),
+                bitcoin_rpc,
+                record,
+            )?;
+            println!(
+                "PoP miner (built in): {} (rewards to {})",
+                miner.address(),
+                miner.reward_address()
+            );
+            let _ = miner_status.set(miner.status());
+            let (wake_tx, wake_rx) = tokio::sync::broadcast::channel(16);
+            let mut keystones_rx = tracker.subscribe();
+            let waker = tokio::spawn(async move {
+                while let Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) =
+                    keystones_rx.recv().await
+                {
+                    let _ = wake_tx.send(());
+                }
+            });
+            Some((tokio::spawn(miner.run(Some(wake_rx))), waker))
+        }
+        None => None,
+    };
     println!();
     let producer = l2.sequencer.as_ref().map(|s| s.spawn(cfg.block_time));
     let follower = l2
@@ -197,6 +336,11 @@ async fn serve(
     if let Some(f) = follower {
         f.abort();
     }
+    if let Some((m, w)) = miner_task {
+        m.abort();
+        w.abort();
+    }
+    finality_task.abort();
     for f in forwards {
         f.abort();
     }
@@ -236,6 +380,7 @@ pub async fn devnet(cfg: Config) -> anyhow::Result<()> {
     println!("hemi-rs devnet {}", env!("CARGO_PKG_VERSION"));
     println!();
     let mut status = json!({"mode": "devnet", "bitcoinAddress": btc_addr.to_string()});
+    let mut popm_rpc = cfg.bitcoin_rpc.clone();
     let peers = if cfg.bitcoin_peers.is_empty() {
         let node_store = open_store(&cfg, "regtest-node", Network::Regtest)?;
         let node = RegtestNode::new(node_store);
@@ -276,6 +421,7 @@ pub async fn devnet(cfg: Config) -> anyhow::Result<()> {
             }
         );
         status["embeddedBitcoin"] = json!({"p2p": p2p.to_string(), "rpc": format!("http://{rpc}")});
+        popm_rpc = Some(format!("http://{rpc}"));
         vec![p2p]
     } else {
         if let Some(url) = &cfg.bitcoin_rpc {
@@ -327,11 +473,15 @@ pub async fn devnet(cfg: Config) -> anyhow::Result<()> {
     println!();
     status["sequencer"] = json!(sequencer.address());
     status["chainId"] = json!(chain.spec().chain_id);
+    if cfg.popm && popm_rpc.is_none() {
+        println!("PoP miner: off (an external Bitcoin node needs --bitcoin-rpc to broadcast)");
+    }
     let l2 = L2 {
         chain,
         sequencer: Some(sequencer),
         follower: None,
         accounts: accounts.iter().map(|a| a.address).collect(),
+        popm: popm_rpc.filter(|_| cfg.popm).map(|url| (key.clone(), url)),
     };
     serve(&cfg, client_store, client, status, l2).await
 }
@@ -402,6 +552,7 @@ pub async fn node(cfg: Config) -> anyhow::Result<()> {
         sequencer: None,
         follower,
         accounts: Vec::new(),
+        popm: None,
     };
     serve(&cfg, store, client, status, l2).await
 }

@@ -1,11 +1,12 @@
-//! The L2 as users meet it, against real Bitcoin Core regtest: ethers v6 and cast (npm) drive a
-//! `hemi devnet`; a Solidity contract reads Bitcoin through the hVM precompiles and gets what
-//! Bitcoin Core reports for the pinned block; a `hemi node --follow` re-executes 500+ blocks
-//! with hVM calls and reaches the sequencer's exact chain.
+//! The L2 as users meet it, against real Bitcoin Core regtest: ethers v6 and cast (npm) and
+//! web3.py (PyPI, run with `$HEMI_PYTHON`) drive a `hemi devnet`; a Solidity contract reads
+//! Bitcoin through the hVM precompiles and gets what Bitcoin Core reports for the pinned block;
+//! a `hemi node --follow` re-executes 500+ blocks with hVM calls and reaches the sequencer's
+//! exact chain.
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context};
@@ -42,6 +43,51 @@ fn node_script(hemi: &Hemi, script: &str, env: &[(&str, &str)]) -> anyhow::Resul
             tail(&hemi.log_text(), 30)
         );
     }
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or("{}");
+    Ok(serde_json::from_str(last).unwrap_or(Value::Null))
+}
+
+/// `$HEMI_PYTHON`: the Python that has web3.py (tests/py/requirements.txt).
+fn hemi_python() -> anyhow::Result<PathBuf> {
+    const HOW: &str = "scripts/test.sh creates a venv with tests/py/requirements.txt and exports \
+        HEMI_PYTHON; by hand: `python3 -m venv /tmp/hemi-py && /tmp/hemi-py/bin/pip install -r \
+        tests/py/requirements.txt`, then HEMI_PYTHON=/tmp/hemi-py/bin/python";
+    let python = match std::env::var_os("HEMI_PYTHON") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => bail!("HEMI_PYTHON is not set (the Python with web3.py): {HOW}"),
+    };
+    if !python.exists() {
+        bail!("HEMI_PYTHON={} does not exist: {HOW}", python.display());
+    }
+    Ok(python)
+}
+
+/// Runs `$HEMI_PYTHON tests/py/web3_client.py` (web3.py v7) against `hemi`; returns its last
+/// stdout line as JSON.
+fn web3_py(hemi: &Hemi, python: &Path) -> anyhow::Result<Value> {
+    let dir = js_dir().join("../py");
+    let script = dir.join("web3_client.py");
+    let out = Command::new(python)
+        .arg(&script)
+        .current_dir(&dir)
+        .env("RPC_URL", format!("http://{}", hemi.rpc_addr))
+        .env_remove("WS_URL")
+        .output()
+        .with_context(|| format!("running {} {}", python.display(), script.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        bail!(
+            "web3_client.py failed ({}):\n{stdout}\n{stderr}\nhemi log tail:\n{}",
+            out.status,
+            tail(&hemi.log_text(), 30)
+        );
+    }
+    eprint!("{stderr}");
     let last = stdout
         .lines()
         .rev()
@@ -96,6 +142,7 @@ fn cast(args: &[&str]) -> anyhow::Result<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ethereum_clients_hvm_contracts_and_a_follower_on_real_bitcoin_core() -> anyhow::Result<()>
 {
+    let python = hemi_python()?;
     let core = BitcoinCore::start().await?;
     let dir = tempfile::tempdir()?;
     let peer = core.p2p_addr().to_string();
@@ -122,6 +169,14 @@ async fn ethereum_clients_hvm_contracts_and_a_follower_on_real_bitcoin_core() ->
     assert_eq!(ethers["chainId"], 31337);
     let cast_out = node_script(&hemi, "cast.mjs", &[])?;
     assert_eq!(cast_out["ok"], true, "{cast_out}");
+    // web3.py v7: transfers, ERC-20 deploy/transfer/calls, logs, filters, full blocks with the
+    // 0x7C transaction, fee history, gas estimates, error paths, WS newHeads.
+    let web3 = web3_py(&hemi, &python)?;
+    assert_eq!(web3["ok"], true, "{web3}");
+    assert_eq!(web3["chainId"], 31337, "{web3}");
+    // web3.py's default middleware refuses blocks whose extraData exceeds 32 bytes; the seal
+    // travels next to the header, so the unchanged client (no ExtraDataToPOAMiddleware) works.
+    assert_eq!(web3["unchangedClient"], true, "{web3}");
 
     // 2: a contract reads Bitcoin through the Hvm library; compare with Bitcoin Core for the
     // Bitcoin block the L2 block pinned.

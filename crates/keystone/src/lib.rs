@@ -72,10 +72,26 @@ impl Keystone {
 pub struct KeystoneId(pub [u8; 32]);
 
 impl KeystoneId {
-    /// Hex, in byte order (as Hemi prints `chainhash.Hash` it is reversed; we keep raw order and
-    /// say so in the RPC docs).
+    /// Hex as Hemi prints it (btcd `chainhash` order: byte-reversed, like Bitcoin hashes, no
+    /// `0x`). `kss_getKeystone` and `GET /v2/keystonefinality/{hash}` take this form.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        let mut b = self.0;
+        b.reverse();
+        hex::encode(b)
+    }
+
+    /// Parses [`KeystoneId::to_hex`]'s form (64 hex digits, an optional `0x`).
+    ///
+    /// # Errors
+    /// [`KeystoneDecodeError::BadHash`] for anything else.
+    pub fn from_hex(s: &str) -> Result<Self, KeystoneDecodeError> {
+        let digits = s.strip_prefix("0x").unwrap_or(s);
+        let mut b: [u8; 32] = hex::decode(digits)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| KeystoneDecodeError::BadHash(s.chars().take(80).collect()))?;
+        b.reverse();
+        Ok(KeystoneId(b))
     }
 }
 
@@ -117,6 +133,9 @@ pub enum KeystoneDecodeError {
     /// The script is not `OP_RETURN OP_PUSHDATA1 0x50 "HEMI" ‖ 76 bytes`.
     #[error("not a HEMI PoP script: {0}")]
     NotPopScript(&'static str),
+    /// A keystone hash must be 64 hex digits.
+    #[error("invalid keystone hash {0:?}: expected 64 hex digits")]
+    BadHash(String),
 }
 
 impl AbbreviatedKeystone {
@@ -225,6 +244,17 @@ mod tests {
         assert_eq!(&b[20..32], &[0x22; 12]);
         assert_eq!(&b[32..64], &[0x33; 32]);
         assert_eq!(&b[64..76], &[0x44; 12]);
+    }
+
+    #[test]
+    fn ids_print_byte_reversed_like_hemis_chainhash() {
+        let id = sample().abbreviate().id();
+        let text = id.to_hex();
+        assert_eq!(&text[..2], &hex::encode([id.0[31]]));
+        assert_eq!(KeystoneId::from_hex(&text), Ok(id));
+        assert_eq!(KeystoneId::from_hex(&format!("0x{text}")), Ok(id));
+        assert!(KeystoneId::from_hex(&text[1..]).is_err());
+        assert!(KeystoneId::from_hex("zz").is_err());
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! over the node's [`eth::EthBackend`]). The binary merges both modules and calls [`start`].
 
 pub mod eth;
+pub mod http_routes;
+pub mod pop;
 
 pub use eth::{eth_module, eth_module_with_config, EthBackend, EthContext, EthRpcConfig};
 
@@ -269,6 +271,20 @@ pub async fn start<C: Send + Sync + 'static>(
     config: &RpcConfig,
     module: RpcModule<C>,
 ) -> std::io::Result<(SocketAddr, ServerHandle)> {
+    start_with_routes(config, module, Vec::new()).await
+}
+
+/// Starts the server with `module` and plain-HTTP `GET` routes beside JSON-RPC on the same port
+/// (e.g. Hemi's `/v2/keystonefinality/{hash}`): a `GET` whose path starts with a route's prefix
+/// is answered by its handler, given the rest of the path.
+///
+/// # Errors
+/// The address cannot be bound.
+pub async fn start_with_routes<C: Send + Sync + 'static>(
+    config: &RpcConfig,
+    module: RpcModule<C>,
+    routes: Vec<(String, http_routes::GetHandler)>,
+) -> std::io::Result<(SocketAddr, ServerHandle)> {
     let server_config = ServerConfig::builder()
         .max_request_body_size(config.max_request_body)
         .max_response_body_size(config.max_response_body)
@@ -281,6 +297,9 @@ pub async fn start<C: Send + Sync + 'static>(
         .layer_fn(move |service| eth::GethCompat::new(service, methods.clone()));
     let server = Server::builder()
         .set_config(server_config)
+        .set_http_middleware(
+            tower::ServiceBuilder::new().layer(http_routes::GetRoutesLayer::new(routes)),
+        )
         .set_rpc_middleware(rpc_middleware)
         .build(config.addr)
         .await?;

@@ -1,6 +1,8 @@
 //! Follower mode (`hemi node --follow URL`): fetch the sequencer's blocks over JSON-RPC
-//! (`eth_blockNumber`, `debug_getRawBlock`), check the seal, re-execute against our own
-//! Bitcoin client, and commit only blocks whose roots match.
+//! (`eth_blockNumber`, `debug_getRawBlock`: `rlp([header, [tx, …], seal])`, see
+//! [`hemi_chain::block`]), check the seal (the sequencer's signature over the block hash, next
+//! to the header), re-execute against our own Bitcoin client, and commit only blocks whose roots
+//! match.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,10 +143,12 @@ impl Follower {
         self.import_raw(number, &bytes).await
     }
 
-    /// Imports one raw block (as `debug_getRawBlock` returns it).
+    /// Imports one raw block (as `debug_getRawBlock` returns it: [`L2Block::encode`]).
     ///
     /// # Errors
-    /// The block was refused.
+    /// The block was refused: malformed or in the old format (no seal item), sealed by someone
+    /// other than the sequencer (also after any change to the header or the seal), or its
+    /// re-execution differs.
     pub async fn import_raw(&self, number: u64, bytes: &[u8]) -> Result<bool, FollowError> {
         let block =
             L2Block::decode(bytes).map_err(|error| FollowError::Refused { number, error })?;
@@ -199,5 +203,128 @@ impl Follower {
             imported += 1;
         }
         Ok(imported)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_primitives::{Bytes, B256};
+    use alloy_rlp::Encodable;
+    use bitcoin::Network;
+    use hemi_btc_headers::ChainParams;
+    use hemi_btc_regtest::RegtestNode;
+    use hemi_btc_store::ChainStore;
+    use hemi_chain::ChainSpec;
+    use hemi_hvm::BitcoinPin;
+
+    use crate::pin::next_attributes;
+
+    const SEQUENCER: B256 = B256::repeat_byte(0x11);
+
+    fn address(secret: B256) -> Address {
+        hemi_chain::eth_address(
+            &bitcoin::secp256k1::SecretKey::from_slice(secret.as_slice()).expect("key"),
+        )
+    }
+
+    fn refusal(r: Result<bool, FollowError>) -> String {
+        match r {
+            Err(FollowError::Refused { number: 1, error }) => error.to_string(),
+            other => panic!("expected block 1 to be refused, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn raw_blocks_carry_the_seal_next_to_the_header_and_the_follower_checks_it() {
+        let store =
+            Arc::new(ChainStore::in_memory(ChainParams::new(Network::Regtest)).expect("store"));
+        let key = hemi_btc_wallet::Key::from_seed("follower-seal-test");
+        RegtestNode::new(store.clone())
+            .mine(101, &key.script_pubkey(hemi_btc_wallet::KeyKind::P2wpkh))
+            .expect("mine");
+        let spec = ChainSpec::devnet().expect("spec");
+        let sequencer_chain = Chain::open(None, spec.clone()).expect("chain");
+        let (attrs, pinned) = next_attributes(store.as_ref(), None).expect("attributes");
+        let pin = BitcoinPin {
+            view: store.clone(),
+            pinned,
+            network: Network::Regtest,
+        };
+        sequencer_chain
+            .build_block(&pin, &attrs, vec![], 1_000, SEQUENCER)
+            .expect("build");
+        let raw = sequencer_chain
+            .raw_block(1)
+            .expect("read")
+            .expect("block 1");
+        let genuine = L2Block::decode(&raw).expect("decode");
+        assert!(genuine.header.extra_data.is_empty());
+        assert_eq!(
+            genuine.signer(spec.chain_id).expect("signer"),
+            address(SEQUENCER)
+        );
+        let follower_of = |sequencer: Address| {
+            Follower::new(
+                Arc::new(Chain::open(None, spec.clone()).expect("chain")),
+                store.clone(),
+                Network::Regtest,
+                "http://127.0.0.1:9".into(),
+                sequencer,
+            )
+        };
+        let follower = follower_of(address(SEQUENCER));
+
+        // The old encoding: rlp([header with vanity ‖ Clique seal in extraData, txs]).
+        let mut old_header = genuine.header.clone();
+        old_header.extra_data = Bytes::from(vec![0u8; 97]);
+        let txs = hemi_chain::block::encode_txs(&genuine.txs);
+        let mut old = Vec::new();
+        alloy_rlp::Header {
+            list: true,
+            payload_length: old_header.length() + txs.len(),
+        }
+        .encode(&mut old);
+        old_header.encode(&mut old);
+        old.extend_from_slice(&txs);
+        let err = refusal(follower.import_raw(1, &old).await);
+        assert!(err.contains("raw block format 1"), "{err}");
+
+        // The header changed after sealing.
+        let mut changed = genuine.clone();
+        changed.header.timestamp += 1;
+        let err = refusal(follower.import_raw(1, &changed.encode()).await);
+        assert!(
+            err.starts_with("invalid seal: block 1 is signed by 0x"),
+            "{err}"
+        );
+        assert!(
+            err.ends_with(&format!("not by the sequencer {}", address(SEQUENCER))),
+            "{err}"
+        );
+
+        // The seal changed.
+        let mut bad_seal = raw.clone();
+        let last = bad_seal.len() - 10;
+        bad_seal[last] ^= 0x80;
+        let err = refusal(follower.import_raw(1, &bad_seal).await);
+        assert!(err.starts_with("invalid seal: "), "{err}");
+
+        // Genuine, but we follow another sequencer.
+        let other = B256::repeat_byte(0x22);
+        let err = refusal(follower_of(address(other)).import_raw(1, &raw).await);
+        assert_eq!(
+            err,
+            format!(
+                "invalid seal: block 1 is signed by {}, not by the sequencer {}",
+                address(SEQUENCER),
+                address(other)
+            )
+        );
+
+        assert_eq!(follower.chain.head().0, 0, "nothing refused was committed");
+        assert!(follower.import_raw(1, &raw).await.expect("genuine"));
+        assert_eq!(follower.chain.head(), sequencer_chain.head());
+        assert_eq!(follower.chain.raw_block(1).expect("read"), Some(raw));
     }
 }

@@ -152,4 +152,8 @@ pub trait EthBackend: Send + Sync + 'static {
     fn subscribe_pending(&self) -> broadcast::Receiver<B256>;
     /// Anvil/hardhat `evm_mine`: produce a block now (devnet only; others return an error).
     fn mine(&self) -> BackendResult<u64>;
+    /// New keystones as JSON (`eth_subscribe("newKeystones")`); `None` where there are none.
+    fn subscribe_keystones(&self) -> Option<broadcast::Receiver<Value>> {
+        None
+    }
 }

@@ -1,5 +1,5 @@
 //! `eth_subscribe` / `eth_unsubscribe` over WebSocket: `newHeads`, `logs`,
-//! `newPendingTransactions`, with geth's notification shapes.
+//! `newPendingTransactions`, with geth's notification shapes, and Hemi's `newKeystones`.
 //!
 //! Each subscription is one task that waits on the backend's broadcast of committed block
 //! numbers (or pooled transaction hashes) and on the connection closing. Block numbers are
@@ -42,6 +42,7 @@ enum Kind {
     NewHeads,
     Logs(Box<Filter>),
     Pending { full: bool },
+    Keystones,
 }
 
 fn parse_kind(params: &Params) -> Result<Kind, ErrorObjectOwned> {
@@ -55,6 +56,7 @@ fn parse_kind(params: &Params) -> Result<Kind, ErrorObjectOwned> {
         "newPendingTransactions" => Ok(Kind::Pending {
             full: args.opt::<bool>(1)?.unwrap_or(false),
         }),
+        "newKeystones" => Ok(Kind::Keystones),
         other => Err(ErrorObjectOwned::owned(
             super::errors::code::METHOD_NOT_FOUND,
             format!("no {other:?} subscription in eth namespace"),
@@ -86,6 +88,30 @@ pub(crate) async fn subscribe(
     }
     let backend = ctx.backend.clone();
     match kind {
+        Kind::Keystones => {
+            let Some(mut rx) = backend.subscribe_keystones() else {
+                pending
+                    .reject(invalid_params("this node has no keystones"))
+                    .await;
+                return;
+            };
+            let Ok(sink) = pending.accept().await else {
+                return;
+            };
+            loop {
+                let item = tokio::select! {
+                    _ = sink.closed() => return,
+                    r = rx.recv() => match r {
+                        Ok(v) => v,
+                        Err(RecvError::Lagged(_)) => continue,
+                        Err(RecvError::Closed) => return,
+                    },
+                };
+                if send(&sink, &item).await.is_err() {
+                    return;
+                }
+            }
+        }
         Kind::Pending { full } => {
             let mut rx = backend.subscribe_pending();
             let Ok(sink) = pending.accept().await else {
@@ -186,7 +212,7 @@ async fn fetch(
                 })
                 .collect()
         }
-        Kind::Pending { .. } => Ok(Vec::new()),
+        Kind::Pending { .. } | Kind::Keystones => Ok(Vec::new()),
     }
 }
 

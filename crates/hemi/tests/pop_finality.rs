@@ -1,0 +1,564 @@
+//! Proof-of-Proof end to end against real Bitcoin Core regtest: the devnet's built-in PoP miner
+//! publishes every keystone, Core accepts and mines the transactions, our Bitcoin client finds
+//! them, `safe`/`finalized` follow Bitcoin (seen through ethers and cast), a Bitcoin reorg that
+//! drops the publications moves them back until the miner has republished, and Hemi's finality
+//! API (`/v2/keystonefinality/{hash}`, `kss_*`) answers in Hemi's shapes.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context};
+use bitcoin::hashes::Hash;
+use bitcoin::{Transaction, Txid};
+use common::{tail, wait_for, wait_synced, Hemi};
+use hemi_btc_rpc_client::BitcoinRpc;
+use hemi_keystone::AbbreviatedKeystone;
+use hemi_testkit::BitcoinCore;
+use serde_json::{json, Value};
+
+fn js_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/js")
+}
+
+/// PoP transactions in Core's mempool: keystone L2 number → (txid, vsize).
+async fn mempool_pops(core: &BitcoinRpc) -> anyhow::Result<BTreeMap<u32, Vec<(Txid, u64)>>> {
+    let mut out: BTreeMap<u32, Vec<(Txid, u64)>> = BTreeMap::new();
+    for txid in core.get_raw_mempool().await? {
+        let Ok(tx) = core.get_raw_transaction(&txid).await else {
+            continue; // mined or replaced meanwhile
+        };
+        let Some(k) = pop_keystone(&tx) else {
+            continue;
+        };
+        let Ok(entry) = core.get_mempool_entry(&txid).await else {
+            continue;
+        };
+        out.entry(k.l2_block_number)
+            .or_default()
+            .push((txid, entry["vsize"].as_u64().unwrap_or(u64::MAX)));
+    }
+    Ok(out)
+}
+
+fn pop_keystone(tx: &Transaction) -> Option<AbbreviatedKeystone> {
+    tx.output
+        .iter()
+        .find_map(|o| AbbreviatedKeystone::from_pop_script(&o.script_pubkey).ok())
+}
+
+/// The devnet's keystones (newest 50): L2 number → JSON.
+async fn keystones(hemi: &Hemi) -> anyhow::Result<BTreeMap<u64, Value>> {
+    let v = hemi.call("hemi_getLatestKeystones", json!([50])).await?;
+    Ok(v.as_array()
+        .context("keystones array")?
+        .iter()
+        .map(|k| (k["l2BlockNumber"].as_u64().unwrap_or(0), k.clone()))
+        .collect())
+}
+
+async fn tag_number(hemi: &Hemi, tag: &str) -> anyhow::Result<u64> {
+    let b = hemi
+        .call("eth_getBlockByNumber", json!([tag, false]))
+        .await?;
+    let n = b["number"].as_str().context("number")?;
+    Ok(u64::from_str_radix(n.trim_start_matches("0x"), 16)?)
+}
+
+fn cast_block_number(rpc: &str, tag: &str) -> anyhow::Result<u64> {
+    let bin = js_dir().join("node_modules/@foundry-rs/cast-linux-amd64/bin/cast");
+    let out = Command::new(&bin)
+        .args(["block", tag, "--field", "number", "--rpc-url", rpc])
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
+    if !out.status.success() {
+        bail!("cast block {tag}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    Ok(match s.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16)?,
+        None => s.parse()?,
+    })
+}
+
+fn ethers_tags(rpc: &str) -> anyhow::Result<Value> {
+    let out = Command::new("node")
+        .arg(js_dir().join("finality.mjs"))
+        .current_dir(js_dir())
+        .env("RPC_URL", rpc)
+        .output()
+        .context("running node finality.mjs")?;
+    if !out.status.success() {
+        bail!(
+            "finality.mjs: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or("{}");
+    Ok(serde_json::from_str(last)?)
+}
+
+async fn http_get(url: &str) -> anyhow::Result<(u16, Value)> {
+    let r = reqwest::get(url).await?;
+    let status = r.status().as_u16();
+    Ok((status, r.json().await?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pop_miner_publishes_every_keystone_and_finality_follows_bitcoin() -> anyhow::Result<()> {
+    let core = BitcoinCore::start().await?;
+    let dir = tempfile::tempdir()?;
+    let peer = core.p2p_addr().to_string();
+    let url = core.rpc_url();
+    // The devnet's miner key is deterministic; give it mature coins before the devnet starts
+    // (so nothing is mined while it publishes), one confirmed output per publication: fee
+    // bumps need transactions without children.
+    let (_, sink) = hemi_testkit::regtest_p2wpkh(&[0x51; 32]).context("sink key")?;
+    let miner_addr = hemi_btc_wallet::Key::from_seed("hemi-devnet-bitcoin-key-0")
+        .address(hemi_btc_wallet::KeyKind::P2wpkh, bitcoin::Network::Regtest);
+    core.mine(30, &miner_addr).await?;
+    core.mine(100, &sink).await?;
+    let hemi = Hemi::start(
+        &[
+            "devnet",
+            "--bitcoin-peer",
+            &peer,
+            "--bitcoin-rpc",
+            &url,
+            "--block-time",
+            "0.5",
+            "--keystone-interval",
+            "5",
+            "--superfinality-depth",
+            "10",
+        ],
+        dir.path(),
+    )
+    .await?;
+    let rpc = format!("http://{}", hemi.rpc_addr);
+    let status = hemi.call("hemi_nodeStatus", json!([])).await?;
+    assert_eq!(
+        status["bitcoinAddress"].as_str(),
+        Some(miner_addr.to_string().as_str())
+    );
+    wait_synced(&hemi, &core.rpc, 60).await?;
+
+    // 1. The miner publishes keystones 5 and 10; Core accepts them; each is ≤ 203 vB and
+    //    carries exactly the keystone the node reports.
+    let pops = wait_for(
+        60,
+        "PoP transactions for keystones 5 and 10 in Core's mempool",
+        || async {
+            let m = mempool_pops(&core.rpc).await.ok()?;
+            (m.contains_key(&5) && m.contains_key(&10)).then_some(m)
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\nhemi log:\n{}", tail(&hemi.log_text(), 40)))?;
+    let ks = keystones(&hemi).await?;
+    let mut vsizes = Vec::new();
+    for (number, txs) in &pops {
+        assert_eq!(
+            txs.len(),
+            1,
+            "one publication per keystone by our miner: {txs:?}"
+        );
+        let (txid, vsize) = txs[0];
+        assert!(vsize <= 203, "PoP transaction {txid} is {vsize} vB");
+        vsizes.push(vsize);
+        let tx = core.rpc.get_raw_transaction(&txid).await?;
+        let k = pop_keystone(&tx).context("pop output")?;
+        let node = ks
+            .get(&(*number as u64))
+            .context("keystone known to the node")?;
+        assert_eq!(
+            node["abbreviated"].as_str(),
+            Some(hex::encode(k.to_bytes()).as_str()),
+            "keystone {number}"
+        );
+        assert_eq!(node["hash"].as_str(), Some(k.id().to_hex().as_str()));
+    }
+    eprintln!("PoP transactions in Core's mempool: {pops:?}");
+    let first_txid = pops[&5][0].0;
+    assert_eq!(tag_number(&hemi, "safe").await?, 0, "nothing published yet");
+
+    // Core mines them; our Bitcoin client finds them.
+    let h = core.mine(1, &sink).await?[0];
+    let pub_height = core.rpc.get_block_count().await? as u64;
+    wait_for(
+        30,
+        "keystones 5 and 10 published at the new block",
+        || async {
+            let ks = keystones(&hemi).await.ok()?;
+            let ok = [5u64, 10].iter().all(|n| {
+                ks.get(n)
+                    .is_some_and(|k| k["publication"]["height"].as_u64() == Some(pub_height))
+            });
+            ok.then_some(())
+        },
+    )
+    .await?;
+    let ks = keystones(&hemi).await?;
+    assert_eq!(
+        ks[&5]["publication"]["txid"].as_str(),
+        Some(first_txid.to_string().as_str())
+    );
+    let safe = wait_for(10, "safe to cover keystone 10", || async {
+        let s = tag_number(&hemi, "safe").await.ok()?;
+        (s >= 10).then_some(s)
+    })
+    .await?;
+    assert_eq!(safe % 5, 0, "safe is a keystone: {safe}");
+    let f7 = hemi.call("hemi_getFinality", json!([7])).await?;
+    assert_eq!(f7["keystone"]["l2BlockNumber"], 10, "{f7}");
+    assert_eq!(f7["effectiveConfirmations"], 0, "{f7}");
+    assert_eq!(f7["superFinality"], false, "{f7}");
+    assert_eq!(tag_number(&hemi, "finalized").await?, 0);
+
+    // 9 more blocks: 9 effective confirmations, still not superfinal; the 10th makes it.
+    core.mine(9, &sink).await?;
+    wait_synced(&hemi, &core.rpc, 30).await?;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let f7 = hemi.call("hemi_getFinality", json!([7])).await?;
+    assert_eq!(f7["effectiveConfirmations"], 9, "{f7}");
+    assert_eq!(tag_number(&hemi, "finalized").await?, 0);
+    let newest_before = *keystones(&hemi)
+        .await?
+        .keys()
+        .last()
+        .context("a keystone")?;
+    core.mine(1, &sink).await?;
+    let finalized = wait_for(30, "finalized to cover keystone 10", || async {
+        let f = tag_number(&hemi, "finalized").await.ok()?;
+        (f >= 10).then_some(f)
+    })
+    .await?;
+    let f7 = hemi.call("hemi_getFinality", json!([7])).await?;
+    assert_eq!(f7["superFinality"], true, "{f7}");
+    assert!(f7["effectiveConfirmations"].as_u64() >= Some(10), "{f7}");
+    // ethers and cast see the same tags.
+    let e = ethers_tags(&rpc)?;
+    assert_eq!(e["ok"], true, "{e}");
+    assert!(e["finalized"].as_u64() >= Some(finalized), "{e}");
+    assert!(e["safe"].as_u64() >= e["finalized"].as_u64(), "{e}");
+    let cast_finalized = cast_block_number(&rpc, "finalized")?;
+    assert!(cast_finalized >= finalized, "cast: {cast_finalized}");
+    let cast_safe = cast_block_number(&rpc, "safe")?;
+    assert!(cast_safe >= cast_finalized);
+    eprintln!(
+        "finalized {finalized} (ethers {}, cast {cast_finalized}), safe {cast_safe}",
+        e["finalized"]
+    );
+
+    // Every keystone is published: all up to the newest one before the last mining round end
+    // up in Bitcoin once Core mines again.
+    wait_for(
+        60,
+        "every keystone up to the snapshot published",
+        || async {
+            core.mine(1, &sink).await.ok()?;
+            let ks = keystones(&hemi).await.ok()?;
+            let missing: Vec<u64> = ks
+                .iter()
+                .filter(|(n, k)| **n <= newest_before && k["publication"].is_null())
+                .map(|(n, _)| *n)
+                .collect();
+            missing.is_empty().then_some(())
+        },
+    )
+    .await?;
+
+    // 5. Hemi's finality endpoint and kss_ methods, in Hemi's shapes.
+    let k10 = keystones(&hemi).await?[&10].clone();
+    let hash10 = k10["hash"].as_str().context("hash")?.to_string();
+    let (status, body) = http_get(&format!("{rpc}/v2/keystonefinality/{hash10}")).await?;
+    assert_eq!(status, 200, "{body}");
+    let mut keys: Vec<&str> = body
+        .as_object()
+        .context("object")?
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "block_hash",
+            "block_height",
+            "effective_confirmations",
+            "l2_keystone",
+            "super_finality"
+        ]
+    );
+    assert_eq!(body["l2_keystone"]["l2_block_number"], 10, "{body}");
+    assert_eq!(
+        body["l2_keystone"]["ep_hash"].as_str(),
+        k10["epHash"].as_str().map(|s| s.trim_start_matches("0x")),
+        "{body}"
+    );
+    assert_eq!(body["block_height"].as_u64(), Some(pub_height), "{body}");
+    let raw_hash = hex::encode(h.to_byte_array());
+    assert_eq!(
+        body["block_hash"].as_str(),
+        Some(raw_hash.as_str()),
+        "Hemi prints raw order"
+    );
+    let tip = core.rpc.get_block_count().await?;
+    let eff = body["effective_confirmations"].as_u64().context("eff")?;
+    assert!(
+        eff + 1 >= tip - pub_height && eff <= tip - pub_height,
+        "{eff} vs tip {tip}"
+    );
+    assert_eq!(body["super_finality"], true);
+    let (status, body) =
+        http_get(&format!("{rpc}/v2/keystonefinality/{}", "00".repeat(32))).await?;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unknown keystone")),
+        "{body}"
+    );
+    let (status, body) = http_get(&format!("{rpc}/v2/keystonefinality/xyz")).await?;
+    assert_eq!(status, 400, "{body}");
+    let kss = hemi.call("kss_getLatestKeystones", json!([3])).await?;
+    let list = kss["keystones"].as_array().context("keystones")?;
+    assert_eq!(list.len(), 3, "{kss}");
+    assert!(list[0]["l2_block_number"].as_u64() > list[1]["l2_block_number"].as_u64());
+    let kss = hemi.call("kss_getLatestKeystones", json!([51])).await?;
+    assert!(
+        kss["keystones"].is_null() && kss["error"]["message"] == "count too large",
+        "{kss}"
+    );
+    let kss = hemi.call("kss_getKeystone", json!([hash10, 2])).await?;
+    let list = kss["keystones"].as_array().context("keystones")?;
+    assert_eq!(
+        list.iter()
+            .map(|k| k["l2_block_number"].as_u64().unwrap_or(0))
+            .collect::<Vec<_>>(),
+        [10, 15]
+    );
+
+    // 2. A Bitcoin reorg that drops the publications: invalidate the block that first carried
+    //    them and build a longer branch with no transactions at all.
+    let old_tip = core.rpc.get_block_count().await?;
+    core.rpc.invalidate_block(&h).await?;
+    for _ in 0..(old_tip - pub_height + 2) {
+        core.rpc.generate_block(&sink, &[]).await?;
+    }
+    wait_synced(&hemi, &core.rpc, 60).await?;
+    wait_for(30, "safe and finalized to move back", || async {
+        let s = tag_number(&hemi, "safe").await.ok()?;
+        let f = tag_number(&hemi, "finalized").await.ok()?;
+        (s < 5 && f < 5).then_some(())
+    })
+    .await?;
+    let ks = keystones(&hemi).await?;
+    assert!(ks[&5]["publication"].is_null(), "{}", ks[&5]);
+    // The miner republishes: the reorged-out transactions are unconfirmed again, and after
+    // `bump_after` (3) blocks without them it replaces them with a higher fee.
+    let bumped = wait_for(
+        60,
+        "keystone 5 republished with a new transaction",
+        || async {
+            core.rpc.generate_block(&sink, &[]).await.ok()?;
+            tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+            let m = mempool_pops(&core.rpc).await.ok()?;
+            m.get(&5)
+                .and_then(|v| v.iter().find(|(t, _)| *t != first_txid).copied())
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\nhemi log:\n{}", tail(&hemi.log_text(), 40)))?;
+    eprintln!("keystone 5 republished as {} ({} vB)", bumped.0, bumped.1);
+    assert!(bumped.1 <= 203);
+    core.mine(1, &sink).await?;
+    wait_for(30, "safe to move forward again", || async {
+        let s = tag_number(&hemi, "safe").await.ok()?;
+        (s >= 10).then_some(())
+    })
+    .await?;
+    let ks = keystones(&hemi).await?;
+    assert_eq!(
+        ks[&5]["publication"]["txid"].as_str(),
+        Some(bumped.0.to_string().as_str())
+    );
+    core.mine(10, &sink).await?;
+    wait_for(30, "finalized to move forward again", || async {
+        let f = tag_number(&hemi, "finalized").await.ok()?;
+        (f >= 10).then_some(())
+    })
+    .await?;
+    eprintln!("PoP vsizes: {vsizes:?}");
+    Ok(())
+}
+
+/// Who signed a PoP transaction's first input: P2WPKH's witness public key; a taproot key-path
+/// spend (one witness element) shows no key, so it is named "p2tr" (one taproot miner here).
+fn signer_of(tx: &Transaction) -> Vec<u8> {
+    let Some(input) = tx.input.first() else {
+        return Vec::new();
+    };
+    match input.witness.len() {
+        1 => b"p2tr".to_vec(),
+        _ => input.witness.nth(1).map(<[u8]>::to_vec).unwrap_or_default(),
+    }
+}
+
+/// Every PoP transaction in Core's best chain from `from` up: (keystone L2 number, signer).
+async fn chain_pops(
+    core: &BitcoinRpc,
+    from: u64,
+) -> anyhow::Result<Vec<(u32, Vec<u8>, Txid, usize)>> {
+    let tip = core.get_block_count().await?;
+    let mut out = Vec::new();
+    for h in from..=tip {
+        let block = core.get_block(&core.get_block_hash(h).await?).await?;
+        for tx in &block.txdata {
+            if let Some(k) = pop_keystone(tx) {
+                out.push((
+                    k.l2_block_number,
+                    signer_of(tx),
+                    tx.compute_txid(),
+                    tx.vsize(),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_miner_killed_nine_times_never_publishes_a_keystone_twice() -> anyhow::Result<()> {
+    use hemi_btc_wallet::{Key, KeyKind};
+    let core = BitcoinCore::start().await?;
+    let dir = tempfile::tempdir()?;
+    let (_, sink) = hemi_testkit::regtest_p2wpkh(&[0x52; 32]).context("sink key")?;
+    let devnet_key = Key::from_seed("hemi-devnet-bitcoin-key-0");
+    let second = Key::from_seed("pop-test-second-miner");
+    core.mine(
+        20,
+        &devnet_key.address(KeyKind::P2wpkh, bitcoin::Network::Regtest),
+    )
+    .await?;
+    // The second miner spends taproot outputs (key path).
+    core.mine(
+        20,
+        &second.address(KeyKind::P2tr, bitcoin::Network::Regtest),
+    )
+    .await?;
+    core.mine(100, &sink).await?;
+    let start_height = core.rpc.get_block_count().await? + 1;
+    let peer = core.p2p_addr().to_string();
+    let url = core.rpc_url();
+    let hemi = Hemi::start(
+        &[
+            "devnet",
+            "--bitcoin-peer",
+            &peer,
+            "--bitcoin-rpc",
+            &url,
+            "--block-time",
+            "0.25",
+            "--keystone-interval",
+            "2",
+        ],
+        dir.path(),
+    )
+    .await?;
+    wait_synced(&hemi, &core.rpc, 60).await?;
+    let rpc = format!("http://{}", hemi.rpc_addr);
+    let record_dir = dir.path().join("popm2");
+    let secret = hex::encode(second.secret_bytes());
+    let start_popm = |n: usize| -> anyhow::Result<std::process::Child> {
+        let log = std::fs::File::create(dir.path().join(format!("popm-{n}.log")))?;
+        Ok(Command::new(env!("CARGO_BIN_EXE_hemi"))
+            .args([
+                "popm",
+                "--l2-rpc",
+                &rpc,
+                "--bitcoin-rpc",
+                &url,
+                "--poll",
+                "0.3",
+            ])
+            .args(["--key-type", "p2tr"])
+            .arg("--dir")
+            .arg(&record_dir)
+            .env("HEMI_POPM_KEY", &secret)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?)
+    };
+    let mut kills = Vec::new();
+    for round in 0..9 {
+        let mut child = start_popm(round)?;
+        // 0.3–2.3 s of mining while Core confirms a block now and then.
+        let ms = 300 + (rand::random::<u64>() % 2000);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+        while std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            if rand::random::<u8>().is_multiple_of(4) {
+                core.mine(1, &sink).await?;
+            }
+        }
+        child.kill()?; // SIGKILL
+        child.wait()?;
+        kills.push(ms);
+    }
+    // A last run that is left to finish its work.
+    let mut child = start_popm(99)?;
+    let newest = *keystones(&hemi).await?.keys().last().context("keystones")?;
+    let r = wait_for(90, "every keystone published by both miners", || async {
+        core.mine(1, &sink).await.ok()?;
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        let pops = chain_pops(&core.rpc, start_height).await.ok()?;
+        let by = |who: &[u8]| -> std::collections::BTreeSet<u32> {
+            pops.iter().filter(|p| p.1 == who).map(|p| p.0).collect()
+        };
+        let (a, b) = (by(&devnet_key.public_key().to_bytes()), by(b"p2tr"));
+        let want: std::collections::BTreeSet<u32> =
+            (1..=newest / 2).map(|i| (i * 2) as u32).collect();
+        (want.is_subset(&a) && b.len() >= 3).then_some((a.len(), b.len()))
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let (a, b) = r.map_err(|e| {
+        let log = std::fs::read_to_string(dir.path().join("popm-99.log")).unwrap_or_default();
+        anyhow::anyhow!("{e}\nlast popm log:\n{}", tail(&log, 30))
+    })?;
+    // Never twice by one miner, whatever the kills interrupted.
+    let pops = chain_pops(&core.rpc, start_height).await?;
+    let mut seen: BTreeMap<(u32, Vec<u8>), Txid> = BTreeMap::new();
+    let mut vsizes: BTreeMap<&str, std::collections::BTreeSet<usize>> = BTreeMap::new();
+    for (k, who, txid, vsize) in &pops {
+        if let Some(prev) = seen.insert((*k, who.clone()), *txid) {
+            bail!("keystone {k} published twice by one miner: {prev} and {txid}");
+        }
+        let kind = if who.as_slice() == b"p2tr" {
+            "p2tr"
+        } else {
+            "p2wpkh"
+        };
+        vsizes.entry(kind).or_default().insert(*vsize);
+    }
+    // Both input types, as Bitcoin Core accepted and mined them.
+    assert!(vsizes.values().flatten().all(|v| *v <= 203), "{vsizes:?}");
+    eprintln!("PoP transaction vsizes mined by Bitcoin Core: {vsizes:?}");
+    eprintln!(
+        "kills after {kills:?} ms; keystones published: devnet miner {a}, second miner {b}; {} PoP transactions in all",
+        pops.len()
+    );
+    assert!(b > 0);
+    Ok(())
+}
