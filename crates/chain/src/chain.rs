@@ -27,6 +27,7 @@ use crate::block::{
 };
 use crate::db::*;
 use crate::exec::{self, BlockContext, CallOutcome, Executed, Mode, SPEC};
+use crate::pop_rewards::PopPayoutTx;
 use crate::tx::{BtcAttributesTx, L2Tx, SignedTx};
 use crate::{ChainError, ChainSpec};
 
@@ -550,6 +551,47 @@ impl Chain {
         }
     }
 
+    /// The PoP payout block `number` carries (see [`crate::pop_rewards`]): for keystone
+    /// `number − pop_payout_delay`, from `bitcoin`'s view up to its pinned block.
+    ///
+    /// # Errors
+    /// Database errors; [`ChainError::BitcoinNotReady`] if the pinned block is not on the
+    /// view's best chain.
+    pub fn payout_for(
+        &self,
+        number: u64,
+        bitcoin: &BitcoinPin,
+    ) -> Result<Option<PopPayoutTx>, ChainError> {
+        let (interval, delay) = (self.spec.keystone_interval, self.spec.pop_payout_delay);
+        if interval == 0 || delay == 0 || number <= delay {
+            return Ok(None);
+        }
+        let k = number - delay;
+        if !k.is_multiple_of(interval) {
+            return Ok(None);
+        }
+        let missing = |n: u64| ChainError::Corrupt(format!("header {n} missing"));
+        let header = self.header(k)?.ok_or_else(|| missing(k))?;
+        let prev = if k == interval {
+            B256::ZERO
+        } else {
+            self.header(k - interval)?
+                .ok_or_else(|| missing(k - interval))?
+                .hash_slow()
+        };
+        let pinned = self.pin(k)?.map_or(0, |p| p.height);
+        let id = crate::pop_rewards::keystone_from(&header, prev, pinned)
+            .abbreviate()
+            .id();
+        crate::pop_rewards::compute_payout(
+            bitcoin.view.as_ref(),
+            bitcoin.pinned,
+            k,
+            &id.0,
+            self.spec.pop_reward,
+        )
+    }
+
     /// Builds, seals and commits the next block: the Bitcoin-attributes transaction for
     /// `attrs` (pinning `pin`), then as many of `candidates` as apply, in order.
     ///
@@ -577,6 +619,9 @@ impl Chain {
         txs.push(SignedTx::recover(L2Tx::BtcAttributes(
             BtcAttributesTx::new(attrs),
         ))?);
+        if let Some(payout) = self.payout_for(ctx.number, bitcoin)? {
+            txs.push(SignedTx::recover(L2Tx::PopPayout(payout))?);
+        }
         txs.extend(candidates);
         let view = StateView::new(&self.db.begin_read()?, None)?;
         let executed = exec::execute(view, &ctx, bitcoin.clone(), txs, Mode::Build)?;
@@ -699,6 +744,27 @@ impl Chain {
             }
         };
         let pin = bitcoin(&attrs)?;
+        let payout = self.payout_for(h.number, &pin)?;
+        let carried = match block.txs.get(1) {
+            Some(L2Tx::PopPayout(p)) => Some(p),
+            _ => None,
+        };
+        if payout.as_ref() != carried {
+            let show = |p: Option<&PopPayoutTx>| match p {
+                Some(p) => format!(
+                    "keystone {} to {} publication(s)",
+                    p.keystone,
+                    p.payouts.len()
+                ),
+                None => "nothing".to_string(),
+            };
+            return Err(ChainError::InvalidBlock(format!(
+                "block {}: its PoP payout pays {}, but Bitcoin up to the pinned block says {}",
+                h.number,
+                show(carried),
+                show(payout.as_ref())
+            )));
+        }
         let txs = block
             .txs
             .iter()

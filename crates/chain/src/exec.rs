@@ -7,7 +7,7 @@ use revm::context::{BlockEnv, TxEnv};
 use revm::context_interface::result::{EVMError, InvalidTransaction};
 use revm::database::states::bundle_state::BundleRetention;
 use revm::database::{BundleState, State};
-use revm::database_interface::WrapDatabaseRef;
+use revm::database_interface::{DatabaseCommitExt, WrapDatabaseRef};
 use revm::primitives::hardfork::SpecId;
 use revm::{Context, ExecuteCommitEvm, MainBuilder, MainContext};
 
@@ -178,6 +178,37 @@ pub fn execute(
                         status: true.into(),
                         cumulative_gas_used: out.gas_used,
                         logs: Vec::new(),
+                    },
+                });
+                out.txs.push(stx);
+                continue;
+            }
+            L2Tx::PopPayout(payout) => {
+                if i != 1 {
+                    return Err(ChainError::InvalidBlock(format!(
+                        "PoP payout transaction at index {i}; it must follow the attributes"
+                    )));
+                }
+                let credits = payout
+                    .payouts
+                    .iter()
+                    .map(|p| {
+                        u128::try_from(p.amount).map(|a| (p.miner, a)).map_err(|_| {
+                            ChainError::InvalidBlock(format!("PoP payout {} too large", p.amount))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                evm.ctx
+                    .journaled_state
+                    .database
+                    .increment_balances(credits)
+                    .map_err(db_error)?;
+                out.receipts.push(L2Receipt {
+                    tx_type: stx.tx.tx_type(),
+                    receipt: Receipt {
+                        status: true.into(),
+                        cumulative_gas_used: out.gas_used,
+                        logs: payout.logs(),
                     },
                 });
                 out.txs.push(stx);

@@ -83,6 +83,28 @@ pub struct ChainSpec {
     pub base_fee_per_gas: u64,
     /// Funded accounts: address → balance in wei.
     pub alloc: BTreeMap<Address, U256>,
+    /// Every block whose number is a multiple of this is a keystone (Hemi: 25).
+    #[serde(default = "default_keystone_interval")]
+    pub keystone_interval: u64,
+    /// Block `k + pop_payout_delay` pays the PoP publications of keystone `k` (0: no PoP
+    /// rewards).
+    #[serde(default = "default_pop_payout_delay")]
+    pub pop_payout_delay: u64,
+    /// Wei split among the publications of each keystone.
+    #[serde(default = "default_pop_reward")]
+    pub pop_reward: U256,
+}
+
+fn default_keystone_interval() -> u64 {
+    25
+}
+
+fn default_pop_payout_delay() -> u64 {
+    200
+}
+
+fn default_pop_reward() -> U256 {
+    U256::from(10u64).pow(U256::from(18u64))
 }
 
 impl ChainSpec {
@@ -103,6 +125,9 @@ impl ChainSpec {
             timestamp: 0,
             base_fee_per_gas: 1_000_000_000,
             alloc,
+            keystone_interval: 5,
+            pop_payout_delay: default_pop_payout_delay(),
+            pop_reward: default_pop_reward(),
         })
     }
 

@@ -5,13 +5,14 @@
 //!
 //! Main items: [`Chain`] (genesis, [`Chain::build_block`], [`Chain::import_block`], reads),
 //! [`L2Block`], [`L2Tx`] (Ethereum envelopes plus Hemi's `0x7C` Bitcoin-attributes
-//! transaction), [`ChainSpec`] and the devnet's standard accounts.
+//! transaction and the `0x7D` PoP payout, [`pop_rewards`]), [`ChainSpec`] and the devnet's standard accounts.
 
 pub mod block;
 mod chain;
 pub mod db;
 pub mod exec;
 mod genesis;
+pub mod pop_rewards;
 pub mod tx;
 
 pub use block::{L2Block, L2Receipt, Seal};
@@ -22,6 +23,7 @@ pub use chain::{
 pub use db::{StateView, StoredAccount, SCHEMA_VERSION};
 pub use exec::{BlockContext, CallOutcome};
 pub use genesis::{dev_accounts, eth_address, ChainSpec, DevAccount, GenesisError, DEV_MNEMONIC};
+pub use pop_rewards::{PopPayout, PopPayoutTx};
 pub use tx::{BtcAttributesTx, L2Tx, SignedTx};
 
 use alloy_primitives::B256;

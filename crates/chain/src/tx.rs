@@ -7,6 +7,7 @@ use alloy_rlp::{Decodable, Encodable, Header as RlpHeader};
 use hemi_hvm::attributes::{BTC_ATTRIBUTES_GAS, BTC_ATTRIBUTES_SENDER, BTC_ATTRIBUTES_TX_TYPE};
 use hemi_hvm::BtcAttributes;
 
+use crate::pop_rewards::{PopPayoutTx, POP_PAYOUT_TX_TYPE};
 use crate::ChainError;
 
 /// Hemi's Bitcoin-attributes deposited transaction (type `0x7C`, from `0x8888…8888`):
@@ -97,6 +98,8 @@ pub enum L2Tx {
     Eth(TxEnvelope),
     /// The block's Bitcoin-attributes system transaction.
     BtcAttributes(BtcAttributesTx),
+    /// The PoP payout system transaction (type `0x7D`).
+    PopPayout(PopPayoutTx),
 }
 
 impl L2Tx {
@@ -105,6 +108,7 @@ impl L2Tx {
         match self {
             L2Tx::Eth(tx) => tx.tx_type() as u8,
             L2Tx::BtcAttributes(_) => BTC_ATTRIBUTES_TX_TYPE,
+            L2Tx::PopPayout(_) => POP_PAYOUT_TX_TYPE,
         }
     }
 
@@ -116,6 +120,11 @@ impl L2Tx {
                 let mut out = Vec::with_capacity(tx.fields_len() + 8);
                 out.push(BTC_ATTRIBUTES_TX_TYPE);
                 tx.encode_rlp(&mut out);
+                out
+            }
+            L2Tx::PopPayout(tx) => {
+                let mut out = vec![POP_PAYOUT_TX_TYPE];
+                tx.encode_body(&mut out);
                 out
             }
         }
@@ -134,6 +143,11 @@ impl L2Tx {
                 return Err(bad("trailing bytes".into()));
             }
             return Ok(L2Tx::BtcAttributes(tx));
+        }
+        if bytes.first() == Some(&POP_PAYOUT_TX_TYPE) {
+            return PopPayoutTx::decode_body(&bytes[1..])
+                .map(L2Tx::PopPayout)
+                .map_err(bad);
         }
         let mut buf = bytes;
         let tx = TxEnvelope::decode_2718(&mut buf).map_err(|e| bad(e.to_string()))?;
@@ -155,7 +169,7 @@ impl L2Tx {
     pub fn hash(&self) -> B256 {
         match self {
             L2Tx::Eth(tx) => *tx.tx_hash(),
-            L2Tx::BtcAttributes(_) => keccak256(self.encoded_2718()),
+            L2Tx::BtcAttributes(_) | L2Tx::PopPayout(_) => keccak256(self.encoded_2718()),
         }
     }
 
@@ -167,7 +181,7 @@ impl L2Tx {
         match self {
             L2Tx::Eth(tx) => alloy_consensus::transaction::SignerRecoverable::recover_signer(tx)
                 .map_err(|e| ChainError::InvalidBlock(format!("invalid signature: {e}"))),
-            L2Tx::BtcAttributes(_) => Ok(Address::from(BTC_ATTRIBUTES_SENDER)),
+            L2Tx::BtcAttributes(_) | L2Tx::PopPayout(_) => Ok(Address::from(BTC_ATTRIBUTES_SENDER)),
         }
     }
 }
@@ -221,7 +235,7 @@ mod tests {
         }
         match &tx {
             L2Tx::BtcAttributes(t) => assert_eq!(t.attributes().expect("attrs"), attrs),
-            L2Tx::Eth(_) => unreachable!(),
+            L2Tx::Eth(_) | L2Tx::PopPayout(_) => unreachable!(),
         }
     }
 }

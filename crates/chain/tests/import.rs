@@ -1,5 +1,6 @@
 //! Blocks built by one chain re-execute on another to the same roots; tampered blocks (state
-//! root, header after sealing, seal, signer, extraData, body) are refused with a clear error;
+//! root, header after sealing, seal, signer, extraData, body, a PoP payout Bitcoin does not back)
+//! are refused with a clear error;
 //! state survives reopening; proofs verify against the state root; older state stays readable.
 
 use std::sync::Arc;
@@ -205,6 +206,32 @@ fn a_follower_reaches_the_same_roots_and_refuses_tampered_blocks() {
         .import_block(&other_body, sequencer_address(), &resolver(&pin))
         .expect_err("other body");
     assert!(err.to_string().contains("transactions root"), "{err}");
+
+    // A PoP payout Bitcoin does not back (nothing was published), sealed by the right key
+    // with a consistent transactions root: refused by the payout check.
+    let mut minted = genuine.clone();
+    minted.txs.insert(
+        1,
+        L2Tx::PopPayout(hemi_chain::PopPayoutTx {
+            keystone: 0,
+            payouts: vec![hemi_chain::PopPayout {
+                miner: Address::repeat_byte(0x66),
+                amount: U256::from(10u64).pow(U256::from(18u64)),
+                relative_height: 0,
+                bitcoin_txid: B256::repeat_byte(0x99),
+            }],
+        }),
+    );
+    minted.header.transactions_root = hemi_chain::block::transactions_root(&minted.txs);
+    let minted = reseal(minted, SEQUENCER);
+    let err = b
+        .import_block(&minted, sequencer_address(), &resolver(&pin))
+        .expect_err("unbacked payout");
+    assert!(
+        err.to_string()
+            .contains("its PoP payout pays keystone 0 to 1 publication(s), but Bitcoin up to the pinned block says nothing"),
+        "{err}"
+    );
 
     assert_eq!(b.head().0, 3, "nothing refused was committed");
     b.import_block(&genuine, sequencer_address(), &resolver(&pin))

@@ -12,9 +12,6 @@ use hemi_keystone::{Keystone, KeystoneId};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::broadcast;
 
-/// Keystone format version written by hemi-rs.
-pub const KEYSTONE_VERSION: u8 = 1;
-
 /// The two numbers that define finality.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FinalityParams {
@@ -167,19 +164,9 @@ pub fn keystone_of(
             .hash_slow()
     };
     let pin = l2.pin(number).map_err(FinalityError::L2)?;
-    let hash = header.hash_slow();
-    Ok(Some((
-        Keystone {
-            version: KEYSTONE_VERSION,
-            l1_block_number: pin.map(|p| p.height).unwrap_or(0),
-            l2_block_number: u32::try_from(number).unwrap_or(u32::MAX),
-            parent_ep_hash: header.parent_hash.0,
-            prev_keystone_ep_hash: prev_hash.0,
-            state_root: header.state_root.0,
-            ep_hash: hash.0,
-        },
-        hash,
-    )))
+    let keystone =
+        hemi_chain::pop_rewards::keystone_from(&header, prev_hash, pin.map_or(0, |p| p.height));
+    Ok(Some((keystone, B256::from(keystone.ep_hash))))
 }
 
 fn publication_of(

@@ -51,6 +51,10 @@ pub struct CommonArgs {
     /// (default 10, as Hemi).
     #[arg(long, env = "HEMI_SUPERFINALITY_DEPTH")]
     pub superfinality_depth: Option<u32>,
+    /// L2 blocks between a keystone and the block that pays its PoP miners (default 200; 0
+    /// turns PoP rewards off). Part of consensus: followers must use the sequencer's value.
+    #[arg(long, env = "HEMI_POP_PAYOUT_DELAY")]
+    pub pop_payout_delay: Option<u64>,
 }
 
 /// `hemi devnet` flags.
@@ -110,6 +114,7 @@ struct FileConfig {
     keystone_interval: Option<u64>,
     superfinality_depth: Option<u32>,
     no_popm: Option<bool>,
+    pop_payout_delay: Option<u64>,
 }
 
 /// Resolved configuration for a run.
@@ -147,7 +152,15 @@ pub struct Config {
     pub superfinality_depth: u32,
     /// Run the built-in PoP miner (devnet).
     pub popm: bool,
+    /// PoP payout delay, L2 blocks.
+    pub pop_payout_delay: u64,
+    /// Whether `--keystone-interval` / `--pop-payout-delay` were given (a follower otherwise
+    /// takes the sequencer's).
+    pub consensus_params_set: bool,
 }
+
+/// Hemi's PoP payout delay as the issue sets it.
+pub const DEFAULT_POP_PAYOUT_DELAY: u64 = 200;
 
 /// Devnet keystone interval (Hemi's is 25; a devnet wants keystones often).
 pub const DEVNET_KEYSTONE_INTERVAL: u64 = 5;
@@ -268,10 +281,17 @@ impl DevnetArgs {
         } else {
             self.common.bitcoin_peer
         };
+        let pop_payout_delay = self
+            .common
+            .pop_payout_delay
+            .or(f.pop_payout_delay)
+            .unwrap_or(DEFAULT_POP_PAYOUT_DELAY);
         let cfg = Config {
             keystone_interval,
             superfinality_depth,
             popm,
+            pop_payout_delay,
+            consensus_params_set: true,
             persist: self.persist || f.persist.unwrap_or(false),
             rpc_addr: self
                 .common
@@ -332,10 +352,21 @@ impl NodeArgs {
                 .or(f.network.as_deref())
                 .unwrap_or("regtest"),
         )?;
+        let consensus_params_set = self.common.keystone_interval.is_some()
+            || f.keystone_interval.is_some()
+            || self.common.pop_payout_delay.is_some()
+            || f.pop_payout_delay.is_some();
+        let pop_payout_delay = self
+            .common
+            .pop_payout_delay
+            .or(f.pop_payout_delay)
+            .unwrap_or(DEFAULT_POP_PAYOUT_DELAY);
         let cfg = Config {
             keystone_interval,
             superfinality_depth,
             popm: false,
+            pop_payout_delay,
+            consensus_params_set,
             persist: true,
             rpc_addr: self
                 .common

@@ -101,6 +101,22 @@ impl NodeBackend {
                 "transactionIndex": block.map(|_| hex_u64(index as u64)),
                 "v": "0x0", "r": "0x0", "s": "0x0",
             }),
+            L2Tx::PopPayout(_) => json!({
+                "type": "0x7d",
+                "hash": tx.hash,
+                "from": tx.sender,
+                "to": hemi_chain::pop_rewards::POP_REWARDS_ADDRESS,
+                "gas": "0x0",
+                "gasPrice": "0x0",
+                "value": "0x0",
+                "nonce": "0x0",
+                // The payout list, RLP: [keystone, [[miner, amount, relHeight, btcTxid], …]].
+                "input": alloy_primitives::Bytes::from(tx.tx.encoded_2718()[1..].to_vec()),
+                "blockHash": block.map(|b| b.hash),
+                "blockNumber": block.map(|b| hex_u64(b.header.number)),
+                "transactionIndex": block.map(|_| hex_u64(index as u64)),
+                "v": "0x0", "r": "0x0", "s": "0x0",
+            }),
         }
     }
 
@@ -163,6 +179,7 @@ impl NodeBackend {
                 env.effective_gas_price(block.header.base_fee_per_gas),
             ),
             L2Tx::BtcAttributes(sys) => (sys.to, 0),
+            L2Tx::PopPayout(_) => (Some(hemi_chain::pop_rewards::POP_REWARDS_ADDRESS), 0),
         };
         Some(json!({
             "transactionHash": tx.hash,
@@ -496,7 +513,7 @@ impl EthBackend for NodeBackend {
                             env.effective_tip_per_gas(base).unwrap_or_default(),
                             gas_used_by(receipts, i),
                         )),
-                        L2Tx::BtcAttributes(_) => None,
+                        L2Tx::BtcAttributes(_) | L2Tx::PopPayout(_) => None,
                     })
                     .collect();
                 tips.sort_unstable();

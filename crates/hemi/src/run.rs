@@ -137,6 +137,8 @@ fn spawn_finality(
 fn open_chain(cfg: &Config) -> anyhow::Result<Arc<Chain>> {
     let mut spec = ChainSpec::devnet()?;
     spec.gas_limit = cfg.gas_limit;
+    spec.keystone_interval = cfg.keystone_interval;
+    spec.pop_payout_delay = cfg.pop_payout_delay;
     let chain = if cfg.persist {
         std::fs::create_dir_all(&cfg.dir)
             .with_context(|| format!("creating {}", cfg.dir.display()))?;
@@ -206,6 +208,7 @@ async fn serve(
         Default::default();
     let ms = miner_status.clone();
     let tr = tracker.clone();
+    let pop_payout_delay = l2.chain.spec().pop_payout_delay;
     let ctx = hemi_rpc::RpcContext {
         bitcoin: client_store.clone() as Arc<dyn BitcoinView>,
         network,
@@ -217,6 +220,7 @@ async fn serve(
             v["version"] = json!(env!("CARGO_PKG_VERSION"));
             v["finality"] = json!({
                 "keystoneInterval": tr.params().keystone_interval,
+                "popPayoutDelay": pop_payout_delay,
                 "superfinalityDepth": tr.params().superfinality_depth,
                 "keystones": tr.keystone_count(),
                 "safe": tr.safe(),
@@ -505,7 +509,22 @@ async fn fund_on_external_regtest(url: &str, addr: &bitcoin::Address) -> anyhow:
 }
 
 /// `hemi node`.
-pub async fn node(cfg: Config) -> anyhow::Result<()> {
+pub async fn node(mut cfg: Config) -> anyhow::Result<()> {
+    if let (Some(url), false) = (&cfg.follow, cfg.consensus_params_set) {
+        // Keystones and PoP payouts are part of consensus: take the followed node's.
+        let status = follower::node_status(url)
+            .await
+            .with_context(|| format!("asking {url} for its keystone interval"))?;
+        let fin = &status["finality"];
+        if let (Some(i), Some(d)) = (
+            fin["keystoneInterval"].as_u64(),
+            fin["popPayoutDelay"].as_u64(),
+        ) {
+            tracing::info!(keystone_interval = i, pop_payout_delay = d, "using the followed node's PoP parameters; pass --keystone-interval/--pop-payout-delay to pin them");
+            cfg.keystone_interval = i;
+            cfg.pop_payout_delay = d;
+        }
+    }
     let store = open_store(&cfg, "bitcoin", cfg.network)?;
     println!(
         "hemi-rs node {} ({})",

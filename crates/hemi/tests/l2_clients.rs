@@ -313,6 +313,29 @@ async fn ethereum_clients_hvm_contracts_and_a_follower_on_real_bitcoin_core() ->
         );
     }
     assert!(hvm_txs >= 20, "only {hvm_txs} hVM transactions were sent");
+    // The devnet's PoP miner published keystones that Core confirmed; blocks 200 after them
+    // paid the miner (0x7D payouts), and the follower re-executed those payouts to the same
+    // state roots.
+    let rewards = hemi
+        .call(
+            "eth_getLogs",
+            json!([{"fromBlock": "0x1", "toBlock": format!("0x{head:x}"),
+                    "address": "0x4200000000000000000000000000000000000042"}]),
+        )
+        .await?;
+    let paid = rewards.as_array().map_or(0, Vec::len);
+    assert!(paid >= 1, "no PoP reward was paid in {head} blocks");
+    assert_eq!(
+        follower
+            .call(
+                "eth_getLogs",
+                json!([{"fromBlock": "0x1", "toBlock": format!("0x{head:x}"),
+                        "address": "0x4200000000000000000000000000000000000042"}]),
+            )
+            .await?,
+        rewards
+    );
+    eprintln!("{paid} PoP rewards paid and re-executed by the follower");
     follower.kill();
     Ok(())
 }

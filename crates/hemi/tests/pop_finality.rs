@@ -2,7 +2,9 @@
 //! publishes every keystone, Core accepts and mines the transactions, our Bitcoin client finds
 //! them, `safe`/`finalized` follow Bitcoin (seen through ethers and cast), a Bitcoin reorg that
 //! drops the publications moves them back until the miner has republished, and Hemi's finality
-//! API (`/v2/keystonefinality/{hash}`, `kss_*`) answers in Hemi's shapes.
+//! API (`/v2/keystonefinality/{hash}`, `kss_*`) answers in Hemi's shapes. A second (taproot)
+//! miner killed nine times never publishes a keystone twice; two miners whose publications
+//! Bitcoin confirms two blocks apart split the keystone's reward 100000 : 25000.
 
 mod common;
 
@@ -560,5 +562,178 @@ async fn a_second_miner_killed_nine_times_never_publishes_a_keystone_twice() -> 
         pops.len()
     );
     assert!(b > 0);
+    Ok(())
+}
+
+fn eth_address(key: &hemi_btc_wallet::Key) -> String {
+    let pk = key.public_key().inner.serialize_uncompressed();
+    format!(
+        "0x{}",
+        hex::encode(&alloy_primitives::keccak256(&pk[1..])[12..])
+    )
+}
+
+async fn balance_at(hemi: &Hemi, who: &str, block: u64) -> anyhow::Result<u128> {
+    let v = hemi
+        .call("eth_getBalance", json!([who, format!("0x{block:x}")]))
+        .await?;
+    Ok(u128::from_str_radix(
+        v.as_str().context("balance")?.trim_start_matches("0x"),
+        16,
+    )?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_miners_split_a_keystone_reward_by_how_soon_bitcoin_confirmed_them(
+) -> anyhow::Result<()> {
+    use hemi_btc_wallet::{Key, KeyKind};
+    let core = BitcoinCore::start().await?;
+    let dir = tempfile::tempdir()?;
+    let (_, sink) = hemi_testkit::regtest_p2wpkh(&[0x53; 32]).context("sink key")?;
+    let miners = [
+        Key::from_seed("pop-reward-miner-a"),
+        Key::from_seed("pop-reward-miner-b"),
+    ];
+    for m in &miners {
+        core.mine(5, &m.address(KeyKind::P2wpkh, bitcoin::Network::Regtest))
+            .await?;
+    }
+    core.mine(100, &sink).await?;
+    let peer = core.p2p_addr().to_string();
+    let url = core.rpc_url();
+    let delay = 40u64;
+    let hemi = Hemi::start(
+        &[
+            "devnet",
+            "--no-popm",
+            "--bitcoin-peer",
+            &peer,
+            "--bitcoin-rpc",
+            &url,
+            "--block-time",
+            "0.5",
+            "--keystone-interval",
+            "5",
+            "--pop-payout-delay",
+            &delay.to_string(),
+        ],
+        dir.path(),
+    )
+    .await?;
+    wait_synced(&hemi, &core.rpc, 60).await?;
+    let rpc = format!("http://{}", hemi.rpc_addr);
+    let mut children = Vec::new();
+    for (i, m) in miners.iter().enumerate() {
+        let log = std::fs::File::create(dir.path().join(format!("popm-{i}.log")))?;
+        children.push(
+            Command::new(env!("CARGO_BIN_EXE_hemi"))
+                .args([
+                    "popm",
+                    "--l2-rpc",
+                    &rpc,
+                    "--bitcoin-rpc",
+                    &url,
+                    "--poll",
+                    "0.3",
+                ])
+                .arg("--dir")
+                .arg(dir.path().join(format!("popm-{i}")))
+                .env("HEMI_POPM_KEY", hex::encode(m.secret_bytes()))
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()?,
+        );
+    }
+    // Both publish keystone 5; Core confirms A's at h and B's at h + 2.
+    let pks: Vec<Vec<u8>> = miners.iter().map(|m| m.public_key().to_bytes()).collect();
+    let (ta, tb) = wait_for(
+        60,
+        "both miners' keystone-5 transactions in the mempool",
+        || async {
+            let mut found: [Option<Transaction>; 2] = [None, None];
+            for txid in core.rpc.get_raw_mempool().await.ok()? {
+                let Ok(tx) = core.rpc.get_raw_transaction(&txid).await else {
+                    continue;
+                };
+                if pop_keystone(&tx).map(|k| k.l2_block_number) != Some(5) {
+                    continue;
+                }
+                if let Some(i) = pks.iter().position(|pk| *pk == signer_of(&tx)) {
+                    found[i] = Some(tx);
+                }
+            }
+            let [a, b] = found;
+            Some((a?, b?))
+        },
+    )
+    .await?;
+    core.rpc
+        .generate_block(&sink, std::slice::from_ref(&ta))
+        .await?;
+    let h = core.rpc.get_block_count().await?;
+    core.rpc.generate_block(&sink, &[]).await?;
+    core.rpc
+        .generate_block(&sink, std::slice::from_ref(&tb))
+        .await?;
+    wait_synced(&hemi, &core.rpc, 30).await?;
+    let paying = 5 + delay;
+    let head = wait_for(60, "the paying block", || async {
+        let v = hemi.call("eth_blockNumber", json!([])).await.ok()?;
+        let n = u64::from_str_radix(v.as_str()?.trim_start_matches("0x"), 16).ok()?;
+        (n >= paying).then_some(n)
+    })
+    .await?;
+    for c in &mut children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    // The paying block carries the 0x7D payout right after the attributes transaction.
+    let block = hemi
+        .call(
+            "eth_getBlockByNumber",
+            json!([format!("0x{paying:x}"), true]),
+        )
+        .await?;
+    assert_eq!(
+        block["transactions"][1]["type"], "0x7d",
+        "{}",
+        block["transactions"][1]
+    );
+    // 1 ETH split 100000 : 25000 (relative heights 0 and 2, Hemi's table).
+    let one_eth: u128 = 1_000_000_000_000_000_000;
+    let expected = [one_eth * 100_000 / 125_000, one_eth * 25_000 / 125_000];
+    for (m, want) in miners.iter().zip(expected) {
+        let who = eth_address(m);
+        let before = balance_at(&hemi, &who, paying - 1).await?;
+        let after = balance_at(&hemi, &who, paying).await?;
+        assert_eq!(after - before, want, "reward of {who}");
+        assert_eq!(balance_at(&hemi, &who, head).await?, after, "paid once");
+    }
+    // One PopReward event per publication, from the rewards address.
+    let logs = hemi
+        .call(
+            "eth_getLogs",
+            json!([{"fromBlock": format!("0x{paying:x}"), "toBlock": format!("0x{paying:x}"),
+                    "address": "0x4200000000000000000000000000000000000042"}]),
+        )
+        .await?;
+    let logs = logs.as_array().context("logs")?;
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    for (log, (m, rel)) in logs.iter().zip(miners.iter().zip([0u64, 2])) {
+        let topic_miner = log["topics"][2].as_str().context("topic")?;
+        assert!(topic_miner.ends_with(&eth_address(m)[2..]), "{log}");
+        let data = hex::decode(
+            log["data"]
+                .as_str()
+                .context("data")?
+                .trim_start_matches("0x"),
+        )?;
+        assert_eq!(u64::from_be_bytes(data[56..64].try_into()?), rel, "{log}");
+    }
+    eprintln!(
+        "keystone 5 published at Bitcoin heights {h} and {}; block {paying} paid {:?} wei",
+        h + 2,
+        expected
+    );
     Ok(())
 }

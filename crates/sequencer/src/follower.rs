@@ -75,12 +75,18 @@ async fn rpc(
 /// # Errors
 /// RPC failure or no address in the answer.
 pub async fn sequencer_address(url: &str) -> Result<Address, FollowError> {
-    let http = reqwest::Client::new();
-    let status = rpc(&http, url, "hemi_nodeStatus", json!([])).await?;
-    status["sequencer"]
+    node_status(url).await?["sequencer"]
         .as_str()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| FollowError::Rpc("hemi_nodeStatus has no sequencer address".into()))
+}
+
+/// The followed node's `hemi_nodeStatus`.
+///
+/// # Errors
+/// Transport or RPC errors.
+pub async fn node_status(url: &str) -> Result<serde_json::Value, FollowError> {
+    rpc(&reqwest::Client::new(), url, "hemi_nodeStatus", json!([])).await
 }
 
 impl Follower {
