@@ -10,13 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context};
-use common::{tail, wait_for, wait_synced, Hemi};
+use common::{cast_bin, client_script, js_dir, tail, wait_for, wait_synced, Hemi};
 use hemi_testkit::BitcoinCore;
 use serde_json::{json, Value};
-
-fn js_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/js")
-}
 
 /// Runs `node tests/js/<script>` against `hemi`; returns its last stdout line as JSON.
 fn node_script(hemi: &Hemi, script: &str, env: &[(&str, &str)]) -> anyhow::Result<Value> {
@@ -27,31 +23,10 @@ fn node_script(hemi: &Hemi, script: &str, env: &[(&str, &str)]) -> anyhow::Resul
             dir.display()
         );
     }
-    let out = Command::new("node")
-        .arg(dir.join(script))
-        .current_dir(&dir)
-        .env("RPC_URL", format!("http://{}", hemi.rpc_addr))
-        .envs(env.iter().copied())
-        .output()
-        .with_context(|| format!("running node {script}"))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        bail!(
-            "{script} failed ({}):\n{stdout}\n{stderr}\nhemi log tail:\n{}",
-            out.status,
-            tail(&hemi.log_text(), 30)
-        );
-    }
-    let last = stdout
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or("{}");
-    Ok(serde_json::from_str(last).unwrap_or(Value::Null))
+    let path = dir.join(script);
+    client_script(hemi, "node", &[path.as_os_str()], &dir, env)
 }
 
-/// `$HEMI_PYTHON`: the Python that has web3.py (tests/py/requirements.txt).
 fn hemi_python() -> anyhow::Result<PathBuf> {
     const HOW: &str = "scripts/test.sh creates a venv with tests/py/requirements.txt and exports \
         HEMI_PYTHON; by hand: `python3 -m venv /tmp/hemi-py && /tmp/hemi-py/bin/pip install -r \
@@ -71,29 +46,7 @@ fn hemi_python() -> anyhow::Result<PathBuf> {
 fn web3_py(hemi: &Hemi, python: &Path) -> anyhow::Result<Value> {
     let dir = js_dir().join("../py");
     let script = dir.join("web3_client.py");
-    let out = Command::new(python)
-        .arg(&script)
-        .current_dir(&dir)
-        .env("RPC_URL", format!("http://{}", hemi.rpc_addr))
-        .env_remove("WS_URL")
-        .output()
-        .with_context(|| format!("running {} {}", python.display(), script.display()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        bail!(
-            "web3_client.py failed ({}):\n{stdout}\n{stderr}\nhemi log tail:\n{}",
-            out.status,
-            tail(&hemi.log_text(), 30)
-        );
-    }
-    eprint!("{stderr}");
-    let last = stdout
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or("{}");
-    Ok(serde_json::from_str(last).unwrap_or(Value::Null))
+    client_script(hemi, python, &[script.as_os_str()], &dir, &[])
 }
 
 fn hex_u64(v: &Value) -> u64 {
@@ -125,7 +78,7 @@ async fn pinned_bitcoin_block(hemi: &Hemi, number: u64) -> anyhow::Result<String
 }
 
 fn cast(args: &[&str]) -> anyhow::Result<String> {
-    let bin = js_dir().join("node_modules/@foundry-rs/cast-linux-amd64/bin/cast");
+    let bin = cast_bin();
     let out = Command::new(&bin)
         .args(args)
         .output()
@@ -146,20 +99,7 @@ async fn ethereum_clients_hvm_contracts_and_a_follower_on_real_bitcoin_core() ->
     let core = BitcoinCore::start().await?;
     let dir = tempfile::tempdir()?;
     let peer = core.p2p_addr().to_string();
-    let url = core.rpc_url();
-    let hemi = Hemi::start(
-        &[
-            "devnet",
-            "--bitcoin-peer",
-            &peer,
-            "--bitcoin-rpc",
-            &url,
-            "--block-time",
-            "0.5",
-        ],
-        dir.path(),
-    )
-    .await?;
+    let hemi = Hemi::devnet_on(&core, dir.path(), &["--block-time", "0.5"]).await?;
     wait_synced(&hemi, &core.rpc, 60).await?;
 
     // 1 and 3: ethers v6 (ETH transfer, ERC-20 deploy/transfer/balances, getLogs, WS

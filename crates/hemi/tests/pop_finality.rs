@@ -9,21 +9,16 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{bail, Context};
 use bitcoin::hashes::Hash;
 use bitcoin::{Transaction, Txid};
-use common::{tail, wait_for, wait_synced, Hemi};
+use common::{cast_bin, client_script, js_dir, tail, wait_for, wait_synced, Hemi};
 use hemi_btc_rpc_client::BitcoinRpc;
 use hemi_keystone::AbbreviatedKeystone;
 use hemi_testkit::BitcoinCore;
 use serde_json::{json, Value};
-
-fn js_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/js")
-}
 
 /// PoP transactions in Core's mempool: keystone L2 number → (txid, vsize).
 async fn mempool_pops(core: &BitcoinRpc) -> anyhow::Result<BTreeMap<u32, Vec<(Txid, u64)>>> {
@@ -70,7 +65,7 @@ async fn tag_number(hemi: &Hemi, tag: &str) -> anyhow::Result<u64> {
 }
 
 fn cast_block_number(rpc: &str, tag: &str) -> anyhow::Result<u64> {
-    let bin = js_dir().join("node_modules/@foundry-rs/cast-linux-amd64/bin/cast");
+    let bin = cast_bin();
     let out = Command::new(&bin)
         .args(["block", tag, "--field", "number", "--rpc-url", rpc])
         .output()
@@ -85,27 +80,9 @@ fn cast_block_number(rpc: &str, tag: &str) -> anyhow::Result<u64> {
     })
 }
 
-fn ethers_tags(rpc: &str) -> anyhow::Result<Value> {
-    let out = Command::new("node")
-        .arg(js_dir().join("finality.mjs"))
-        .current_dir(js_dir())
-        .env("RPC_URL", rpc)
-        .output()
-        .context("running node finality.mjs")?;
-    if !out.status.success() {
-        bail!(
-            "finality.mjs: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or("{}");
-    Ok(serde_json::from_str(last)?)
+fn ethers_tags(hemi: &Hemi) -> anyhow::Result<Value> {
+    let script = js_dir().join("finality.mjs");
+    client_script(hemi, "node", &[script.as_os_str()], &js_dir(), &[])
 }
 
 async fn http_get(url: &str) -> anyhow::Result<(u16, Value)> {
@@ -118,8 +95,6 @@ async fn http_get(url: &str) -> anyhow::Result<(u16, Value)> {
 async fn pop_miner_publishes_every_keystone_and_finality_follows_bitcoin() -> anyhow::Result<()> {
     let core = BitcoinCore::start().await?;
     let dir = tempfile::tempdir()?;
-    let peer = core.p2p_addr().to_string();
-    let url = core.rpc_url();
     // The devnet's miner key is deterministic; give it mature coins before the devnet starts
     // (so nothing is mined while it publishes), one confirmed output per publication: fee
     // bumps need transactions without children.
@@ -128,13 +103,10 @@ async fn pop_miner_publishes_every_keystone_and_finality_follows_bitcoin() -> an
         .address(hemi_btc_wallet::KeyKind::P2wpkh, bitcoin::Network::Regtest);
     core.mine(30, &miner_addr).await?;
     core.mine(100, &sink).await?;
-    let hemi = Hemi::start(
+    let hemi = Hemi::devnet_on(
+        &core,
+        dir.path(),
         &[
-            "devnet",
-            "--bitcoin-peer",
-            &peer,
-            "--bitcoin-rpc",
-            &url,
             "--block-time",
             "0.5",
             "--keystone-interval",
@@ -142,7 +114,6 @@ async fn pop_miner_publishes_every_keystone_and_finality_follows_bitcoin() -> an
             "--superfinality-depth",
             "10",
         ],
-        dir.path(),
     )
     .await?;
     let rpc = format!("http://{}", hemi.rpc_addr);
@@ -247,7 +218,7 @@ async fn pop_miner_publishes_every_keystone_and_finality_follows_bitcoin() -> an
     assert_eq!(f7["superFinality"], true, "{f7}");
     assert!(f7["effectiveConfirmations"].as_u64() >= Some(10), "{f7}");
     // ethers and cast see the same tags.
-    let e = ethers_tags(&rpc)?;
+    let e = ethers_tags(&hemi)?;
     assert_eq!(e["ok"], true, "{e}");
     assert!(e["finalized"].as_u64() >= Some(finalized), "{e}");
     assert!(e["safe"].as_u64() >= e["finalized"].as_u64(), "{e}");
@@ -331,6 +302,10 @@ async fn pop_miner_publishes_every_keystone_and_finality_follows_bitcoin() -> an
     );
     let (status, body) = http_get(&format!("{rpc}/v2/keystonefinality/xyz")).await?;
     assert_eq!(status, 400, "{body}");
+    wait_for(30, "keystone 15", || async {
+        keystones(&hemi).await.ok()?.contains_key(&15).then_some(())
+    })
+    .await?;
     let kss = hemi.call("kss_getLatestKeystones", json!([3])).await?;
     let list = kss["keystones"].as_array().context("keystones")?;
     assert_eq!(list.len(), 3, "{kss}");
@@ -438,6 +413,30 @@ async fn chain_pops(
     Ok(out)
 }
 
+/// Starts `hemi popm` for `key` against `hemi` and the Bitcoin node at `bitcoin_rpc`, its record
+/// in `record_dir`, output to `log`.
+fn spawn_popm(
+    hemi: &Hemi,
+    bitcoin_rpc: &str,
+    key: &hemi_btc_wallet::Key,
+    key_type: &str,
+    record_dir: &std::path::Path,
+    log: &std::path::Path,
+) -> anyhow::Result<std::process::Child> {
+    let out = std::fs::File::create(log)?;
+    let l2 = format!("http://{}", hemi.rpc_addr);
+    Ok(Command::new(env!("CARGO_BIN_EXE_hemi"))
+        .args(["popm", "--l2-rpc", &l2, "--bitcoin-rpc", bitcoin_rpc])
+        .args(["--poll", "0.3", "--key-type", key_type])
+        .arg("--dir")
+        .arg(record_dir)
+        .env("HEMI_POPM_KEY", hex::encode(key.secret_bytes()))
+        .env("RUST_LOG", "info")
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .spawn()?)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_miner_killed_nine_times_never_publishes_a_keystone_twice() -> anyhow::Result<()> {
     use hemi_btc_wallet::{Key, KeyKind};
@@ -459,47 +458,24 @@ async fn a_second_miner_killed_nine_times_never_publishes_a_keystone_twice() -> 
     .await?;
     core.mine(100, &sink).await?;
     let start_height = core.rpc.get_block_count().await? + 1;
-    let peer = core.p2p_addr().to_string();
     let url = core.rpc_url();
-    let hemi = Hemi::start(
-        &[
-            "devnet",
-            "--bitcoin-peer",
-            &peer,
-            "--bitcoin-rpc",
-            &url,
-            "--block-time",
-            "0.25",
-            "--keystone-interval",
-            "2",
-        ],
+    let hemi = Hemi::devnet_on(
+        &core,
         dir.path(),
+        &["--block-time", "0.25", "--keystone-interval", "2"],
     )
     .await?;
     wait_synced(&hemi, &core.rpc, 60).await?;
-    let rpc = format!("http://{}", hemi.rpc_addr);
     let record_dir = dir.path().join("popm2");
-    let secret = hex::encode(second.secret_bytes());
-    let start_popm = |n: usize| -> anyhow::Result<std::process::Child> {
-        let log = std::fs::File::create(dir.path().join(format!("popm-{n}.log")))?;
-        Ok(Command::new(env!("CARGO_BIN_EXE_hemi"))
-            .args([
-                "popm",
-                "--l2-rpc",
-                &rpc,
-                "--bitcoin-rpc",
-                &url,
-                "--poll",
-                "0.3",
-            ])
-            .args(["--key-type", "p2tr"])
-            .arg("--dir")
-            .arg(&record_dir)
-            .env("HEMI_POPM_KEY", &secret)
-            .env("RUST_LOG", "info")
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?)
+    let start_popm = |n: usize| {
+        spawn_popm(
+            &hemi,
+            &url,
+            &second,
+            "p2tr",
+            &record_dir,
+            &dir.path().join(format!("popm-{n}.log")),
+        )
     };
     let mut kills = Vec::new();
     for round in 0..9 {
@@ -599,17 +575,13 @@ async fn two_miners_split_a_keystone_reward_by_how_soon_bitcoin_confirmed_them(
             .await?;
     }
     core.mine(100, &sink).await?;
-    let peer = core.p2p_addr().to_string();
     let url = core.rpc_url();
     let delay = 40u64;
-    let hemi = Hemi::start(
+    let hemi = Hemi::devnet_on(
+        &core,
+        dir.path(),
         &[
-            "devnet",
             "--no-popm",
-            "--bitcoin-peer",
-            &peer,
-            "--bitcoin-rpc",
-            &url,
             "--block-time",
             "0.5",
             "--keystone-interval",
@@ -617,32 +589,19 @@ async fn two_miners_split_a_keystone_reward_by_how_soon_bitcoin_confirmed_them(
             "--pop-payout-delay",
             &delay.to_string(),
         ],
-        dir.path(),
     )
     .await?;
     wait_synced(&hemi, &core.rpc, 60).await?;
-    let rpc = format!("http://{}", hemi.rpc_addr);
     let mut children = Vec::new();
     for (i, m) in miners.iter().enumerate() {
-        let log = std::fs::File::create(dir.path().join(format!("popm-{i}.log")))?;
-        children.push(
-            Command::new(env!("CARGO_BIN_EXE_hemi"))
-                .args([
-                    "popm",
-                    "--l2-rpc",
-                    &rpc,
-                    "--bitcoin-rpc",
-                    &url,
-                    "--poll",
-                    "0.3",
-                ])
-                .arg("--dir")
-                .arg(dir.path().join(format!("popm-{i}")))
-                .env("HEMI_POPM_KEY", hex::encode(m.secret_bytes()))
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .spawn()?,
-        );
+        children.push(spawn_popm(
+            &hemi,
+            &url,
+            m,
+            "p2wpkh",
+            &dir.path().join(format!("popm-{i}")),
+            &dir.path().join(format!("popm-{i}.log")),
+        )?);
     }
     // Both publish keystone 5; Core confirms A's at h and B's at h + 2.
     let pks: Vec<Vec<u8>> = miners.iter().map(|m| m.public_key().to_bytes()).collect();

@@ -2,8 +2,9 @@
 //! it, and Bitcoin helpers that make keys and sign in Rust (our Bitcoin Core has no wallet).
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -52,6 +53,20 @@ impl Hemi {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         bail!("hemi did not answer on {rpc_addr}; log:\n{}", h.log_text())
+    }
+
+    /// `hemi devnet` on the real Bitcoin Core `core` (P2P for the client, RPC to fund its key
+    /// and broadcast PoP transactions), plus `extra` flags.
+    pub async fn devnet_on(
+        core: &hemi_testkit::BitcoinCore,
+        log_dir: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<Hemi> {
+        let peer = core.p2p_addr().to_string();
+        let url = core.rpc_url();
+        let mut args = vec!["devnet", "--bitcoin-peer", &peer, "--bitcoin-rpc", &url];
+        args.extend_from_slice(extra);
+        Hemi::start(&args, log_dir).await
     }
 
     pub fn log_text(&self) -> String {
@@ -226,4 +241,58 @@ pub fn pay(
         })
         .collect();
     Ok(build_payment(from, kind, &[utxo], outputs, 2.0)?)
+}
+
+/// `tests/js` (npm clients, pinned by its lockfile).
+pub fn js_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/js")
+}
+
+/// The npm `@foundry-rs/cast` binary.
+pub fn cast_bin() -> PathBuf {
+    js_dir().join("node_modules/@foundry-rs/cast-linux-amd64/bin/cast")
+}
+
+/// Runs a client script (`program args…` in `cwd`, with `RPC_URL` pointing at `hemi` plus
+/// `env`) and returns the last line of its stdout that is a JSON object; a failure carries the
+/// script's output and the tail of hemi's log.
+pub fn client_script(
+    hemi: &Hemi,
+    program: impl AsRef<OsStr>,
+    args: &[&OsStr],
+    cwd: &Path,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Value> {
+    let shown = format!(
+        "{} {}",
+        program.as_ref().to_string_lossy(),
+        args.iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let out = Command::new(program.as_ref())
+        .args(args)
+        .current_dir(cwd)
+        .env("RPC_URL", format!("http://{}", hemi.rpc_addr))
+        .env_remove("WS_URL")
+        .envs(env.iter().copied())
+        .output()
+        .with_context(|| format!("running {shown}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        bail!(
+            "{shown} failed ({}):\n{stdout}\n{stderr}\nhemi log tail:\n{}",
+            out.status,
+            tail(&hemi.log_text(), 30)
+        );
+    }
+    eprint!("{stderr}");
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or("{}");
+    Ok(serde_json::from_str(last).unwrap_or(Value::Null))
 }
