@@ -447,7 +447,9 @@ fn register_execution(m: &mut RpcModule<EthContext>) -> Result<(), RegisterMetho
                 .map_err(backend_error)?,
         ))
     })?;
-    blocking(m, "eth_sendRawTransaction", |c, p| {
+    // Inline, not on the blocking pool: a batch of 100 submissions as 100 blocking tasks spent
+    // more time in thread wake-ups than in signature recovery (docs/BENCHMARKS.md).
+    inline(m, "eth_sendRawTransaction", |c, p| {
         let a = Args::parse(p, 1)?;
         let raw: Bytes = a.req(0)?;
         if raw.is_empty() {
