@@ -178,8 +178,11 @@ pub fn compute_payout(
         if score == 0 {
             continue;
         }
+        // As of the tip, not of the pin: the publication is in a best-chain block at or below
+        // the pin (checked above), so the tip sees it too, and a follower replaying old blocks
+        // must not depend on how far back the view keeps undo data.
         let tx = view
-            .transaction(&p.txid, AsOf::Block(pin.hash))
+            .transaction(&p.txid, AsOf::Tip)
             .map_err(|e| not_ready(e.to_string()))?;
         let Some(miner) = tx.as_ref().and_then(|t| miner_of(&t.tx)) else {
             continue;
