@@ -382,8 +382,12 @@ impl FinalityTracker {
             return Ok(None);
         };
         let block_hash = header.hash_slow();
-        let tip = self.bitcoin.tip()?;
         let st = self.state.read();
+        // The tip the publications were read at, so the answer agrees with `safe`/`finalized`.
+        let tip = match st.btc_tip {
+            Some(t) => t,
+            None => self.bitcoin.tip()?,
+        };
         let interval = self.params.keystone_interval;
         if number == 0 {
             return Ok(Some(Finality {

@@ -326,8 +326,21 @@ impl PopMiner {
                 p.covered = covered;
                 changed = true;
             }
+            // A keystone the node no longer knows (another chain, a reset devnet): once one of
+            // our versions is confirmed there is nothing left to watch.
+            if known.is_none() && p.pending() {
+                let mut confirmed_somewhere = false;
+                for t in &p.txids {
+                    confirmed_somewhere |= self.l2.btc_confirmed(t).await.map_err(PopError::L2)?;
+                }
+                if confirmed_somewhere {
+                    changed = true;
+                    continue;
+                }
+            }
             // Forget what is long confirmed (or covered), or no longer a keystone at all.
-            let settled = publication.is_some_and(|pb| bitcoin_tip >= pb.height + FORGET_AFTER);
+            let settled =
+                publication.is_some_and(|pb| bitcoin_tip >= pb.height.saturating_add(FORGET_AFTER));
             if settled || known.is_none() && !p.pending() {
                 changed = true;
                 continue;
@@ -363,11 +376,16 @@ impl PopMiner {
                     Err(e) => {
                         // Gone for good only if the node has caught up with Bitcoin and knows
                         // none of our versions: then the input was spent by something else.
+                        // Tips read now, not at the start of the step: a block that confirmed it
+                        // meanwhile must be in the index before we conclude anything.
+                        let fresh_tip =
+                            u32::try_from(self.cfg.bitcoin.get_block_count().await?).unwrap_or(0);
+                        let fresh_index = self.l2.btc_tip().await.map_err(PopError::L2)?;
                         let mut known = false;
                         for t in &p.txids {
                             known |= self.l2.btc_confirmed(t).await.map_err(PopError::L2)?;
                         }
-                        if index_tip >= bitcoin_tip && !known {
+                        if fresh_index >= fresh_tip.max(bitcoin_tip).max(index_tip) && !known {
                             tracing::warn!(keystone = p.l2_block_number, error = %e, "PoP transaction can no longer be broadcast; publishing the keystone anew");
                             self.drop_with_descendants(i);
                             changed = true;
@@ -384,7 +402,7 @@ impl PopMiner {
                     .iter()
                     .any(|q| q.pending() && q.input == c)
             });
-            if bitcoin_tip >= p.sent_at + self.cfg.bump_after && !has_child {
+            if bitcoin_tip >= p.sent_at.saturating_add(self.cfg.bump_after) && !has_child {
                 if self.bump(i, bitcoin_tip).await? {
                     report.bumped.push(p.l2_block_number);
                 }
@@ -460,7 +478,21 @@ impl PopMiner {
                 script_pubkey: self.cfg.key.script_pubkey(self.cfg.kind),
             },
         );
-        let tx = build_pop_transaction(&self.cfg.key, self.cfg.kind, utxo, &abbreviated, rate)?;
+        let tx = match build_pop_transaction(&self.cfg.key, self.cfg.kind, utxo, &abbreviated, rate)
+        {
+            Ok(tx) => tx,
+            Err(WalletError::InsufficientFunds { .. }) => {
+                // The coin cannot pay more: leave the transaction as it is and go on publishing.
+                tracing::warn!(
+                    keystone = old.l2_block_number,
+                    fee_rate = rate,
+                    "PoP transaction's coin cannot pay a higher fee"
+                );
+                self.record.publications[i].sent_at = bitcoin_tip;
+                return Ok(false);
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut new = fill(old.clone(), &tx, rate, old.input_value);
         new.sent_at = bitcoin_tip;
         self.record.publications[i] = new;
@@ -468,6 +500,12 @@ impl PopMiner {
         match self.broadcast(&serialize_hex(&tx)).await {
             Ok(()) => {
                 tracing::info!(keystone = old.l2_block_number, from = old.fee_rate, to = rate, txid = %tx.compute_txid(), "PoP transaction fee-bumped (RBF)");
+                Ok(true)
+            }
+            Err(e) if !matches!(e, RpcError::Rpc { .. }) => {
+                // Outcome unknown (the node may have taken it): keep the record of the new one;
+                // the next steps re-broadcast it.
+                tracing::warn!(keystone = old.l2_block_number, error = %e, "fee bump broadcast failed; will retry");
                 Ok(true)
             }
             Err(e) => {
@@ -498,7 +536,10 @@ impl PopMiner {
             .map_err(PopError::L2)?
             .into_iter()
             .filter(|u| !spent.contains(&u.outpoint))
-            .filter(|u| !u.coinbase || index_tip + 1 >= u.height + COINBASE_MATURITY)
+            .filter(|u| {
+                !u.coinbase
+                    || index_tip.saturating_add(1) >= u.height.saturating_add(COINBASE_MATURITY)
+            })
             .collect();
         confirmed.sort_by_key(|u| std::cmp::Reverse(u.txout.value));
         let script = self.cfg.key.script_pubkey(self.cfg.kind);
@@ -622,6 +663,11 @@ impl PopMiner {
                     }
                     tracing::info!(keystone = k.l2_block_number, txid = ?p.txid(), vsize = p.vsize, fee = p.fee, "PoP transaction broadcast");
                     report.published.push(k.l2_block_number);
+                }
+                Err(e) if !matches!(e, RpcError::Rpc { .. }) => {
+                    // Outcome unknown: the node may have it. Keep the record; the next steps
+                    // re-broadcast the same bytes rather than publish the keystone again.
+                    tracing::warn!(keystone = k.l2_block_number, error = %e, "PoP broadcast failed; will retry");
                 }
                 Err(e) => {
                     tracing::warn!(keystone = k.l2_block_number, error = %e, "PoP transaction refused by the Bitcoin node");
