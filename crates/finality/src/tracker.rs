@@ -149,7 +149,7 @@ pub fn keystone_of(
     l2: &dyn L2Headers,
     number: u64,
     interval: u64,
-) -> Result<Option<(Keystone, B256)>, FinalityError> {
+) -> Result<Option<Keystone>, FinalityError> {
     let Some(header) = l2.header(number).map_err(FinalityError::L2)? else {
         return Ok(None);
     };
@@ -164,9 +164,11 @@ pub fn keystone_of(
             .hash_slow()
     };
     let pin = l2.pin(number).map_err(FinalityError::L2)?;
-    let keystone =
-        hemi_chain::pop_rewards::keystone_from(&header, prev_hash, pin.map_or(0, |p| p.height));
-    Ok(Some((keystone, B256::from(keystone.ep_hash))))
+    Ok(Some(hemi_chain::pop_rewards::keystone_from(
+        &header,
+        prev_hash,
+        pin.map_or(0, |p| p.height),
+    )))
 }
 
 fn publication_of(
@@ -251,16 +253,14 @@ impl FinalityTracker {
         let mut added = Vec::new();
         let mut number = (keep as u64 + 1) * interval;
         while number <= head {
-            let Some((keystone, block_hash)) = keystone_of(self.l2.as_ref(), number, interval)?
-            else {
+            let Some(keystone) = keystone_of(self.l2.as_ref(), number, interval)? else {
                 return Err(FinalityError::MissingBlock(number));
             };
-            let abbreviated = keystone.abbreviate();
             added.push(KeystoneInfo {
-                id: abbreviated.id(),
+                id: keystone.abbreviate().id(),
+                block_hash: B256::from(keystone.ep_hash),
                 keystone,
                 number,
-                block_hash,
                 publication: None,
             });
             number += interval;

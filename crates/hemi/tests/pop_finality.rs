@@ -117,6 +117,26 @@ async fn pop_miner_publishes_every_keystone_and_finality_follows_bitcoin() -> an
     )
     .await?;
     let rpc = format!("http://{}", hemi.rpc_addr);
+    // Keystones as they are made, over WebSocket: eth_subscribe("newKeystones") and Hemi's
+    // kss_subscribe("newKeystones").
+    use jsonrpsee::core::client::SubscriptionClientT;
+    let ws = jsonrpsee::ws_client::WsClientBuilder::default()
+        .build(format!("ws://{}", hemi.rpc_addr))
+        .await?;
+    let mut eth_sub = ws
+        .subscribe::<Value, _>(
+            "eth_subscribe",
+            jsonrpsee::rpc_params!["newKeystones"],
+            "eth_unsubscribe",
+        )
+        .await?;
+    let mut kss_sub = ws
+        .subscribe::<Value, _>(
+            "kss_subscribe",
+            jsonrpsee::rpc_params!["newKeystones"],
+            "kss_unsubscribe",
+        )
+        .await?;
     let status = hemi.call("hemi_nodeStatus", json!([])).await?;
     assert_eq!(
         status["bitcoinAddress"].as_str(),
@@ -160,6 +180,22 @@ async fn pop_miner_publishes_every_keystone_and_finality_follows_bitcoin() -> an
         assert_eq!(node["hash"].as_str(), Some(k.id().to_hex().as_str()));
     }
     eprintln!("PoP transactions in Core's mempool: {pops:?}");
+    // The subscriptions saw keystones arrive (the first one after subscribing, in order).
+    let within = std::time::Duration::from_secs(10);
+    let k = tokio::time::timeout(within, eth_sub.next())
+        .await?
+        .context("newKeystones closed")??;
+    let n = k["l2BlockNumber"].as_u64().context("l2BlockNumber")?;
+    assert_eq!(n % 5, 0, "{k}");
+    assert_eq!(k["hash"], ks[&n]["hash"], "{k}");
+    let note = tokio::time::timeout(within, kss_sub.next())
+        .await?
+        .context("kss_subscribe closed")??;
+    assert!(
+        note.as_str()
+            .is_some_and(|s| s.starts_with("New Keystone Available")),
+        "{note}"
+    );
     let first_txid = pops[&5][0].0;
     assert_eq!(tag_number(&hemi, "safe").await?, 0, "nothing published yet");
 
@@ -541,12 +577,10 @@ async fn a_second_miner_killed_nine_times_never_publishes_a_keystone_twice() -> 
     Ok(())
 }
 
-fn eth_address(key: &hemi_btc_wallet::Key) -> String {
-    let pk = key.public_key().inner.serialize_uncompressed();
-    format!(
-        "0x{}",
-        hex::encode(&alloy_primitives::keccak256(&pk[1..])[12..])
-    )
+/// The L2 address of a miner's key, lower-case hex (as event topics carry it).
+fn eth_address(key: &hemi_btc_wallet::Key) -> anyhow::Result<String> {
+    let secret = bitcoin::secp256k1::SecretKey::from_slice(&key.secret_bytes())?;
+    Ok(format!("{:#x}", hemi_chain::eth_address(&secret)))
 }
 
 async fn balance_at(hemi: &Hemi, who: &str, block: u64) -> anyhow::Result<u128> {
@@ -662,7 +696,7 @@ async fn two_miners_split_a_keystone_reward_by_how_soon_bitcoin_confirmed_them(
     let one_eth: u128 = 1_000_000_000_000_000_000;
     let expected = [one_eth * 100_000 / 125_000, one_eth * 25_000 / 125_000];
     for (m, want) in miners.iter().zip(expected) {
-        let who = eth_address(m);
+        let who = eth_address(m)?;
         let before = balance_at(&hemi, &who, paying - 1).await?;
         let after = balance_at(&hemi, &who, paying).await?;
         assert_eq!(after - before, want, "reward of {who}");
@@ -680,7 +714,7 @@ async fn two_miners_split_a_keystone_reward_by_how_soon_bitcoin_confirmed_them(
     assert_eq!(logs.len(), 2, "{logs:?}");
     for (log, (m, rel)) in logs.iter().zip(miners.iter().zip([0u64, 2])) {
         let topic_miner = log["topics"][2].as_str().context("topic")?;
-        assert!(topic_miner.ends_with(&eth_address(m)[2..]), "{log}");
+        assert!(topic_miner.ends_with(&eth_address(m)?[2..]), "{log}");
         let data = hex::decode(
             log["data"]
                 .as_str()

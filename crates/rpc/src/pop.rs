@@ -294,28 +294,14 @@ async fn kss_subscribe<B: PopBackend>(
             .await;
         return;
     }
-    let mut rx = b.tracker().subscribe();
-    let Ok(sink) = pending.accept().await else {
-        return;
-    };
-    loop {
-        let k = tokio::select! {
-            _ = sink.closed() => return,
-            r = rx.recv() => match r {
-                Ok(k) => k,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            },
-        };
-        // Hemi's popm only needs a nudge; it then polls kss_getLatestKeystones.
-        let msg = format!("New Keystone Available: {} at L2 block {}", k.id, k.number);
-        let Ok(raw) = serde_json::value::to_raw_value(&msg) else {
-            return;
-        };
-        if sink.send(raw).await.is_err() {
-            return;
-        }
-    }
+    // Hemi's popm only needs a nudge; it then polls kss_getLatestKeystones.
+    crate::eth::subs::relay(pending, b.tracker().subscribe(), |k| async move {
+        Some(Value::String(format!(
+            "New Keystone Available: {} at L2 block {}",
+            k.id, k.number
+        )))
+    })
+    .await;
 }
 
 /// Answers `GET /v2/keystonefinality/{hash}` as Hemi's BFG does: `(status, JSON body)`.

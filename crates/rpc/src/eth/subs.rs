@@ -89,54 +89,27 @@ pub(crate) async fn subscribe(
     let backend = ctx.backend.clone();
     match kind {
         Kind::Keystones => {
-            let Some(mut rx) = backend.subscribe_keystones() else {
+            let Some(rx) = backend.subscribe_keystones() else {
                 pending
                     .reject(invalid_params("this node has no keystones"))
                     .await;
                 return;
             };
-            let Ok(sink) = pending.accept().await else {
-                return;
-            };
-            loop {
-                let item = tokio::select! {
-                    _ = sink.closed() => return,
-                    r = rx.recv() => match r {
-                        Ok(v) => v,
-                        Err(RecvError::Lagged(_)) => continue,
-                        Err(RecvError::Closed) => return,
-                    },
-                };
-                if send(&sink, &item).await.is_err() {
-                    return;
-                }
-            }
+            relay(pending, rx, |v| async move { Some(v) }).await;
         }
         Kind::Pending { full } => {
-            let mut rx = backend.subscribe_pending();
-            let Ok(sink) = pending.accept().await else {
-                return;
-            };
-            loop {
-                let hash = tokio::select! {
-                    _ = sink.closed() => return,
-                    r = rx.recv() => match r {
-                        Ok(h) => h,
-                        Err(RecvError::Lagged(_)) => continue,
-                        Err(RecvError::Closed) => return,
-                    },
-                };
-                let item = if full {
-                    pending_tx(&backend, hash).await
-                } else {
-                    Some(Value::String(hash.to_string()))
-                };
-                if let Some(item) = item {
-                    if send(&sink, &item).await.is_err() {
-                        return;
+            let rx = backend.subscribe_pending();
+            relay(pending, rx, |hash| {
+                let backend = backend.clone();
+                async move {
+                    if full {
+                        pending_tx(&backend, hash).await
+                    } else {
+                        Some(Value::String(hash.to_string()))
                     }
                 }
-            }
+            })
+            .await;
         }
         Kind::NewHeads | Kind::Logs(_) => {
             let mut rx = backend.subscribe_blocks();
@@ -213,6 +186,38 @@ async fn fetch(
                 .collect()
         }
         Kind::Pending { .. } | Kind::Keystones => Ok(Vec::new()),
+    }
+}
+
+/// Accepts `pending` and relays what `rx` broadcasts, turned into notifications by `item`
+/// (`None` skips one), until the client leaves or the broadcast closes. A receiver that lags
+/// behind skips what it missed.
+pub(crate) async fn relay<T, F, Fut>(
+    pending: PendingSubscriptionSink,
+    mut rx: tokio::sync::broadcast::Receiver<T>,
+    mut item: F,
+) where
+    T: Clone,
+    F: FnMut(T) -> Fut,
+    Fut: std::future::Future<Output = Option<Value>>,
+{
+    let Ok(sink) = pending.accept().await else {
+        return;
+    };
+    loop {
+        let next = tokio::select! {
+            _ = sink.closed() => return,
+            r = rx.recv() => match r {
+                Ok(v) => v,
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return,
+            },
+        };
+        if let Some(v) = item(next).await {
+            if send(&sink, &v).await.is_err() {
+                return;
+            }
+        }
     }
 }
 
