@@ -824,6 +824,66 @@ impl Chain {
         Ok(hash)
     }
 
+    /// Unwinds the canonical chain to block `target`: every block above it is removed with what
+    /// it changed (state restored from the history tables, tries updated, the restored state
+    /// root checked against block `target`'s header), in one database transaction. Returns the
+    /// removed blocks, oldest first, so they can be imported again.
+    ///
+    /// # Errors
+    /// [`ChainError::UnknownBlock`] when `target` is above the head; [`ChainError::Corrupt`]
+    /// when a block has no changeset (written before schema version 3) or the restored root
+    /// differs (nothing is changed then); database errors.
+    pub fn unwind_to(&self, target: u64) -> Result<Vec<L2Block>, ChainError> {
+        let _guard = self.write.lock();
+        let head = *self.head.read();
+        if target > head.number {
+            return Err(ChainError::UnknownBlock(target));
+        }
+        let mut removed = Vec::new();
+        for n in (target + 1..=head.number).rev() {
+            let block = self
+                .block(n)?
+                .ok_or_else(|| ChainError::Corrupt(format!("canonical block {n} missing")))?;
+            removed.push(block);
+        }
+        if removed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let w = self.begin_write()?;
+        for block in &removed {
+            let n = block.header.number;
+            let parent = if n == target + 1 {
+                self.header(target)?
+            } else {
+                removed
+                    .iter()
+                    .find(|b| b.header.number == n - 1)
+                    .map(|b| b.header.clone())
+            }
+            .ok_or_else(|| ChainError::Corrupt(format!("header {} missing", n - 1)))?;
+            let root = unwind_state(&w, n)?;
+            if root != parent.state_root {
+                w.abort()?;
+                return Err(ChainError::Corrupt(format!(
+                    "unwinding block {n} restored state root {root}, block {} has {}",
+                    n - 1,
+                    parent.state_root
+                )));
+            }
+            delete_block(&w, block)?;
+        }
+        w.commit()?;
+        *self.head.write() = Head {
+            number: target,
+            hash: self
+                .header(target)?
+                .ok_or_else(|| ChainError::Corrupt(format!("header {target} missing")))?
+                .hash_slow(),
+        };
+        self.cache.lock().retain(|n, _| *n <= target);
+        Ok(removed.iter().rev().map(StoredBlock::to_l2_block).collect())
+    }
+
     fn header_for(
         &self,
         parent: &Header,
@@ -1151,6 +1211,8 @@ fn apply_state(
     let mut storage_trie = w.open_table(STORAGE_TRIE)?;
     let mut account_history = w.open_table(ACCOUNT_HISTORY)?;
     let mut storage_history = w.open_table(STORAGE_HISTORY)?;
+    let mut changes = ChangeSet::default();
+    let mut changed_slots = std::collections::BTreeSet::new();
     for (hash, bytecode) in &bundle.contracts {
         if code.get(&hash.0)?.is_none() {
             code.insert(&hash.0, bytecode.original_byte_slice())?;
@@ -1168,6 +1230,7 @@ fn apply_state(
         let mut storage_root = old.map(|a| a.storage_root).unwrap_or(EMPTY_ROOT_HASH);
         let mut slot_changes: BTreeMap<B256, Option<Vec<u8>>> = BTreeMap::new();
         if acc.was_destroyed() {
+            changes.wiped.push(*address);
             // Wipe every stored slot (recording history) and the storage trie.
             let from = storage_key(address, &B256::ZERO);
             let to = storage_key(address, &B256::repeat_byte(0xff));
@@ -1180,6 +1243,7 @@ fn apply_state(
                 let hk = storage_history_key(address, &slot, number);
                 if storage_history.get(&hk)?.is_none() {
                     storage_history.insert(&hk, &v)?;
+                    changed_slots.insert((*address, slot));
                 }
                 storage.remove(&k)?;
             }
@@ -1206,6 +1270,7 @@ fn apply_state(
             if storage_history.get(&hk)?.is_none() {
                 let before = u256_word(s.previous_or_original_value);
                 storage_history.insert(&hk, &before.0)?;
+                changed_slots.insert((*address, key));
             }
             if s.present_value.is_zero() {
                 storage.remove(&sk)?;
@@ -1247,6 +1312,7 @@ fn apply_state(
         if account_history.get(&hk)?.is_none() {
             let before = old.map(|a| encode_account(&a).to_vec()).unwrap_or_default();
             account_history.insert(&hk, before.as_slice())?;
+            changes.accounts.push(*address);
         }
         match &new {
             Some(a) => {
@@ -1258,6 +1324,9 @@ fn apply_state(
         }
         account_changes.insert(keccak256(address), new.map(|a| a.trie_value()));
     }
+    changes.slots = changed_slots.into_iter().collect();
+    w.open_table(CHANGESETS)?
+        .insert(number, changes.encode().as_slice())?;
     let reader = TableNodes {
         table: &account_trie,
         prefix: &[],
@@ -1268,6 +1337,153 @@ fn apply_state(
     let update = hemi_trie::update(&reader, &account_changes)?;
     apply_nodes(&mut account_trie, &[], &update)?;
     Ok(update.root)
+}
+
+/// Undoes block `number`'s state changes (it must be the newest block in `w`) and returns the
+/// restored state root.
+fn unwind_state(w: &redb::WriteTransaction, number: u64) -> Result<B256, ChainError> {
+    let changes = match w.open_table(CHANGESETS)?.remove(number)? {
+        Some(v) => ChangeSet::decode(v.value())?,
+        None => {
+            return Err(ChainError::Corrupt(format!(
+                "block {number} has no changeset (written before schema version 3): it cannot be \
+                 unwound"
+            )))
+        }
+    };
+    let mut accounts = w.open_table(ACCOUNTS)?;
+    let mut storage = w.open_table(STORAGE)?;
+    let mut account_trie = w.open_table(ACCOUNT_TRIE)?;
+    let mut storage_trie = w.open_table(STORAGE_TRIE)?;
+    let mut account_history = w.open_table(ACCOUNT_HISTORY)?;
+    let mut storage_history = w.open_table(STORAGE_HISTORY)?;
+    let missing =
+        |what: String| ChainError::Corrupt(format!("block {number}: no history of {what}"));
+    // Slots, grouped by account.
+    let mut slot_changes: BTreeMap<Address, BTreeMap<B256, Option<Vec<u8>>>> = BTreeMap::new();
+    for (address, slot) in &changes.slots {
+        let before = *storage_history
+            .remove(&storage_history_key(address, slot, number))?
+            .ok_or_else(|| missing(format!("slot {slot} of {address}")))?
+            .value();
+        let sk = storage_key(address, slot);
+        let value = U256::from_be_bytes(before);
+        let leaf = if value.is_zero() {
+            storage.remove(&sk)?;
+            None
+        } else {
+            storage.insert(&sk, &before)?;
+            Some(alloy_rlp::encode(value))
+        };
+        slot_changes
+            .entry(*address)
+            .or_default()
+            .insert(keccak256(slot), leaf);
+    }
+    for address in &changes.wiped {
+        // The block rebuilt this storage from nothing: rebuild the restored slots' trie whole.
+        let mut prefix_end = address.to_vec();
+        prefix_end.extend_from_slice(&[0xff; 70]);
+        let nodes: Vec<Vec<u8>> = storage_trie
+            .range(address.as_slice()..prefix_end.as_slice())?
+            .map(|e| e.map(|(k, _)| k.value().to_vec()))
+            .collect::<Result<_, _>>()?;
+        for k in nodes {
+            storage_trie.remove(k.as_slice())?;
+        }
+        let from = storage_key(address, &B256::ZERO);
+        let to = storage_key(address, &B256::repeat_byte(0xff));
+        let all: BTreeMap<B256, Option<Vec<u8>>> = storage
+            .range::<&[u8; 52]>(&from..=&to)?
+            .map(|e| {
+                e.map(|(k, v)| {
+                    (
+                        keccak256(&k.value()[20..]),
+                        Some(alloy_rlp::encode(U256::from_be_bytes(*v.value()))),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        slot_changes.insert(*address, all);
+    }
+    let mut storage_roots = BTreeMap::new();
+    for (address, slots) in &slot_changes {
+        let update = if changes.wiped.contains(address) {
+            hemi_trie::update(&hemi_trie::MemNodes::new(), slots)?
+        } else {
+            hemi_trie::update(
+                &TableNodes {
+                    table: &storage_trie,
+                    prefix: address.as_slice(),
+                },
+                slots,
+            )?
+        };
+        apply_nodes(&mut storage_trie, address.as_slice(), &update)?;
+        storage_roots.insert(*address, update.root);
+    }
+    let mut account_changes: BTreeMap<B256, Option<Vec<u8>>> = BTreeMap::new();
+    for address in &changes.accounts {
+        let before = account_history
+            .remove(&account_history_key(address, number))?
+            .ok_or_else(|| missing(format!("account {address}")))?
+            .value()
+            .to_vec();
+        let before = decode_account(&before)?;
+        let storage_root = before.map_or(EMPTY_ROOT_HASH, |a| a.storage_root);
+        if storage_roots
+            .get(address)
+            .is_some_and(|root| *root != storage_root)
+        {
+            return Err(ChainError::Corrupt(format!(
+                "unwinding block {number}: storage of {address} restored to root {}, its account \
+                 says {storage_root}",
+                storage_roots[address]
+            )));
+        }
+        match &before {
+            Some(a) => {
+                accounts.insert(&address.0 .0, encode_account(a).as_slice())?;
+            }
+            None => {
+                accounts.remove(&address.0 .0)?;
+            }
+        }
+        account_changes.insert(keccak256(address), before.map(|a| a.trie_value()));
+    }
+    let reader = TableNodes {
+        table: &account_trie,
+        prefix: &[],
+    };
+    if account_changes.is_empty() {
+        return Ok(hemi_trie::root(&reader)?);
+    }
+    let update = hemi_trie::update(&reader, &account_changes)?;
+    apply_nodes(&mut account_trie, &[], &update)?;
+    Ok(update.root)
+}
+
+/// Removes a block's records (not its state: see [`unwind_state`]).
+fn delete_block(w: &redb::WriteTransaction, block: &StoredBlock) -> Result<(), ChainError> {
+    let n = block.header.number;
+    w.open_table(HEADERS)?.remove(n)?;
+    w.open_table(CANONICAL)?.remove(n)?;
+    w.open_table(HASHES)?.remove(&block.hash.0)?;
+    w.open_table(SEALS)?.remove(n)?;
+    w.open_table(BODIES)?.remove(n)?;
+    w.open_table(SENDERS)?.remove(n)?;
+    w.open_table(RECEIPTS)?.remove(n)?;
+    w.open_table(PINS)?.remove(n)?;
+    let mut idx = w.open_table(TX_INDEX)?;
+    for tx in &block.txs {
+        let here = idx
+            .get(&tx.hash.0)?
+            .is_some_and(|v| v.value()[..8] == n.to_be_bytes());
+        if here {
+            idx.remove(&tx.hash.0)?;
+        }
+    }
+    Ok(())
 }
 
 /// Gas used by transaction `index`: the difference of consecutive cumulative gas values
@@ -1310,6 +1526,7 @@ fn create_tables(w: &redb::WriteTransaction) -> Result<(), ChainError> {
     w.open_table(ACCOUNT_HISTORY)?;
     w.open_table(ACCOUNTS)?;
     w.open_table(ACCOUNT_TRIE)?;
+    w.open_table(CHANGESETS)?;
     Ok(())
 }
 

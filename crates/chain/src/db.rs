@@ -14,7 +14,8 @@ use crate::ChainError;
 /// Version of the on-disk format; a database with another version is refused.
 ///
 /// 2: headers without the Clique seal in `extraData`; seals in their own `seals` table.
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: a `changesets` table (what each block changed), so blocks can be unwound.
+pub const SCHEMA_VERSION: u32 = 3;
 
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// number → RLP header.
@@ -51,6 +52,92 @@ pub(crate) const ACCOUNT_HISTORY: TableDefinition<&[u8; 28], &[u8]> =
 /// address ‖ slot ‖ block (BE) → the slot before that block changed it.
 pub(crate) const STORAGE_HISTORY: TableDefinition<&[u8; 60], &[u8; 32]> =
     TableDefinition::new("storage_history");
+
+/// number → what the block changed ([`ChangeSet::encode`]); the values before it are in the
+/// history tables under the same block number.
+pub(crate) const CHANGESETS: TableDefinition<u64, &[u8]> = TableDefinition::new("changesets");
+
+/// The keys one block changed: enough to unwind it with the history tables.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ChangeSet {
+    /// Accounts with an `ACCOUNT_HISTORY` entry at the block.
+    pub accounts: Vec<Address>,
+    /// Slots with a `STORAGE_HISTORY` entry at the block.
+    pub slots: Vec<(Address, B256)>,
+    /// Accounts whose storage the block wiped (self-destruct).
+    pub wiped: Vec<Address>,
+}
+
+/// Format version of an encoded [`ChangeSet`].
+const CHANGESET_VERSION: u8 = 1;
+
+impl ChangeSet {
+    /// `version ‖ n ‖ addresses ‖ n ‖ (address ‖ slot)… ‖ n ‖ wiped addresses` (counts u32 BE).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            13 + 20 * (self.accounts.len() + self.wiped.len()) + 52 * self.slots.len(),
+        );
+        out.push(CHANGESET_VERSION);
+        out.extend_from_slice(&(self.accounts.len() as u32).to_be_bytes());
+        for a in &self.accounts {
+            out.extend_from_slice(a.as_slice());
+        }
+        out.extend_from_slice(&(self.slots.len() as u32).to_be_bytes());
+        for (a, s) in &self.slots {
+            out.extend_from_slice(a.as_slice());
+            out.extend_from_slice(s.as_slice());
+        }
+        out.extend_from_slice(&(self.wiped.len() as u32).to_be_bytes());
+        for a in &self.wiped {
+            out.extend_from_slice(a.as_slice());
+        }
+        out
+    }
+
+    /// Inverse of [`ChangeSet::encode`].
+    ///
+    /// # Errors
+    /// [`ChainError::Corrupt`] for another version, short or trailing bytes.
+    pub fn decode(mut b: &[u8]) -> Result<Self, ChainError> {
+        let corrupt = |what: &str| ChainError::Corrupt(format!("changeset: {what}"));
+        let (&version, rest) = b.split_first().ok_or_else(|| corrupt("empty"))?;
+        if version != CHANGESET_VERSION {
+            return Err(corrupt(&format!("version {version}")));
+        }
+        b = rest;
+        fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+            let (head, rest) = (b.len() >= n).then(|| b.split_at(n))?;
+            *b = rest;
+            Some(head)
+        }
+        fn count(b: &mut &[u8]) -> Option<usize> {
+            Some(u32::from_be_bytes(take(b, 4)?.try_into().ok()?) as usize)
+        }
+        let mut cs = ChangeSet::default();
+        let n = count(&mut b).ok_or_else(|| corrupt("accounts"))?;
+        for _ in 0..n {
+            cs.accounts.push(Address::from_slice(
+                take(&mut b, 20).ok_or_else(|| corrupt("account"))?,
+            ));
+        }
+        let n = count(&mut b).ok_or_else(|| corrupt("slots"))?;
+        for _ in 0..n {
+            let k = take(&mut b, 52).ok_or_else(|| corrupt("slot"))?;
+            cs.slots
+                .push((Address::from_slice(&k[..20]), B256::from_slice(&k[20..])));
+        }
+        let n = count(&mut b).ok_or_else(|| corrupt("wiped"))?;
+        for _ in 0..n {
+            cs.wiped.push(Address::from_slice(
+                take(&mut b, 20).ok_or_else(|| corrupt("wiped"))?,
+            ));
+        }
+        if !b.is_empty() {
+            return Err(corrupt("trailing bytes"));
+        }
+        Ok(cs)
+    }
+}
 
 /// An account as stored: nonce, balance, code hash, storage root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

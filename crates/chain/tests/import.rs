@@ -296,3 +296,180 @@ fn state_persists_proofs_verify_and_history_is_readable() {
     let err = Chain::open(Some(&path), other).expect_err("other genesis");
     assert!(matches!(err, ChainError::GenesisMismatch { .. }), "{err}");
 }
+
+fn deploy(secret: [u8; 32], nonce: u64, init: &[u8]) -> SignedTx {
+    let tx = TxEip1559 {
+        chain_id: 31337,
+        nonce,
+        gas_limit: 200_000,
+        max_fee_per_gas: 10_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: TxKind::Create,
+        value: U256::ZERO,
+        access_list: Default::default(),
+        input: Bytes::copy_from_slice(init),
+    };
+    let sig =
+        alloy_consensus::crypto::secp256k1::sign_message(B256::from(secret), tx.signature_hash())
+            .expect("sign");
+    let raw = TxEnvelope::from(tx.into_signed(sig)).encoded_2718();
+    SignedTx::recover(L2Tx::decode_2718(&raw).expect("decode")).expect("recover")
+}
+
+/// Init code storing `value` at slots 1 and 2 (no runtime code).
+fn storing(value: u8) -> Vec<u8> {
+    vec![
+        0x60, value, 0x60, 0x01, 0x55, 0x60, value, 0x60, 0x02, 0x55, 0x00,
+    ]
+}
+
+#[test]
+fn unwinding_restores_the_state_and_another_branch_imports_in_its_place() {
+    let pin = bitcoin();
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("l2.redb");
+    let accounts = dev_accounts(DEV_MNEMONIC, 2).expect("accounts");
+    let to = Address::repeat_byte(0x66);
+    let spec = || ChainSpec::devnet().expect("spec");
+    // Branch A: blocks 1..=3 (transfers; block 2 deploys a contract with storage).
+    let a = Chain::open(None, spec()).expect("a");
+    let sender = accounts[0].address;
+    let contract = sender.create(1);
+    a.build_block(
+        &pin,
+        &attrs(&pin),
+        vec![transfer(accounts[0].secret, 0, to, 10)],
+        100,
+        SEQUENCER,
+    )
+    .expect("a1");
+    a.build_block(
+        &pin,
+        &attrs(&pin),
+        vec![
+            deploy(accounts[0].secret, 1, &storing(7)),
+            transfer(accounts[1].secret, 0, to, 20),
+        ],
+        101,
+        SEQUENCER,
+    )
+    .expect("a2");
+    a.build_block(
+        &pin,
+        &attrs(&pin),
+        vec![transfer(accounts[0].secret, 2, to, 30)],
+        102,
+        SEQUENCER,
+    )
+    .expect("a3");
+    // Branch B forks after block 1: another block 2.
+    let b = Chain::open(None, spec()).expect("b");
+    b.import_block(&block_of(&a, 1), sequencer_address(), &resolver(&pin))
+        .expect("b1");
+    b.build_block(
+        &pin,
+        &attrs(&pin),
+        vec![
+            transfer(accounts[1].secret, 0, to, 5),
+            deploy(accounts[0].secret, 1, &storing(9)),
+        ],
+        101,
+        SEQUENCER,
+    )
+    .expect("b2");
+
+    let node = Chain::open(Some(&path), spec()).expect("node");
+    for n in 1..=3 {
+        node.import_block(&block_of(&a, n), sequencer_address(), &resolver(&pin))
+            .expect("import a");
+    }
+    assert_eq!(node.head(), a.head());
+    let a2_txs: Vec<B256> = a
+        .block(2)
+        .expect("read")
+        .expect("a2")
+        .txs
+        .iter()
+        .map(|t| t.hash)
+        .collect();
+
+    let removed = node.unwind_to(1).expect("unwind");
+    assert_eq!(
+        removed.iter().map(|b| b.hash()).collect::<Vec<_>>(),
+        vec![block_of(&a, 2).hash(), block_of(&a, 3).hash()],
+        "the removed blocks, oldest first"
+    );
+    assert_eq!(
+        node.head(),
+        (1, a.header(1).expect("read").expect("h").hash_slow())
+    );
+    assert!(node.block(2).expect("read").is_none());
+    for h in &a2_txs {
+        assert_eq!(
+            node.tx_location(h).expect("read"),
+            None,
+            "tx {h} left with its block"
+        );
+    }
+    let state = node.state_at(1).expect("state");
+    assert_eq!(
+        state.account(&to).expect("read").map(|x| x.balance),
+        Some(U256::from(10))
+    );
+    assert_eq!(
+        state.account(&contract).expect("read"),
+        None,
+        "the contract is gone"
+    );
+    assert_eq!(
+        state
+            .storage(&contract, &B256::with_last_byte(1))
+            .expect("read"),
+        U256::ZERO
+    );
+
+    // Branch B imports where A was, and survives reopening.
+    node.import_block(&block_of(&b, 2), sequencer_address(), &resolver(&pin))
+        .expect("b2 on the unwound chain");
+    assert_eq!(node.head(), b.head());
+    drop(node);
+    let node = Chain::open(Some(&path), spec()).expect("reopen");
+    assert_eq!(node.head(), b.head());
+    let state = node.state_at(2).expect("state");
+    assert_eq!(
+        state
+            .storage(&contract, &B256::with_last_byte(2))
+            .expect("read"),
+        U256::from(9)
+    );
+    assert_eq!(
+        state.account(&to).expect("read").map(|x| x.balance),
+        Some(U256::from(15))
+    );
+
+    // And back to A: the removed blocks import again, to A's roots; proofs verify.
+    let removed_b = node.unwind_to(1).expect("unwind b");
+    assert_eq!(removed_b.len(), 1);
+    for block in &removed {
+        node.import_block(block, sequencer_address(), &resolver(&pin))
+            .expect("re-import a");
+    }
+    assert_eq!(node.head(), a.head());
+    let root = node.header(3).expect("read").expect("h").state_root;
+    let (_, p) = node
+        .proof(contract, &[B256::with_last_byte(1)])
+        .expect("proof");
+    alloy_trie::proof::verify_proof(
+        root,
+        alloy_trie::Nibbles::unpack(keccak256(contract)),
+        Some(p.account.trie_value()),
+        &p.account_proof,
+    )
+    .expect("account proof after the round trip");
+    assert_eq!(p.storage[0].1, U256::from(7));
+    assert!(matches!(
+        node.unwind_to(9),
+        Err(ChainError::UnknownBlock(9))
+    ));
+    assert!(node.unwind_to(3).expect("no-op").is_empty());
+}

@@ -9,11 +9,15 @@
 //! `superfinality_depth`. The Ethereum tags follow: `safe` is the newest block covered by a
 //! published keystone, `finalized` the newest superfinal block (genesis when none).
 //!
+//! [`fork_choice`] scores two L2 branches by their keystones' Bitcoin publications (VeriBlock's
+//! PoP fork resolution), for a node that sees the sequencer equivocate.
+//!
 //! Place in the chain of trust: Bitcoin → hVM → sequencer → chain → PoP → **finality**.
 //!
 //! The tracker keeps one entry per keystone in memory and is refreshed when the L2 head or the
 //! Bitcoin tip moves ([`FinalityTracker::refresh`]); queries then cost a lookup.
 
+pub mod fork_choice;
 mod tracker;
 
 pub use tracker::{

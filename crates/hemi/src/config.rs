@@ -87,9 +87,11 @@ pub struct NodeArgs {
     /// Bitcoin network: mainnet, testnet, testnet4, signet, regtest (default regtest).
     #[arg(long, env = "HEMI_NETWORK")]
     pub network: Option<String>,
-    /// Follow the sequencer serving JSON-RPC at this URL: fetch, check and re-execute its blocks.
-    #[arg(long, env = "HEMI_FOLLOW")]
-    pub follow: Option<String>,
+    /// Follow the sequencer through the node serving JSON-RPC at this URL: fetch, check and
+    /// re-execute its blocks. Repeatable: blocks of one source that compete with another's
+    /// (an equivocating sequencer) are settled by PoP fork choice.
+    #[arg(long, env = "HEMI_FOLLOW", value_delimiter = ',')]
+    pub follow: Vec<String>,
     /// The address whose seal followed blocks must carry (default: what the sequencer reports).
     #[arg(long, env = "HEMI_SEQUENCER_ADDRESS")]
     pub sequencer_address: Option<String>,
@@ -109,12 +111,20 @@ struct FileConfig {
     network: Option<String>,
     block_time: Option<f64>,
     gas_limit: Option<u64>,
-    follow: Option<String>,
+    follow: Option<FollowUrls>,
     sequencer_address: Option<String>,
     keystone_interval: Option<u64>,
     superfinality_depth: Option<u32>,
     no_popm: Option<bool>,
     pop_payout_delay: Option<u64>,
+}
+
+/// `follow` in the TOML file: one URL or a list.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum FollowUrls {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// Resolved configuration for a run.
@@ -142,8 +152,8 @@ pub struct Config {
     pub block_time: std::time::Duration,
     /// L2 block gas limit.
     pub gas_limit: u64,
-    /// `--follow URL` (node only).
-    pub follow: Option<String>,
+    /// `--follow URL`s (node only; empty: not following).
+    pub follow: Vec<String>,
     /// `--sequencer-address` (node only).
     pub sequencer_address: Option<String>,
     /// Keystone interval, L2 blocks.
@@ -319,7 +329,7 @@ impl DevnetArgs {
                 .gas_limit
                 .or(f.gas_limit)
                 .unwrap_or(DEFAULT_GAS_LIMIT),
-            follow: None,
+            follow: Vec::new(),
             sequencer_address: None,
             dir,
         };
@@ -385,7 +395,15 @@ impl NodeArgs {
                 .gas_limit
                 .or(f.gas_limit)
                 .unwrap_or(DEFAULT_GAS_LIMIT),
-            follow: self.follow.or(f.follow),
+            follow: if self.follow.is_empty() {
+                match f.follow {
+                    Some(FollowUrls::One(u)) => vec![u],
+                    Some(FollowUrls::Many(v)) => v,
+                    None => Vec::new(),
+                }
+            } else {
+                self.follow
+            },
             sequencer_address: self.sequencer_address.or(f.sequencer_address),
             dir,
         };

@@ -6,6 +6,7 @@ mod bench_l2;
 mod bench_pop;
 mod config;
 mod eth;
+mod fork;
 mod popm;
 mod run;
 

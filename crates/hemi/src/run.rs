@@ -82,6 +82,7 @@ struct L2 {
 struct PopNode {
     chain: Arc<Chain>,
     tracker: Arc<FinalityTracker>,
+    follower: Option<Arc<Follower>>,
 }
 
 impl hemi_rpc::pop::PopBackend for PopNode {
@@ -93,6 +94,24 @@ impl hemi_rpc::pop::PopBackend for PopNode {
     }
     fn number_of(&self, hash: &alloy_primitives::B256) -> Option<u64> {
         self.chain.number_of(hash).ok().flatten()
+    }
+    fn fork_choice(&self) -> serde_json::Value {
+        let tips = match &self.follower {
+            Some(f) => f.fork_tips(),
+            None => {
+                let (number, hash) = self.chain.head();
+                vec![hemi_sequencer::follower::ForkTip {
+                    number,
+                    hash,
+                    fork_point: number,
+                    active: true,
+                    status: "active",
+                    reason: None,
+                    score: None,
+                }]
+            }
+        };
+        crate::fork::fork_choice_json(&tips, self.tracker.finalized())
     }
 }
 
@@ -245,6 +264,11 @@ async fn serve(
     }
     if let Some(f) = &l2.follower {
         forwards.push(forward(f.subscribe_blocks(), blocks.clone()));
+        f.set_fork_rule(Arc::new(crate::fork::PopForkRule {
+            chain: l2.chain.clone(),
+            bitcoin: client_store.clone() as Arc<dyn BitcoinView>,
+            tracker: tracker.clone(),
+        }));
     }
     let (keystones, _) = tokio::sync::broadcast::channel(256);
     let finality_task = spawn_finality(
@@ -277,6 +301,7 @@ async fn serve(
         hemi_rpc::pop::pop_module(Arc::new(PopNode {
             chain: l2.chain.clone(),
             tracker: tracker.clone(),
+            follower: l2.follower.clone(),
         }))?
         .remove_context(),
     )?;
@@ -510,7 +535,7 @@ async fn fund_on_external_regtest(url: &str, addr: &bitcoin::Address) -> anyhow:
 
 /// `hemi node`.
 pub async fn node(mut cfg: Config) -> anyhow::Result<()> {
-    if let (Some(url), false) = (&cfg.follow, cfg.consensus_params_set) {
+    if let (Some(url), false) = (cfg.follow.first(), cfg.consensus_params_set) {
         // Keystones and PoP payouts are part of consensus: take the followed node's.
         let status = follower::node_status(url)
             .await
@@ -539,7 +564,7 @@ pub async fn node(mut cfg: Config) -> anyhow::Result<()> {
         ClientConfig::new(cfg.network, cfg.bitcoin_peers.clone()),
     );
     let chain = open_chain(&cfg)?;
-    let follower = match &cfg.follow {
+    let follower = match cfg.follow.first() {
         Some(url) => {
             let sequencer = match &cfg.sequencer_address {
                 Some(a) => a
@@ -553,14 +578,21 @@ pub async fn node(mut cfg: Config) -> anyhow::Result<()> {
                     a
                 }
             };
-            println!("Following {url} (blocks sealed by {sequencer})");
-            status["following"] = json!(url);
+            println!(
+                "Following {} (blocks sealed by {sequencer})",
+                cfg.follow.join(", ")
+            );
+            status["following"] = if cfg.follow.len() == 1 {
+                json!(url)
+            } else {
+                json!(cfg.follow)
+            };
             status["sequencer"] = json!(sequencer);
             Some(Arc::new(Follower::new(
                 chain.clone(),
                 store.clone() as Arc<dyn BitcoinView>,
                 cfg.network,
-                url.clone(),
+                cfg.follow.clone(),
                 sequencer,
             )))
         }

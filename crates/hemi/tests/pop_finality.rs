@@ -730,3 +730,365 @@ async fn two_miners_split_a_keystone_reward_by_how_soon_bitcoin_confirmed_them(
     );
     Ok(())
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let target = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &target)?;
+        } else {
+            std::fs::copy(e.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+async fn head_of(hemi: &Hemi) -> anyhow::Result<u64> {
+    let v = hemi.call("eth_blockNumber", json!([])).await?;
+    Ok(u64::from_str_radix(
+        v.as_str().context("number")?.trim_start_matches("0x"),
+        16,
+    )?)
+}
+
+async fn hash_at(hemi: &Hemi, n: u64) -> anyhow::Result<String> {
+    let b = hemi
+        .call("eth_getBlockByNumber", json!([format!("0x{n:x}"), false]))
+        .await?;
+    Ok(b["hash"].as_str().context("block hash")?.to_string())
+}
+
+/// Block `n`'s abbreviated keystone as `hemi` serves it.
+async fn abbreviated_at(hemi: &Hemi, n: u64) -> anyhow::Result<AbbreviatedKeystone> {
+    let ks = keystones(hemi).await?;
+    let k = ks
+        .get(&n)
+        .with_context(|| format!("keystone {n} on {}", hemi.rpc_addr))?;
+    let bytes = hex::decode(k["abbreviated"].as_str().context("abbreviated")?)?;
+    Ok(AbbreviatedKeystone::from_bytes(&bytes)?)
+}
+
+/// A signed EIP-1559 transfer of `value` wei from a dev account (raw 0x-hex).
+fn signed_transfer(
+    secret: alloy_primitives::B256,
+    nonce: u64,
+    to: alloy_primitives::Address,
+    value: u64,
+) -> String {
+    use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+    use alloy_eips::eip2718::Encodable2718;
+    let tx = TxEip1559 {
+        chain_id: 31337,
+        nonce,
+        gas_limit: 21_000,
+        max_fee_per_gas: 20_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: alloy_primitives::TxKind::Call(to),
+        value: alloy_primitives::U256::from(value),
+        access_list: Default::default(),
+        input: Default::default(),
+    };
+    let sig = alloy_consensus::crypto::secp256k1::sign_message(secret, tx.signature_hash())
+        .expect("sign");
+    format!(
+        "0x{}",
+        hex::encode(TxEnvelope::from(tx.into_signed(sig)).encoded_2718())
+    )
+}
+
+async fn fork_choice(hemi: &Hemi) -> anyhow::Result<Value> {
+    hemi.call("hemi_getForkChoice", json!([])).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_equivocating_sequencer_is_settled_by_bitcoin_and_superfinal_blocks_stay(
+) -> anyhow::Result<()> {
+    use hemi_btc_wallet::{Key, KeyKind};
+    let core = BitcoinCore::start().await?;
+    let dir = tempfile::tempdir()?;
+    let (_, sink) = hemi_testkit::regtest_p2wpkh(&[0x54; 32]).context("sink key")?;
+    let publisher = Key::from_seed("fork-choice-publisher");
+    core.mine(
+        4,
+        &publisher.address(KeyKind::P2wpkh, bitcoin::Network::Regtest),
+    )
+    .await?;
+    core.mine(100, &sink).await?;
+    let dirs: Vec<std::path::PathBuf> =
+        ["a", "b", "c"].iter().map(|n| dir.path().join(n)).collect();
+    let (core_ref, log_dir) = (&core, dir.path());
+    let sequencer = |d: &std::path::Path| {
+        let d = d.to_string_lossy().into_owned();
+        async move {
+            Hemi::devnet_on(
+                core_ref,
+                log_dir,
+                &[
+                    "--no-popm",
+                    "--persist",
+                    "--dir",
+                    &d,
+                    "--block-time",
+                    "0.5",
+                    "--keystone-interval",
+                    "5",
+                ],
+            )
+            .await
+        }
+    };
+    // One sequencer key, three copies of its state at block n0: A, B and C each go on alone
+    // (each start pins a new Bitcoin tip, so their next blocks differ): two extra signed
+    // branches from one key.
+    let mut first = sequencer(&dirs[0]).await?;
+    wait_for(60, "block 6", || async {
+        (head_of(&first).await.ok()? >= 6).then_some(())
+    })
+    .await?;
+    first.kill();
+    copy_dir(&dirs[0], &dirs[1])?;
+    copy_dir(&dirs[0], &dirs[2])?;
+    let a = sequencer(&dirs[0]).await?;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let b = sequencer(&dirs[1]).await?;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let c = sequencer(&dirs[2]).await?;
+    // B and C also carry different transfers, visible to anyone who follows them.
+    let dev = hemi_chain::dev_accounts(hemi_chain::DEV_MNEMONIC, 1)?;
+    let to = alloy_primitives::Address::repeat_byte(0x5e);
+    for (node, value) in [(&b, 1u64), (&c, 2)] {
+        let nonce = node
+            .call(
+                "eth_getTransactionCount",
+                json!([format!("{:?}", dev[0].address), "pending"]),
+            )
+            .await?;
+        let nonce = u64::from_str_radix(
+            nonce.as_str().context("nonce")?.trim_start_matches("0x"),
+            16,
+        )?;
+        node.call(
+            "eth_sendRawTransaction",
+            json!([signed_transfer(dev[0].secret.into(), nonce, to, value)]),
+        )
+        .await?;
+    }
+    for node in [&a, &b, &c] {
+        wait_for(60, "each branch's own blocks", || async {
+            (head_of(node).await.ok()? >= 15).then_some(())
+        })
+        .await?;
+    }
+    // The fork point: the last block all three share.
+    let mut n0 = 0;
+    while hash_at(&a, n0 + 1).await? == hash_at(&b, n0 + 1).await?
+        && hash_at(&a, n0 + 1).await? == hash_at(&c, n0 + 1).await?
+    {
+        n0 += 1;
+    }
+    assert!(
+        n0 >= 6,
+        "the copies share the blocks up to 6 at least (n0 = {n0})"
+    );
+    for (x, y) in [(&b, &c), (&a, &c)] {
+        assert_ne!(hash_at(x, n0 + 1).await?, hash_at(y, n0 + 1).await?);
+    }
+    let k = n0 - n0 % 5 + 5;
+    for node in [&a, &b, &c] {
+        wait_for(60, "each branch's keystone after the fork", || async {
+            (head_of(node).await.ok()? >= k + 3).then_some(())
+        })
+        .await?;
+    }
+    let peer = core.p2p_addr().to_string();
+    let (url_a, url_b, url_c) = (
+        format!("http://{}", a.rpc_addr),
+        format!("http://{}", b.rpc_addr),
+        format!("http://{}", c.rpc_addr),
+    );
+    let fdir = dir.path().join("follower");
+    let fdir_s = fdir.to_string_lossy().into_owned();
+    let follower_args = |sources: &[&str]| {
+        let mut v = vec![
+            "node".to_string(),
+            "--bitcoin-peer".into(),
+            peer.clone(),
+            "--dir".into(),
+            fdir_s.clone(),
+        ];
+        for s in sources {
+            v.push("--follow".into());
+            v.push(s.to_string());
+        }
+        v
+    };
+    let args = follower_args(&[&url_a, &url_b]);
+    let mut f = Hemi::start(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        dir.path(),
+    )
+    .await?;
+    // The follower takes A's chain (its first source) and keeps B's branch beside it.
+    let (a_k, b_k) = (hash_at(&a, k).await?, hash_at(&b, k).await?);
+    wait_for(
+        60,
+        "the follower on A's branch, B's tip listed as a candidate",
+        || async {
+            if hash_at(&f, k).await.ok()? != a_k {
+                return None;
+            }
+            let fc = fork_choice(&f).await.ok()?;
+            fc["tips"].as_array()?.iter().find(|t| {
+                t["status"] == "candidate"
+                    && t["forkPoint"] == n0
+                    && t["number"].as_u64() >= Some(k)
+            })?;
+            Some(())
+        },
+    )
+    .await
+    .with_context(|| tail(&f.log_text(), 30))?;
+
+    // Bitcoin: C's keystone k at height h, B's at h + 2, A's at h + 5.
+    let mut utxos = common::spendable(&core.rpc, &publisher, KeyKind::P2wpkh).await?;
+    let mut publish = |ks: &AbbreviatedKeystone| -> anyhow::Result<Transaction> {
+        let utxo = utxos.pop().context("a publisher UTXO")?;
+        Ok(hemi_pop::build_pop_transaction(
+            &publisher,
+            KeyKind::P2wpkh,
+            utxo,
+            ks,
+            2.0,
+        )?)
+    };
+    let pop_c = publish(&abbreviated_at(&c, k).await?)?;
+    let pop_b = publish(&abbreviated_at(&b, k).await?)?;
+    let pop_a = publish(&abbreviated_at(&a, k).await?)?;
+    core.rpc
+        .generate_block(&sink, std::slice::from_ref(&pop_c))
+        .await?;
+    let h = core.rpc.get_block_count().await?;
+    core.rpc.generate_block(&sink, &[]).await?;
+    core.rpc
+        .generate_block(&sink, std::slice::from_ref(&pop_b))
+        .await?;
+    core.rpc.generate_block(&sink, &[]).await?;
+    core.rpc.generate_block(&sink, &[]).await?;
+    core.rpc
+        .generate_block(&sink, std::slice::from_ref(&pop_a))
+        .await?;
+
+    // B's keystone was published 3 blocks before A's: 100 against 89 → the follower switches.
+    wait_for(60, "the follower to switch to B's branch", || async {
+        (hash_at(&f, k).await.ok()? == b_k).then_some(())
+    })
+    .await
+    .with_context(|| tail(&f.log_text(), 40))?;
+    let balance = f
+        .call("eth_getBalance", json!([format!("{to:?}"), "latest"]))
+        .await?;
+    assert_eq!(
+        balance, "0x1",
+        "B's transfer is in the follower's state, C's is not"
+    );
+    let a_tip = wait_for(30, "A's branch listed as the losing candidate", || async {
+        let fc = fork_choice(&f).await.ok()?;
+        let t = fc["tips"]
+            .as_array()?
+            .iter()
+            .find(|t| t["active"] == false && t["forkPoint"] == n0)?
+            .clone();
+        (t["status"] == "candidate" && t["keystones"][0]["publicationHeight"] == h + 5).then_some(t)
+    })
+    .await?;
+    assert_eq!(a_tip["score"], 89, "{a_tip}");
+    assert_eq!(a_tip["activeScore"], 100, "{a_tip}");
+    assert_eq!(
+        a_tip["keystones"][0],
+        json!({"number": k, "publicationHeight": h + 5}),
+        "{a_tip}"
+    );
+    assert_eq!(
+        a_tip["activeKeystones"][0],
+        json!({"number": k, "publicationHeight": h + 2}),
+        "{a_tip}"
+    );
+    // It keeps following B.
+    let b_head = head_of(&b).await?;
+    wait_for(30, "the follower to follow B onwards", || async {
+        let n = head_of(&f).await.ok()?;
+        (n >= b_head && hash_at(&f, b_head).await.ok()? == hash_at(&b, b_head).await.ok()?)
+            .then_some(())
+    })
+    .await?;
+
+    // Ten Bitcoin blocks on B's publication: block k is superfinal on the follower.
+    core.mine(10, &sink).await?;
+    wait_for(60, "block k finalized on the follower", || async {
+        (tag_number(&f, "finalized").await.ok()? >= k).then_some(())
+    })
+    .await
+    .with_context(|| tail(&f.log_text(), 30))?;
+
+    // Now the follower also hears of C, whose keystone Bitcoin has had longest (height h): it
+    // scores better than B (100 against 95) but forks below a superfinal block: refused.
+    f.kill();
+    let args = follower_args(&[&url_a, &url_b, &url_c]);
+    let f = Hemi::start(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        dir.path(),
+    )
+    .await?;
+    wait_for(
+        60,
+        "the restarted follower at block k finalized",
+        || async { (tag_number(&f, "finalized").await.ok()? >= k).then_some(()) },
+    )
+    .await?;
+    let c_head = head_of(&c).await?;
+    let c_tip_hash = hash_at(&c, c_head).await?;
+    let c_tip = wait_for(60, "C's branch scored and refused", || async {
+        let fc = fork_choice(&f).await.ok()?;
+        let t = fc["tips"]
+            .as_array()?
+            .iter()
+            .find(|t| {
+                t["forkPoint"] == n0
+                    && t["status"] == "refused"
+                    && t["number"].as_u64() >= Some(c_head)
+                    && {
+                        let kk = &t["keystones"][0];
+                        kk["publicationHeight"] == h
+                    }
+            })?
+            .clone();
+        Some(t)
+    })
+    .await
+    .with_context(|| format!("C's tip {c_tip_hash}; {}", tail(&f.log_text(), 30)))?;
+    assert_eq!(c_tip["score"], 100, "{c_tip}");
+    assert_eq!(c_tip["activeScore"], 95, "{c_tip}");
+    assert!(
+        c_tip["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("superfinal"),
+        "{c_tip}"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(hash_at(&f, k).await?, b_k, "the superfinal block stays B's");
+    assert_eq!(
+        f.call("eth_getBalance", json!([format!("{to:?}"), "latest"]))
+            .await?,
+        "0x1"
+    );
+    eprintln!(
+        "fork after block {n0}; keystone {k} published by C at {h}, B at {}, A at {}; the follower switched A → B and refused C below finalized {}",
+        h + 2,
+        h + 5,
+        tag_number(&f, "finalized").await?
+    );
+    Ok(())
+}

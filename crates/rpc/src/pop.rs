@@ -33,6 +33,8 @@ pub trait PopBackend: Send + Sync + 'static {
     fn head(&self) -> u64;
     /// The number of the canonical block with `hash`.
     fn number_of(&self, hash: &B256) -> Option<u64>;
+    /// `hemi_getForkChoice`: the competing L2 tips this node knows and their PoP scores.
+    fn fork_choice(&self) -> Value;
 }
 
 fn h256(b: &[u8; 32]) -> String {
@@ -217,6 +219,10 @@ pub fn pop_module<B: PopBackend>(
                     .collect(),
             ))
         },
+    )?;
+    m.register_blocking_method(
+        "hemi_getForkChoice",
+        |_, b, _| -> Result<Value, ErrorObjectOwned> { Ok(b.fork_choice()) },
     )?;
     m.register_method("kss_getLatestKeystones", |params, b, _| -> Result<Value, ErrorObjectOwned> {
         let p = params_array(&params)?;

@@ -1,15 +1,25 @@
-//! Follower mode (`hemi node --follow URL`): fetch the sequencer's blocks over JSON-RPC
-//! (`eth_blockNumber`, `debug_getRawBlock`: `rlp([header, [tx, …], seal])`, see
+//! Follower mode (`hemi node --follow URL [--follow URL …]`): fetch the sequencer's blocks over
+//! JSON-RPC (`eth_blockNumber`, `debug_getRawBlock`: `rlp([header, [tx, …], seal])`, see
 //! [`hemi_chain::block`]), check the seal (the sequencer's signature over the block hash, next
 //! to the header), re-execute against our own Bitcoin client, and commit only blocks whose roots
 //! match.
+//!
+//! With several sources a follower can see the sequencer equivocate: two sealed blocks at one
+//! height. Blocks that do not extend our head are kept as *side* blocks; a [`ForkRule`] (PoP fork
+//! resolution in a node) scores each side branch against ours from the fork point, and when a
+//! branch wins the chain is unwound to the fork ([`Chain::unwind_to`]) and the branch imported
+//! in its place (re-executed like any block; if one of its blocks fails, our branch is put back).
+//! A branch that forks at or below the rule's finalized block is refused whatever its score.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy_primitives::Address;
-use hemi_btc_view::BitcoinView;
-use hemi_chain::{Chain, ChainError, L2Block};
+use alloy_consensus::Header;
+use alloy_primitives::{Address, B256};
+use hemi_btc_view::{BitcoinView, BlockRef};
+use hemi_chain::{Chain, ChainError, L2Block, L2Tx};
+use parking_lot::Mutex;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
@@ -31,20 +41,108 @@ pub enum FollowError {
     },
 }
 
-/// Follows a sequencer.
+/// One block of a branch, as a [`ForkRule`] sees it.
+#[derive(Debug, Clone)]
+pub struct BranchBlock {
+    /// Its header.
+    pub header: Header,
+    /// Its hash.
+    pub hash: B256,
+    /// The Bitcoin block it pinned.
+    pub pinned: BlockRef,
+}
+
+/// Two branches' scores from their fork point, and what each is made of.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ForkScore {
+    /// Our branch's score.
+    pub current: i64,
+    /// The candidate's.
+    pub candidate: i64,
+    /// Our branch's keystones after the fork: L2 number → Bitcoin height that endorses it.
+    pub current_keystones: BTreeMap<u64, Option<u32>>,
+    /// The candidate's.
+    pub candidate_keystones: BTreeMap<u64, Option<u32>>,
+}
+
+/// How a follower chooses between branches.
+pub trait ForkRule: Send + Sync {
+    /// The newest block that must never be replaced (0: only genesis), as of now (it may read
+    /// the chain and Bitcoin: called off the async runtime).
+    fn finalized(&self) -> u64;
+    /// Scores our branch and a candidate after block `fork`, which both share (`current` and
+    /// `candidate` start at `fork + 1`; either may be empty). The candidate replaces ours only
+    /// when it scores strictly higher.
+    ///
+    /// # Errors
+    /// The chain or Bitcoin cannot be read.
+    fn score(
+        &self,
+        fork: u64,
+        current: &[BranchBlock],
+        candidate: &[BranchBlock],
+    ) -> Result<ForkScore, String>;
+}
+
+/// What the follower knows of one competing tip (`hemi_getForkChoice`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForkTip {
+    /// Tip number.
+    pub number: u64,
+    /// Tip hash.
+    pub hash: B256,
+    /// The last block it shares with our chain.
+    pub fork_point: u64,
+    /// Whether it is our chain's head.
+    pub active: bool,
+    /// `active`, `candidate` (scored, not better), `refused` or `waiting` (Bitcoin not there
+    /// yet, or not scored yet).
+    pub status: &'static str,
+    /// Why refused or waiting.
+    pub reason: Option<String>,
+    /// The scores against our chain from the fork point (not for the active tip).
+    pub score: Option<ForkScore>,
+}
+
+/// A sealed block we hold but have not applied.
+#[derive(Debug, Clone)]
+struct SideBlock {
+    block: L2Block,
+    number: u64,
+}
+
+/// At most this many side blocks are kept (the oldest go first).
+const MAX_SIDE_BLOCKS: usize = 20_000;
+
+#[derive(Default)]
+struct Forks {
+    side: HashMap<B256, SideBlock>,
+    /// Blocks whose re-execution failed, and their descendants.
+    invalid: HashSet<B256>,
+    /// Per source: the newest block of it we know (number, hash).
+    cursors: Vec<Option<(u64, B256)>>,
+    /// The last fork choice, for `hemi_getForkChoice`.
+    tips: Vec<ForkTip>,
+}
+
+/// Follows a sequencer through one or more nodes serving its blocks.
 pub struct Follower {
     chain: Arc<Chain>,
     bitcoin: Arc<dyn BitcoinView>,
     network: bitcoin::Network,
-    url: String,
+    sources: Vec<String>,
     sequencer: Address,
     http: reqwest::Client,
     blocks: broadcast::Sender<u64>,
+    rule: std::sync::OnceLock<Arc<dyn ForkRule>>,
+    forks: Mutex<Forks>,
 }
 
 impl std::fmt::Debug for Follower {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Follower").field("url", &self.url).finish()
+        f.debug_struct("Follower")
+            .field("sources", &self.sources)
+            .finish()
     }
 }
 
@@ -89,67 +187,107 @@ pub async fn node_status(url: &str) -> Result<serde_json::Value, FollowError> {
     rpc(&reqwest::Client::new(), url, "hemi_nodeStatus", json!([])).await
 }
 
+/// What happened to an offered block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Offered {
+    /// Already ours (canonical or side).
+    Known,
+    /// Imported onto our head.
+    Imported,
+    /// Kept as a side block.
+    Side,
+    /// Our Bitcoin client lacks its pinned block: try again later.
+    NotReady,
+}
+
 impl Follower {
-    /// A follower of the sequencer at `url` whose blocks must be sealed by `sequencer`.
+    /// A follower of the sequencer `sequencer` through the nodes at `sources` (the first is
+    /// followed first; blocks of the others that do not extend our chain compete through the
+    /// fork rule, see [`Follower::set_fork_rule`]).
     pub fn new(
         chain: Arc<Chain>,
         bitcoin: Arc<dyn BitcoinView>,
         network: bitcoin::Network,
-        url: String,
+        sources: Vec<String>,
         sequencer: Address,
     ) -> Self {
+        let n = sources.len();
         Follower {
             chain,
             bitcoin,
             network,
-            url,
+            sources,
             sequencer,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap_or_default(),
             blocks: broadcast::channel(1024).0,
+            rule: std::sync::OnceLock::new(),
+            forks: Mutex::new(Forks {
+                cursors: vec![None; n],
+                ..Forks::default()
+            }),
         }
     }
 
-    /// Numbers of blocks as they are imported.
+    /// Chooses between branches with `rule` from now on (without one, side blocks are kept but
+    /// never win). Returns `false` if a rule was already set.
+    pub fn set_fork_rule(&self, rule: Arc<dyn ForkRule>) -> bool {
+        self.rule.set(rule).is_ok()
+    }
+
+    /// The nodes followed.
+    pub fn sources(&self) -> &[String] {
+        &self.sources
+    }
+
+    /// Numbers of blocks as they are imported (also the blocks of a branch switched to).
     pub fn subscribe_blocks(&self) -> broadcast::Receiver<u64> {
         self.blocks.subscribe()
     }
 
-    /// The sequencer's head number.
-    ///
-    /// # Errors
-    /// RPC failure.
-    pub async fn remote_head(&self) -> Result<u64, FollowError> {
-        let v = rpc(&self.http, &self.url, "eth_blockNumber", json!([])).await?;
-        v.as_str()
-            .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
-            .ok_or_else(|| FollowError::Rpc(format!("eth_blockNumber returned {v}")))
+    /// The competing tips as of the last fork choice: ours first, then each side branch.
+    pub fn fork_tips(&self) -> Vec<ForkTip> {
+        let (number, hash) = self.chain.head();
+        let mut tips = vec![ForkTip {
+            number,
+            hash,
+            fork_point: number,
+            active: true,
+            status: "active",
+            reason: None,
+            score: None,
+        }];
+        tips.extend(self.forks.lock().tips.iter().cloned());
+        tips
     }
 
-    /// Fetches and imports block `number`. `Ok(false)` when our Bitcoin client is not ready
-    /// for it yet (try again later).
-    ///
-    /// # Errors
-    /// RPC failure, or the block was refused (tampered, wrong seal, different roots).
-    pub async fn import(&self, number: u64) -> Result<bool, FollowError> {
+    async fn remote_head(&self, url: &str) -> Result<u64, FollowError> {
+        let v = rpc(&self.http, url, "eth_blockNumber", json!([])).await?;
+        v.as_str()
+            .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+            .ok_or_else(|| FollowError::Rpc(format!("{url}: eth_blockNumber returned {v}")))
+    }
+
+    async fn fetch(&self, url: &str, number: u64) -> Result<L2Block, FollowError> {
         let v = rpc(
             &self.http,
-            &self.url,
+            url,
             "debug_getRawBlock",
             json!([format!("0x{number:x}")]),
         )
         .await?;
         let hex = v
             .as_str()
-            .ok_or_else(|| FollowError::Rpc(format!("block {number} not served")))?;
+            .ok_or_else(|| FollowError::Rpc(format!("{url}: block {number} not served")))?;
         let bytes = alloy_primitives::hex::decode(hex)
-            .map_err(|e| FollowError::Rpc(format!("block {number}: {e}")))?;
-        self.import_raw(number, &bytes).await
+            .map_err(|e| FollowError::Rpc(format!("{url}: block {number}: {e}")))?;
+        L2Block::decode(&bytes).map_err(|error| FollowError::Refused { number, error })
     }
 
-    /// Imports one raw block (as `debug_getRawBlock` returns it: [`L2Block::encode`]).
+    /// Imports one raw block (as `debug_getRawBlock` returns it: [`L2Block::encode`]) onto our
+    /// head. `Ok(false)` when our Bitcoin client is not ready for it yet.
     ///
     /// # Errors
     /// The block was refused: malformed or in the old format (no seal item), sealed by someone
@@ -158,32 +296,180 @@ impl Follower {
     pub async fn import_raw(&self, number: u64, bytes: &[u8]) -> Result<bool, FollowError> {
         let block =
             L2Block::decode(bytes).map_err(|error| FollowError::Refused { number, error })?;
+        match self.import(block).await {
+            Ok(()) => Ok(true),
+            Err(FollowError::Refused {
+                error: ChainError::BitcoinNotReady(why),
+                ..
+            }) => {
+                tracing::debug!(number, %why, "waiting for Bitcoin");
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Re-executes and commits `block` on our head.
+    async fn import(&self, block: L2Block) -> Result<(), FollowError> {
+        let number = block.header.number;
         let chain = self.chain.clone();
         let view = self.bitcoin.clone();
         let network = self.network;
         let sequencer = self.sequencer;
-        let result = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             chain.import_block(&block, sequencer, &|attrs| {
                 resolve_pin(view.clone(), network, attrs)
             })
         })
         .await
-        .map_err(|e| FollowError::Rpc(format!("import task: {e}")))?;
-        match result {
-            Ok(_) => {
-                let _ = self.blocks.send(number);
-                Ok(true)
+        .map_err(|e| FollowError::Rpc(format!("import task: {e}")))?
+        .map_err(|error| FollowError::Refused { number, error })?;
+        let _ = self.blocks.send(number);
+        Ok(())
+    }
+
+    fn known(&self, hash: &B256) -> Result<bool, FollowError> {
+        if self.forks.lock().side.contains_key(hash) {
+            return Ok(true);
+        }
+        self.chain
+            .number_of(hash)
+            .map(|n| n.is_some())
+            .map_err(|e| FollowError::Rpc(format!("reading our chain: {e}")))
+    }
+
+    /// Takes a block from a source: imports it when it extends our head, keeps it as a side
+    /// block when its parent is another block we know.
+    async fn offer(&self, block: L2Block) -> Result<Offered, FollowError> {
+        let number = block.header.number;
+        let hash = block.hash();
+        let parent = block.header.parent_hash;
+        if self.known(&hash)? {
+            return Ok(Offered::Known);
+        }
+        let refused = |error| FollowError::Refused { number, error };
+        {
+            let mut forks = self.forks.lock();
+            if forks.invalid.contains(&hash) || forks.invalid.contains(&parent) {
+                forks.invalid.insert(hash);
+                return Err(refused(ChainError::InvalidBlock(format!(
+                    "block {number} ({hash}) is, or descends from, a block that failed \
+                     re-execution"
+                ))));
             }
-            Err(ChainError::BitcoinNotReady(why)) => {
-                tracing::debug!(number, %why, "waiting for Bitcoin");
-                Ok(false)
+        }
+        let signer = block.signer(self.chain.spec().chain_id).map_err(refused)?;
+        if signer != self.sequencer {
+            return Err(refused(ChainError::InvalidSeal(format!(
+                "block {number} is signed by {signer}, not by the sequencer {}",
+                self.sequencer
+            ))));
+        }
+        if parent == self.chain.head().1 {
+            return match self.import(block).await {
+                Ok(()) => Ok(Offered::Imported),
+                Err(FollowError::Refused {
+                    error: ChainError::BitcoinNotReady(why),
+                    ..
+                }) => {
+                    tracing::debug!(number, %why, "waiting for Bitcoin");
+                    Ok(Offered::NotReady)
+                }
+                Err(FollowError::Refused { number, error }) => {
+                    if matches!(
+                        error,
+                        ChainError::InvalidBlock(_) | ChainError::InvalidSeal(_)
+                    ) {
+                        self.forks.lock().invalid.insert(hash);
+                    }
+                    Err(FollowError::Refused { number, error })
+                }
+                Err(e) => Err(e),
+            };
+        }
+        let parent_number = self.forks.lock().side.get(&parent).map(|p| p.number);
+        let parent_number = match parent_number {
+            Some(n) => Some(n),
+            None => self
+                .chain
+                .number_of(&parent)
+                .map_err(|e| FollowError::Rpc(format!("reading our chain: {e}")))?,
+        };
+        match parent_number {
+            Some(p) if p + 1 == number => {
+                let mut forks = self.forks.lock();
+                if forks.side.len() >= MAX_SIDE_BLOCKS {
+                    if let Some(oldest) = forks.side.iter().min_by_key(|(_, b)| b.number) {
+                        let oldest = *oldest.0;
+                        forks.side.remove(&oldest);
+                    }
+                }
+                if forks.side.contains_key(&parent) {
+                    tracing::debug!(number, %hash, "keeping a block of another branch");
+                } else {
+                    tracing::info!(number, %hash, fork = p, "another branch of the sequencer's");
+                }
+                forks.side.insert(hash, SideBlock { block, number });
+                Ok(Offered::Side)
             }
-            Err(error) => Err(FollowError::Refused { number, error }),
+            Some(p) => Err(refused(ChainError::InvalidBlock(format!(
+                "block {number}'s parent is block {p}"
+            )))),
+            None => Err(FollowError::Rpc(format!(
+                "block {number}'s parent {parent} is unknown"
+            ))),
         }
     }
 
-    /// Follows forever: polls the sequencer's head and imports every new block. A refused block
-    /// is logged and retried after a pause (the chain does not move past it).
+    /// Brings source `i` up to date: walks back to the newest of its blocks we know, then
+    /// offers every later one. Returns how many blocks joined our chain.
+    async fn sync_source(&self, i: usize) -> Result<u64, FollowError> {
+        let url = self.sources[i].clone();
+        let remote = self.remote_head(&url).await?;
+        let cursor = self.forks.lock().cursors[i];
+        let (mut n, mut h) = match cursor {
+            Some((n, h)) if n <= remote && self.known(&h)? => (n, h),
+            other => {
+                // Start at our head (or the source's, if lower) and walk back to a known block.
+                let mut n = other.map_or(self.chain.head().0, |c| c.0).min(remote);
+                loop {
+                    let b = self.fetch(&url, n).await?;
+                    let h = b.hash();
+                    if self.known(&h)? {
+                        break (n, h);
+                    }
+                    if n == 0 {
+                        return Err(FollowError::Rpc(format!(
+                            "{url} serves another chain (genesis {h})"
+                        )));
+                    }
+                    n -= 1;
+                }
+            }
+        };
+        let mut imported = 0;
+        while n < remote {
+            let b = self.fetch(&url, n + 1).await?;
+            if b.header.parent_hash != h {
+                // The source switched branches below `n`: walk back next time.
+                self.forks.lock().cursors[i] = Some((n.saturating_sub(1), B256::ZERO));
+                return Ok(imported);
+            }
+            let hash = b.hash();
+            match self.offer(b).await? {
+                Offered::NotReady => break,
+                Offered::Imported => imported += 1,
+                Offered::Known | Offered::Side => {}
+            }
+            n += 1;
+            h = hash;
+            self.forks.lock().cursors[i] = Some((n, h));
+        }
+        Ok(imported)
+    }
+
+    /// Follows forever: polls every source and imports new blocks, then runs fork choice. A
+    /// refused block is logged and retried after a pause (the chain does not move past it).
     pub async fn run(self: Arc<Self>, poll: Duration) {
         loop {
             match self.sync_once().await {
@@ -194,21 +480,265 @@ impl Follower {
         }
     }
 
-    /// Imports every block the sequencer has beyond our head; returns how many were imported.
+    /// One round: every source, then fork choice; returns how many blocks joined our chain.
     ///
     /// # Errors
-    /// RPC failure or a refused block.
+    /// The first source's error (RPC failure or a refused block), after the others were tried.
     pub async fn sync_once(&self) -> Result<u64, FollowError> {
-        let remote = self.remote_head().await?;
         let mut imported = 0;
-        while self.chain.head().0 < remote {
-            let next = self.chain.head().0 + 1;
-            if !self.import(next).await? {
-                break;
+        let mut first_error = None;
+        for i in 0..self.sources.len() {
+            match self.sync_source(i).await {
+                Ok(n) => imported += n,
+                Err(e) => {
+                    if self.sources.len() > 1 {
+                        tracing::warn!(source = %self.sources[i], error = %e, "following");
+                    }
+                    first_error.get_or_insert(e);
+                }
             }
-            imported += 1;
         }
-        Ok(imported)
+        if let Err(e) = self.choose().await {
+            tracing::warn!(error = %e, "fork choice");
+        }
+        match first_error {
+            Some(e) if imported == 0 => Err(e),
+            _ => Ok(imported),
+        }
+    }
+
+    fn branch_block(&self, block: &L2Block) -> Result<Option<BranchBlock>, FollowError> {
+        let tip = match block.txs.first() {
+            Some(L2Tx::BtcAttributes(a)) => {
+                a.attributes()
+                    .map_err(|error| FollowError::Refused {
+                        number: block.header.number,
+                        error,
+                    })?
+                    .canonical_tip
+            }
+            _ => {
+                return Err(FollowError::Refused {
+                    number: block.header.number,
+                    error: ChainError::InvalidBlock(
+                        "no Bitcoin-attributes transaction".to_string(),
+                    ),
+                })
+            }
+        };
+        let pinned = self
+            .bitcoin
+            .header_by_hash(&tip)
+            .map_err(|e| FollowError::Rpc(format!("Bitcoin index: {e}")))?;
+        Ok(pinned.map(|(pinned, _)| BranchBlock {
+            hash: block.hash(),
+            header: block.header.clone(),
+            pinned,
+        }))
+    }
+
+    /// Scores every side branch against ours and switches to the best one that wins.
+    async fn choose(&self) -> Result<(), FollowError> {
+        let Some(rule) = self.rule.get().cloned() else {
+            return Ok(());
+        };
+        let read = |e: ChainError| FollowError::Rpc(format!("reading our chain: {e}"));
+        // Side tips: side blocks no other side block builds on.
+        let (tips, branches) = {
+            let forks = self.forks.lock();
+            let parents: HashSet<B256> = forks
+                .side
+                .values()
+                .map(|b| b.block.header.parent_hash)
+                .collect();
+            let mut tips: Vec<B256> = forks
+                .side
+                .keys()
+                .filter(|h| !parents.contains(*h))
+                .copied()
+                .collect();
+            tips.sort_by_key(|h| std::cmp::Reverse(forks.side[h].number));
+            let mut branches = Vec::new();
+            for tip in &tips {
+                let mut branch = Vec::new();
+                let mut at = *tip;
+                while let Some(b) = forks.side.get(&at) {
+                    branch.push(b.block.clone());
+                    at = b.block.header.parent_hash;
+                }
+                branch.reverse();
+                branches.push((at, branch));
+            }
+            (tips, branches)
+        };
+        let r = rule.clone();
+        let finalized = tokio::task::spawn_blocking(move || r.finalized())
+            .await
+            .map_err(|e| FollowError::Rpc(format!("fork choice task: {e}")))?;
+        let (head, _) = self.chain.head();
+        let mut result = Vec::new();
+        let mut winner: Option<(u64, Vec<L2Block>, ForkScore)> = None;
+        for (tip, (fork_hash, branch)) in tips.into_iter().zip(branches) {
+            let Some(fork) = self.chain.number_of(&fork_hash).map_err(read)? else {
+                continue; // its root is not ours any more; a later round re-links it
+            };
+            let number = fork + branch.len() as u64;
+            let mut entry = ForkTip {
+                number,
+                hash: tip,
+                fork_point: fork,
+                active: false,
+                status: "waiting",
+                reason: None,
+                score: None,
+            };
+            let mut candidate = Vec::with_capacity(branch.len());
+            for b in &branch {
+                match self.branch_block(b)? {
+                    Some(bb) => candidate.push(bb),
+                    None => break,
+                }
+            }
+            if candidate.len() < branch.len() {
+                entry.reason = Some("our Bitcoin client lacks a pinned block of it".into());
+                result.push(entry);
+                continue;
+            }
+            let mut current = Vec::new();
+            for n in fork + 1..=head {
+                let header = self
+                    .chain
+                    .header(n)
+                    .map_err(read)?
+                    .ok_or_else(|| FollowError::Rpc(format!("our block {n} is missing")))?;
+                let pinned = self
+                    .chain
+                    .pin(n)
+                    .map_err(read)?
+                    .ok_or_else(|| FollowError::Rpc(format!("our block {n} has no pin")))?;
+                current.push(BranchBlock {
+                    hash: header.hash_slow(),
+                    header,
+                    pinned,
+                });
+            }
+            let rule2 = rule.clone();
+            let score =
+                tokio::task::spawn_blocking(move || rule2.score(fork, &current, &candidate))
+                    .await
+                    .map_err(|e| FollowError::Rpc(format!("fork choice task: {e}")))?
+                    .map_err(FollowError::Rpc)?;
+            entry.status = "candidate";
+            if fork < finalized {
+                // Whatever its score: replacing a superfinal block would rewrite Bitcoin's word.
+                entry.status = "refused";
+                entry.reason = Some(format!(
+                    "forks after block {fork}, below the superfinal block {finalized}"
+                ));
+            } else if score.candidate > score.current
+                && winner
+                    .as_ref()
+                    .is_none_or(|w| score.candidate - score.current > w.2.candidate - w.2.current)
+            {
+                winner = Some((fork, branch, score.clone()));
+            }
+            entry.score = Some(score);
+            result.push(entry);
+        }
+        self.forks.lock().tips = result;
+        let Some((fork, branch, score)) = winner else {
+            return Ok(());
+        };
+        self.switch(fork, branch, &score).await
+    }
+
+    /// Unwinds our chain to `fork` and imports `branch`; puts our branch back if any of its
+    /// blocks fails.
+    async fn switch(
+        &self,
+        fork: u64,
+        branch: Vec<L2Block>,
+        score: &ForkScore,
+    ) -> Result<(), FollowError> {
+        let (head, head_hash) = self.chain.head();
+        let tip = branch.last().map(|b| (b.header.number, b.hash()));
+        tracing::warn!(
+            fork,
+            from = head,
+            %head_hash,
+            to = ?tip,
+            current_score = score.current,
+            candidate_score = score.candidate,
+            "PoP fork choice: switching to a better-published branch"
+        );
+        let chain = self.chain.clone();
+        let removed = tokio::task::spawn_blocking(move || chain.unwind_to(fork))
+            .await
+            .map_err(|e| FollowError::Rpc(format!("unwind task: {e}")))?
+            .map_err(|error| FollowError::Refused {
+                number: fork,
+                error,
+            })?;
+        {
+            let mut forks = self.forks.lock();
+            for b in &removed {
+                forks.side.insert(
+                    b.hash(),
+                    SideBlock {
+                        number: b.header.number,
+                        block: b.clone(),
+                    },
+                );
+            }
+        }
+        for b in branch {
+            let hash = b.hash();
+            let number = b.header.number;
+            match self.import(b).await {
+                Ok(()) => {
+                    self.forks.lock().side.remove(&hash);
+                }
+                Err(e) => {
+                    tracing::warn!(number, %hash, error = %e, "the better-published branch does not execute; going back");
+                    if matches!(
+                        &e,
+                        FollowError::Refused {
+                            error: ChainError::InvalidBlock(_) | ChainError::InvalidSeal(_),
+                            ..
+                        }
+                    ) {
+                        self.forks.lock().invalid.insert(hash);
+                    }
+                    let chain = self.chain.clone();
+                    let dropped = tokio::task::spawn_blocking(move || chain.unwind_to(fork))
+                        .await
+                        .map_err(|e| FollowError::Rpc(format!("unwind task: {e}")))?
+                        .map_err(|error| FollowError::Refused {
+                            number: fork,
+                            error,
+                        })?;
+                    {
+                        let mut forks = self.forks.lock();
+                        for d in dropped {
+                            forks.side.insert(
+                                d.hash(),
+                                SideBlock {
+                                    number: d.header.number,
+                                    block: d,
+                                },
+                            );
+                        }
+                    }
+                    for r in removed {
+                        let rh = r.hash();
+                        self.import(r).await?;
+                        self.forks.lock().side.remove(&rh);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -275,7 +805,7 @@ mod tests {
                 Arc::new(Chain::open(None, spec.clone()).expect("chain")),
                 store.clone(),
                 Network::Regtest,
-                "http://127.0.0.1:9".into(),
+                vec!["http://127.0.0.1:9".into()],
                 sequencer,
             )
         };
