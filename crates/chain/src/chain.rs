@@ -126,6 +126,8 @@ pub struct Chain {
     head: RwLock<Head>,
     write: Mutex<()>,
     cache: Mutex<BTreeMap<u64, Arc<BlockWithReceipts>>>,
+    /// The target of every unwind since the chain was opened, in order.
+    unwinds: Mutex<Vec<u64>>,
 }
 
 impl std::fmt::Debug for Chain {
@@ -214,6 +216,7 @@ impl Chain {
             }),
             write: Mutex::new(()),
             cache: Mutex::new(BTreeMap::new()),
+            unwinds: Mutex::new(Vec::new()),
         };
         chain.init()?;
         Ok(chain)
@@ -464,6 +467,9 @@ impl Chain {
         let receipts = self.receipts(number)?.unwrap_or_default();
         let b = Arc::new(BlockWithReceipts { block, receipts });
         let mut cache = self.cache.lock();
+        if number > self.head.read().number {
+            return Ok(Some(b)); // read just before an unwind removed it: do not keep it
+        }
         cache.insert(number, b.clone());
         while cache.len() > CACHED_BLOCKS {
             cache.pop_first();
@@ -849,6 +855,9 @@ impl Chain {
         if removed.is_empty() {
             return Ok(Vec::new());
         }
+        let target_block = self
+            .block(target)?
+            .ok_or_else(|| ChainError::Corrupt(format!("canonical block {target} missing")))?;
         let w = self.begin_write()?;
         for block in &removed {
             let n = block.header.number;
@@ -872,16 +881,38 @@ impl Chain {
             }
             delete_block(&w, block)?;
         }
-        w.commit()?;
+        // A system transaction repeated in consecutive blocks (the same Bitcoin attributes) has
+        // one index entry, pointing at the newest copy: point it back at the new head's.
+        {
+            let mut idx = w.open_table(TX_INDEX)?;
+            for (i, tx) in target_block.txs.iter().enumerate() {
+                if idx.get(&tx.hash.0)?.is_none() {
+                    let mut v = [0u8; 12];
+                    v[..8].copy_from_slice(&target.to_be_bytes());
+                    v[8..].copy_from_slice(&(i as u32).to_be_bytes());
+                    idx.insert(&tx.hash.0, &v)?;
+                }
+            }
+        }
+        // Readers stop at the new head before the blocks above it disappear.
         *self.head.write() = Head {
             number: target,
-            hash: self
-                .header(target)?
-                .ok_or_else(|| ChainError::Corrupt(format!("header {target} missing")))?
-                .hash_slow(),
+            hash: target_block.hash,
         };
+        if let Err(e) = w.commit() {
+            *self.head.write() = head;
+            return Err(e.into());
+        }
         self.cache.lock().retain(|n, _| *n <= target);
+        self.unwinds.lock().push(target);
         Ok(removed.iter().rev().map(StoredBlock::to_l2_block).collect())
+    }
+
+    /// Unwinds since the first `seen` (as counted by the returned number): how many there have
+    /// been in all, and the lowest block they unwound to, if any happened after `seen`.
+    pub fn unwinds_since(&self, seen: usize) -> (usize, Option<u64>) {
+        let u = self.unwinds.lock();
+        (u.len(), u.get(seen..).and_then(|s| s.iter().min().copied()))
     }
 
     fn header_for(

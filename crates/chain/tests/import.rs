@@ -384,14 +384,17 @@ fn unwinding_restores_the_state_and_another_branch_imports_in_its_place() {
             .expect("import a");
     }
     assert_eq!(node.head(), a.head());
-    let a2_txs: Vec<B256> = a
-        .block(2)
-        .expect("read")
-        .expect("a2")
-        .txs
+    // The user transactions of block 2 (its Bitcoin-attributes transaction repeats block 1's).
+    let a2_txs: Vec<B256> = a.block(2).expect("read").expect("a2").txs[1..]
         .iter()
         .map(|t| t.hash)
         .collect();
+    let attributes = a.block(1).expect("read").expect("a1").txs[0].hash;
+    assert_eq!(
+        a.tx_location(&attributes).expect("read"),
+        Some((3, 0)),
+        "indexed at its newest copy"
+    );
 
     let removed = node.unwind_to(1).expect("unwind");
     assert_eq!(
@@ -411,6 +414,12 @@ fn unwinding_restores_the_state_and_another_branch_imports_in_its_place() {
             "tx {h} left with its block"
         );
     }
+    assert_eq!(
+        node.tx_location(&attributes).expect("read"),
+        Some((1, 0)),
+        "the repeated attributes transaction now points at block 1's copy"
+    );
+    assert_eq!(node.unwinds_since(0), (1, Some(1)));
     let state = node.state_at(1).expect("state");
     assert_eq!(
         state.account(&to).expect("read").map(|x| x.balance),

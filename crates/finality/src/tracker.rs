@@ -53,6 +53,13 @@ pub trait L2Headers: Send + Sync {
     /// # Errors
     /// The chain cannot be read.
     fn pin(&self, number: u64) -> Result<Option<BlockRef>, String>;
+    /// How many times the chain has been unwound in all, and the lowest block it was unwound to
+    /// after the first `seen` of those (see [`Chain::unwinds_since`]). A chain that never
+    /// unwinds answers `(0, None)`.
+    fn unwinds_since(&self, seen: usize) -> (usize, Option<u64>) {
+        let _ = seen;
+        (0, None)
+    }
 }
 
 impl L2Headers for Chain {
@@ -64,6 +71,9 @@ impl L2Headers for Chain {
     }
     fn pin(&self, number: u64) -> Result<Option<BlockRef>, String> {
         Chain::pin(self, number).map_err(|e| e.to_string())
+    }
+    fn unwinds_since(&self, seen: usize) -> (usize, Option<u64>) {
+        Chain::unwinds_since(self, seen)
     }
 }
 
@@ -124,6 +134,8 @@ struct State {
     effective: Vec<Option<usize>>,
     /// The Bitcoin tip publications were last read at; `None` forces a full re-read.
     btc_tip: Option<BlockRef>,
+    /// Unwinds of the L2 chain already accounted for.
+    unwinds_seen: usize,
     safe: u64,
     finalized: u64,
 }
@@ -227,12 +239,21 @@ impl FinalityTracker {
     pub fn refresh(&self) -> Result<Vec<KeystoneInfo>, FinalityError> {
         let _one = self.refreshing.lock();
         let interval = self.params.keystone_interval;
+        // Unwinds first, then the head: a keystone above an unwind target is gone even if a
+        // block of the same number is canonical again by the time it is checked below.
+        let (unwinds, unwound_to) = {
+            let seen = self.state.read().unwinds_seen;
+            self.l2.unwinds_since(seen)
+        };
         let (head, _) = self.l2.head();
         // 1. Keystones that are no longer canonical (an L2 reorganisation) go.
         let (mut keep, old_tip) = {
             let st = self.state.read();
             (st.entries.len(), st.btc_tip)
         };
+        if let Some(target) = unwound_to {
+            keep = keep.min((target / interval) as usize);
+        }
         while keep > 0 {
             let (number, hash) = {
                 let st = self.state.read();
@@ -318,6 +339,7 @@ impl FinalityTracker {
             // A publication found above the tip read belongs to a block this refresh did not
             // see as the tip; re-read everything next time rather than trust it.
             st.btc_tip = (!beyond_tip).then_some(tip);
+            st.unwinds_seen = unwinds;
             self.recompute(&mut st, tip.height);
         }
         for e in &added {

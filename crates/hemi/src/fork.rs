@@ -55,13 +55,11 @@ impl PopForkRule {
 }
 
 impl ForkRule for PopForkRule {
-    fn finalized(&self) -> u64 {
+    fn finalized(&self) -> Result<u64, String> {
         // Up to date with our chain and Bitcoin before anything is compared against it (at
-        // start-up the finality task may not have run yet).
-        if let Err(e) = self.tracker.refresh() {
-            tracing::warn!(error = %e, "finality refresh before fork choice");
-        }
-        self.tracker.finalized()
+        // start-up the finality task may not have run yet); unknown means no fork choice now.
+        self.tracker.refresh().map_err(|e| e.to_string())?;
+        Ok(self.tracker.finalized())
     }
 
     fn score(

@@ -847,14 +847,26 @@ async fn an_equivocating_sequencer_is_settled_by_bitcoin_and_superfinal_blocks_s
         (head_of(&first).await.ok()? >= 6).then_some(())
     })
     .await?;
+    let at_kill = head_of(&first).await?;
     first.kill();
     copy_dir(&dirs[0], &dirs[1])?;
     copy_dir(&dirs[0], &dirs[2])?;
-    let a = sequencer(&dirs[0]).await?;
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let b = sequencer(&dirs[1]).await?;
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let c = sequencer(&dirs[2]).await?;
+    // Each copy makes its first own block before the next one starts, and the next starts over
+    // a second later: its first block has a later timestamp (and pins a newer Bitcoin tip, as
+    // every devnet start mines 101 blocks on Core), so the three differ from there on.
+    let mut nodes = Vec::new();
+    for d in &dirs {
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let node = sequencer(d).await?;
+        wait_for(60, "the copy's first own block", || async {
+            (head_of(&node).await.ok()? >= at_kill + 2).then_some(())
+        })
+        .await?;
+        nodes.push(node);
+    }
+    let c = nodes.pop().context("c")?;
+    let b = nodes.pop().context("b")?;
+    let a = nodes.pop().context("a")?;
     // B and C also carry different transfers, visible to anyone who follows them.
     let dev = hemi_chain::dev_accounts(hemi_chain::DEV_MNEMONIC, 1)?;
     let to = alloy_primitives::Address::repeat_byte(0x5e);
@@ -892,7 +904,7 @@ async fn an_equivocating_sequencer_is_settled_by_bitcoin_and_superfinal_blocks_s
         n0 >= 6,
         "the copies share the blocks up to 6 at least (n0 = {n0})"
     );
-    for (x, y) in [(&b, &c), (&a, &c)] {
+    for (x, y) in [(&a, &b), (&b, &c), (&a, &c)] {
         assert_ne!(hash_at(x, n0 + 1).await?, hash_at(y, n0 + 1).await?);
     }
     let k = n0 - n0 % 5 + 5;
@@ -924,14 +936,27 @@ async fn an_equivocating_sequencer_is_settled_by_bitcoin_and_superfinal_blocks_s
         }
         v
     };
+    // The follower first knows only A and takes its chain; restarted with B too, it keeps B's
+    // branch beside it.
+    let (a_k, b_k) = (hash_at(&a, k).await?, hash_at(&b, k).await?);
+    let args = follower_args(&[&url_a]);
+    let mut f = Hemi::start(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        dir.path(),
+    )
+    .await?;
+    wait_for(60, "the follower on A's chain", || async {
+        (hash_at(&f, k).await.ok()? == a_k).then_some(())
+    })
+    .await
+    .with_context(|| tail(&f.log_text(), 30))?;
+    f.kill();
     let args = follower_args(&[&url_a, &url_b]);
     let mut f = Hemi::start(
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
         dir.path(),
     )
     .await?;
-    // The follower takes A's chain (its first source) and keeps B's branch beside it.
-    let (a_k, b_k) = (hash_at(&a, k).await?, hash_at(&b, k).await?);
     wait_for(
         60,
         "the follower on A's branch, B's tip listed as a candidate",

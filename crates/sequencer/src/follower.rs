@@ -9,7 +9,8 @@
 //! resolution in a node) scores each side branch against ours from the fork point, and when a
 //! branch wins the chain is unwound to the fork ([`Chain::unwind_to`]) and the branch imported
 //! in its place (re-executed like any block; if one of its blocks fails, our branch is put back).
-//! A branch that forks at or below the rule's finalized block is refused whatever its score.
+//! A branch that forks below the rule's finalized block (so would replace it) is refused whatever
+//! its score.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -69,7 +70,10 @@ pub struct ForkScore {
 pub trait ForkRule: Send + Sync {
     /// The newest block that must never be replaced (0: only genesis), as of now (it may read
     /// the chain and Bitcoin: called off the async runtime).
-    fn finalized(&self) -> u64;
+    ///
+    /// # Errors
+    /// It cannot be known now (fork choice then waits for the next round).
+    fn finalized(&self) -> Result<u64, String>;
     /// Scores our branch and a candidate after block `fork`, which both share (`current` and
     /// `candidate` start at `fork + 1`; either may be empty). The candidate replaces ours only
     /// when it scores strictly higher.
@@ -111,18 +115,49 @@ struct SideBlock {
     number: u64,
 }
 
-/// At most this many side blocks are kept (the oldest go first).
+/// At most this many side blocks are kept; more are refused until some are settled.
 const MAX_SIDE_BLOCKS: usize = 20_000;
+/// At most this many refused branches are listed (the lowest go first).
+const MAX_REFUSED_TIPS: usize = 64;
+/// Refused blocks remembered (so sources do not hand them over again) before forgetting all.
+const MAX_REFUSED_BLOCKS: usize = 200_000;
 
 #[derive(Default)]
 struct Forks {
     side: HashMap<B256, SideBlock>,
     /// Blocks whose re-execution failed, and their descendants.
     invalid: HashSet<B256>,
+    /// Blocks of branches refused for forking below a superfinal block → their branch's first
+    /// block (the key of `refused_tips`). Not kept, but known, so sources move past them.
+    refused: HashMap<B256, B256>,
+    /// Refused branches by first block: the tip entry, kept current as the branch grows.
+    refused_tips: HashMap<B256, ForkTip>,
     /// Per source: the newest block of it we know (number, hash).
     cursors: Vec<Option<(u64, B256)>>,
     /// The last fork choice, for `hemi_getForkChoice`.
     tips: Vec<ForkTip>,
+}
+
+impl Forks {
+    /// Drops side block `hash` and every side block descending from it.
+    fn drop_descendants(&mut self, hash: B256) {
+        let mut gone = vec![hash];
+        let mut i = 0;
+        while i < gone.len() {
+            let parent = gone[i];
+            let children: Vec<B256> = self
+                .side
+                .iter()
+                .filter(|(_, b)| b.block.header.parent_hash == parent)
+                .map(|(h, _)| *h)
+                .collect();
+            gone.extend(children);
+            i += 1;
+        }
+        for h in gone {
+            self.side.remove(&h);
+        }
+    }
 }
 
 /// Follows a sequencer through one or more nodes serving its blocks.
@@ -329,8 +364,11 @@ impl Follower {
     }
 
     fn known(&self, hash: &B256) -> Result<bool, FollowError> {
-        if self.forks.lock().side.contains_key(hash) {
-            return Ok(true);
+        {
+            let forks = self.forks.lock();
+            if forks.side.contains_key(hash) || forks.refused.contains_key(hash) {
+                return Ok(true);
+            }
         }
         self.chain
             .number_of(hash)
@@ -387,6 +425,23 @@ impl Follower {
                 Err(e) => Err(e),
             };
         }
+        {
+            let mut forks = self.forks.lock();
+            if let Some(&branch) = forks.refused.get(&parent) {
+                // A refused branch grows: remember the block, update the listing, keep nothing.
+                if forks.refused.len() >= MAX_REFUSED_BLOCKS {
+                    forks.refused.clear();
+                }
+                forks.refused.insert(hash, branch);
+                if let Some(t) = forks.refused_tips.get_mut(&branch) {
+                    if number > t.number {
+                        t.number = number;
+                        t.hash = hash;
+                    }
+                }
+                return Ok(Offered::Side);
+            }
+        }
         let parent_number = self.forks.lock().side.get(&parent).map(|p| p.number);
         let parent_number = match parent_number {
             Some(n) => Some(n),
@@ -399,10 +454,10 @@ impl Follower {
             Some(p) if p + 1 == number => {
                 let mut forks = self.forks.lock();
                 if forks.side.len() >= MAX_SIDE_BLOCKS {
-                    if let Some(oldest) = forks.side.iter().min_by_key(|(_, b)| b.number) {
-                        let oldest = *oldest.0;
-                        forks.side.remove(&oldest);
-                    }
+                    return Err(FollowError::Rpc(format!(
+                        "{MAX_SIDE_BLOCKS} blocks of other branches held already; block {number} \
+                         waits until fork choice settles some"
+                    )));
                 }
                 if forks.side.contains_key(&parent) {
                     tracing::debug!(number, %hash, "keeping a block of another branch");
@@ -537,14 +592,16 @@ impl Follower {
         }))
     }
 
-    /// Scores every side branch against ours and switches to the best one that wins.
+    /// Scores every side branch against ours and switches to the best one that wins. A branch
+    /// that extends our head is simply imported (VeriBlock's `CANDIDATE_IS_TIP_SUCCESSOR`); one
+    /// that forks below the finalized block is refused for good.
     async fn choose(&self) -> Result<(), FollowError> {
         let Some(rule) = self.rule.get().cloned() else {
             return Ok(());
         };
         let read = |e: ChainError| FollowError::Rpc(format!("reading our chain: {e}"));
-        // Side tips: side blocks no other side block builds on.
-        let (tips, branches) = {
+        // Side tips (side blocks no other side block builds on), each with its branch.
+        let branches: Vec<(B256, B256, Vec<L2Block>)> = {
             let forks = self.forks.lock();
             let parents: HashSet<B256> = forks
                 .side
@@ -558,29 +615,32 @@ impl Follower {
                 .copied()
                 .collect();
             tips.sort_by_key(|h| std::cmp::Reverse(forks.side[h].number));
-            let mut branches = Vec::new();
-            for tip in &tips {
-                let mut branch = Vec::new();
-                let mut at = *tip;
-                while let Some(b) = forks.side.get(&at) {
-                    branch.push(b.block.clone());
-                    at = b.block.header.parent_hash;
-                }
-                branch.reverse();
-                branches.push((at, branch));
-            }
-            (tips, branches)
+            tips.into_iter()
+                .map(|tip| {
+                    let mut branch = Vec::new();
+                    let mut at = tip;
+                    while let Some(b) = forks.side.get(&at) {
+                        branch.push(b.block.clone());
+                        at = b.block.header.parent_hash;
+                    }
+                    branch.reverse();
+                    (tip, at, branch)
+                })
+                .collect()
         };
         let r = rule.clone();
         let finalized = tokio::task::spawn_blocking(move || r.finalized())
             .await
-            .map_err(|e| FollowError::Rpc(format!("fork choice task: {e}")))?;
-        let (head, _) = self.chain.head();
+            .map_err(|e| FollowError::Rpc(format!("fork choice task: {e}")))?
+            .map_err(|e| FollowError::Rpc(format!("finality unknown, no fork choice now: {e}")))?;
+        let (head, head_hash) = self.chain.head();
         let mut result = Vec::new();
         let mut winner: Option<(u64, Vec<L2Block>, ForkScore)> = None;
-        for (tip, (fork_hash, branch)) in tips.into_iter().zip(branches) {
+        let mut successor = None;
+        for (tip, fork_hash, branch) in branches {
             let Some(fork) = self.chain.number_of(&fork_hash).map_err(read)? else {
-                continue; // its root is not ours any more; a later round re-links it
+                // Rooted in a block that left our chain: it stays until a switch re-links it.
+                continue;
             };
             let number = fork + branch.len() as u64;
             let mut entry = ForkTip {
@@ -592,64 +652,138 @@ impl Follower {
                 reason: None,
                 score: None,
             };
-            let mut candidate = Vec::with_capacity(branch.len());
-            for b in &branch {
-                match self.branch_block(b)? {
-                    Some(bb) => candidate.push(bb),
-                    None => break,
+            if fork_hash == head_hash {
+                // It extends our head: nothing to compare (the longest such branch goes first).
+                if successor.is_none() {
+                    successor = Some((fork, branch));
                 }
-            }
-            if candidate.len() < branch.len() {
-                entry.reason = Some("our Bitcoin client lacks a pinned block of it".into());
-                result.push(entry);
                 continue;
             }
-            let mut current = Vec::new();
-            for n in fork + 1..=head {
-                let header = self
-                    .chain
-                    .header(n)
-                    .map_err(read)?
-                    .ok_or_else(|| FollowError::Rpc(format!("our block {n} is missing")))?;
-                let pinned = self
-                    .chain
-                    .pin(n)
-                    .map_err(read)?
-                    .ok_or_else(|| FollowError::Rpc(format!("our block {n} has no pin")))?;
-                current.push(BranchBlock {
-                    hash: header.hash_slow(),
-                    header,
-                    pinned,
-                });
+            match self.score_branch(&rule, fork, head, &branch).await {
+                Ok(Some(score)) => {
+                    entry.status = "candidate";
+                    let lead = score.candidate - score.current;
+                    if fork >= finalized
+                        && lead > 0
+                        && winner
+                            .as_ref()
+                            .is_none_or(|w| lead > w.2.candidate - w.2.current)
+                    {
+                        winner = Some((fork, branch.clone(), score.clone()));
+                    }
+                    entry.score = Some(score);
+                }
+                Ok(None) => {
+                    entry.reason = Some("our Bitcoin client lacks a pinned block of it".into());
+                }
+                Err(FollowError::Refused { number, error }) => {
+                    // Sealed, but not a block: it and what builds on it go.
+                    tracing::warn!(number, %error, "dropping a branch of malformed blocks");
+                    let mut forks = self.forks.lock();
+                    if let Some(bad) = branch.iter().find(|b| b.header.number == number) {
+                        let bad = bad.hash();
+                        forks.invalid.insert(bad);
+                        forks.drop_descendants(bad);
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    entry.reason = Some(e.to_string());
+                }
             }
-            let rule2 = rule.clone();
-            let score =
-                tokio::task::spawn_blocking(move || rule2.score(fork, &current, &candidate))
-                    .await
-                    .map_err(|e| FollowError::Rpc(format!("fork choice task: {e}")))?
-                    .map_err(FollowError::Rpc)?;
-            entry.status = "candidate";
             if fork < finalized {
                 // Whatever its score: replacing a superfinal block would rewrite Bitcoin's word.
                 entry.status = "refused";
                 entry.reason = Some(format!(
                     "forks after block {fork}, below the superfinal block {finalized}"
                 ));
-            } else if score.candidate > score.current
-                && winner
-                    .as_ref()
-                    .is_none_or(|w| score.candidate - score.current > w.2.candidate - w.2.current)
-            {
-                winner = Some((fork, branch, score.clone()));
+                tracing::warn!(
+                    fork,
+                    finalized,
+                    tip = %entry.hash,
+                    number = entry.number,
+                    "refusing a branch that forks below a superfinal block"
+                );
+                let mut forks = self.forks.lock();
+                let key = branch.first().map(|b| b.hash()).unwrap_or(tip);
+                if forks.refused.len() + branch.len() >= MAX_REFUSED_BLOCKS {
+                    forks.refused.clear();
+                }
+                for b in &branch {
+                    let h = b.hash();
+                    forks.side.remove(&h);
+                    forks.refused.insert(h, key);
+                }
+                if forks.refused_tips.len() >= MAX_REFUSED_TIPS {
+                    if let Some(lowest) = forks
+                        .refused_tips
+                        .iter()
+                        .min_by_key(|(_, t)| t.number)
+                        .map(|(k, _)| *k)
+                    {
+                        forks.refused_tips.remove(&lowest);
+                    }
+                }
+                forks.refused_tips.insert(key, entry);
+                continue;
             }
-            entry.score = Some(score);
             result.push(entry);
         }
-        self.forks.lock().tips = result;
+        {
+            let mut forks = self.forks.lock();
+            result.extend(forks.refused_tips.values().cloned());
+            forks.tips = result;
+        }
+        if let Some((fork, branch)) = successor {
+            return self.switch(fork, branch, &ForkScore::default()).await;
+        }
         let Some((fork, branch, score)) = winner else {
             return Ok(());
         };
         self.switch(fork, branch, &score).await
+    }
+
+    /// Our branch against `branch` (which forks after block `fork`); `None` while our Bitcoin
+    /// client lacks one of its pinned blocks.
+    async fn score_branch(
+        &self,
+        rule: &Arc<dyn ForkRule>,
+        fork: u64,
+        head: u64,
+        branch: &[L2Block],
+    ) -> Result<Option<ForkScore>, FollowError> {
+        let read = |e: ChainError| FollowError::Rpc(format!("reading our chain: {e}"));
+        let mut candidate = Vec::with_capacity(branch.len());
+        for b in branch {
+            match self.branch_block(b)? {
+                Some(bb) => candidate.push(bb),
+                None => return Ok(None),
+            }
+        }
+        let mut current = Vec::new();
+        for n in fork + 1..=head {
+            let header = self
+                .chain
+                .header(n)
+                .map_err(read)?
+                .ok_or_else(|| FollowError::Rpc(format!("our block {n} is missing")))?;
+            let pinned = self
+                .chain
+                .pin(n)
+                .map_err(read)?
+                .ok_or_else(|| FollowError::Rpc(format!("our block {n} has no pin")))?;
+            current.push(BranchBlock {
+                hash: header.hash_slow(),
+                header,
+                pinned,
+            });
+        }
+        let rule = rule.clone();
+        tokio::task::spawn_blocking(move || rule.score(fork, &current, &candidate))
+            .await
+            .map_err(|e| FollowError::Rpc(format!("fork choice task: {e}")))?
+            .map(Some)
+            .map_err(FollowError::Rpc)
     }
 
     /// Unwinds our chain to `fork` and imports `branch`; puts our branch back if any of its
@@ -662,15 +796,19 @@ impl Follower {
     ) -> Result<(), FollowError> {
         let (head, head_hash) = self.chain.head();
         let tip = branch.last().map(|b| (b.header.number, b.hash()));
-        tracing::warn!(
-            fork,
-            from = head,
-            %head_hash,
-            to = ?tip,
-            current_score = score.current,
-            candidate_score = score.candidate,
-            "PoP fork choice: switching to a better-published branch"
-        );
+        if fork == head {
+            tracing::info!(fork, to = ?tip, "importing held blocks that extend our head");
+        } else {
+            tracing::warn!(
+                fork,
+                from = head,
+                %head_hash,
+                to = ?tip,
+                current_score = score.current,
+                candidate_score = score.candidate,
+                "PoP fork choice: switching to a better-published branch"
+            );
+        }
         let chain = self.chain.clone();
         let removed = tokio::task::spawn_blocking(move || chain.unwind_to(fork))
             .await
@@ -699,15 +837,18 @@ impl Follower {
                     self.forks.lock().side.remove(&hash);
                 }
                 Err(e) => {
-                    tracing::warn!(number, %hash, error = %e, "the better-published branch does not execute; going back");
-                    if matches!(
+                    tracing::warn!(number, %hash, error = %e, "the branch does not execute; going back");
+                    if !matches!(
                         &e,
                         FollowError::Refused {
-                            error: ChainError::InvalidBlock(_) | ChainError::InvalidSeal(_),
+                            error: ChainError::BitcoinNotReady(_),
                             ..
                         }
                     ) {
-                        self.forks.lock().invalid.insert(hash);
+                        // Never again: the block and everything built on it.
+                        let mut forks = self.forks.lock();
+                        forks.invalid.insert(hash);
+                        forks.drop_descendants(hash);
                     }
                     let chain = self.chain.clone();
                     let dropped = tokio::task::spawn_blocking(move || chain.unwind_to(fork))
@@ -862,5 +1003,113 @@ mod tests {
         assert!(follower.import_raw(1, &raw).await.expect("genuine"));
         assert_eq!(follower.chain.head(), sequencer_chain.head());
         assert_eq!(follower.chain.raw_block(1).expect("read"), Some(raw));
+    }
+
+    /// Prefers any candidate; `finalized` as set.
+    struct AlwaysSwitch {
+        finalized: std::sync::atomic::AtomicU64,
+    }
+
+    impl ForkRule for AlwaysSwitch {
+        fn finalized(&self) -> Result<u64, String> {
+            Ok(self.finalized.load(std::sync::atomic::Ordering::SeqCst))
+        }
+        fn score(
+            &self,
+            _fork: u64,
+            _current: &[BranchBlock],
+            _candidate: &[BranchBlock],
+        ) -> Result<ForkScore, String> {
+            Ok(ForkScore {
+                current: 0,
+                candidate: 1,
+                ..ForkScore::default()
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_winning_branch_that_fails_is_dropped_for_good_and_a_final_block_stays() {
+        let store =
+            Arc::new(ChainStore::in_memory(ChainParams::new(Network::Regtest)).expect("store"));
+        let key = hemi_btc_wallet::Key::from_seed("follower-fork-test");
+        RegtestNode::new(store.clone())
+            .mine(101, &key.script_pubkey(hemi_btc_wallet::KeyKind::P2wpkh))
+            .expect("mine");
+        let spec = ChainSpec::devnet().expect("spec");
+        let (attrs, pinned) = next_attributes(store.as_ref(), None).expect("attributes");
+        let pin = BitcoinPin {
+            view: store.clone(),
+            pinned,
+            network: Network::Regtest,
+        };
+        // Branch A: blocks 1..=3; branch B: block 1 shared, then 2'..=3' (other timestamps).
+        let a = Chain::open(None, spec.clone()).expect("a");
+        let b = Chain::open(None, spec.clone()).expect("b");
+        for (n, ts) in [(1u64, 1_000u64), (2, 1_001), (3, 1_002)] {
+            a.build_block(&pin, &attrs, vec![], ts, SEQUENCER)
+                .expect("a");
+            if n == 1 {
+                b.import_block(
+                    &L2Block::decode(&a.raw_block(1).expect("r").expect("1")).expect("d"),
+                    address(SEQUENCER),
+                    &|_| Ok(pin.clone()),
+                )
+                .expect("b1");
+            } else {
+                b.build_block(&pin, &attrs, vec![], ts + 50, SEQUENCER)
+                    .expect("b");
+            }
+        }
+        let block = |c: &Chain, n: u64| {
+            L2Block::decode(&c.raw_block(n).expect("read").expect("block")).expect("decode")
+        };
+        let rule = Arc::new(AlwaysSwitch {
+            finalized: std::sync::atomic::AtomicU64::new(0),
+        });
+        let follower = Follower::new(
+            Arc::new(Chain::open(None, spec.clone()).expect("chain")),
+            store.clone(),
+            Network::Regtest,
+            vec!["http://127.0.0.1:9".into()],
+            address(SEQUENCER),
+        );
+        assert!(follower.set_fork_rule(rule.clone()));
+        for n in 1..=3 {
+            assert_eq!(
+                follower.offer(block(&a, n)).await.expect("a"),
+                Offered::Imported
+            );
+        }
+        // B's block 2' is genuine; 3' carries a wrong state root under a valid seal.
+        assert_eq!(
+            follower.offer(block(&b, 2)).await.expect("b2"),
+            Offered::Side
+        );
+        let mut bad = block(&b, 3);
+        bad.header.state_root = B256::repeat_byte(0xee);
+        bad.seal = hemi_chain::block::seal(spec.chain_id, bad.hash(), SEQUENCER).expect("seal");
+        assert_eq!(
+            follower.offer(bad.clone()).await.expect("b3"),
+            Offered::Side
+        );
+        let err = follower.choose().await.expect_err("the switch fails at 3'");
+        assert!(err.to_string().contains("state root"), "{err}");
+        assert_eq!(follower.chain.head(), a.head(), "A's branch put back");
+        assert!(!follower.known(&bad.hash()).expect("known"), "3' dropped");
+        // 2' alone still wins (the rule prefers any candidate), and nothing retries 3'.
+        follower.choose().await.expect("switch to 2'");
+        assert_eq!(follower.chain.head().1, block(&b, 2).hash());
+        assert!(follower.offer(bad).await.is_err(), "3' is refused on sight");
+        // A's blocks are held again; with block 2' final they can never come back.
+        rule.finalized.store(2, std::sync::atomic::Ordering::SeqCst);
+        follower.choose().await.expect("choose");
+        assert_eq!(follower.chain.head().1, block(&b, 2).hash());
+        let tips = follower.fork_tips();
+        let refused: Vec<_> = tips.iter().filter(|t| t.status == "refused").collect();
+        assert_eq!(refused.len(), 1, "{tips:?}");
+        assert_eq!((refused[0].number, refused[0].fork_point), (3, 1));
+        assert!(follower.forks.lock().side.is_empty());
+        assert!(follower.known(&block(&a, 3).hash()).expect("known"));
     }
 }

@@ -9,6 +9,7 @@ use hemi_btc_view::{AsOf, IndexedTx, KeystonePublication, SpentBy, TxLocation, U
 #[derive(Default)]
 struct FakeL2 {
     headers: RwLock<Vec<Header>>,
+    unwinds: RwLock<Vec<u64>>,
 }
 
 impl FakeL2 {
@@ -44,6 +45,10 @@ impl L2Headers for FakeL2 {
             hash: BlockHash::all_zeros(),
             height: 100 + number as u32,
         }))
+    }
+    fn unwinds_since(&self, seen: usize) -> (usize, Option<u64>) {
+        let u = self.unwinds.read();
+        (u.len(), u.get(seen..).and_then(|s| s.iter().min().copied()))
     }
 }
 
@@ -289,6 +294,24 @@ fn an_l2_reorg_replaces_the_keystones_it_changed() {
     assert_ne!(new.block_hash, old.block_hash);
     assert!(t.keystone_and_descendants(&old.id.0, 5).is_empty());
     assert_eq!(t.keystone_at(5).expect("k5").number, 5);
+}
+
+#[test]
+fn keystones_above_an_unwind_target_are_reread_even_if_a_later_one_looks_canonical() {
+    // What a refresh racing a branch switch can leave: block 10 read before the switch matched,
+    // block 5 changed underneath. The chain reports the unwind; the tracker must not trust 5.
+    let (l2, _, t) = setup(10);
+    l2.grow(12, 1);
+    t.refresh().expect("refresh");
+    let old5 = t.keystone_at(5).expect("k5");
+    l2.headers.write()[5].state_root = B256::repeat_byte(9);
+    l2.unwinds.write().push(3);
+    t.refresh().expect("refresh");
+    let new5 = t.keystone_at(5).expect("k5");
+    assert_ne!(new5.block_hash, old5.block_hash, "keystone 5 re-read");
+    assert_eq!(new5.keystone.state_root, [9u8; 32]);
+    // Seen once: the next refresh does not drop anything again.
+    assert!(t.refresh().expect("refresh").is_empty());
 }
 
 #[test]
