@@ -40,6 +40,8 @@ pub struct NodeBackend {
     pub finality: Arc<hemi_finality::FinalityTracker>,
     /// New keystones as JSON (`eth_subscribe("newKeystones")`).
     pub keystones: broadcast::Sender<Value>,
+    /// The follower (node --follow): its catch-up is `eth_syncing`.
+    pub follower: Option<Arc<hemi_sequencer::follower::Follower>>,
 }
 
 fn chain_err(e: ChainError) -> BackendError {
@@ -604,7 +606,14 @@ impl EthBackend for NodeBackend {
     }
 
     fn syncing(&self) -> Value {
-        Value::Bool(false)
+        match self.follower.as_ref().and_then(|f| f.sync_progress()) {
+            Some((starting, current, highest)) => json!({
+                "startingBlock": hex_u64(starting),
+                "currentBlock": hex_u64(current),
+                "highestBlock": hex_u64(highest),
+            }),
+            None => Value::Bool(false),
+        }
     }
 
     fn txpool_status(&self) -> Value {

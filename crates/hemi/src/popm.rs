@@ -47,7 +47,8 @@ pub struct PopmArgs {
     /// Newest keystones considered.
     #[arg(long, env = "HEMI_POPM_LOOKBACK", default_value_t = 12)]
     pub lookback: usize,
-    /// Seconds between polls.
+    /// Seconds between polls (a WebSocket subscription to the node's new keystones wakes the
+    /// miner sooner).
     #[arg(long, env = "HEMI_POPM_POLL", default_value_t = 2.0)]
     pub poll: f64,
 }
@@ -103,10 +104,65 @@ pub async fn run(args: PopmArgs) -> anyhow::Result<()> {
     println!("  hemi node:       {}", args.l2_rpc);
     println!("  Bitcoin node:    {}", args.bitcoin_rpc_redacted());
     println!("  record:          {}", dir.display());
-    let task = tokio::spawn(miner.run(None));
+    let (wake_tx, wake_rx) = tokio::sync::broadcast::channel(16);
+    let watch = tokio::spawn(watch_keystones(args.l2_rpc.clone(), wake_tx));
+    let task = tokio::spawn(miner.run(Some(wake_rx)));
     crate::run::shutdown_signal().await;
     task.abort();
+    watch.abort();
     Ok(())
+}
+
+/// The node's WebSocket URL for its HTTP JSON-RPC URL (same host and port, as hemi serves both).
+fn ws_url(http: &str) -> String {
+    if let Some(rest) = http.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = http.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        http.to_string()
+    }
+}
+
+/// Subscribes to the node's `newKeystones` over WebSocket and wakes the miner on each one, so a
+/// keystone is published as soon as it exists; reconnects with back-off. Polling goes on
+/// regardless (a node without WebSocket is followed by polling alone).
+async fn watch_keystones(l2_rpc: String, wake: tokio::sync::broadcast::Sender<()>) {
+    use jsonrpsee::core::client::SubscriptionClientT;
+    let url = ws_url(&l2_rpc);
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let sub = async {
+            let client = jsonrpsee::ws_client::WsClientBuilder::default()
+                .build(&url)
+                .await?;
+            let mut sub = client
+                .subscribe::<serde_json::Value, _>(
+                    "eth_subscribe",
+                    jsonrpsee::rpc_params!["newKeystones"],
+                    "eth_unsubscribe",
+                )
+                .await?;
+            tracing::info!(%url, "watching keystones over WebSocket");
+            while let Some(k) = sub.next().await {
+                let k = k?;
+                tracing::debug!(keystone = %k["l2BlockNumber"], "new keystone");
+                let _ = wake.send(());
+            }
+            Ok::<(), jsonrpsee::core::ClientError>(())
+        };
+        match sub.await {
+            Ok(()) => {
+                tracing::info!(%url, "keystone subscription ended; reconnecting");
+                backoff = Duration::from_secs(1);
+            }
+            Err(e) => {
+                tracing::debug!(%url, error = %e, "no keystone subscription; polling");
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+        tokio::time::sleep(backoff).await;
+    }
 }
 
 impl PopmArgs {

@@ -287,6 +287,7 @@ async fn serve(
         accounts: l2.accounts.clone(),
         finality: tracker.clone(),
         keystones,
+        follower: l2.follower.clone(),
     };
     let mut module = hemi_rpc::hemi_module(ctx)?.remove_context();
     module.merge(

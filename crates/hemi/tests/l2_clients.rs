@@ -180,21 +180,20 @@ async fn ethereum_clients_hvm_contracts_and_a_follower_on_real_bitcoin_core() ->
     let contract = hvm["contract"].as_str().context("contract")?.to_string();
 
     // 4: a follower re-executes 500+ blocks with hVM calls while Bitcoin moves.
-    let mut follower = Hemi::start(
-        &[
-            "node",
-            "--network",
-            "regtest",
-            "--bitcoin-peer",
-            &peer,
-            "--dir",
-            &dir.path().join("follower").to_string_lossy(),
-            "--follow",
-            &format!("http://{}", hemi.rpc_addr),
-        ],
-        dir.path(),
-    )
-    .await?;
+    let follower_dir = dir.path().join("follower").to_string_lossy().into_owned();
+    let followed = format!("http://{}", hemi.rpc_addr);
+    let follower_args = [
+        "node",
+        "--network",
+        "regtest",
+        "--bitcoin-peer",
+        &peer,
+        "--dir",
+        &follower_dir,
+        "--follow",
+        &followed,
+    ];
+    let mut follower = Hemi::start(&follower_args, dir.path()).await?;
     let rpc = format!("http://{}", hemi.rpc_addr);
     let key0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
     let (_, miner_addr) = hemi_testkit::regtest_p2wpkh(&[7u8; 32]).context("miner key")?;
@@ -276,6 +275,39 @@ async fn ethereum_clients_hvm_contracts_and_a_follower_on_real_bitcoin_core() ->
         rewards
     );
     eprintln!("{paid} PoP rewards paid and re-executed by the follower");
+    assert_eq!(follower.call("eth_syncing", json!([])).await?, false);
+
+    // A follower that was down catches up, and says so through eth_syncing as geth does.
+    let follower_args: Vec<String> = follower_args.iter().map(|a| a.to_string()).collect();
     follower.kill();
+    for _ in 0..300 {
+        hemi.call("evm_mine", json!([])).await?;
+    }
+    let target = hex_u64(&hemi.call("eth_blockNumber", json!([])).await?);
+    let follower = Hemi::start(
+        &follower_args.iter().map(String::as_str).collect::<Vec<_>>(),
+        dir.path(),
+    )
+    .await?;
+    let seen = std::cell::RefCell::new(None);
+    let caught_up = wait_for(180, "the restarted follower to catch up", || async {
+        let s = follower.call("eth_syncing", json!([])).await.ok()?;
+        if s.is_object() && seen.borrow().is_none() {
+            *seen.borrow_mut() = Some(s);
+        }
+        let n = hex_u64(&follower.call("eth_blockNumber", json!([])).await.ok()?);
+        (n >= target).then_some(())
+    })
+    .await;
+    if let Err(e) = caught_up {
+        bail!("{e}\nfollower log:\n{}", tail(&follower.log_text(), 40));
+    }
+    let seen = seen
+        .into_inner()
+        .context("eth_syncing never reported the catch-up")?;
+    assert_eq!(hex_u64(&seen["highestBlock"]), target, "{seen}");
+    assert!(hex_u64(&seen["startingBlock"]) >= head, "{seen}");
+    assert!(hex_u64(&seen["currentBlock"]) < target, "{seen}");
+    assert_eq!(follower.call("eth_syncing", json!([])).await?, false);
     Ok(())
 }

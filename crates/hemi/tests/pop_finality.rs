@@ -456,6 +456,7 @@ fn spawn_popm(
     bitcoin_rpc: &str,
     key: &hemi_btc_wallet::Key,
     key_type: &str,
+    poll: &str,
     record_dir: &std::path::Path,
     log: &std::path::Path,
 ) -> anyhow::Result<std::process::Child> {
@@ -463,7 +464,7 @@ fn spawn_popm(
     let l2 = format!("http://{}", hemi.rpc_addr);
     Ok(Command::new(env!("CARGO_BIN_EXE_hemi"))
         .args(["popm", "--l2-rpc", &l2, "--bitcoin-rpc", bitcoin_rpc])
-        .args(["--poll", "0.3", "--key-type", key_type])
+        .args(["--poll", poll, "--key-type", key_type])
         .arg("--dir")
         .arg(record_dir)
         .env("HEMI_POPM_KEY", hex::encode(key.secret_bytes()))
@@ -509,6 +510,7 @@ async fn a_second_miner_killed_nine_times_never_publishes_a_keystone_twice() -> 
             &url,
             &second,
             "p2tr",
+            "0.3",
             &record_dir,
             &dir.path().join(format!("popm-{n}.log")),
         )
@@ -633,6 +635,8 @@ async fn two_miners_split_a_keystone_reward_by_how_soon_bitcoin_confirmed_them(
             &url,
             m,
             "p2wpkh",
+            // B polls once an hour: it hears of new keystones through its subscription.
+            if i == 0 { "0.3" } else { "3600" },
             &dir.path().join(format!("popm-{i}")),
             &dir.path().join(format!("popm-{i}.log")),
         )?);
@@ -657,6 +661,26 @@ async fn two_miners_split_a_keystone_reward_by_how_soon_bitcoin_confirmed_them(
             }
             let [a, b] = found;
             Some((a?, b?))
+        },
+    )
+    .await?;
+    // What B publishes of a keystone made from now on, it learnt of over WebSocket.
+    let later = (head_of(&hemi).await? / 5 + 2) * 5;
+    wait_for(
+        30,
+        "B's publication of a keystone made after it last polled",
+        || async {
+            for txid in core.rpc.get_raw_mempool().await.ok()? {
+                let Ok(tx) = core.rpc.get_raw_transaction(&txid).await else {
+                    continue;
+                };
+                let newer =
+                    pop_keystone(&tx).is_some_and(|k| u64::from(k.l2_block_number) >= later);
+                if newer && signer_of(&tx) == pks[1] {
+                    return Some(());
+                }
+            }
+            None
         },
     )
     .await?;

@@ -171,6 +171,9 @@ pub struct Follower {
     blocks: broadcast::Sender<u64>,
     rule: std::sync::OnceLock<Arc<dyn ForkRule>>,
     forks: Mutex<Forks>,
+    /// Where the current catch-up started, and per source the head it reported while on our
+    /// chain (`None`: on another branch, or not asked yet).
+    progress: Mutex<(u64, Vec<Option<u64>>)>,
 }
 
 impl std::fmt::Debug for Follower {
@@ -263,6 +266,7 @@ impl Follower {
                 cursors: vec![None; n],
                 ..Forks::default()
             }),
+            progress: Mutex::new((0, vec![None; n])),
         }
     }
 
@@ -275,6 +279,17 @@ impl Follower {
     /// The nodes followed.
     pub fn sources(&self) -> &[String] {
         &self.sources
+    }
+
+    /// `(starting, current, highest)` while more than one block behind the highest block a
+    /// source reported (what `eth_syncing` shows, as geth does); `None` when caught up.
+    pub fn sync_progress(&self) -> Option<(u64, u64, u64)> {
+        let (starting, highest) = {
+            let p = self.progress.lock();
+            (p.0, p.1.iter().flatten().copied().max().unwrap_or(0))
+        };
+        let current = self.chain.head().0;
+        (highest > current + 1).then_some((starting, current, highest))
     }
 
     /// Numbers of blocks as they are imported (also the blocks of a branch switched to).
@@ -413,15 +428,9 @@ impl Follower {
                     tracing::debug!(number, %why, "waiting for Bitcoin");
                     Ok(Offered::NotReady)
                 }
-                Err(FollowError::Refused { number, error }) => {
-                    if matches!(
-                        error,
-                        ChainError::InvalidBlock(_) | ChainError::InvalidSeal(_)
-                    ) {
-                        self.forks.lock().invalid.insert(hash);
-                    }
-                    Err(FollowError::Refused { number, error })
-                }
+                // Not marked invalid: on our own chain's next block a refusal is retried every
+                // round (what our Bitcoin client says may still change), and the chain does not
+                // move past it.
                 Err(e) => Err(e),
             };
         }
@@ -481,6 +490,7 @@ impl Follower {
     async fn sync_source(&self, i: usize) -> Result<u64, FollowError> {
         let url = self.sources[i].clone();
         let remote = self.remote_head(&url).await?;
+
         let cursor = self.forks.lock().cursors[i];
         let (mut n, mut h) = match cursor {
             Some((n, h)) if n <= remote && self.known(&h)? => (n, h),
@@ -502,6 +512,21 @@ impl Follower {
                 }
             }
         };
+        {
+            // A source that shares our chain up to `n` says how far our chain goes.
+            let ours = self
+                .chain
+                .number_of(&h)
+                .map_err(|e| FollowError::Rpc(format!("reading our chain: {e}")))?
+                .is_some();
+            let head = self.chain.head().0;
+            let mut p = self.progress.lock();
+            let highest = p.1.iter().flatten().copied().max().unwrap_or(0);
+            if ours && remote > head + 1 && highest <= head + 1 {
+                p.0 = head; // a catch-up starts here
+            }
+            p.1[i] = ours.then_some(remote);
+        }
         let mut imported = 0;
         while n < remote {
             let b = self.fetch(&url, n + 1).await?;
@@ -628,6 +653,11 @@ impl Follower {
                 })
                 .collect()
         };
+        if branches.is_empty() {
+            let mut forks = self.forks.lock();
+            forks.tips = forks.refused_tips.values().cloned().collect();
+            return Ok(());
+        }
         let r = rule.clone();
         let finalized = tokio::task::spawn_blocking(move || r.finalized())
             .await
