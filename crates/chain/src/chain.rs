@@ -1278,15 +1278,7 @@ fn apply_state(
                 }
                 storage.remove(&k)?;
             }
-            let mut prefix_end = address.to_vec();
-            prefix_end.extend_from_slice(&[0xff; 70]);
-            let nodes: Vec<Vec<u8>> = storage_trie
-                .range(address.as_slice()..prefix_end.as_slice())?
-                .map(|e| e.map(|(k, _)| k.value().to_vec()))
-                .collect::<Result<_, _>>()?;
-            for k in nodes {
-                storage_trie.remove(k.as_slice())?;
-            }
+            wipe_storage_trie(&mut storage_trie, address)?;
             storage_root = EMPTY_ROOT_HASH;
         }
         let mut slots: Vec<_> = acc.storage.iter().collect();
@@ -1358,15 +1350,41 @@ fn apply_state(
     changes.slots = changed_slots.into_iter().collect();
     w.open_table(CHANGESETS)?
         .insert(number, changes.encode().as_slice())?;
+    update_account_trie(&mut account_trie, &account_changes)
+}
+
+/// Removes every node of `address`'s storage trie.
+fn wipe_storage_trie(
+    storage_trie: &mut Table<&'static [u8], &'static [u8]>,
+    address: &Address,
+) -> Result<(), ChainError> {
+    let mut prefix_end = address.to_vec();
+    prefix_end.extend_from_slice(&[0xff; 70]);
+    let nodes: Vec<Vec<u8>> = storage_trie
+        .range(address.as_slice()..prefix_end.as_slice())?
+        .map(|e| e.map(|(k, _)| k.value().to_vec()))
+        .collect::<Result<_, _>>()?;
+    for k in nodes {
+        storage_trie.remove(k.as_slice())?;
+    }
+    Ok(())
+}
+
+/// Applies `changes` (hashed address → new leaf, `None` to delete) to the account trie and
+/// returns its root.
+fn update_account_trie(
+    account_trie: &mut Table<&'static [u8], &'static [u8]>,
+    changes: &BTreeMap<B256, Option<Vec<u8>>>,
+) -> Result<B256, ChainError> {
     let reader = TableNodes {
-        table: &account_trie,
+        table: &*account_trie,
         prefix: &[],
     };
-    if account_changes.is_empty() {
+    if changes.is_empty() {
         return Ok(hemi_trie::root(&reader)?);
     }
-    let update = hemi_trie::update(&reader, &account_changes)?;
-    apply_nodes(&mut account_trie, &[], &update)?;
+    let update = hemi_trie::update(&reader, changes)?;
+    apply_nodes(account_trie, &[], &update)?;
     Ok(update.root)
 }
 
@@ -1413,15 +1431,7 @@ fn unwind_state(w: &redb::WriteTransaction, number: u64) -> Result<B256, ChainEr
     }
     for address in &changes.wiped {
         // The block rebuilt this storage from nothing: rebuild the restored slots' trie whole.
-        let mut prefix_end = address.to_vec();
-        prefix_end.extend_from_slice(&[0xff; 70]);
-        let nodes: Vec<Vec<u8>> = storage_trie
-            .range(address.as_slice()..prefix_end.as_slice())?
-            .map(|e| e.map(|(k, _)| k.value().to_vec()))
-            .collect::<Result<_, _>>()?;
-        for k in nodes {
-            storage_trie.remove(k.as_slice())?;
-        }
+        wipe_storage_trie(&mut storage_trie, address)?;
         let from = storage_key(address, &B256::ZERO);
         let to = storage_key(address, &B256::repeat_byte(0xff));
         let all: BTreeMap<B256, Option<Vec<u8>>> = storage
@@ -1482,16 +1492,7 @@ fn unwind_state(w: &redb::WriteTransaction, number: u64) -> Result<B256, ChainEr
         }
         account_changes.insert(keccak256(address), before.map(|a| a.trie_value()));
     }
-    let reader = TableNodes {
-        table: &account_trie,
-        prefix: &[],
-    };
-    if account_changes.is_empty() {
-        return Ok(hemi_trie::root(&reader)?);
-    }
-    let update = hemi_trie::update(&reader, &account_changes)?;
-    apply_nodes(&mut account_trie, &[], &update)?;
-    Ok(update.root)
+    update_account_trie(&mut account_trie, &account_changes)
 }
 
 /// Removes a block's records (not its state: see [`unwind_state`]).

@@ -100,15 +100,7 @@ impl hemi_rpc::pop::PopBackend for PopNode {
             Some(f) => f.fork_tips(),
             None => {
                 let (number, hash) = self.chain.head();
-                vec![hemi_sequencer::follower::ForkTip {
-                    number,
-                    hash,
-                    fork_point: number,
-                    active: true,
-                    status: "active",
-                    reason: None,
-                    score: None,
-                }]
+                vec![hemi_sequencer::follower::ForkTip::active(number, hash)]
             }
         };
         crate::fork::fork_choice_json(&tips, self.tracker.finalized())

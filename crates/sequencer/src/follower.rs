@@ -108,6 +108,21 @@ pub struct ForkTip {
     pub score: Option<ForkScore>,
 }
 
+impl ForkTip {
+    /// Our chain's head.
+    pub fn active(number: u64, hash: B256) -> Self {
+        ForkTip {
+            number,
+            hash,
+            fork_point: number,
+            active: true,
+            status: "active",
+            reason: None,
+            score: None,
+        }
+    }
+}
+
 /// A sealed block we hold but have not applied.
 #[derive(Debug, Clone)]
 struct SideBlock {
@@ -300,15 +315,7 @@ impl Follower {
     /// The competing tips as of the last fork choice: ours first, then each side branch.
     pub fn fork_tips(&self) -> Vec<ForkTip> {
         let (number, hash) = self.chain.head();
-        let mut tips = vec![ForkTip {
-            number,
-            hash,
-            fork_point: number,
-            active: true,
-            status: "active",
-            reason: None,
-            score: None,
-        }];
+        let mut tips = vec![ForkTip::active(number, hash)];
         tips.extend(self.forks.lock().tips.iter().cloned());
         tips
     }
@@ -816,6 +823,29 @@ impl Follower {
             .map_err(FollowError::Rpc)
     }
 
+    /// Unwinds our chain to `fork`; the removed blocks are held as side blocks (and returned).
+    async fn unwind_to(&self, fork: u64) -> Result<Vec<L2Block>, FollowError> {
+        let chain = self.chain.clone();
+        let removed = tokio::task::spawn_blocking(move || chain.unwind_to(fork))
+            .await
+            .map_err(|e| FollowError::Rpc(format!("unwind task: {e}")))?
+            .map_err(|error| FollowError::Refused {
+                number: fork,
+                error,
+            })?;
+        let mut forks = self.forks.lock();
+        for b in &removed {
+            forks.side.insert(
+                b.hash(),
+                SideBlock {
+                    number: b.header.number,
+                    block: b.clone(),
+                },
+            );
+        }
+        Ok(removed)
+    }
+
     /// Unwinds our chain to `fork` and imports `branch`; puts our branch back if any of its
     /// blocks fails.
     async fn switch(
@@ -839,26 +869,7 @@ impl Follower {
                 "PoP fork choice: switching to a better-published branch"
             );
         }
-        let chain = self.chain.clone();
-        let removed = tokio::task::spawn_blocking(move || chain.unwind_to(fork))
-            .await
-            .map_err(|e| FollowError::Rpc(format!("unwind task: {e}")))?
-            .map_err(|error| FollowError::Refused {
-                number: fork,
-                error,
-            })?;
-        {
-            let mut forks = self.forks.lock();
-            for b in &removed {
-                forks.side.insert(
-                    b.hash(),
-                    SideBlock {
-                        number: b.header.number,
-                        block: b.clone(),
-                    },
-                );
-            }
-        }
+        let removed = self.unwind_to(fork).await?;
         for b in branch {
             let hash = b.hash();
             let number = b.header.number;
@@ -880,26 +891,7 @@ impl Follower {
                         forks.invalid.insert(hash);
                         forks.drop_descendants(hash);
                     }
-                    let chain = self.chain.clone();
-                    let dropped = tokio::task::spawn_blocking(move || chain.unwind_to(fork))
-                        .await
-                        .map_err(|e| FollowError::Rpc(format!("unwind task: {e}")))?
-                        .map_err(|error| FollowError::Refused {
-                            number: fork,
-                            error,
-                        })?;
-                    {
-                        let mut forks = self.forks.lock();
-                        for d in dropped {
-                            forks.side.insert(
-                                d.hash(),
-                                SideBlock {
-                                    number: d.header.number,
-                                    block: d,
-                                },
-                            );
-                        }
-                    }
+                    self.unwind_to(fork).await?;
                     for r in removed {
                         let rh = r.hash();
                         self.import(r).await?;
