@@ -1337,20 +1337,31 @@ fn apply_state(
             account_history.insert(&hk, before.as_slice())?;
             changes.accounts.push(*address);
         }
-        match &new {
-            Some(a) => {
-                accounts.insert(&address.0 .0, encode_account(a).as_slice())?;
-            }
-            None => {
-                accounts.remove(&address.0 .0)?;
-            }
-        }
-        account_changes.insert(keccak256(address), new.map(|a| a.trie_value()));
+        put_account(&mut accounts, &mut account_changes, address, new)?;
     }
     changes.slots = changed_slots.into_iter().collect();
     w.open_table(CHANGESETS)?
         .insert(number, changes.encode().as_slice())?;
     update_account_trie(&mut account_trie, &account_changes)
+}
+
+/// Stores `account` for `address` (removes it when `None`) and notes the account-trie change.
+fn put_account(
+    accounts: &mut Table<&'static [u8; 20], &'static [u8]>,
+    trie_changes: &mut BTreeMap<B256, Option<Vec<u8>>>,
+    address: &Address,
+    account: Option<StoredAccount>,
+) -> Result<(), ChainError> {
+    match &account {
+        Some(a) => {
+            accounts.insert(&address.0 .0, encode_account(a).as_slice())?;
+        }
+        None => {
+            accounts.remove(&address.0 .0)?;
+        }
+    }
+    trie_changes.insert(keccak256(address), account.map(|a| a.trie_value()));
+    Ok(())
 }
 
 /// Removes every node of `address`'s storage trie.
@@ -1482,15 +1493,7 @@ fn unwind_state(w: &redb::WriteTransaction, number: u64) -> Result<B256, ChainEr
                 storage_roots[address]
             )));
         }
-        match &before {
-            Some(a) => {
-                accounts.insert(&address.0 .0, encode_account(a).as_slice())?;
-            }
-            None => {
-                accounts.remove(&address.0 .0)?;
-            }
-        }
-        account_changes.insert(keccak256(address), before.map(|a| a.trie_value()));
+        put_account(&mut accounts, &mut account_changes, address, before)?;
     }
     update_account_trie(&mut account_trie, &account_changes)
 }

@@ -927,6 +927,23 @@ mod tests {
         )
     }
 
+    /// A regtest Bitcoin store with 101 blocks, the attributes pinning its tip, and the pin.
+    fn regtest(seed: &str) -> (Arc<ChainStore>, hemi_hvm::BtcAttributes, BitcoinPin) {
+        let store =
+            Arc::new(ChainStore::in_memory(ChainParams::new(Network::Regtest)).expect("store"));
+        let key = hemi_btc_wallet::Key::from_seed(seed);
+        RegtestNode::new(store.clone())
+            .mine(101, &key.script_pubkey(hemi_btc_wallet::KeyKind::P2wpkh))
+            .expect("mine");
+        let (attrs, pinned) = next_attributes(store.as_ref(), None).expect("attributes");
+        let pin = BitcoinPin {
+            view: store.clone(),
+            pinned,
+            network: Network::Regtest,
+        };
+        (store, attrs, pin)
+    }
+
     fn refusal(r: Result<bool, FollowError>) -> String {
         match r {
             Err(FollowError::Refused { number: 1, error }) => error.to_string(),
@@ -936,20 +953,9 @@ mod tests {
 
     #[tokio::test]
     async fn raw_blocks_carry_the_seal_next_to_the_header_and_the_follower_checks_it() {
-        let store =
-            Arc::new(ChainStore::in_memory(ChainParams::new(Network::Regtest)).expect("store"));
-        let key = hemi_btc_wallet::Key::from_seed("follower-seal-test");
-        RegtestNode::new(store.clone())
-            .mine(101, &key.script_pubkey(hemi_btc_wallet::KeyKind::P2wpkh))
-            .expect("mine");
+        let (store, attrs, pin) = regtest("follower-seal-test");
         let spec = ChainSpec::devnet().expect("spec");
         let sequencer_chain = Chain::open(None, spec.clone()).expect("chain");
-        let (attrs, pinned) = next_attributes(store.as_ref(), None).expect("attributes");
-        let pin = BitcoinPin {
-            view: store.clone(),
-            pinned,
-            network: Network::Regtest,
-        };
         sequencer_chain
             .build_block(&pin, &attrs, vec![], 1_000, SEQUENCER)
             .expect("build");
@@ -1052,19 +1058,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_winning_branch_that_fails_is_dropped_for_good_and_a_final_block_stays() {
-        let store =
-            Arc::new(ChainStore::in_memory(ChainParams::new(Network::Regtest)).expect("store"));
-        let key = hemi_btc_wallet::Key::from_seed("follower-fork-test");
-        RegtestNode::new(store.clone())
-            .mine(101, &key.script_pubkey(hemi_btc_wallet::KeyKind::P2wpkh))
-            .expect("mine");
+        let (store, attrs, pin) = regtest("follower-fork-test");
         let spec = ChainSpec::devnet().expect("spec");
-        let (attrs, pinned) = next_attributes(store.as_ref(), None).expect("attributes");
-        let pin = BitcoinPin {
-            view: store.clone(),
-            pinned,
-            network: Network::Regtest,
-        };
         // Branch A: blocks 1..=3; branch B: block 1 shared, then 2'..=3' (other timestamps).
         let a = Chain::open(None, spec.clone()).expect("a");
         let b = Chain::open(None, spec.clone()).expect("b");
