@@ -12,9 +12,9 @@ use alloy_trie::EMPTY_ROOT_HASH;
 use bitcoin::hashes::Hash;
 use hemi_btc_view::BlockRef;
 use hemi_hvm::{BitcoinPin, BtcAttributes};
-use hemi_trie::{Nibbles, NodeReader, StoredNode, TrieError, TrieUpdate};
+use hemi_trie::{TrieError, TrieUpdate};
 use parking_lot::{Mutex, RwLock};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 use revm::context::TxEnv;
 use revm::context_interface::result::{EVMError, ExecutionResult};
 use revm::database::{BundleState, CacheDB};
@@ -27,6 +27,7 @@ use crate::block::{
 };
 use crate::db::*;
 use crate::exec::{self, BlockContext, CallOutcome, Executed, Mode, SPEC};
+use crate::overlay::{compute_diff, BlockDiff, StateStore};
 use crate::pop_rewards::PopPayoutTx;
 use crate::tx::{BtcAttributesTx, L2Tx, SignedTx};
 use crate::{ChainError, ChainSpec};
@@ -119,15 +120,29 @@ struct Head {
     hash: B256,
 }
 
-/// The L2 chain over one redb database. Share behind an `Arc`; reads never block writes.
+/// The L2 chain over two redb databases (blocks; state, see [`crate::overlay`]). Share behind
+/// an `Arc`; reads never block writes.
 pub struct Chain {
     db: Database,
+    state: Arc<StateStore>,
+    persister: Mutex<Option<std::thread::JoinHandle<()>>>,
     spec: ChainSpec,
     head: RwLock<Head>,
     write: Mutex<()>,
     cache: Mutex<BTreeMap<u64, Arc<BlockWithReceipts>>>,
     /// The target of every unwind since the chain was opened, in order.
     unwinds: Mutex<Vec<u64>>,
+}
+
+impl Drop for Chain {
+    /// Persists the state still in memory and stops the persister (a crash instead replays the
+    /// blocks on the next open).
+    fn drop(&mut self) {
+        self.state.stop(false);
+        if let Some(handle) = self.persister.lock().take() {
+            let _ = handle.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for Chain {
@@ -137,47 +152,6 @@ impl std::fmt::Debug for Chain {
             .field("head", &self.head.read().number)
             .finish()
     }
-}
-
-/// Reads trie nodes from a redb table under a key prefix (empty for the account trie, the
-/// address for a storage trie).
-struct TableNodes<'a, T> {
-    table: &'a T,
-    prefix: &'a [u8],
-}
-
-fn node_key(prefix: &[u8], path: &Nibbles) -> Vec<u8> {
-    let mut k = prefix.to_vec();
-    k.extend_from_slice(&path.to_vec());
-    k
-}
-
-impl<T: ReadableTable<&'static [u8], &'static [u8]>> NodeReader for TableNodes<'_, T> {
-    fn node(&self, path: &Nibbles) -> Result<Option<StoredNode>, TrieError> {
-        let key = node_key(self.prefix, path);
-        match self.table.get(key.as_slice()) {
-            Ok(Some(v)) => StoredNode::decode(v.value()).map(Some),
-            Ok(None) => Ok(None),
-            Err(e) => Err(TrieError::Store {
-                path: *path,
-                reason: e.to_string(),
-            }),
-        }
-    }
-}
-
-fn apply_nodes(
-    table: &mut Table<&'static [u8], &'static [u8]>,
-    prefix: &[u8],
-    update: &TrieUpdate,
-) -> Result<(), ChainError> {
-    for path in &update.deletes {
-        table.remove(node_key(prefix, path).as_slice())?;
-    }
-    for (path, node) in &update.puts {
-        table.insert(node_key(prefix, path).as_slice(), node.encode().as_slice())?;
-    }
-    Ok(())
 }
 
 impl From<TrieError> for ChainError {
@@ -197,18 +171,28 @@ impl Chain {
     /// # Errors
     /// Database errors, a schema version or genesis mismatch, corrupt records.
     pub fn open(path: Option<&Path>, spec: ChainSpec) -> Result<Self, ChainError> {
-        let db = match path {
-            Some(p) => {
-                let mut b = Database::builder();
-                b.set_cache_size(256 * 1024 * 1024);
-                b.create(p)?
-            }
-            None => {
-                Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?
-            }
+        let open = |p: Option<&Path>, cache: usize| -> Result<Database, ChainError> {
+            Ok(match p {
+                Some(p) => {
+                    let mut b = Database::builder();
+                    b.set_cache_size(cache);
+                    b.create(p)?
+                }
+                None => Database::builder()
+                    .create_with_backend(redb::backends::InMemoryBackend::new())?,
+            })
         };
+        let db = open(path, 64 * 1024 * 1024)?;
+        let state_path = path.map(state_path);
+        let state_db = open(state_path.as_deref(), 256 * 1024 * 1024)?;
+        let (genesis, alloc, nodes) = Self::genesis(&spec)?;
+        let genesis_hash = genesis.hash_slow();
+        Self::init_blocks(&db, &spec, &genesis)?;
+        let (state, persisted) = StateStore::open(state_db, &alloc, &nodes, genesis_hash)?;
         let chain = Chain {
             db,
+            state: Arc::new(state),
+            persister: Mutex::new(None),
             spec,
             head: RwLock::new(Head {
                 number: 0,
@@ -218,13 +202,54 @@ impl Chain {
             cache: Mutex::new(BTreeMap::new()),
             unwinds: Mutex::new(Vec::new()),
         };
-        chain.init()?;
+        let (head, at_persisted) = {
+            let r = chain.db.begin_read()?;
+            let canonical = r.open_table(CANONICAL)?;
+            let last = canonical
+                .last()?
+                .ok_or_else(|| ChainError::Corrupt("empty chain".into()))?;
+            let head = Head {
+                number: last.0.value(),
+                hash: B256::from(*last.1.value()),
+            };
+            let at = canonical.get(persisted.0)?.map(|v| B256::from(*v.value()));
+            (head, at)
+        };
+        if persisted.0 > head.number || at_persisted != Some(persisted.1) {
+            return Err(ChainError::Corrupt(format!(
+                "the state database holds block {} ({}), the chain's block {} is {:?}",
+                persisted.0, persisted.1, persisted.0, at_persisted
+            )));
+        }
+        // Replay the committed blocks the state database does not hold yet.
+        for n in persisted.0 + 1..=head.number {
+            let changes = chain.changeset(n)?;
+            let header = chain
+                .header(n)?
+                .ok_or_else(|| ChainError::Corrupt(format!("header {n} missing")))?;
+            let diff = compute_diff(&chain.state.snapshot()?, n, &changes)?;
+            if diff.root != header.state_root {
+                return Err(ChainError::Corrupt(format!(
+                    "replaying block {n}'s changeset gives state root {}, its header has {}",
+                    diff.root, header.state_root
+                )));
+            }
+            chain.state.push(diff, header.hash_slow())?;
+        }
+        *chain.head.write() = head;
+        let store = chain.state.clone();
+        let handle = std::thread::Builder::new()
+            .name("hemi-state-persist".into())
+            .spawn(move || store.run_persister())
+            .map_err(|e| ChainError::Db(format!("starting the state persister: {e}")))?;
+        *chain.persister.lock() = Some(handle);
         Ok(chain)
     }
 
-    fn init(&self) -> Result<(), ChainError> {
-        let (genesis, alloc, nodes) = self.genesis()?;
-        let mut w = self.db.begin_write()?;
+    /// Writes genesis into a new blocks database, or checks an existing one's schema version
+    /// and genesis.
+    fn init_blocks(db: &Database, spec: &ChainSpec, genesis: &Header) -> Result<(), ChainError> {
+        let mut w = db.begin_write()?;
         w.set_quick_repair(true);
         let existing = {
             let meta = w.open_table(META)?;
@@ -237,19 +262,12 @@ impl Chain {
                 {
                     let mut meta = w.open_table(META)?;
                     meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
-                    meta.insert("chain_id", self.spec.chain_id.to_be_bytes().as_slice())?;
-                    let mut accounts = w.open_table(ACCOUNTS)?;
-                    for (addr, a) in &alloc {
-                        accounts.insert(&addr.0 .0, encode_account(a).as_slice())?;
-                    }
-                    let mut trie = w.open_table(ACCOUNT_TRIE)?;
-                    apply_nodes(&mut trie, &[], &nodes)?;
+                    meta.insert("chain_id", spec.chain_id.to_be_bytes().as_slice())?;
                 }
-                let hash = genesis.hash_slow();
-                self.write_block(
+                Self::write_block(
                     &w,
-                    &genesis,
-                    hash,
+                    genesis,
+                    genesis.hash_slow(),
                     &Seal::ZERO,
                     &[],
                     &[],
@@ -274,8 +292,13 @@ impl Chain {
                         expected: SCHEMA_VERSION,
                     });
                 }
-                let stored = self
-                    .header(0)?
+                let r = db.begin_read()?;
+                let stored = r
+                    .open_table(HEADERS)?
+                    .get(0)?
+                    .map(|v| alloy_rlp::decode_exact::<Header>(v.value()))
+                    .transpose()
+                    .map_err(|e| ChainError::Corrupt(format!("genesis header: {e}")))?
                     .ok_or_else(|| ChainError::Corrupt("no genesis".into()))?;
                 if stored.hash_slow() != genesis.hash_slow() {
                     return Err(ChainError::GenesisMismatch {
@@ -285,24 +308,48 @@ impl Chain {
                 }
             }
         }
-        let r = self.db.begin_read()?;
-        let canonical = r.open_table(CANONICAL)?;
-        let last = canonical
-            .last()?
-            .ok_or_else(|| ChainError::Corrupt("empty chain".into()))?;
-        *self.head.write() = Head {
-            number: last.0.value(),
-            hash: B256::from(*last.1.value()),
-        };
         Ok(())
+    }
+
+    /// Block `n`'s changeset.
+    fn changeset(&self, n: u64) -> Result<ChangeSet, ChainError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(CHANGESETS)?;
+        let v = t
+            .get(n)?
+            .ok_or_else(|| ChainError::Corrupt(format!("block {n} has no changeset")))?;
+        ChangeSet::decode(v.value())
+    }
+
+    /// Persists the state of every committed block to the state database now (it is otherwise
+    /// persisted in the background, in batches).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn persist(&self) -> Result<(), ChainError> {
+        self.state.persist_all()
+    }
+
+    /// Closes the chain as a crash would: the state still in memory is not persisted, so the
+    /// next open replays the blocks above the state database's. For crash-recovery tests.
+    #[doc(hidden)]
+    pub fn close_without_persisting(self) {
+        self.state.stop(true);
+    }
+
+    /// A view of the newest state.
+    fn latest_view(&self) -> Result<StateView, ChainError> {
+        StateView::new(self.state.snapshot()?, &self.db.begin_read()?, None)
     }
 
     /// The genesis header, its accounts and the account trie nodes of its state root.
     #[allow(clippy::type_complexity)]
-    fn genesis(&self) -> Result<(Header, Vec<(Address, StoredAccount)>, TrieUpdate), ChainError> {
+    fn genesis(
+        spec: &ChainSpec,
+    ) -> Result<(Header, Vec<(Address, StoredAccount)>, TrieUpdate), ChainError> {
         let mut changes = BTreeMap::new();
         let mut alloc = Vec::new();
-        for (addr, balance) in &self.spec.alloc {
+        for (addr, balance) in &spec.alloc {
             let a = StoredAccount {
                 nonce: 0,
                 balance: *balance,
@@ -323,13 +370,13 @@ impl Chain {
             logs_bloom: Bloom::default(),
             difficulty: U256::ZERO,
             number: 0,
-            gas_limit: self.spec.gas_limit,
+            gas_limit: spec.gas_limit,
             gas_used: 0,
-            timestamp: self.spec.timestamp,
+            timestamp: spec.timestamp,
             extra_data: Bytes::new(),
             mix_hash: B256::ZERO,
             nonce: Default::default(),
-            base_fee_per_gas: Some(self.spec.base_fee_per_gas),
+            base_fee_per_gas: Some(spec.base_fee_per_gas),
             ..Default::default()
         };
         Ok((header, alloc, update))
@@ -530,10 +577,12 @@ impl Chain {
         if number > head {
             return Err(ChainError::UnknownBlock(number));
         }
-        let r = self.db.begin_read()?;
-        // The head may have moved between reading it and opening the transaction; history
-        // answers for any block before the transaction's own head.
-        StateView::new(&r, Some(number))
+        // The head may have moved since; history answers for any block before the snapshot's.
+        let snap = self.state.snapshot()?;
+        if number > snap.head() {
+            return Err(ChainError::UnknownBlock(number));
+        }
+        StateView::new(snap, &self.db.begin_read()?, Some(number))
     }
 
     /// The base fee of the block after `parent`.
@@ -629,16 +678,20 @@ impl Chain {
             txs.push(SignedTx::recover(L2Tx::PopPayout(payout))?);
         }
         txs.extend(candidates);
-        let view = StateView::new(&self.db.begin_read()?, None)?;
-        let executed = exec::execute(view, &ctx, bitcoin.clone(), txs, Mode::Build)?;
+        let executed = exec::execute(self.latest_view()?, &ctx, bitcoin.clone(), txs, Mode::Build)?;
+        let diff = compute_diff(
+            &self.state.snapshot()?,
+            ctx.number,
+            &changes_of(&executed.bundle),
+        )?;
         let w = self.begin_write()?;
-        let state_root = apply_state(&w, ctx.number, &executed.bundle)?;
-        let header = self.header_for(&parent, &ctx, state_root, &executed);
+        write_state_records(&w, ctx.number, &executed.bundle, &diff)?;
+        let header = self.header_for(&parent, &ctx, diff.root, &executed);
         let hash = header.hash_slow();
         let seal = seal(self.spec.chain_id, hash, secret)?;
         let senders: Vec<Address> = executed.txs.iter().map(|t| t.sender).collect();
         let body: Vec<L2Tx> = executed.txs.iter().map(|t| t.tx.clone()).collect();
-        self.write_block(
+        Self::write_block(
             &w,
             &header,
             hash,
@@ -649,6 +702,7 @@ impl Chain {
             bitcoin.pinned,
         )?;
         w.commit()?;
+        self.state.push(diff, hash)?;
         *self.head.write() = Head {
             number: header.number,
             hash,
@@ -777,18 +831,19 @@ impl Chain {
             .cloned()
             .map(SignedTx::recover)
             .collect::<Result<Vec<_>, _>>()?;
-        let view = StateView::new(&self.db.begin_read()?, None)?;
-        let executed = exec::execute(view, &ctx, pin.clone(), txs, Mode::Import)?;
-        let w = self.begin_write()?;
-        let state_root = apply_state(&w, ctx.number, &executed.bundle)?;
-        let expected = self.header_for(&parent, &ctx, state_root, &executed);
+        let executed = exec::execute(self.latest_view()?, &ctx, pin.clone(), txs, Mode::Import)?;
+        let diff = compute_diff(
+            &self.state.snapshot()?,
+            ctx.number,
+            &changes_of(&executed.bundle),
+        )?;
+        let expected = self.header_for(&parent, &ctx, diff.root, &executed);
         let checks = [
             ("state root", expected.state_root, h.state_root),
             ("receipts root", expected.receipts_root, h.receipts_root),
         ];
         for (what, ours, theirs) in checks {
             if ours != theirs {
-                w.abort()?;
                 return Err(ChainError::InvalidBlock(format!(
                     "block {}: {what} {theirs} differs from re-execution's {ours}",
                     h.number
@@ -796,14 +851,15 @@ impl Chain {
             }
         }
         if expected.gas_used != h.gas_used || expected.logs_bloom != h.logs_bloom {
-            w.abort()?;
             return Err(ChainError::InvalidBlock(format!(
                 "block {}: gas used {} (re-execution: {}) or logs bloom differ",
                 h.number, h.gas_used, expected.gas_used
             )));
         }
         let senders: Vec<Address> = executed.txs.iter().map(|t| t.sender).collect();
-        self.write_block(
+        let w = self.begin_write()?;
+        write_state_records(&w, h.number, &executed.bundle, &diff)?;
+        Self::write_block(
             &w,
             h,
             hash,
@@ -814,6 +870,7 @@ impl Chain {
             pin.pinned,
         )?;
         w.commit()?;
+        self.state.push(diff, hash)?;
         *self.head.write() = Head {
             number: h.number,
             hash,
@@ -858,27 +915,19 @@ impl Chain {
         let target_block = self
             .block(target)?
             .ok_or_else(|| ChainError::Corrupt(format!("canonical block {target} missing")))?;
+        // The state first (its database, if it holds a block above the target, commits on its
+        // own: a crash before the blocks below are removed replays them on restart).
+        let hashes = self.state.hashes();
+        let overlay =
+            self.state
+                .unwind_to(target, target_block.hash, &|n| self.changeset(n), &|n| {
+                    self.header(n)?
+                        .map(|h| h.state_root)
+                        .ok_or_else(|| ChainError::Corrupt(format!("header {n} missing")))
+                })?;
+        let state_touched = self.state.range().0 < overlay.base;
         let w = self.begin_write()?;
         for block in &removed {
-            let n = block.header.number;
-            let parent = if n == target + 1 {
-                self.header(target)?
-            } else {
-                removed
-                    .iter()
-                    .find(|b| b.header.number == n - 1)
-                    .map(|b| b.header.clone())
-            }
-            .ok_or_else(|| ChainError::Corrupt(format!("header {} missing", n - 1)))?;
-            let root = unwind_state(&w, n)?;
-            if root != parent.state_root {
-                w.abort()?;
-                return Err(ChainError::Corrupt(format!(
-                    "unwinding block {n} restored state root {root}, block {} has {}",
-                    n - 1,
-                    parent.state_root
-                )));
-            }
             delete_block(&w, block)?;
         }
         // A system transaction repeated in consecutive blocks (the same Bitcoin attributes) has
@@ -901,6 +950,9 @@ impl Chain {
         };
         if let Err(e) = w.commit() {
             *self.head.write() = head;
+            if !state_touched {
+                self.state.restore(overlay, hashes);
+            }
             return Err(e.into());
         }
         self.cache.lock().retain(|n, _| *n <= target);
@@ -953,7 +1005,6 @@ impl Chain {
 
     #[allow(clippy::too_many_arguments)]
     fn write_block(
-        &self,
         w: &redb::WriteTransaction,
         header: &Header,
         hash: B256,
@@ -1119,41 +1170,18 @@ impl Chain {
         address: Address,
         slots: &[B256],
     ) -> Result<(u64, AccountProof), ChainError> {
-        let _guard = self.write.lock();
-        let number = self.head.read().number;
-        let r = self.db.begin_read()?;
-        let accounts = r.open_table(ACCOUNTS)?;
-        let account = match accounts.get(&address.0 .0)? {
-            Some(v) => decode_account(v.value())?.unwrap_or_default(),
-            None => StoredAccount {
-                code_hash: alloy_primitives::KECCAK256_EMPTY,
-                storage_root: EMPTY_ROOT_HASH,
-                ..Default::default()
-            },
-        };
-        let account_trie = r.open_table(ACCOUNT_TRIE)?;
-        let account_proof = hemi_trie::proof(
-            &TableNodes {
-                table: &account_trie,
-                prefix: &[],
-            },
-            keccak256(address),
-        )?;
-        let storage_trie = r.open_table(STORAGE_TRIE)?;
-        let storage = r.open_table(STORAGE)?;
+        let snap = self.state.snapshot()?;
+        let number = snap.head();
+        let account = snap.account(&address)?.unwrap_or(StoredAccount {
+            code_hash: alloy_primitives::KECCAK256_EMPTY,
+            storage_root: EMPTY_ROOT_HASH,
+            ..Default::default()
+        });
+        let account_proof = hemi_trie::proof(&snap.account_nodes(), keccak256(address))?;
         let mut out = Vec::new();
         for slot in slots {
-            let value = storage
-                .get(&storage_key(&address, slot))?
-                .map(|v| U256::from_be_bytes(*v.value()))
-                .unwrap_or_default();
-            let nodes = hemi_trie::proof(
-                &TableNodes {
-                    table: &storage_trie,
-                    prefix: address.as_slice(),
-                },
-                keccak256(slot),
-            )?;
+            let value = snap.storage(&address, slot)?;
+            let nodes = hemi_trie::proof(&snap.storage_nodes(address), keccak256(slot))?;
             out.push((*slot, value, nodes));
         }
         Ok((
@@ -1229,273 +1257,68 @@ fn apply_overrides(
     Ok(())
 }
 
-/// Writes a block's state changes (and their history) into `w` and returns the new state root.
-fn apply_state(
+/// What a block's execution changed, per account, as a changeset.
+fn changes_of(bundle: &BundleState) -> ChangeSet {
+    let mut addresses: Vec<&Address> = bundle.state.keys().collect();
+    addresses.sort();
+    let accounts = addresses
+        .into_iter()
+        .map(|address| {
+            let acc = &bundle.state[address];
+            let wiped = acc.was_destroyed();
+            let mut slots: Vec<(B256, U256)> = acc
+                .storage
+                .iter()
+                .filter(|(_, s)| wiped || s.present_value != s.previous_or_original_value)
+                .map(|(k, s)| (u256_word(*k), s.present_value))
+                .collect();
+            slots.sort();
+            AccountChange {
+                address: *address,
+                changed: true,
+                wiped,
+                info: acc.info.as_ref().map(|i| Info {
+                    nonce: i.nonce,
+                    balance: i.balance,
+                    code_hash: i.code_hash,
+                }),
+                slots,
+            }
+        })
+        .collect();
+    ChangeSet { accounts }
+}
+
+/// Writes what a block adds to the blocks database besides the block: new code and its
+/// changeset.
+fn write_state_records(
     w: &redb::WriteTransaction,
     number: u64,
     bundle: &BundleState,
-) -> Result<B256, ChainError> {
-    let mut accounts = w.open_table(ACCOUNTS)?;
-    let mut storage = w.open_table(STORAGE)?;
+    diff: &BlockDiff,
+) -> Result<(), ChainError> {
     let mut code = w.open_table(CODE)?;
-    let mut account_trie = w.open_table(ACCOUNT_TRIE)?;
-    let mut storage_trie = w.open_table(STORAGE_TRIE)?;
-    let mut account_history = w.open_table(ACCOUNT_HISTORY)?;
-    let mut storage_history = w.open_table(STORAGE_HISTORY)?;
-    let mut changes = ChangeSet::default();
-    let mut changed_slots = std::collections::BTreeSet::new();
     for (hash, bytecode) in &bundle.contracts {
         if code.get(&hash.0)?.is_none() {
             code.insert(&hash.0, bytecode.original_byte_slice())?;
         }
     }
-    let mut addresses: Vec<&Address> = bundle.state.keys().collect();
-    addresses.sort();
-    let mut account_changes: BTreeMap<B256, Option<Vec<u8>>> = BTreeMap::new();
-    for address in addresses {
-        let acc = &bundle.state[address];
-        let old = match accounts.get(&address.0 .0)? {
-            Some(v) => decode_account(v.value())?,
-            None => None,
-        };
-        let mut storage_root = old.map(|a| a.storage_root).unwrap_or(EMPTY_ROOT_HASH);
-        let mut slot_changes: BTreeMap<B256, Option<Vec<u8>>> = BTreeMap::new();
-        if acc.was_destroyed() {
-            changes.wiped.push(*address);
-            // Wipe every stored slot (recording history) and the storage trie.
-            let from = storage_key(address, &B256::ZERO);
-            let to = storage_key(address, &B256::repeat_byte(0xff));
-            let wiped: Vec<([u8; 52], [u8; 32])> = storage
-                .range::<&[u8; 52]>(&from..=&to)?
-                .map(|e| e.map(|(k, v)| (*k.value(), *v.value())))
-                .collect::<Result<_, _>>()?;
-            for (k, v) in wiped {
-                let slot = B256::from_slice(&k[20..]);
-                let hk = storage_history_key(address, &slot, number);
-                if storage_history.get(&hk)?.is_none() {
-                    storage_history.insert(&hk, &v)?;
-                    changed_slots.insert((*address, slot));
-                }
-                storage.remove(&k)?;
-            }
-            wipe_storage_trie(&mut storage_trie, address)?;
-            storage_root = EMPTY_ROOT_HASH;
-        }
-        let mut slots: Vec<_> = acc.storage.iter().collect();
-        slots.sort_by_key(|(k, _)| **k);
-        for (slot, s) in slots {
-            if !acc.was_destroyed() && s.present_value == s.previous_or_original_value {
-                continue;
-            }
-            let key = u256_word(*slot);
-            let sk = storage_key(address, &key);
-            let hk = storage_history_key(address, &key, number);
-            if storage_history.get(&hk)?.is_none() {
-                let before = u256_word(s.previous_or_original_value);
-                storage_history.insert(&hk, &before.0)?;
-                changed_slots.insert((*address, key));
-            }
-            if s.present_value.is_zero() {
-                storage.remove(&sk)?;
-                slot_changes.insert(keccak256(key), None);
-            } else {
-                storage.insert(&sk, &u256_word(s.present_value).0)?;
-                slot_changes.insert(keccak256(key), Some(alloy_rlp::encode(s.present_value)));
-            }
-        }
-        if !slot_changes.is_empty() {
-            let update = hemi_trie::update(
-                &TableNodes {
-                    table: &storage_trie,
-                    prefix: address.as_slice(),
-                },
-                &slot_changes,
-            )?;
-            apply_nodes(&mut storage_trie, address.as_slice(), &update)?;
-            storage_root = update.root;
-        }
-        let new = acc.info.as_ref().and_then(|info| {
-            let a = StoredAccount {
-                nonce: info.nonce,
-                balance: info.balance,
-                code_hash: info.code_hash,
-                storage_root,
-            };
-            // EIP-161: an empty account does not exist.
-            let empty = a.nonce == 0
-                && a.balance.is_zero()
-                && (a.code_hash == alloy_primitives::KECCAK256_EMPTY || a.code_hash == B256::ZERO)
-                && a.storage_root == EMPTY_ROOT_HASH;
-            (!empty).then_some(a)
-        });
-        if new == old {
-            continue;
-        }
-        let hk = account_history_key(address, number);
-        if account_history.get(&hk)?.is_none() {
-            let before = old.map(|a| encode_account(&a).to_vec()).unwrap_or_default();
-            account_history.insert(&hk, before.as_slice())?;
-            changes.accounts.push(*address);
-        }
-        put_account(&mut accounts, &mut account_changes, address, new)?;
-    }
-    changes.slots = changed_slots.into_iter().collect();
     w.open_table(CHANGESETS)?
-        .insert(number, changes.encode().as_slice())?;
-    update_account_trie(&mut account_trie, &account_changes)
-}
-
-/// Stores `account` for `address` (removes it when `None`) and notes the account-trie change.
-fn put_account(
-    accounts: &mut Table<&'static [u8; 20], &'static [u8]>,
-    trie_changes: &mut BTreeMap<B256, Option<Vec<u8>>>,
-    address: &Address,
-    account: Option<StoredAccount>,
-) -> Result<(), ChainError> {
-    match &account {
-        Some(a) => {
-            accounts.insert(&address.0 .0, encode_account(a).as_slice())?;
-        }
-        None => {
-            accounts.remove(&address.0 .0)?;
-        }
-    }
-    trie_changes.insert(keccak256(address), account.map(|a| a.trie_value()));
+        .insert(number, diff.changeset().encode().as_slice())?;
     Ok(())
 }
 
-/// Removes every node of `address`'s storage trie.
-fn wipe_storage_trie(
-    storage_trie: &mut Table<&'static [u8], &'static [u8]>,
-    address: &Address,
-) -> Result<(), ChainError> {
-    let mut prefix_end = address.to_vec();
-    prefix_end.extend_from_slice(&[0xff; 70]);
-    let nodes: Vec<Vec<u8>> = storage_trie
-        .range(address.as_slice()..prefix_end.as_slice())?
-        .map(|e| e.map(|(k, _)| k.value().to_vec()))
-        .collect::<Result<_, _>>()?;
-    for k in nodes {
-        storage_trie.remove(k.as_slice())?;
-    }
-    Ok(())
-}
-
-/// Applies `changes` (hashed address → new leaf, `None` to delete) to the account trie and
-/// returns its root.
-fn update_account_trie(
-    account_trie: &mut Table<&'static [u8], &'static [u8]>,
-    changes: &BTreeMap<B256, Option<Vec<u8>>>,
-) -> Result<B256, ChainError> {
-    let reader = TableNodes {
-        table: &*account_trie,
-        prefix: &[],
+/// `<stem>-state.<ext>` next to the blocks database: the state database.
+fn state_path(blocks: &Path) -> std::path::PathBuf {
+    let stem = blocks
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "l2".into());
+    let name = match blocks.extension() {
+        Some(ext) => format!("{stem}-state.{}", ext.to_string_lossy()),
+        None => format!("{stem}-state"),
     };
-    if changes.is_empty() {
-        return Ok(hemi_trie::root(&reader)?);
-    }
-    let update = hemi_trie::update(&reader, changes)?;
-    apply_nodes(account_trie, &[], &update)?;
-    Ok(update.root)
-}
-
-/// Undoes block `number`'s state changes (it must be the newest block in `w`) and returns the
-/// restored state root.
-fn unwind_state(w: &redb::WriteTransaction, number: u64) -> Result<B256, ChainError> {
-    let changes = match w.open_table(CHANGESETS)?.remove(number)? {
-        Some(v) => ChangeSet::decode(v.value())?,
-        None => {
-            return Err(ChainError::Corrupt(format!(
-                "block {number} has no changeset (written before schema version 3): it cannot be \
-                 unwound"
-            )))
-        }
-    };
-    let mut accounts = w.open_table(ACCOUNTS)?;
-    let mut storage = w.open_table(STORAGE)?;
-    let mut account_trie = w.open_table(ACCOUNT_TRIE)?;
-    let mut storage_trie = w.open_table(STORAGE_TRIE)?;
-    let mut account_history = w.open_table(ACCOUNT_HISTORY)?;
-    let mut storage_history = w.open_table(STORAGE_HISTORY)?;
-    let missing =
-        |what: String| ChainError::Corrupt(format!("block {number}: no history of {what}"));
-    // Slots, grouped by account.
-    let mut slot_changes: BTreeMap<Address, BTreeMap<B256, Option<Vec<u8>>>> = BTreeMap::new();
-    for (address, slot) in &changes.slots {
-        let before = *storage_history
-            .remove(&storage_history_key(address, slot, number))?
-            .ok_or_else(|| missing(format!("slot {slot} of {address}")))?
-            .value();
-        let sk = storage_key(address, slot);
-        let value = U256::from_be_bytes(before);
-        let leaf = if value.is_zero() {
-            storage.remove(&sk)?;
-            None
-        } else {
-            storage.insert(&sk, &before)?;
-            Some(alloy_rlp::encode(value))
-        };
-        slot_changes
-            .entry(*address)
-            .or_default()
-            .insert(keccak256(slot), leaf);
-    }
-    for address in &changes.wiped {
-        // The block rebuilt this storage from nothing: rebuild the restored slots' trie whole.
-        wipe_storage_trie(&mut storage_trie, address)?;
-        let from = storage_key(address, &B256::ZERO);
-        let to = storage_key(address, &B256::repeat_byte(0xff));
-        let all: BTreeMap<B256, Option<Vec<u8>>> = storage
-            .range::<&[u8; 52]>(&from..=&to)?
-            .map(|e| {
-                e.map(|(k, v)| {
-                    (
-                        keccak256(&k.value()[20..]),
-                        Some(alloy_rlp::encode(U256::from_be_bytes(*v.value()))),
-                    )
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        slot_changes.insert(*address, all);
-    }
-    let mut storage_roots = BTreeMap::new();
-    for (address, slots) in &slot_changes {
-        let update = if changes.wiped.contains(address) {
-            hemi_trie::update(&hemi_trie::MemNodes::new(), slots)?
-        } else {
-            hemi_trie::update(
-                &TableNodes {
-                    table: &storage_trie,
-                    prefix: address.as_slice(),
-                },
-                slots,
-            )?
-        };
-        apply_nodes(&mut storage_trie, address.as_slice(), &update)?;
-        storage_roots.insert(*address, update.root);
-    }
-    let mut account_changes: BTreeMap<B256, Option<Vec<u8>>> = BTreeMap::new();
-    for address in &changes.accounts {
-        let before = account_history
-            .remove(&account_history_key(address, number))?
-            .ok_or_else(|| missing(format!("account {address}")))?
-            .value()
-            .to_vec();
-        let before = decode_account(&before)?;
-        let storage_root = before.map_or(EMPTY_ROOT_HASH, |a| a.storage_root);
-        if storage_roots
-            .get(address)
-            .is_some_and(|root| *root != storage_root)
-        {
-            return Err(ChainError::Corrupt(format!(
-                "unwinding block {number}: storage of {address} restored to root {}, its account \
-                 says {storage_root}",
-                storage_roots[address]
-            )));
-        }
-        put_account(&mut accounts, &mut account_changes, address, before)?;
-    }
-    update_account_trie(&mut account_trie, &account_changes)
+    blocks.with_file_name(name)
 }
 
 /// Removes a block's records (not its state: see [`unwind_state`]).
@@ -1509,6 +1332,7 @@ fn delete_block(w: &redb::WriteTransaction, block: &StoredBlock) -> Result<(), C
     w.open_table(SENDERS)?.remove(n)?;
     w.open_table(RECEIPTS)?.remove(n)?;
     w.open_table(PINS)?.remove(n)?;
+    w.open_table(CHANGESETS)?.remove(n)?;
     let mut idx = w.open_table(TX_INDEX)?;
     for tx in &block.txs {
         let here = idx
@@ -1555,12 +1379,6 @@ fn create_tables(w: &redb::WriteTransaction) -> Result<(), ChainError> {
     w.open_table(SEALS)?;
     w.open_table(TX_INDEX)?;
     w.open_table(CODE)?;
-    w.open_table(STORAGE)?;
-    w.open_table(STORAGE_TRIE)?;
-    w.open_table(STORAGE_HISTORY)?;
-    w.open_table(ACCOUNT_HISTORY)?;
-    w.open_table(ACCOUNTS)?;
-    w.open_table(ACCOUNT_TRIE)?;
     w.open_table(CHANGESETS)?;
     Ok(())
 }

@@ -1,21 +1,27 @@
 //! The L2 chain's redb tables, state reads (latest and historical), and revm's database view.
 //!
-//! One redb write transaction commits a block: header, body, receipts, the state it changed,
-//! the trie nodes of the new roots, and the history needed to read older state. A crash (even
-//! kill -9) leaves the chain at the last committed block.
+//! Two databases. The blocks database commits each block in one write transaction: header,
+//! body, receipts, code and the block's changeset. The state database holds accounts, storage,
+//! the trie nodes of the state root and the history needed to read older state, as of its
+//! persisted block; the blocks after it live in memory ([`crate::overlay`]) and are persisted in
+//! batches. A crash (even kill -9) leaves the chain at the last committed block: on restart the
+//! changesets above the persisted block are replayed.
 
 use alloy_primitives::{Address, Bytes, B256, U256};
 use redb::{ReadOnlyTable, TableDefinition};
 use revm::database_interface::{DBErrorMarker, DatabaseRef};
 use revm::state::{AccountInfo, Bytecode};
 
+use crate::overlay::Snapshot;
 use crate::ChainError;
 
 /// Version of the on-disk format; a database with another version is refused.
 ///
 /// 2: headers without the Clique seal in `extraData`; seals in their own `seals` table.
 /// 3: a `changesets` table (what each block changed), so blocks can be unwound.
-pub const SCHEMA_VERSION: u32 = 3;
+/// 4: state, tries and history in a second database file (`<name>-state.redb`) persisted in
+///    batches; changesets carry the new values, so the blocks above its persisted block replay.
+pub const SCHEMA_VERSION: u32 = 4;
 
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// number → RLP header.
@@ -53,43 +59,79 @@ pub(crate) const ACCOUNT_HISTORY: TableDefinition<&[u8; 28], &[u8]> =
 pub(crate) const STORAGE_HISTORY: TableDefinition<&[u8; 60], &[u8; 32]> =
     TableDefinition::new("storage_history");
 
-/// number → what the block changed ([`ChangeSet::encode`]); the values before it are in the
-/// history tables under the same block number.
+/// number → what the block changed ([`ChangeSet::encode`]): the new values, enough to replay
+/// the block onto the state before it (and the keys to unwind it with the history tables).
 pub(crate) const CHANGESETS: TableDefinition<u64, &[u8]> = TableDefinition::new("changesets");
 
-/// The keys one block changed: enough to unwind it with the history tables.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct ChangeSet {
-    /// Accounts with an `ACCOUNT_HISTORY` entry at the block.
-    pub accounts: Vec<Address>,
-    /// Slots with a `STORAGE_HISTORY` entry at the block.
-    pub slots: Vec<(Address, B256)>,
-    /// Accounts whose storage the block wiped (self-destruct).
-    pub wiped: Vec<Address>,
+/// The state database's own metadata: `schema_version`, `persisted` (number ‖ hash of the
+/// block whose state it holds).
+pub(crate) const STATE_META: TableDefinition<&str, &[u8]> = TableDefinition::new("state_meta");
+
+/// An account's nonce, balance and code hash (its storage root follows from its slots).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Info {
+    pub nonce: u64,
+    pub balance: U256,
+    pub code_hash: B256,
 }
 
-/// Format version of an encoded [`ChangeSet`].
-const CHANGESET_VERSION: u8 = 1;
+/// What a block did to one account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AccountChange {
+    pub address: Address,
+    /// The account record changed (it has a history entry at the block).
+    pub changed: bool,
+    /// Its storage was wiped (self-destruct) before `slots` were written.
+    pub wiped: bool,
+    /// The account after the block (`None`: absent).
+    pub info: Option<Info>,
+    /// Slots written, new values (zero: deleted), sorted by slot.
+    pub slots: Vec<(B256, U256)>,
+}
+
+/// What one block changed, per account (sorted by address).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ChangeSet {
+    pub accounts: Vec<AccountChange>,
+}
+
+/// Format version of an encoded [`ChangeSet`] (1: keys only, schema 3).
+const CHANGESET_VERSION: u8 = 2;
+
+const FLAG_CHANGED: u8 = 1;
+const FLAG_WIPED: u8 = 2;
+const FLAG_INFO: u8 = 4;
 
 impl ChangeSet {
-    /// `version ‖ n ‖ addresses ‖ n ‖ (address ‖ slot)… ‖ n ‖ wiped addresses` (counts u32 BE).
+    /// `version ‖ n ‖ (address ‖ flags ‖ [nonce ‖ balance ‖ code hash] ‖ m ‖ (slot ‖ value)…)…`
+    /// (counts u32 BE; flags: 1 changed, 2 wiped, 4 account present).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            13 + 20 * (self.accounts.len() + self.wiped.len()) + 52 * self.slots.len(),
-        );
+        let mut out = Vec::with_capacity(5 + self.accounts.len() * 97);
         out.push(CHANGESET_VERSION);
         out.extend_from_slice(&(self.accounts.len() as u32).to_be_bytes());
-        for a in &self.accounts {
-            out.extend_from_slice(a.as_slice());
-        }
-        out.extend_from_slice(&(self.slots.len() as u32).to_be_bytes());
-        for (a, s) in &self.slots {
-            out.extend_from_slice(a.as_slice());
-            out.extend_from_slice(s.as_slice());
-        }
-        out.extend_from_slice(&(self.wiped.len() as u32).to_be_bytes());
-        for a in &self.wiped {
-            out.extend_from_slice(a.as_slice());
+        for c in &self.accounts {
+            out.extend_from_slice(c.address.as_slice());
+            let mut flags = 0;
+            if c.changed {
+                flags |= FLAG_CHANGED;
+            }
+            if c.wiped {
+                flags |= FLAG_WIPED;
+            }
+            if c.info.is_some() {
+                flags |= FLAG_INFO;
+            }
+            out.push(flags);
+            if let Some(i) = &c.info {
+                out.extend_from_slice(&i.nonce.to_be_bytes());
+                out.extend_from_slice(&i.balance.to_be_bytes::<32>());
+                out.extend_from_slice(i.code_hash.as_slice());
+            }
+            out.extend_from_slice(&(c.slots.len() as u32).to_be_bytes());
+            for (slot, v) in &c.slots {
+                out.extend_from_slice(slot.as_slice());
+                out.extend_from_slice(&v.to_be_bytes::<32>());
+            }
         }
         out
     }
@@ -116,21 +158,34 @@ impl ChangeSet {
         let mut cs = ChangeSet::default();
         let n = count(&mut b).ok_or_else(|| corrupt("accounts"))?;
         for _ in 0..n {
-            cs.accounts.push(Address::from_slice(
-                take(&mut b, 20).ok_or_else(|| corrupt("account"))?,
-            ));
-        }
-        let n = count(&mut b).ok_or_else(|| corrupt("slots"))?;
-        for _ in 0..n {
-            let k = take(&mut b, 52).ok_or_else(|| corrupt("slot"))?;
-            cs.slots
-                .push((Address::from_slice(&k[..20]), B256::from_slice(&k[20..])));
-        }
-        let n = count(&mut b).ok_or_else(|| corrupt("wiped"))?;
-        for _ in 0..n {
-            cs.wiped.push(Address::from_slice(
-                take(&mut b, 20).ok_or_else(|| corrupt("wiped"))?,
-            ));
+            let address = Address::from_slice(take(&mut b, 20).ok_or_else(|| corrupt("address"))?);
+            let flags = take(&mut b, 1).ok_or_else(|| corrupt("flags"))?[0];
+            if flags & !(FLAG_CHANGED | FLAG_WIPED | FLAG_INFO) != 0 {
+                return Err(corrupt(&format!("flags {flags:#x}")));
+            }
+            let info = if flags & FLAG_INFO != 0 {
+                let v = take(&mut b, 72).ok_or_else(|| corrupt("account"))?;
+                Some(Info {
+                    nonce: u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
+                    balance: U256::from_be_slice(&v[8..40]),
+                    code_hash: B256::from_slice(&v[40..]),
+                })
+            } else {
+                None
+            };
+            let m = count(&mut b).ok_or_else(|| corrupt("slots"))?;
+            let mut slots = Vec::with_capacity(m.min(b.len() / 64));
+            for _ in 0..m {
+                let v = take(&mut b, 64).ok_or_else(|| corrupt("slot"))?;
+                slots.push((B256::from_slice(&v[..32]), U256::from_be_slice(&v[32..])));
+            }
+            cs.accounts.push(AccountChange {
+                address,
+                changed: flags & FLAG_CHANGED != 0,
+                wiped: flags & FLAG_WIPED != 0,
+                info,
+                slots,
+            });
         }
         if !b.is_empty() {
             return Err(corrupt("trailing bytes"));
@@ -235,13 +290,10 @@ db_err!(
 impl DBErrorMarker for ChainError {}
 
 /// Reads state as of a block: the latest (`at = None`) or after block `at`, using the history
-/// tables for anything changed since.
+/// (the overlay's diffs and the state database's history tables) for anything changed since.
 pub struct StateView {
-    accounts: ReadOnlyTable<&'static [u8; 20], &'static [u8]>,
-    storage: ReadOnlyTable<&'static [u8; 52], &'static [u8; 32]>,
+    snap: Snapshot,
     code: ReadOnlyTable<&'static [u8; 32], &'static [u8]>,
-    account_history: ReadOnlyTable<&'static [u8; 28], &'static [u8]>,
-    storage_history: ReadOnlyTable<&'static [u8; 60], &'static [u8; 32]>,
     canonical: ReadOnlyTable<u64, &'static [u8; 32]>,
     at: Option<u64>,
 }
@@ -253,13 +305,17 @@ impl std::fmt::Debug for StateView {
 }
 
 impl StateView {
-    pub(crate) fn new(r: &redb::ReadTransaction, at: Option<u64>) -> Result<Self, ChainError> {
+    /// A view of `snap` (state) and `r` (the blocks database: code, block hashes).
+    pub(crate) fn new(
+        snap: Snapshot,
+        r: &redb::ReadTransaction,
+        at: Option<u64>,
+    ) -> Result<Self, ChainError> {
+        // A block at or above the snapshot's head is the newest state.
+        let at = at.filter(|&n| n < snap.head());
         Ok(StateView {
-            accounts: r.open_table(ACCOUNTS)?,
-            storage: r.open_table(STORAGE)?,
+            snap,
             code: r.open_table(CODE)?,
-            account_history: r.open_table(ACCOUNT_HISTORY)?,
-            storage_history: r.open_table(STORAGE_HISTORY)?,
             canonical: r.open_table(CANONICAL)?,
             at,
         })
@@ -270,17 +326,9 @@ impl StateView {
     /// # Errors
     /// Database errors or corrupt records.
     pub fn account(&self, address: &Address) -> Result<Option<StoredAccount>, ChainError> {
-        if let Some(at) = self.at {
-            let from = account_history_key(address, at.saturating_add(1));
-            let to = account_history_key(address, u64::MAX);
-            if let Some(entry) = self.account_history.range::<&[u8; 28]>(&from..=&to)?.next() {
-                let (_, v) = entry?;
-                return decode_account(v.value());
-            }
-        }
-        match self.accounts.get(&address.0 .0)? {
-            Some(v) => decode_account(v.value()),
-            None => Ok(None),
+        match self.at {
+            Some(at) => self.snap.account_at(address, at),
+            None => self.snap.account(address),
         }
     }
 
@@ -289,19 +337,10 @@ impl StateView {
     /// # Errors
     /// Database errors.
     pub fn storage(&self, address: &Address, slot: &B256) -> Result<U256, ChainError> {
-        if let Some(at) = self.at {
-            let from = storage_history_key(address, slot, at.saturating_add(1));
-            let to = storage_history_key(address, slot, u64::MAX);
-            if let Some(entry) = self.storage_history.range::<&[u8; 60]>(&from..=&to)?.next() {
-                let (_, v) = entry?;
-                return Ok(U256::from_be_bytes(*v.value()));
-            }
+        match self.at {
+            Some(at) => self.snap.storage_at(address, slot, at),
+            None => self.snap.storage(address, slot),
         }
-        Ok(self
-            .storage
-            .get(&storage_key(address, slot))?
-            .map(|v| U256::from_be_bytes(*v.value()))
-            .unwrap_or_default())
     }
 
     /// Code by its hash.

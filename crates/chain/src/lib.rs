@@ -12,6 +12,7 @@ mod chain;
 pub mod db;
 pub mod exec;
 mod genesis;
+mod overlay;
 pub mod pop_rewards;
 pub mod tx;
 

@@ -482,3 +482,128 @@ fn unwinding_restores_the_state_and_another_branch_imports_in_its_place() {
     ));
     assert!(node.unwind_to(3).expect("no-op").is_empty());
 }
+
+/// Balances of `who` and slots 1..=2 of `contracts` after every block up to the head.
+fn state_table(chain: &Chain, who: &[Address], contracts: &[Address]) -> Vec<Vec<U256>> {
+    (0..=chain.head().0)
+        .map(|n| {
+            let s = chain.state_at(n).expect("state");
+            let mut row: Vec<U256> = who
+                .iter()
+                .map(|a| {
+                    s.account(a)
+                        .expect("read")
+                        .map(|x| x.balance)
+                        .unwrap_or_default()
+                })
+                .collect();
+            for c in contracts {
+                for slot in 1..=2u8 {
+                    row.push(s.storage(c, &B256::with_last_byte(slot)).expect("read"));
+                }
+            }
+            row
+        })
+        .collect()
+}
+
+#[test]
+fn state_in_memory_replays_after_a_crash_and_rebuilds_from_the_blocks() {
+    let pin = bitcoin();
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("l2.redb");
+    let spec = || ChainSpec::devnet().expect("spec");
+    let accounts = dev_accounts(DEV_MNEMONIC, 1).expect("accounts");
+    let key = accounts[0].secret;
+    let to = Address::repeat_byte(0x77);
+    let (c1, c2) = (accounts[0].address.create(1), accounts[0].address.create(4));
+    let chain = Chain::open(Some(&path), spec()).expect("open");
+    let blocks: Vec<Vec<SignedTx>> = vec![
+        vec![transfer(key, 0, to, 1)],
+        vec![deploy(key, 1, &storing(7)), transfer(key, 2, to, 2)],
+        vec![transfer(key, 3, to, 3)],
+        vec![deploy(key, 4, &storing(5))],
+        vec![transfer(key, 5, to, 4)],
+    ];
+    for (i, txs) in blocks.into_iter().enumerate() {
+        let built = chain
+            .build_block(&pin, &attrs(&pin), txs, 100 + i as u64, SEQUENCER)
+            .expect("build");
+        assert!(built.rejected.is_empty(), "{:?}", built.rejected);
+        if i == 2 {
+            // Blocks 1..=3 in the state database, 4..=5 only in memory.
+            chain.persist().expect("persist");
+        }
+    }
+    let who = [to, accounts[0].address];
+    let before = state_table(&chain, &who, &[c1, c2]);
+    assert_eq!(before[5][0], U256::from(10));
+    assert_eq!(before[5][2..], [7, 7, 5, 5].map(U256::from));
+    assert_eq!(
+        before[3][4..],
+        [0, 0].map(U256::from),
+        "c2 not yet deployed"
+    );
+    let head = chain.head();
+    let root = chain.header(5).expect("read").expect("h").state_root;
+    chain.close_without_persisting();
+
+    let check = |chain: &Chain, what: &str| {
+        assert_eq!(chain.head(), head, "{what}: head");
+        assert_eq!(state_table(chain, &who, &[c1, c2]), before, "{what}: state");
+        let (_, p) = chain.proof(c2, &[B256::with_last_byte(1)]).expect("proof");
+        alloy_trie::proof::verify_proof(
+            root,
+            alloy_trie::Nibbles::unpack(keccak256(c2)),
+            Some(p.account.trie_value()),
+            &p.account_proof,
+        )
+        .unwrap_or_else(|e| panic!("{what}: proof: {e}"));
+    };
+    // The crash lost blocks 4 and 5's state in memory: the reopen replays their changesets.
+    let chain = Chain::open(Some(&path), spec()).expect("reopen after the crash");
+    check(&chain, "after a crash");
+    chain
+        .build_block(
+            &pin,
+            &attrs(&pin),
+            vec![transfer(key, 6, to, 5)],
+            200,
+            SEQUENCER,
+        )
+        .expect("a block on the replayed state");
+    let root6 = chain.header(6).expect("read").expect("h").state_root;
+    drop(chain);
+
+    // Without its state database the chain rebuilds the state from the blocks' changesets.
+    std::fs::remove_file(dir.path().join("l2-state.redb")).expect("remove the state database");
+    let chain = Chain::open(Some(&path), spec()).expect("reopen without state");
+    assert_eq!(chain.head().0, 6);
+    assert_eq!(
+        chain
+            .state_at(6)
+            .expect("state")
+            .account(&to)
+            .expect("read")
+            .map(|a| a.balance),
+        Some(U256::from(15))
+    );
+    assert_eq!(
+        chain
+            .state_at(3)
+            .expect("state")
+            .account(&to)
+            .expect("read")
+            .map(|a| a.balance),
+        Some(U256::from(6)),
+        "history rebuilt too"
+    );
+    let (_, p) = chain.proof(to, &[]).expect("proof");
+    alloy_trie::proof::verify_proof(
+        root6,
+        alloy_trie::Nibbles::unpack(keccak256(to)),
+        Some(p.account.trie_value()),
+        &p.account_proof,
+    )
+    .expect("proof after the rebuild");
+}
