@@ -222,20 +222,7 @@ impl Chain {
             )));
         }
         // Replay the committed blocks the state database does not hold yet.
-        for n in persisted.0 + 1..=head.number {
-            let changes = chain.changeset(n)?;
-            let header = chain
-                .header(n)?
-                .ok_or_else(|| ChainError::Corrupt(format!("header {n} missing")))?;
-            let diff = compute_diff(&chain.state.snapshot()?, n, &changes)?;
-            if diff.root != header.state_root {
-                return Err(ChainError::Corrupt(format!(
-                    "replaying block {n}'s changeset gives state root {}, its header has {}",
-                    diff.root, header.state_root
-                )));
-            }
-            chain.state.push(diff, header.hash_slow())?;
-        }
+        chain.replay(persisted.0 + 1, head.number)?;
         *chain.head.write() = head;
         let store = chain.state.clone();
         let handle = std::thread::Builder::new()
@@ -307,6 +294,26 @@ impl Chain {
                     });
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Recomputes the state of blocks `from..=to` from their changesets into the overlay
+    /// (which must end at block `from - 1`), checking each state root against the header.
+    fn replay(&self, from: u64, to: u64) -> Result<(), ChainError> {
+        for n in from..=to {
+            let changes = self.changeset(n)?;
+            let header = self
+                .header(n)?
+                .ok_or_else(|| ChainError::Corrupt(format!("header {n} missing")))?;
+            let diff = compute_diff(&self.state.snapshot()?, n, &changes)?;
+            if diff.root != header.state_root {
+                return Err(ChainError::Corrupt(format!(
+                    "replaying block {n}'s changeset gives state root {}, its header has {}",
+                    diff.root, header.state_root
+                )));
+            }
+            self.state.push(diff, header.hash_slow());
         }
         Ok(())
     }
@@ -702,7 +709,7 @@ impl Chain {
             bitcoin.pinned,
         )?;
         w.commit()?;
-        self.state.push(diff, hash)?;
+        self.state.push(diff, hash);
         *self.head.write() = Head {
             number: header.number,
             hash,
@@ -870,7 +877,7 @@ impl Chain {
             pin.pinned,
         )?;
         w.commit()?;
-        self.state.push(diff, hash)?;
+        self.state.push(diff, hash);
         *self.head.write() = Head {
             number: h.number,
             hash,
@@ -917,7 +924,6 @@ impl Chain {
             .ok_or_else(|| ChainError::Corrupt(format!("canonical block {target} missing")))?;
         // The state first (its database, if it holds a block above the target, commits on its
         // own: a crash before the blocks below are removed replays them on restart).
-        let hashes = self.state.hashes();
         let overlay =
             self.state
                 .unwind_to(target, target_block.hash, &|n| self.changeset(n), &|n| {
@@ -926,34 +932,44 @@ impl Chain {
                         .ok_or_else(|| ChainError::Corrupt(format!("header {n} missing")))
                 })?;
         let state_touched = self.state.range().0 < overlay.base;
-        let w = self.begin_write()?;
-        for block in &removed {
-            delete_block(&w, block)?;
-        }
-        // A system transaction repeated in consecutive blocks (the same Bitcoin attributes) has
-        // one index entry, pointing at the newest copy: point it back at the new head's.
-        {
-            let mut idx = w.open_table(TX_INDEX)?;
-            for (i, tx) in target_block.txs.iter().enumerate() {
-                if idx.get(&tx.hash.0)?.is_none() {
-                    let mut v = [0u8; 12];
-                    v[..8].copy_from_slice(&target.to_be_bytes());
-                    v[8..].copy_from_slice(&(i as u32).to_be_bytes());
-                    idx.insert(&tx.hash.0, &v)?;
+        let removed_blocks = || -> Result<(), ChainError> {
+            let w = self.begin_write()?;
+            for block in &removed {
+                delete_block(&w, block)?;
+            }
+            // A system transaction repeated in consecutive blocks (the same Bitcoin attributes)
+            // has one index entry, pointing at the newest copy: point it back at the new head's.
+            {
+                let mut idx = w.open_table(TX_INDEX)?;
+                for (i, tx) in target_block.txs.iter().enumerate() {
+                    if idx.get(&tx.hash.0)?.is_none() {
+                        let mut v = [0u8; 12];
+                        v[..8].copy_from_slice(&target.to_be_bytes());
+                        v[8..].copy_from_slice(&(i as u32).to_be_bytes());
+                        idx.insert(&tx.hash.0, &v)?;
+                    }
                 }
             }
-        }
-        // Readers stop at the new head before the blocks above it disappear.
-        *self.head.write() = Head {
-            number: target,
-            hash: target_block.hash,
+            // Readers stop at the new head before the blocks above it disappear.
+            *self.head.write() = Head {
+                number: target,
+                hash: target_block.hash,
+            };
+            w.commit()?;
+            Ok(())
         };
-        if let Err(e) = w.commit() {
+        if let Err(e) = removed_blocks() {
             *self.head.write() = head;
             if !state_touched {
-                self.state.restore(overlay, hashes);
+                self.state.restore(overlay);
+            } else if let Err(again) = self.replay(target + 1, head.number) {
+                // The state database is at the target, the blocks are not: the next open
+                // replays them.
+                return Err(ChainError::Corrupt(format!(
+                    "unwinding to {target} failed ({e}), and putting the state back failed too                      ({again}): reopen the chain"
+                )));
             }
-            return Err(e.into());
+            return Err(e);
         }
         self.cache.lock().retain(|n, _| *n <= target);
         self.unwinds.lock().push(target);

@@ -36,6 +36,8 @@ const MAX_OVERLAY_BLOCKS: usize = 1024;
 pub(crate) struct BlockDiff {
     /// Block number.
     pub number: u64,
+    /// Block hash (set when the block is committed).
+    pub hash: B256,
     /// State root after the block.
     pub root: B256,
     /// Accounts changed: `(address, before, after)`, sorted by address.
@@ -127,6 +129,8 @@ struct Layer {
 pub(crate) struct Overlay {
     /// The block the state database holds (when this overlay was made).
     pub base: u64,
+    /// Its hash.
+    pub base_hash: B256,
     /// The newest block in the overlay (`base` when empty).
     pub head: u64,
     /// The blocks' diffs, oldest first.
@@ -135,10 +139,11 @@ pub(crate) struct Overlay {
 }
 
 impl Overlay {
-    /// An empty overlay over a state database at block `base`.
-    pub fn new(base: u64) -> Self {
+    /// An empty overlay over a state database at block `base` (hash `base_hash`).
+    pub fn new(base: u64, base_hash: B256) -> Self {
         Overlay {
             base,
+            base_hash,
             head: base,
             blocks: Vec::new(),
             layers: vec![Layer {
@@ -222,13 +227,24 @@ impl Overlay {
                 ..Layer::default()
             });
         }
+        if let Some(d) = self.blocks.iter().find(|d| d.number == upto) {
+            self.base_hash = d.hash;
+        }
         self.blocks.retain(|d| d.number > upto);
         self.base = upto;
     }
 
+    /// The hash of block `n` if the overlay knows it (its base or one of its blocks).
+    fn hash_of(&self, n: u64) -> Option<B256> {
+        if n == self.base {
+            return Some(self.base_hash);
+        }
+        self.blocks.iter().find(|d| d.number == n).map(|d| d.hash)
+    }
+
     /// The overlay without the blocks above `target` (rebuilt from the remaining diffs).
     fn truncated(&self, target: u64) -> Overlay {
-        let mut o = Overlay::new(self.base);
+        let mut o = Overlay::new(self.base, self.base_hash);
         for d in self.blocks.iter().filter(|d| d.number <= target) {
             o.push(d.clone());
         }
@@ -519,7 +535,9 @@ pub(crate) fn compute_diff(
                 }
             }
         }
-        slot_diffs.retain(|_, (before, after)| before != after);
+        // A wiped account keeps every slot the block leaves non-zero, even one written back to
+        // its old value (the wipe removed it).
+        slot_diffs.retain(|_, (before, after)| before != after || (c.wiped && !after.is_zero()));
         if c.wiped {
             // Rebuilt from nothing: the slots left after the block.
             let leaves: BTreeMap<B256, Option<Vec<u8>>> = slot_diffs
@@ -596,6 +614,7 @@ pub(crate) fn compute_diff(
         .collect();
     Ok(BlockDiff {
         number,
+        hash: B256::ZERO,
         root: account_nodes.root,
         accounts,
         slots,
@@ -871,8 +890,6 @@ pub(crate) struct StateStore {
     persist: Mutex<()>,
     ctl: Mutex<PersistCtl>,
     wake: Condvar,
-    /// Hashes of the overlay's blocks, for the persisted record.
-    hashes: Mutex<BTreeMap<u64, B256>>,
 }
 
 impl std::fmt::Debug for StateStore {
@@ -936,7 +953,7 @@ impl StateStore {
         let persisted = read_persisted(&db.begin_read()?.open_table(STATE_META)?)?;
         let store = StateStore {
             db,
-            overlay: RwLock::new(Arc::new(Overlay::new(persisted.0))),
+            overlay: RwLock::new(Arc::new(Overlay::new(persisted.0, persisted.1))),
             persist: Mutex::new(()),
             ctl: Mutex::new(PersistCtl {
                 stop: false,
@@ -944,7 +961,6 @@ impl StateStore {
                 last_push: Instant::now(),
             }),
             wake: Condvar::new(),
-            hashes: Mutex::new(BTreeMap::new()),
         };
         Ok((store, persisted))
     }
@@ -957,10 +973,13 @@ impl StateStore {
         loop {
             let overlay = self.overlay.read().clone();
             let r = self.db.begin_read()?;
-            let (persisted, _) = read_persisted(&r.open_table(STATE_META)?)?;
+            let (persisted, hash) = read_persisted(&r.open_table(STATE_META)?)?;
             // A persist (or an unwind) may have finished between the two reads: the state
-            // database must hold a block the overlay covers.
-            if persisted < overlay.base || persisted > overlay.head {
+            // database must hold a block of the overlay's branch.
+            if persisted < overlay.base
+                || persisted > overlay.head
+                || overlay.hash_of(persisted) != Some(hash)
+            {
                 std::thread::yield_now();
                 continue;
             }
@@ -979,13 +998,10 @@ impl StateStore {
         }
     }
 
-    /// Adds a committed block's diff (`hash`: the block's hash). Waits for a persist when the
-    /// overlay is full.
-    ///
-    /// # Errors
-    /// A failed persist under back-pressure.
-    pub fn push(&self, diff: BlockDiff, hash: B256) -> Result<(), ChainError> {
-        self.hashes.lock().insert(diff.number, hash);
+    /// Adds a committed block's diff (`hash`: the block's hash). Persists first when the
+    /// overlay is full (a failed persist is retried later; the overlay keeps the blocks).
+    pub fn push(&self, mut diff: BlockDiff, hash: B256) {
+        diff.hash = hash;
         let len = {
             let mut o = self.overlay.write();
             // In place unless a reader still holds this overlay (then its maps share structure).
@@ -993,16 +1009,12 @@ impl StateStore {
             next.push(Arc::new(diff));
             next.blocks.len()
         };
-        {
-            let mut ctl = self.ctl.lock();
-            ctl.last_push = Instant::now();
-        }
+        self.ctl.lock().last_push = Instant::now();
         if len >= MAX_OVERLAY_BLOCKS {
-            self.persist_all()?;
+            let _ = self.persist_all();
         } else if len >= PERSIST_BLOCKS {
             self.wake.notify_all();
         }
-        Ok(())
     }
 
     /// Writes every block in the overlay to the state database (one transaction) and drops
@@ -1019,9 +1031,9 @@ impl StateStore {
             };
             (o.clone(), upto)
         };
-        let hash = *self.hashes.lock().get(&upto).ok_or_else(|| {
-            ChainError::Corrupt(format!("overlay block {upto} has no recorded hash"))
-        })?;
+        let hash = snap
+            .hash_of(upto)
+            .ok_or_else(|| ChainError::Corrupt(format!("overlay block {upto} missing")))?;
         let mut w = self.db.begin_write()?;
         w.set_durability(Durability::Immediate)?;
         w.set_quick_repair(true);
@@ -1036,7 +1048,6 @@ impl StateStore {
         w.commit()?;
         drop(snap);
         Arc::make_mut(&mut self.overlay.write()).drop_persisted(upto);
-        self.hashes.lock().retain(|n, _| *n > upto);
         Ok(())
     }
 
@@ -1085,28 +1096,21 @@ impl StateStore {
                 )?;
             }
             w.commit()?;
-            *self.overlay.write() = Arc::new(Overlay::new(target));
+            *self.overlay.write() = Arc::new(Overlay::new(target, target_hash));
         }
-        self.hashes.lock().retain(|n, _| *n <= target);
         Ok(before)
     }
 
     /// Puts back an overlay [`StateStore::unwind_to`] replaced (when the caller's own commit
     /// failed and the state database was not touched).
-    pub fn restore(&self, overlay: Arc<Overlay>, hashes: BTreeMap<u64, B256>) {
+    pub fn restore(&self, overlay: Arc<Overlay>) {
         *self.overlay.write() = overlay;
-        self.hashes.lock().extend(hashes);
     }
 
     /// The overlay's base (the state database's block) and head.
     pub fn range(&self) -> (u64, u64) {
         let o = self.overlay.read();
         (o.base, o.head)
-    }
-
-    /// Hashes of the overlay's blocks.
-    pub fn hashes(&self) -> BTreeMap<u64, B256> {
-        self.hashes.lock().clone()
     }
 
     /// The persister: persists the overlay when it holds [`PERSIST_BLOCKS`] blocks or no block
