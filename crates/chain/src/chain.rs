@@ -27,7 +27,7 @@ use crate::block::{
 };
 use crate::db::*;
 use crate::exec::{self, BlockContext, CallOutcome, Executed, Mode, SPEC};
-use crate::overlay::{compute_diff, BlockDiff, StateStore};
+use crate::overlay::{compute_diff, BlockDiff, Snapshot, StateStore};
 use crate::pop_rewards::PopPayoutTx;
 use crate::tx::{BtcAttributesTx, L2Tx, SignedTx};
 use crate::{ChainError, ChainSpec};
@@ -184,7 +184,7 @@ impl Chain {
         };
         let db = open(path, 64 * 1024 * 1024)?;
         let state_path = path.map(state_path);
-        let state_db = open(state_path.as_deref(), 256 * 1024 * 1024)?;
+        let state_db = open(state_path.as_deref(), 1024 * 1024 * 1024)?;
         let (genesis, alloc, nodes) = Self::genesis(&spec)?;
         let genesis_hash = genesis.hash_slow();
         Self::init_blocks(&db, &spec, &genesis)?;
@@ -344,9 +344,14 @@ impl Chain {
         self.state.stop(true);
     }
 
-    /// A view of the newest state.
-    fn latest_view(&self) -> Result<StateView, ChainError> {
-        StateView::new(self.state.snapshot()?, &self.db.begin_read()?, None)
+    /// A view of the newest state, and its snapshot (which remembers what the view read, so
+    /// the block's diff does not read it again).
+    fn latest_view(&self) -> Result<(StateView, Arc<Snapshot>), ChainError> {
+        let snap = Arc::new(self.state.snapshot()?);
+        Ok((
+            StateView::new(snap.clone(), &self.db.begin_read()?, None)?,
+            snap,
+        ))
     }
 
     /// The genesis header, its accounts and the account trie nodes of its state root.
@@ -589,7 +594,7 @@ impl Chain {
         if number > snap.head() {
             return Err(ChainError::UnknownBlock(number));
         }
-        StateView::new(snap, &self.db.begin_read()?, Some(number))
+        StateView::new(Arc::new(snap), &self.db.begin_read()?, Some(number))
     }
 
     /// The base fee of the block after `parent`.
@@ -685,12 +690,11 @@ impl Chain {
             txs.push(SignedTx::recover(L2Tx::PopPayout(payout))?);
         }
         txs.extend(candidates);
-        let executed = exec::execute(self.latest_view()?, &ctx, bitcoin.clone(), txs, Mode::Build)?;
-        let diff = compute_diff(
-            &self.state.snapshot()?,
-            ctx.number,
-            &changes_of(&executed.bundle),
-        )?;
+        let (view, snap) = self.latest_view()?;
+        let executed = exec::execute(view, &ctx, bitcoin.clone(), txs, Mode::Build)?;
+        let diff = compute_diff(&snap, ctx.number, &changes_of(&executed.bundle))?;
+        // Let go of the overlay before adding to it (a held copy would make the push copy).
+        drop(snap);
         let w = self.begin_write()?;
         write_state_records(&w, ctx.number, &executed.bundle, &diff)?;
         let header = self.header_for(&parent, &ctx, diff.root, &executed);
@@ -838,12 +842,11 @@ impl Chain {
             .cloned()
             .map(SignedTx::recover)
             .collect::<Result<Vec<_>, _>>()?;
-        let executed = exec::execute(self.latest_view()?, &ctx, pin.clone(), txs, Mode::Import)?;
-        let diff = compute_diff(
-            &self.state.snapshot()?,
-            ctx.number,
-            &changes_of(&executed.bundle),
-        )?;
+        let (view, snap) = self.latest_view()?;
+        let executed = exec::execute(view, &ctx, pin.clone(), txs, Mode::Import)?;
+        let diff = compute_diff(&snap, ctx.number, &changes_of(&executed.bundle))?;
+        // Let go of the overlay before adding to it (a held copy would make the push copy).
+        drop(snap);
         let expected = self.header_for(&parent, &ctx, diff.root, &executed);
         let checks = [
             ("state root", expected.state_root, h.state_root),

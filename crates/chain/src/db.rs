@@ -12,6 +12,8 @@ use redb::{ReadOnlyTable, TableDefinition};
 use revm::database_interface::{DBErrorMarker, DatabaseRef};
 use revm::state::{AccountInfo, Bytecode};
 
+use std::sync::Arc;
+
 use crate::overlay::Snapshot;
 use crate::ChainError;
 
@@ -292,7 +294,7 @@ impl DBErrorMarker for ChainError {}
 /// Reads state as of a block: the latest (`at = None`) or after block `at`, using the history
 /// (the overlay's diffs and the state database's history tables) for anything changed since.
 pub struct StateView {
-    snap: Snapshot,
+    snap: Arc<Snapshot>,
     code: ReadOnlyTable<&'static [u8; 32], &'static [u8]>,
     canonical: ReadOnlyTable<u64, &'static [u8; 32]>,
     at: Option<u64>,
@@ -307,7 +309,7 @@ impl std::fmt::Debug for StateView {
 impl StateView {
     /// A view of `snap` (state) and `r` (the blocks database: code, block hashes).
     pub(crate) fn new(
-        snap: Snapshot,
+        snap: Arc<Snapshot>,
         r: &redb::ReadTransaction,
         at: Option<u64>,
     ) -> Result<Self, ChainError> {

@@ -24,8 +24,12 @@ use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable,
 use crate::db::*;
 use crate::ChainError;
 
-/// Blocks in the overlay that start a background persist.
-const PERSIST_BLOCKS: usize = 64;
+/// Blocks in the overlay that start a background persist: larger batches write each page of a
+/// large table fewer times per block.
+const PERSIST_BLOCKS: usize = 256;
+/// Entries (accounts, slots, trie nodes) in the newest layer that start a persist earlier,
+/// bounding the overlay's memory (a few hundred MB).
+const PERSIST_ENTRIES: usize = 1_000_000;
 /// Persist whatever is in the overlay after this long without a new block.
 const PERSIST_IDLE: Duration = Duration::from_secs(2);
 /// Blocks in the overlay at which a commit waits for a persist (back-pressure).
@@ -47,9 +51,9 @@ pub(crate) struct BlockDiff {
     /// Accounts whose storage the block wiped before writing `slots`.
     pub wiped: Vec<Address>,
     /// Account trie node changes.
-    pub account_nodes: TrieUpdate,
+    pub account_nodes: NodeChanges,
     /// Storage trie node changes per account (for a wiped account: from the empty trie).
-    pub storage_nodes: Vec<(Address, TrieUpdate)>,
+    pub storage_nodes: Vec<(Address, NodeChanges)>,
     account_index: HashMap<Address, usize>,
     slot_index: HashMap<(Address, B256), usize>,
 }
@@ -105,6 +109,24 @@ impl BlockDiff {
     }
 }
 
+/// A trie update's node writes, shared with the overlay's layers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct NodeChanges {
+    /// Nodes to store, by path.
+    pub puts: Vec<(Nibbles, Arc<StoredNode>)>,
+    /// Paths whose node is removed.
+    pub deletes: Vec<Nibbles>,
+}
+
+impl From<TrieUpdate> for NodeChanges {
+    fn from(u: TrieUpdate) -> Self {
+        NodeChanges {
+            puts: u.puts.into_iter().map(|(p, n)| (p, Arc::new(n))).collect(),
+            deletes: u.deletes,
+        }
+    }
+}
+
 /// A trie node as a layer keeps it: the block that wrote it, and the node (`None`: deleted).
 type NodeEntry = (u64, Option<Arc<StoredNode>>);
 
@@ -113,6 +135,8 @@ type NodeEntry = (u64, Option<Arc<StoredNode>>);
 struct Layer {
     /// The newest block in the layer.
     upto: u64,
+    /// Entries written into the layer (counting rewrites).
+    entries: usize,
     accounts: imbl::HashMap<Address, (u64, Option<StoredAccount>)>,
     storage: imbl::OrdMap<(Address, B256), (u64, U256)>,
     wiped: imbl::HashMap<Address, u64>,
@@ -172,8 +196,7 @@ impl Overlay {
                 l.storage_nodes.insert((*a, *p), (n, None));
             }
             for (p, node) in &upd.puts {
-                l.storage_nodes
-                    .insert((*a, *p), (n, Some(Arc::new(node.clone()))));
+                l.storage_nodes.insert((*a, *p), (n, Some(node.clone())));
             }
         }
         for (a, _, after) in &diff.accounts {
@@ -183,10 +206,19 @@ impl Overlay {
             l.account_nodes.insert(*p, (n, None));
         }
         for (p, node) in &diff.account_nodes.puts {
-            l.account_nodes
-                .insert(*p, (n, Some(Arc::new(node.clone()))));
+            l.account_nodes.insert(*p, (n, Some(node.clone())));
         }
         l.upto = n;
+        l.entries += diff.wiped.len()
+            + diff.slots.len()
+            + diff.accounts.len()
+            + diff.account_nodes.puts.len()
+            + diff.account_nodes.deletes.len()
+            + diff
+                .storage_nodes
+                .iter()
+                .map(|(_, u)| u.puts.len() + u.deletes.len())
+                .sum::<usize>();
         self.head = n;
         self.blocks.push(diff);
     }
@@ -210,6 +242,15 @@ impl Overlay {
         Some(self.frozen_upto()).filter(|&u| u > self.base)
     }
 
+    /// Whether the overlay holds enough to persist.
+    fn due(&self) -> bool {
+        self.blocks.len() >= PERSIST_BLOCKS
+            || self
+                .layers
+                .last()
+                .is_some_and(|l| l.entries >= PERSIST_ENTRIES)
+    }
+
     /// The newest block of all layers but the newest (the base if there is only one).
     fn frozen_upto(&self) -> u64 {
         match self.layers.len() {
@@ -218,9 +259,13 @@ impl Overlay {
         }
     }
 
-    /// Drops the blocks up to `upto` (the state database now holds them) with their layers.
-    fn drop_persisted(&mut self, upto: u64) {
-        self.layers.retain(|l| l.upto > upto);
+    /// Drops the blocks up to `upto` (the state database now holds them) with their layers,
+    /// which it returns (to be freed outside any lock: they can be large).
+    fn drop_persisted(&mut self, upto: u64) -> Vec<Layer> {
+        let (keep, dropped): (Vec<Layer>, Vec<Layer>) = std::mem::take(&mut self.layers)
+            .into_iter()
+            .partition(|l| l.upto > upto);
+        self.layers = keep;
         if self.layers.is_empty() {
             self.layers.push(Layer {
                 upto,
@@ -232,6 +277,7 @@ impl Overlay {
         }
         self.blocks.retain(|d| d.number > upto);
         self.base = upto;
+        dropped
     }
 
     /// The hash of block `n` if the overlay knows it (its base or one of its blocks).
@@ -304,6 +350,9 @@ pub(crate) struct Snapshot {
     tables: StateTables,
     /// The block the state database's transaction holds (`overlay.base ..= overlay.head`).
     persisted: u64,
+    /// Newest-state reads so far (the snapshot never changes, so they stay true).
+    read_accounts: Mutex<HashMap<Address, Option<StoredAccount>>>,
+    read_slots: Mutex<HashMap<(Address, B256), U256>>,
 }
 
 impl Snapshot {
@@ -317,10 +366,15 @@ impl Snapshot {
         if let Some(a) = self.overlay.account(address) {
             return Ok(a);
         }
-        match self.tables.accounts.get(&address.0 .0)? {
-            Some(v) => decode_account(v.value()),
-            None => Ok(None),
+        if let Some(a) = self.read_accounts.lock().get(address) {
+            return Ok(*a);
         }
+        let a = match self.tables.accounts.get(&address.0 .0)? {
+            Some(v) => decode_account(v.value())?,
+            None => None,
+        };
+        self.read_accounts.lock().insert(*address, a);
+        Ok(a)
     }
 
     /// A slot after the newest block (zero if unset).
@@ -335,12 +389,17 @@ impl Snapshot {
         if wiped.is_some() {
             return Ok(U256::ZERO);
         }
-        Ok(self
+        if let Some(v) = self.read_slots.lock().get(&(*address, *slot)) {
+            return Ok(*v);
+        }
+        let v = self
             .tables
             .storage
             .get(&storage_key(address, slot))?
             .map(|v| U256::from_be_bytes(*v.value()))
-            .unwrap_or_default())
+            .unwrap_or_default();
+        self.read_slots.lock().insert((*address, *slot), v);
+        Ok(v)
     }
 
     /// Every non-zero slot of `address` after the newest block.
@@ -547,7 +606,7 @@ pub(crate) fn compute_diff(
                 .collect();
             let update = hemi_trie::update(&MemNodes::new(), &leaves)?;
             storage_root = update.root;
-            storage_nodes.push((address, update));
+            storage_nodes.push((address, NodeChanges::from(update)));
             wiped.push(address);
         } else if !slot_diffs.is_empty() {
             let leaves: BTreeMap<B256, Option<Vec<u8>>> = slot_diffs
@@ -559,7 +618,7 @@ pub(crate) fn compute_diff(
                 .collect();
             let update = hemi_trie::update(&snap.storage_nodes(address), &leaves)?;
             storage_root = update.root;
-            storage_nodes.push((address, update));
+            storage_nodes.push((address, NodeChanges::from(update)));
         }
         for (slot, (before, after)) in slot_diffs {
             slots.push((address, slot, before, after));
@@ -612,14 +671,15 @@ pub(crate) fn compute_diff(
         .enumerate()
         .map(|(i, (a, s, _, _))| ((*a, *s), i))
         .collect();
+    let root = account_nodes.root;
     Ok(BlockDiff {
         number,
         hash: B256::ZERO,
-        root: account_nodes.root,
+        root,
         accounts,
         slots,
         wiped,
-        account_nodes,
+        account_nodes: account_nodes.into(),
         storage_nodes,
         account_index,
         slot_index,
@@ -636,6 +696,24 @@ fn apply_nodes(
     }
     for (path, node) in &update.puts {
         table.insert(node_key(prefix, path).as_slice(), node.encode().as_slice())?;
+    }
+    Ok(())
+}
+
+/// Stores (or, for `None`, removes) nodes by table key.
+fn put_nodes(
+    table: &mut Table<&'static [u8], &'static [u8]>,
+    nodes: Vec<(Vec<u8>, &Option<Arc<StoredNode>>)>,
+) -> Result<(), ChainError> {
+    for (key, node) in nodes {
+        match node {
+            Some(n) => {
+                table.insert(key.as_slice(), n.encode().as_slice())?;
+            }
+            None => {
+                table.remove(key.as_slice())?;
+            }
+        }
     }
     Ok(())
 }
@@ -679,10 +757,29 @@ impl<'t> WriteTables<'t> {
         })
     }
 
-    /// Writes one block's diff: values, history (the values before), trie nodes.
-    fn write(&mut self, d: &BlockDiff) -> Result<(), ChainError> {
+    /// Writes one block's history: the values before it changed them.
+    fn write_history(&mut self, d: &BlockDiff) -> Result<(), ChainError> {
         let n = d.number;
-        for a in &d.wiped {
+        for (a, slot, before, _) in &d.slots {
+            self.storage_history
+                .insert(&storage_history_key(a, slot, n), &u256_word(*before).0)?;
+        }
+        for (a, before, _) in &d.accounts {
+            let b = before
+                .map(|a| encode_account(&a).to_vec())
+                .unwrap_or_default();
+            self.account_history
+                .insert(&account_history_key(a, n), b.as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// Writes a layer's newest values and trie nodes (each key once, however many of its
+    /// blocks wrote it), in key order; a storage wiped in the layer is wiped first.
+    fn write_layer(&mut self, l: &Layer) -> Result<(), ChainError> {
+        let mut wiped: Vec<(&Address, &u64)> = l.wiped.iter().collect();
+        wiped.sort();
+        for (a, _) in &wiped {
             let from = storage_key(a, &B256::ZERO);
             let to = storage_key(a, &B256::repeat_byte(0xff));
             let keys: Vec<[u8; 52]> = self
@@ -695,26 +792,32 @@ impl<'t> WriteTables<'t> {
             }
             wipe_storage_trie(&mut self.storage_trie, a)?;
         }
-        for (a, slot, before, after) in &d.slots {
-            self.storage_history
-                .insert(&storage_history_key(a, slot, n), &u256_word(*before).0)?;
+        // Written before the account's last wipe in this layer: gone with it.
+        let stale = |a: &Address, b: u64| l.wiped.get(a).is_some_and(|w| b < *w);
+        for ((a, slot), (b, v)) in l.storage.iter() {
+            if stale(a, *b) {
+                continue;
+            }
             let k = storage_key(a, slot);
-            if after.is_zero() {
+            if v.is_zero() {
                 self.storage.remove(&k)?;
             } else {
-                self.storage.insert(&k, &u256_word(*after).0)?;
+                self.storage.insert(&k, &u256_word(*v).0)?;
             }
         }
-        for (a, upd) in &d.storage_nodes {
-            apply_nodes(&mut self.storage_trie, a.as_slice(), upd)?;
-        }
-        for (a, before, after) in &d.accounts {
-            let b = before
-                .map(|a| encode_account(&a).to_vec())
-                .unwrap_or_default();
-            self.account_history
-                .insert(&account_history_key(a, n), b.as_slice())?;
-            match after {
+        let mut nodes: Vec<(Vec<u8>, &Option<Arc<StoredNode>>)> = l
+            .storage_nodes
+            .iter()
+            .filter(|((a, _), (b, _))| !stale(a, *b))
+            .map(|((a, p), (_, n))| (node_key(a.as_slice(), p), n))
+            .collect();
+        nodes.sort_by(|x, y| x.0.cmp(&y.0));
+        put_nodes(&mut self.storage_trie, nodes)?;
+        let mut accounts: Vec<(&Address, &Option<StoredAccount>)> =
+            l.accounts.iter().map(|(a, (_, v))| (a, v)).collect();
+        accounts.sort_by_key(|(a, _)| **a);
+        for (a, v) in accounts {
+            match v {
                 Some(acc) => {
                     self.accounts
                         .insert(&a.0 .0, encode_account(acc).as_slice())?;
@@ -724,7 +827,13 @@ impl<'t> WriteTables<'t> {
                 }
             }
         }
-        apply_nodes(&mut self.account_trie, &[], &d.account_nodes)
+        let mut nodes: Vec<(Vec<u8>, &Option<Arc<StoredNode>>)> = l
+            .account_nodes
+            .iter()
+            .map(|(p, (_, n))| (node_key(&[], p), n))
+            .collect();
+        nodes.sort_by(|x, y| x.0.cmp(&y.0));
+        put_nodes(&mut self.account_trie, nodes)
     }
 
     /// Undoes block `number`'s changes (`changes`, its changeset) with the history tables and
@@ -994,6 +1103,8 @@ impl StateStore {
                 },
                 overlay,
                 persisted,
+                read_accounts: Mutex::new(HashMap::new()),
+                read_slots: Mutex::new(HashMap::new()),
             });
         }
     }
@@ -1002,17 +1113,17 @@ impl StateStore {
     /// overlay is full (a failed persist is retried later; the overlay keeps the blocks).
     pub fn push(&self, mut diff: BlockDiff, hash: B256) {
         diff.hash = hash;
-        let len = {
+        let (len, due) = {
             let mut o = self.overlay.write();
             // In place unless a reader still holds this overlay (then its maps share structure).
             let next = Arc::make_mut(&mut o);
             next.push(Arc::new(diff));
-            next.blocks.len()
+            (next.blocks.len(), next.due())
         };
         self.ctl.lock().last_push = Instant::now();
         if len >= MAX_OVERLAY_BLOCKS {
             let _ = self.persist_all();
-        } else if len >= PERSIST_BLOCKS {
+        } else if due {
             self.wake.notify_all();
         }
     }
@@ -1040,14 +1151,19 @@ impl StateStore {
         {
             let mut t = WriteTables::open(&w)?;
             for d in snap.blocks.iter().filter(|d| d.number <= upto) {
-                t.write(d)?;
+                t.write_history(d)?;
+            }
+            // The frozen layers (all but the newest), oldest first.
+            for l in &snap.layers[..snap.layers.len() - 1] {
+                t.write_layer(l)?;
             }
             w.open_table(STATE_META)?
                 .insert("persisted", persisted_record(upto, hash).as_slice())?;
         }
         w.commit()?;
         drop(snap);
-        Arc::make_mut(&mut self.overlay.write()).drop_persisted(upto);
+        let dropped = Arc::make_mut(&mut self.overlay.write()).drop_persisted(upto);
+        drop(dropped);
         Ok(())
     }
 
@@ -1113,8 +1229,9 @@ impl StateStore {
         (o.base, o.head)
     }
 
-    /// The persister: persists the overlay when it holds [`PERSIST_BLOCKS`] blocks or no block
-    /// came for [`PERSIST_IDLE`]; on stop, persists what is left and returns.
+    /// The persister: persists the overlay when it holds [`PERSIST_BLOCKS`] blocks or
+    /// [`PERSIST_ENTRIES`] new entries, or no block came for [`PERSIST_IDLE`]; on stop, persists
+    /// what is left and returns.
     pub fn run_persister(self: Arc<Self>) {
         let mut ctl = self.ctl.lock();
         loop {
@@ -1126,9 +1243,12 @@ impl StateStore {
                 }
                 return;
             }
-            let len = self.overlay.read().blocks.len();
+            let (len, due) = {
+                let o = self.overlay.read();
+                (o.blocks.len(), o.due())
+            };
             let idle = ctl.last_push.elapsed() >= PERSIST_IDLE;
-            if len >= PERSIST_BLOCKS || (len > 0 && idle) {
+            if due || (len > 0 && idle) {
                 drop(ctl);
                 let failed = self.persist_all().is_err();
                 ctl = self.ctl.lock();
