@@ -555,6 +555,26 @@ pub(crate) fn node_key(prefix: &[u8], path: &Nibbles) -> Vec<u8> {
     k
 }
 
+/// Gives the calling thread (the persister) a lower CPU priority (nice 10), as databases do for
+/// their background writers: the block path, whose latency users see, gets the cores first, and
+/// the persister takes what is left (back-pressure bounds how far it may fall behind).
+fn lower_thread_priority() {
+    // Failing (a sandbox forbidding it) only leaves the persister at normal priority.
+    #[cfg(target_os = "linux")]
+    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10);
+}
+
+/// Account changes from which a block's account trie is updated on several threads (below it,
+/// spawning threads costs more than it saves).
+const PARALLEL_ROOT_CHANGES: usize = 64;
+
+/// Threads for the account trie update: the machine's cores (at most 16, one per subtree of
+/// the root).
+fn root_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(16)))
+}
+
 /// Computes what `changes` do to the state of `snap` as block `number`: values before and
 /// after, and the trie node changes of the new roots.
 ///
@@ -658,6 +678,8 @@ pub(crate) fn compute_diff(
             root: hemi_trie::root(&reader)?,
             ..TrieUpdate::default()
         }
+    } else if account_changes.len() >= PARALLEL_ROOT_CHANGES {
+        hemi_trie::update_parallel(&reader, &account_changes, root_threads())?
     } else {
         hemi_trie::update(&reader, &account_changes)?
     };
@@ -1233,6 +1255,7 @@ impl StateStore {
     /// [`PERSIST_ENTRIES`] new entries, or no block came for [`PERSIST_IDLE`]; on stop, persists
     /// what is left and returns.
     pub fn run_persister(self: Arc<Self>) {
+        lower_thread_priority();
         let mut ctl = self.ctl.lock();
         loop {
             if ctl.stop {

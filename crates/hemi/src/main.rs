@@ -12,6 +12,11 @@ mod run;
 
 use clap::{Parser, Subcommand};
 
+/// jemalloc, as reth uses: the block path allocates many small trie nodes.
+#[cfg(all(unix, not(target_env = "musl")))]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// hemi-rs: an EVM Layer-2 that Bitcoin secures.
 #[derive(Debug, Parser)]
 #[command(name = "hemi", version, about, long_about = None)]

@@ -40,4 +40,4 @@ pub use error::TrieError;
 pub use node::{StoredNode, NODE_FORMAT_VERSION};
 pub use proof::{proof, root};
 pub use store::{MemNodes, NodeReader};
-pub use update::{update, TrieUpdate};
+pub use update::{update, update_parallel, TrieUpdate};

@@ -8,7 +8,7 @@ mod common;
 use alloy_primitives::{keccak256, Address, B256, U256};
 use alloy_trie::{root::storage_root_unhashed, HashBuilder, TrieAccount};
 use common::{build, check_reachable, hash_builder_root, key, value};
-use hemi_trie::{root, update, MemNodes, Nibbles, TrieError, EMPTY_ROOT_HASH};
+use hemi_trie::{root, update, update_parallel, MemNodes, Nibbles, TrieError, EMPTY_ROOT_HASH};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use std::collections::BTreeMap;
@@ -82,6 +82,10 @@ proptest! {
         for batch in &batches {
             let changes = changes_for(&model, batch);
             let up = update(&nodes, &changes).unwrap();
+            // Spread over threads, the same root and the very same writes.
+            for threads in [2, 3, 16] {
+                prop_assert_eq!(&update_parallel(&nodes, &changes, threads).unwrap(), &up);
+            }
             for (k, v) in changes {
                 match v {
                     Some(v) => model.insert(k, v),
