@@ -33,7 +33,7 @@ use alloy_primitives::{keccak256, Address, Bloom, Bytes, FixedBytes, Log, B256, 
 use alloy_rlp::{BufMut, Decodable, Encodable, Header as RlpHeader};
 
 use crate::tx::L2Tx;
-use crate::ChainError;
+use crate::{BlockError, ChainError, SealError};
 
 /// Length of a seal: r ‖ s ‖ v (v = 0 or 1).
 pub const SEAL_LEN: usize = 65;
@@ -90,33 +90,29 @@ impl L2Block {
     /// [`ChainError::InvalidBlock`] for malformed bytes, naming format 1 (no seal item) when
     /// the block is in the old encoding.
     pub fn decode(bytes: &[u8]) -> Result<Self, ChainError> {
-        let bad = |e: &dyn std::fmt::Display| ChainError::InvalidBlock(format!("block RLP: {e}"));
         let mut buf = bytes;
-        let h = RlpHeader::decode(&mut buf).map_err(|e| bad(&e))?;
+        let h = RlpHeader::decode(&mut buf).map_err(BlockError::Rlp)?;
         if !h.list || h.payload_length != buf.len() {
-            return Err(bad(&"not one RLP list"));
+            return Err(BlockError::NotOneList.into());
         }
-        let header = Header::decode(&mut buf).map_err(|e| bad(&e))?;
+        let header = Header::decode(&mut buf).map_err(BlockError::Rlp)?;
         let txs = decode_txs(&mut buf)?;
         if buf.is_empty() {
-            return Err(ChainError::InvalidBlock(format!(
-                "block {} is in raw block format 1 (rlp([header, txs]), the seal in a {}-byte \
-                 extraData); this node reads format {BLOCK_FORMAT}: rlp([header, txs, seal]) \
-                 (upgrade the sequencer)",
-                header.number,
-                header.extra_data.len()
-            )));
+            return Err(BlockError::OldFormat {
+                number: header.number,
+                extra_data_len: header.extra_data.len(),
+                expected: BLOCK_FORMAT,
+            }
+            .into());
         }
-        let seal_header = RlpHeader::decode(&mut buf).map_err(|e| bad(&e))?;
+        let seal_header = RlpHeader::decode(&mut buf).map_err(BlockError::Rlp)?;
         if seal_header.list || seal_header.payload_length != SEAL_LEN || buf.len() < SEAL_LEN {
-            return Err(bad(&format_args!(
-                "the seal must be an RLP string of {SEAL_LEN} bytes"
-            )));
+            return Err(BlockError::SealEncoding { expected: SEAL_LEN }.into());
         }
         let seal = Seal::from_slice(&buf[..SEAL_LEN]);
         buf = &buf[SEAL_LEN..];
         if !buf.is_empty() {
-            return Err(bad(&"trailing bytes"));
+            return Err(BlockError::TrailingBytes.into());
         }
         Ok(L2Block { header, txs, seal })
     }
@@ -126,7 +122,7 @@ impl L2Block {
     /// # Errors
     /// [`ChainError::InvalidSeal`] when the seal does not recover.
     pub fn signer(&self, chain_id: u64) -> Result<Address, ChainError> {
-        signer(chain_id, self.hash(), &self.seal)
+        Ok(signer(chain_id, self.hash(), &self.seal)?)
     }
 }
 
@@ -141,8 +137,7 @@ pub fn encode_txs(txs: &[L2Tx]) -> Vec<u8> {
 /// # Errors
 /// [`ChainError::InvalidBlock`] for malformed bytes.
 pub fn decode_txs(buf: &mut &[u8]) -> Result<Vec<L2Tx>, ChainError> {
-    let list = Vec::<Bytes>::decode(buf)
-        .map_err(|e| ChainError::InvalidBlock(format!("transaction list RLP: {e}")))?;
+    let list = Vec::<Bytes>::decode(buf).map_err(BlockError::TxListRlp)?;
     list.iter().map(|b| L2Tx::decode_2718(b)).collect()
 }
 
@@ -167,10 +162,10 @@ pub fn seal_digest(chain_id: u64, block_hash: B256) -> B256 {
 ///
 /// # Errors
 /// The key is not a valid secp256k1 secret.
-pub fn seal(chain_id: u64, block_hash: B256, secret: B256) -> Result<Seal, ChainError> {
+pub fn seal(chain_id: u64, block_hash: B256, secret: B256) -> Result<Seal, SealError> {
     let sig =
         alloy_consensus::crypto::secp256k1::sign_message(secret, seal_digest(chain_id, block_hash))
-            .map_err(|e| ChainError::InvalidSeal(format!("signing: {e}")))?;
+            .map_err(|e| SealError::Signing(e.to_string()))?;
     // alloy's 65 bytes are r ‖ s ‖ (27 + parity); the seal stores the parity as 0/1.
     let mut out = [0u8; SEAL_LEN];
     out[..64].copy_from_slice(&sig.as_bytes()[..64]);
@@ -182,16 +177,13 @@ pub fn seal(chain_id: u64, block_hash: B256, secret: B256) -> Result<Seal, Chain
 ///
 /// # Errors
 /// [`ChainError::InvalidSeal`] when the seal does not recover.
-pub fn signer(chain_id: u64, block_hash: B256, seal: &Seal) -> Result<Address, ChainError> {
+pub fn signer(chain_id: u64, block_hash: B256, seal: &Seal) -> Result<Address, SealError> {
     if seal[64] > 1 {
-        return Err(ChainError::InvalidSeal(format!(
-            "seal parity byte is {}, not 0 or 1",
-            seal[64]
-        )));
+        return Err(SealError::Parity(seal[64]));
     }
     let sig = alloy_primitives::Signature::from_bytes_and_parity(&seal[..64], seal[64] == 1);
     alloy_consensus::crypto::secp256k1::recover_signer(&sig, seal_digest(chain_id, block_hash))
-        .map_err(|e| ChainError::InvalidSeal(format!("seal does not recover: {e}")))
+        .map_err(|e| SealError::Recover(e.to_string()))
 }
 
 /// A receipt as stored and hashed into the receipts root.

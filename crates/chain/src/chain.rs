@@ -23,14 +23,16 @@ use revm::state::{AccountInfo, Bytecode};
 use revm::{Context, ExecuteEvm, MainBuilder, MainContext};
 
 use crate::block::{
-    logs_bloom, receipts_root, seal, transactions_root, L2Block, L2Receipt, Seal, SEAL_LEN,
+    logs_bloom, receipts_root, transactions_root, L2Block, L2Receipt, Seal, SEAL_LEN,
 };
 use crate::db::*;
 use crate::exec::{self, BlockContext, CallOutcome, Executed, Mode, SPEC};
-use crate::overlay::{compute_diff, BlockDiff, Snapshot, StateStore};
 use crate::pop_rewards::PopPayoutTx;
-use crate::tx::{BtcAttributesTx, L2Tx, SignedTx};
-use crate::{ChainError, ChainSpec};
+use crate::seal::{SealVerifier, Sealer};
+use crate::state::{compute_diff, BlockDiff, Snapshot, StateStore, StateView};
+use crate::system::{self, SystemInputs};
+use crate::tx::{L2Tx, SignedTx};
+use crate::{BlockError, ChainError, ChainSpec};
 
 /// A block as read back: header, hash, transactions with senders, seal.
 #[derive(Debug, Clone)]
@@ -120,7 +122,7 @@ struct Head {
     hash: B256,
 }
 
-/// The L2 chain over two redb databases (blocks; state, see [`crate::overlay`]). Share behind
+/// The L2 chain over two redb databases (blocks; state, see [`crate::state`]). Share behind
 /// an `Arc`; reads never block writes.
 pub struct Chain {
     db: Database,
@@ -659,35 +661,48 @@ impl Chain {
         )
     }
 
-    /// Builds, seals and commits the next block: the Bitcoin-attributes transaction for
-    /// `attrs` (pinning `pin`), then as many of `candidates` as apply, in order.
+    /// The inputs of block `number`'s system transactions ([`crate::system`]): its Bitcoin
+    /// attributes `attrs` (which resolve to `bitcoin`) and the PoP payout due in it.
     ///
     /// # Errors
-    /// Database errors; a bad key.
+    /// Database errors; [`ChainError::BitcoinNotReady`] if the pin is not on the view's best
+    /// chain.
+    pub fn system_inputs(
+        &self,
+        number: u64,
+        attrs: &BtcAttributes,
+        bitcoin: &BitcoinPin,
+    ) -> Result<SystemInputs, ChainError> {
+        Ok(SystemInputs {
+            attrs: attrs.clone(),
+            payout: self.payout_for(number, bitcoin)?,
+        })
+    }
+
+    /// Builds, seals and commits the next block, in phases: the Bitcoin pin (`attrs`, resolving
+    /// to `bitcoin`) → the system transactions ([`crate::system`]) → as many of `candidates` as
+    /// apply, in order → roots → the seal by `sealer` → commit.
+    ///
+    /// # Errors
+    /// Database errors; the sealer's.
     pub fn build_block(
         &self,
         bitcoin: &BitcoinPin,
         attrs: &BtcAttributes,
         candidates: Vec<SignedTx>,
         timestamp: u64,
-        secret: B256,
+        sealer: &dyn Sealer,
     ) -> Result<Built, ChainError> {
         let _guard = self.write.lock();
         let head = *self.head.read();
         let parent = self
             .header(head.number)?
             .ok_or_else(|| ChainError::Corrupt("head header missing".into()))?;
-        let sequencer = crate::eth_address(
-            &bitcoin::secp256k1::SecretKey::from_slice(secret.as_slice())
-                .map_err(|e| ChainError::InvalidSeal(format!("sequencer key: {e}")))?,
-        );
-        let ctx = self.block_context(&parent, timestamp.max(parent.timestamp), sequencer);
-        let mut txs = Vec::with_capacity(candidates.len() + 1);
-        txs.push(SignedTx::recover(L2Tx::BtcAttributes(
-            BtcAttributesTx::new(attrs),
-        ))?);
-        if let Some(payout) = self.payout_for(ctx.number, bitcoin)? {
-            txs.push(SignedTx::recover(L2Tx::PopPayout(payout))?);
+        let ctx = self.block_context(&parent, timestamp.max(parent.timestamp), sealer.address());
+        let system = self.system_inputs(ctx.number, attrs, bitcoin)?.txs();
+        let mut txs = Vec::with_capacity(candidates.len() + system.len());
+        for tx in system {
+            txs.push(SignedTx::recover(tx)?);
         }
         txs.extend(candidates);
         let (view, snap) = self.latest_view()?;
@@ -699,7 +714,7 @@ impl Chain {
         write_state_records(&w, ctx.number, &executed.bundle, &diff)?;
         let header = self.header_for(&parent, &ctx, diff.root, &executed);
         let hash = header.hash_slow();
-        let seal = seal(self.spec.chain_id, hash, secret)?;
+        let seal = sealer.seal(self.spec.chain_id, hash)?;
         let senders: Vec<Address> = executed.txs.iter().map(|t| t.sender).collect();
         let body: Vec<L2Tx> = executed.txs.iter().map(|t| t.tx.clone()).collect();
         Self::write_block(
@@ -739,8 +754,10 @@ impl Chain {
         })
     }
 
-    /// Checks, re-executes and commits a block made by the sequencer `sequencer`.
-    /// `bitcoin` resolves the block's pinned Bitcoin tip (it must be known to our own client).
+    /// Checks, re-executes and commits a block, in phases: header rules → the seal
+    /// (`verifier`) → the Bitcoin pin (`bitcoin` resolves the block's pinned tip; it must be
+    /// known to our own client) → the system transactions recomputed and compared
+    /// ([`crate::system::check`]) → execution → roots → commit.
     ///
     /// # Errors
     /// [`ChainError::InvalidBlock`] / [`ChainError::InvalidSeal`] naming what differs;
@@ -748,94 +765,72 @@ impl Chain {
     pub fn import_block(
         &self,
         block: &L2Block,
-        sequencer: Address,
+        verifier: &dyn SealVerifier,
         bitcoin: &dyn Fn(&BtcAttributes) -> Result<BitcoinPin, ChainError>,
     ) -> Result<B256, ChainError> {
         let _guard = self.write.lock();
         let head = *self.head.read();
         let h = &block.header;
         if h.number != head.number + 1 {
-            return Err(ChainError::InvalidBlock(format!(
-                "block {} does not follow our head {}",
-                h.number, head.number
-            )));
+            return Err(BlockError::NotNext {
+                number: h.number,
+                head: head.number,
+            }
+            .into());
         }
         if h.parent_hash != head.hash {
-            return Err(ChainError::InvalidBlock(format!(
-                "block {} has parent {}, our block {} is {}",
-                h.number, h.parent_hash, head.number, head.hash
-            )));
+            return Err(BlockError::WrongParent {
+                number: h.number,
+                parent: h.parent_hash,
+                head: head.number,
+                head_hash: head.hash,
+            }
+            .into());
         }
         if !h.extra_data.is_empty() {
-            return Err(ChainError::InvalidBlock(format!(
-                "block {}: extraData is {} bytes, must be empty (the seal travels next to the \
-                 header)",
-                h.number,
-                h.extra_data.len()
-            )));
+            return Err(BlockError::ExtraData {
+                number: h.number,
+                len: h.extra_data.len(),
+            }
+            .into());
         }
         let hash = h.hash_slow();
-        let signed_by = crate::block::signer(self.spec.chain_id, hash, &block.seal)?;
-        if signed_by != sequencer {
-            return Err(ChainError::InvalidSeal(format!(
-                "block {} is signed by {signed_by}, not by the sequencer {sequencer}",
-                h.number
-            )));
-        }
+        verifier.verify(self.spec.chain_id, h.number, hash, &block.seal)?;
         let parent = self
             .header(head.number)?
             .ok_or_else(|| ChainError::Corrupt("head header missing".into()))?;
         if h.timestamp < parent.timestamp {
-            return Err(ChainError::InvalidBlock(format!(
-                "block {} timestamp {} is before its parent's {}",
-                h.number, h.timestamp, parent.timestamp
-            )));
+            return Err(BlockError::Timestamp {
+                number: h.number,
+                timestamp: h.timestamp,
+                parent: parent.timestamp,
+            }
+            .into());
         }
         let ctx = self.block_context(&parent, h.timestamp, h.beneficiary);
         if h.gas_limit != ctx.gas_limit || h.base_fee_per_gas != Some(ctx.base_fee) {
-            return Err(ChainError::InvalidBlock(format!(
-                "block {}: gas limit {} / base fee {:?}, expected {} / {}",
-                h.number, h.gas_limit, h.base_fee_per_gas, ctx.gas_limit, ctx.base_fee
-            )));
+            return Err(BlockError::GasParams {
+                number: h.number,
+                gas_limit: h.gas_limit,
+                base_fee: h.base_fee_per_gas,
+                expected_gas_limit: ctx.gas_limit,
+                expected_base_fee: ctx.base_fee,
+            }
+            .into());
         }
         let tx_root = transactions_root(&block.txs);
         if tx_root != h.transactions_root {
-            return Err(ChainError::InvalidBlock(format!(
-                "block {}: transactions root {tx_root} != header's {}",
-                h.number, h.transactions_root
-            )));
-        }
-        let attrs = match block.txs.first() {
-            Some(L2Tx::BtcAttributes(a)) => a.attributes()?,
-            _ => {
-                return Err(ChainError::InvalidBlock(format!(
-                    "block {} does not begin with a Bitcoin-attributes transaction",
-                    h.number
-                )))
+            return Err(BlockError::TransactionsRoot {
+                number: h.number,
+                got: h.transactions_root,
+                expected: tx_root,
             }
-        };
-        let pin = bitcoin(&attrs)?;
-        let payout = self.payout_for(h.number, &pin)?;
-        let carried = match block.txs.get(1) {
-            Some(L2Tx::PopPayout(p)) => Some(p),
-            _ => None,
-        };
-        if payout.as_ref() != carried {
-            let show = |p: Option<&PopPayoutTx>| match p {
-                Some(p) => format!(
-                    "keystone {} to {} publication(s)",
-                    p.keystone,
-                    p.payouts.len()
-                ),
-                None => "nothing".to_string(),
-            };
-            return Err(ChainError::InvalidBlock(format!(
-                "block {}: its PoP payout pays {}, but Bitcoin up to the pinned block says {}",
-                h.number,
-                show(carried),
-                show(payout.as_ref())
-            )));
+            .into());
         }
+        let attrs = system::attributes_of(h.number, &block.txs)?;
+        let pin = bitcoin(&attrs)?;
+        let system = self.system_inputs(h.number, &attrs, &pin)?.txs();
+        system::check(h.number, &block.txs, &system)?;
         let txs = block
             .txs
             .iter()
@@ -852,19 +847,24 @@ impl Chain {
             ("state root", expected.state_root, h.state_root),
             ("receipts root", expected.receipts_root, h.receipts_root),
         ];
-        for (what, ours, theirs) in checks {
+        for (root, ours, theirs) in checks {
             if ours != theirs {
-                return Err(ChainError::InvalidBlock(format!(
-                    "block {}: {what} {theirs} differs from re-execution's {ours}",
-                    h.number
-                )));
+                return Err(BlockError::Root {
+                    number: h.number,
+                    root,
+                    got: theirs,
+                    expected: ours,
+                }
+                .into());
             }
         }
         if expected.gas_used != h.gas_used || expected.logs_bloom != h.logs_bloom {
-            return Err(ChainError::InvalidBlock(format!(
-                "block {}: gas used {} (re-execution: {}) or logs bloom differ",
-                h.number, h.gas_used, expected.gas_used
-            )));
+            return Err(BlockError::GasUsed {
+                number: h.number,
+                got: h.gas_used,
+                expected: expected.gas_used,
+            }
+            .into());
         }
         let senders: Vec<Address> = executed.txs.iter().map(|t| t.sender).collect();
         let w = self.begin_write()?;

@@ -12,9 +12,10 @@ use revm::primitives::hardfork::SpecId;
 use revm::{Context, ExecuteCommitEvm, MainBuilder, MainContext};
 
 use crate::block::L2Receipt;
-use crate::db::StateView;
+use crate::state::StateView;
+use crate::system::SystemTxKind;
 use crate::tx::{L2Tx, SignedTx};
-use crate::ChainError;
+use crate::{BlockError, ChainError};
 
 /// Least gas any transaction needs; a block with less room left is full.
 const MIN_TX_GAS: u64 = 21_000;
@@ -168,9 +169,7 @@ pub fn execute(
         let env = match &stx.tx {
             L2Tx::BtcAttributes(_) => {
                 if i != 0 {
-                    return Err(ChainError::InvalidBlock(format!(
-                        "Bitcoin-attributes transaction at index {i}; it must be first"
-                    )));
+                    return Err(misplaced(SystemTxKind::BtcAttributes, i));
                 }
                 out.receipts.push(L2Receipt {
                     tx_type: stx.tx.tx_type(),
@@ -185,17 +184,15 @@ pub fn execute(
             }
             L2Tx::PopPayout(payout) => {
                 if i != 1 {
-                    return Err(ChainError::InvalidBlock(format!(
-                        "PoP payout transaction at index {i}; it must follow the attributes"
-                    )));
+                    return Err(misplaced(SystemTxKind::PopPayout, i));
                 }
                 let credits = payout
                     .payouts
                     .iter()
                     .map(|p| {
-                        u128::try_from(p.amount).map(|a| (p.miner, a)).map_err(|_| {
-                            ChainError::InvalidBlock(format!("PoP payout {} too large", p.amount))
-                        })
+                        u128::try_from(p.amount)
+                            .map(|a| (p.miner, a))
+                            .map_err(|_| ChainError::from(BlockError::PayoutTooLarge(p.amount)))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 evm.ctx
@@ -223,12 +220,7 @@ pub fn execute(
                     held_back.insert(stx.sender);
                     continue;
                 }
-                Mode::Import => {
-                    return Err(ChainError::InvalidBlock(format!(
-                        "transaction {} exceeds the block's gas limit",
-                        stx.hash
-                    )))
-                }
+                Mode::Import => return Err(BlockError::TxOverGasLimit(stx.hash).into()),
             }
         }
         let result = match evm.transact_commit(tx_env(env, stx.sender)) {
@@ -244,19 +236,21 @@ pub fn execute(
                         continue;
                     }
                     Mode::Import => {
-                        return Err(ChainError::InvalidBlock(format!(
-                            "transaction {}: {why}",
-                            stx.hash
-                        )))
+                        return Err(BlockError::InvalidTx {
+                            tx: stx.hash,
+                            reason: why,
+                        }
+                        .into())
                     }
                 }
             }
             Err(EVMError::Database(e)) => return Err(db_error(e)),
             Err(e) => {
-                return Err(ChainError::InvalidBlock(format!(
-                    "transaction {}: {e}",
-                    stx.hash
-                )))
+                return Err(BlockError::InvalidTx {
+                    tx: stx.hash,
+                    reason: e.to_string(),
+                }
+                .into())
             }
         };
         let gas = result.tx_gas_used();
@@ -313,4 +307,14 @@ pub(crate) fn db_error(
         revm::database_interface::bal::EvmDatabaseError::Database(e) => e,
         other => ChainError::Db(other.to_string()),
     }
+}
+
+/// A system transaction out of its place (see [`crate::system`]).
+fn misplaced(kind: SystemTxKind, index: usize) -> ChainError {
+    BlockError::SystemTxPosition {
+        kind: kind.name(),
+        index,
+        rule: kind.rule(),
+    }
+    .into()
 }

@@ -67,10 +67,10 @@ impl PopPayoutTx {
     ///
     /// # Errors
     /// Malformed RLP or trailing bytes.
-    pub fn decode_body(mut bytes: &[u8]) -> Result<Self, String> {
-        let tx = Self::decode(&mut bytes).map_err(|e| e.to_string())?;
+    pub fn decode_body(mut bytes: &[u8]) -> Result<Self, crate::TxDecodeError> {
+        let tx = Self::decode(&mut bytes).map_err(crate::TxDecodeError::Rlp)?;
         if !bytes.is_empty() {
-            return Err("trailing bytes".into());
+            return Err(crate::TxDecodeError::TrailingBytes);
         }
         Ok(tx)
     }

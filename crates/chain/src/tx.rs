@@ -8,7 +8,7 @@ use hemi_hvm::attributes::{BTC_ATTRIBUTES_GAS, BTC_ATTRIBUTES_SENDER, BTC_ATTRIB
 use hemi_hvm::BtcAttributes;
 
 use crate::pop_rewards::{PopPayoutTx, POP_PAYOUT_TX_TYPE};
-use crate::ChainError;
+use crate::{BlockError, ChainError, TxDecodeError};
 
 /// Hemi's Bitcoin-attributes deposited transaction (type `0x7C`, from `0x8888…8888`):
 /// `0x7C ‖ rlp([to, gas, data])`, unsigned. Its calldata is an `updateHvmState` call.
@@ -37,7 +37,7 @@ impl BtcAttributesTx {
     /// # Errors
     /// The calldata is not a canonical `updateHvmState` call.
     pub fn attributes(&self) -> Result<BtcAttributes, ChainError> {
-        BtcAttributes::decode(&self.data).map_err(|e| ChainError::InvalidBlock(e.to_string()))
+        BtcAttributes::decode(&self.data).map_err(|e| BlockError::Attributes(e).into())
     }
 
     fn fields_len(&self) -> usize {
@@ -135,12 +135,13 @@ impl L2Tx {
     /// # Errors
     /// [`ChainError::InvalidBlock`] for anything malformed, unknown types included.
     pub fn decode_2718(bytes: &[u8]) -> Result<Self, ChainError> {
-        let bad = |e: String| ChainError::InvalidBlock(format!("transaction does not decode: {e}"));
+        let bad = |e: TxDecodeError| ChainError::InvalidBlock(BlockError::TxDecode(e));
         if bytes.first() == Some(&BTC_ATTRIBUTES_TX_TYPE) {
             let mut body = &bytes[1..];
-            let tx = BtcAttributesTx::decode_rlp(&mut body).map_err(|e| bad(e.to_string()))?;
+            let tx =
+                BtcAttributesTx::decode_rlp(&mut body).map_err(|e| bad(TxDecodeError::Rlp(e)))?;
             if !body.is_empty() {
-                return Err(bad("trailing bytes".into()));
+                return Err(bad(TxDecodeError::TrailingBytes));
             }
             return Ok(L2Tx::BtcAttributes(tx));
         }
@@ -150,18 +151,16 @@ impl L2Tx {
                 .map_err(bad);
         }
         let mut buf = bytes;
-        let tx = TxEnvelope::decode_2718(&mut buf).map_err(|e| bad(e.to_string()))?;
+        let tx = TxEnvelope::decode_2718(&mut buf)
+            .map_err(|e| bad(TxDecodeError::Envelope(e.to_string())))?;
         if !buf.is_empty() {
-            return Err(bad("trailing bytes".into()));
+            return Err(bad(TxDecodeError::TrailingBytes));
         }
         match tx {
             TxEnvelope::Legacy(_) | TxEnvelope::Eip2930(_) | TxEnvelope::Eip1559(_) => {
                 Ok(L2Tx::Eth(tx))
             }
-            other => Err(bad(format!(
-                "transaction type {} is not supported",
-                other.tx_type() as u8
-            ))),
+            other => Err(bad(TxDecodeError::UnsupportedType(other.tx_type() as u8))),
         }
     }
 
@@ -180,7 +179,7 @@ impl L2Tx {
     pub fn recover_sender(&self) -> Result<Address, ChainError> {
         match self {
             L2Tx::Eth(tx) => alloy_consensus::transaction::SignerRecoverable::recover_signer(tx)
-                .map_err(|e| ChainError::InvalidBlock(format!("invalid signature: {e}"))),
+                .map_err(|e| BlockError::Signature(e.to_string()).into()),
             L2Tx::BtcAttributes(_) | L2Tx::PopPayout(_) => Ok(Address::from(BTC_ATTRIBUTES_SENDER)),
         }
     }

@@ -15,11 +15,27 @@ use hemi_btc_store::ChainStore;
 use hemi_btc_view::BitcoinView;
 use hemi_chain::block::seal;
 use hemi_chain::{
-    dev_accounts, Chain, ChainError, ChainSpec, L2Block, L2Tx, SignedTx, DEV_MNEMONIC,
+    dev_accounts, Chain, ChainError, ChainSpec, L2Block, L2Tx, SealError, Sealer, SequencerAddress,
+    SignedTx, DEV_MNEMONIC,
 };
 use hemi_hvm::{BitcoinPin, BtcAttributes};
 
 const SEQUENCER: B256 = B256::repeat_byte(0x11);
+
+/// Seals with one test key (the sequencer crate's `KeySealer` does the same).
+#[derive(Debug)]
+struct TestSealer(B256);
+
+impl Sealer for TestSealer {
+    fn address(&self) -> Address {
+        hemi_chain::eth_address(
+            &bitcoin::secp256k1::SecretKey::from_slice(self.0.as_slice()).expect("key"),
+        )
+    }
+    fn seal(&self, chain_id: u64, block_hash: B256) -> Result<hemi_chain::Seal, SealError> {
+        seal(chain_id, block_hash, self.0)
+    }
+}
 
 fn bitcoin() -> BitcoinPin {
     let store = Arc::new(ChainStore::in_memory(ChainParams::new(Network::Regtest)).expect("store"));
@@ -92,12 +108,16 @@ fn a_follower_reaches_the_same_roots_and_refuses_tampered_blocks() {
             transfer(accounts[1].secret, n, to, 5),
         ];
         let built = a
-            .build_block(&pin, &attrs(&pin), txs, 1_000 + n, SEQUENCER)
+            .build_block(&pin, &attrs(&pin), txs, 1_000 + n, &TestSealer(SEQUENCER))
             .expect("build");
         assert!(built.rejected.is_empty(), "{:?}", built.rejected);
         assert_eq!(built.block.txs.len(), 3);
-        b.import_block(&block_of(&a, n + 1), sequencer_address(), &resolver(&pin))
-            .expect("import");
+        b.import_block(
+            &block_of(&a, n + 1),
+            &SequencerAddress(sequencer_address()),
+            &resolver(&pin),
+        )
+        .expect("import");
         assert_eq!(a.head(), b.head());
     }
     let expect = U256::from(1_000 + 1_001 + 1_002 + 15);
@@ -117,7 +137,7 @@ fn a_follower_reaches_the_same_roots_and_refuses_tampered_blocks() {
         &attrs(&pin),
         vec![transfer(accounts[0].secret, 3, to, 9)],
         2_000,
-        SEQUENCER,
+        &TestSealer(SEQUENCER),
     )
     .expect("build 4");
     let genuine = block_of(&a, 4);
@@ -138,14 +158,22 @@ fn a_follower_reaches_the_same_roots_and_refuses_tampered_blocks() {
     wrong_root.header.state_root = keccak256("not the root");
     let wrong_root = reseal(wrong_root, SEQUENCER);
     let err = b
-        .import_block(&wrong_root, sequencer_address(), &resolver(&pin))
+        .import_block(
+            &wrong_root,
+            &SequencerAddress(sequencer_address()),
+            &resolver(&pin),
+        )
         .expect_err("tampered root");
     assert!(err.to_string().contains("state root"), "{err}");
 
     let mut unsealed_change = genuine.clone();
     unsealed_change.header.gas_used += 1;
     let err = b
-        .import_block(&unsealed_change, sequencer_address(), &resolver(&pin))
+        .import_block(
+            &unsealed_change,
+            &SequencerAddress(sequencer_address()),
+            &resolver(&pin),
+        )
         .expect_err("changed after sealing");
     assert!(matches!(err, ChainError::InvalidSeal(_)), "{err}");
     assert!(
@@ -161,7 +189,11 @@ fn a_follower_reaches_the_same_roots_and_refuses_tampered_blocks() {
 
     let other_key = reseal(genuine.clone(), B256::repeat_byte(0x22));
     let err = b
-        .import_block(&other_key, sequencer_address(), &resolver(&pin))
+        .import_block(
+            &other_key,
+            &SequencerAddress(sequencer_address()),
+            &resolver(&pin),
+        )
         .expect_err("other sealer");
     assert!(matches!(err, ChainError::InvalidSeal(_)), "{err}");
     let other_address = hemi_chain::eth_address(
@@ -179,7 +211,11 @@ fn a_follower_reaches_the_same_roots_and_refuses_tampered_blocks() {
     let mut bad_seal = genuine.clone();
     bad_seal.seal.0[40] ^= 1;
     let err = b
-        .import_block(&bad_seal, sequencer_address(), &resolver(&pin))
+        .import_block(
+            &bad_seal,
+            &SequencerAddress(sequencer_address()),
+            &resolver(&pin),
+        )
         .expect_err("tampered seal");
     assert!(matches!(err, ChainError::InvalidSeal(_)), "{err}");
 
@@ -187,7 +223,11 @@ fn a_follower_reaches_the_same_roots_and_refuses_tampered_blocks() {
     let mut other_chain = genuine.clone();
     other_chain.seal = seal(chain_id + 1, genuine.hash(), SEQUENCER).expect("seal");
     let err = b
-        .import_block(&other_chain, sequencer_address(), &resolver(&pin))
+        .import_block(
+            &other_chain,
+            &SequencerAddress(sequencer_address()),
+            &resolver(&pin),
+        )
         .expect_err("seal of another chain");
     assert!(err.to_string().contains("not by the sequencer"), "{err}");
 
@@ -196,14 +236,22 @@ fn a_follower_reaches_the_same_roots_and_refuses_tampered_blocks() {
     extra.header.extra_data = Bytes::from(vec![0u8; 97]);
     let extra = reseal(extra, SEQUENCER);
     let err = b
-        .import_block(&extra, sequencer_address(), &resolver(&pin))
+        .import_block(
+            &extra,
+            &SequencerAddress(sequencer_address()),
+            &resolver(&pin),
+        )
         .expect_err("extraData");
     assert!(err.to_string().contains("extraData is 97 bytes"), "{err}");
 
     let mut other_body = genuine.clone();
     other_body.txs[1] = transfer(accounts[0].secret, 3, to, 10).tx;
     let err = b
-        .import_block(&other_body, sequencer_address(), &resolver(&pin))
+        .import_block(
+            &other_body,
+            &SequencerAddress(sequencer_address()),
+            &resolver(&pin),
+        )
         .expect_err("other body");
     assert!(err.to_string().contains("transactions root"), "{err}");
 
@@ -225,7 +273,11 @@ fn a_follower_reaches_the_same_roots_and_refuses_tampered_blocks() {
     minted.header.transactions_root = hemi_chain::block::transactions_root(&minted.txs);
     let minted = reseal(minted, SEQUENCER);
     let err = b
-        .import_block(&minted, sequencer_address(), &resolver(&pin))
+        .import_block(
+            &minted,
+            &SequencerAddress(sequencer_address()),
+            &resolver(&pin),
+        )
         .expect_err("unbacked payout");
     assert!(
         err.to_string()
@@ -234,8 +286,12 @@ fn a_follower_reaches_the_same_roots_and_refuses_tampered_blocks() {
     );
 
     assert_eq!(b.head().0, 3, "nothing refused was committed");
-    b.import_block(&genuine, sequencer_address(), &resolver(&pin))
-        .expect("the genuine block still imports");
+    b.import_block(
+        &genuine,
+        &SequencerAddress(sequencer_address()),
+        &resolver(&pin),
+    )
+    .expect("the genuine block still imports");
     assert_eq!(a.head(), b.head());
 }
 
@@ -255,7 +311,7 @@ fn state_persists_proofs_verify_and_history_is_readable() {
                     &attrs(&pin),
                     vec![transfer(accounts[0].secret, n, to, 100)],
                     10 + n,
-                    SEQUENCER,
+                    &TestSealer(SEQUENCER),
                 )
                 .expect("build");
         }
@@ -340,7 +396,7 @@ fn unwinding_restores_the_state_and_another_branch_imports_in_its_place() {
         &attrs(&pin),
         vec![transfer(accounts[0].secret, 0, to, 10)],
         100,
-        SEQUENCER,
+        &TestSealer(SEQUENCER),
     )
     .expect("a1");
     a.build_block(
@@ -351,7 +407,7 @@ fn unwinding_restores_the_state_and_another_branch_imports_in_its_place() {
             transfer(accounts[1].secret, 0, to, 20),
         ],
         101,
-        SEQUENCER,
+        &TestSealer(SEQUENCER),
     )
     .expect("a2");
     a.build_block(
@@ -359,13 +415,17 @@ fn unwinding_restores_the_state_and_another_branch_imports_in_its_place() {
         &attrs(&pin),
         vec![transfer(accounts[0].secret, 2, to, 30)],
         102,
-        SEQUENCER,
+        &TestSealer(SEQUENCER),
     )
     .expect("a3");
     // Branch B forks after block 1: another block 2.
     let b = Chain::open(None, spec()).expect("b");
-    b.import_block(&block_of(&a, 1), sequencer_address(), &resolver(&pin))
-        .expect("b1");
+    b.import_block(
+        &block_of(&a, 1),
+        &SequencerAddress(sequencer_address()),
+        &resolver(&pin),
+    )
+    .expect("b1");
     b.build_block(
         &pin,
         &attrs(&pin),
@@ -374,14 +434,18 @@ fn unwinding_restores_the_state_and_another_branch_imports_in_its_place() {
             deploy(accounts[0].secret, 1, &storing(9)),
         ],
         101,
-        SEQUENCER,
+        &TestSealer(SEQUENCER),
     )
     .expect("b2");
 
     let node = Chain::open(Some(&path), spec()).expect("node");
     for n in 1..=3 {
-        node.import_block(&block_of(&a, n), sequencer_address(), &resolver(&pin))
-            .expect("import a");
+        node.import_block(
+            &block_of(&a, n),
+            &SequencerAddress(sequencer_address()),
+            &resolver(&pin),
+        )
+        .expect("import a");
     }
     assert_eq!(node.head(), a.head());
     // The user transactions of block 2 (its Bitcoin-attributes transaction repeats block 1's).
@@ -438,8 +502,12 @@ fn unwinding_restores_the_state_and_another_branch_imports_in_its_place() {
     );
 
     // Branch B imports where A was, and survives reopening.
-    node.import_block(&block_of(&b, 2), sequencer_address(), &resolver(&pin))
-        .expect("b2 on the unwound chain");
+    node.import_block(
+        &block_of(&b, 2),
+        &SequencerAddress(sequencer_address()),
+        &resolver(&pin),
+    )
+    .expect("b2 on the unwound chain");
     assert_eq!(node.head(), b.head());
     drop(node);
     let node = Chain::open(Some(&path), spec()).expect("reopen");
@@ -460,8 +528,12 @@ fn unwinding_restores_the_state_and_another_branch_imports_in_its_place() {
     let removed_b = node.unwind_to(1).expect("unwind b");
     assert_eq!(removed_b.len(), 1);
     for block in &removed {
-        node.import_block(block, sequencer_address(), &resolver(&pin))
-            .expect("re-import a");
+        node.import_block(
+            block,
+            &SequencerAddress(sequencer_address()),
+            &resolver(&pin),
+        )
+        .expect("re-import a");
     }
     assert_eq!(node.head(), a.head());
     let root = node.header(3).expect("read").expect("h").state_root;
@@ -527,7 +599,13 @@ fn state_in_memory_replays_after_a_crash_and_rebuilds_from_the_blocks() {
     ];
     for (i, txs) in blocks.into_iter().enumerate() {
         let built = chain
-            .build_block(&pin, &attrs(&pin), txs, 100 + i as u64, SEQUENCER)
+            .build_block(
+                &pin,
+                &attrs(&pin),
+                txs,
+                100 + i as u64,
+                &TestSealer(SEQUENCER),
+            )
             .expect("build");
         assert!(built.rejected.is_empty(), "{:?}", built.rejected);
         if i == 2 {
@@ -569,7 +647,7 @@ fn state_in_memory_replays_after_a_crash_and_rebuilds_from_the_blocks() {
             &attrs(&pin),
             vec![transfer(key, 6, to, 5)],
             200,
-            SEQUENCER,
+            &TestSealer(SEQUENCER),
         )
         .expect("a block on the replayed state");
     let root6 = chain.header(6).expect("read").expect("h").state_root;

@@ -7,7 +7,7 @@ use alloy_consensus::Header;
 use alloy_primitives::B256;
 use bitcoin::{BlockHash, Txid};
 use hemi_btc_view::{BitcoinView, BlockRef, ViewError};
-use hemi_chain::Chain;
+use hemi_chain::{Chain, ChainError};
 use hemi_keystone::{Keystone, KeystoneId};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::broadcast;
@@ -27,7 +27,7 @@ pub struct FinalityParams {
 pub enum FinalityError {
     /// The L2 chain could not be read.
     #[error("L2 chain: {0}")]
-    L2(String),
+    L2(#[from] ChainError),
     /// The Bitcoin index could not be read.
     #[error("Bitcoin index: {0}")]
     Bitcoin(#[from] ViewError),
@@ -47,12 +47,12 @@ pub trait L2Headers: Send + Sync {
     ///
     /// # Errors
     /// The chain cannot be read.
-    fn header(&self, number: u64) -> Result<Option<Header>, String>;
+    fn header(&self, number: u64) -> Result<Option<Header>, ChainError>;
     /// The Bitcoin block that L2 block `number` pinned.
     ///
     /// # Errors
     /// The chain cannot be read.
-    fn pin(&self, number: u64) -> Result<Option<BlockRef>, String>;
+    fn pin(&self, number: u64) -> Result<Option<BlockRef>, ChainError>;
     /// How many times the chain has been unwound in all, and the lowest block it was unwound to
     /// after the first `seen` of those (see [`Chain::unwinds_since`]). A chain that never
     /// unwinds answers `(0, None)`.
@@ -66,11 +66,11 @@ impl L2Headers for Chain {
     fn head(&self) -> (u64, B256) {
         Chain::head(self)
     }
-    fn header(&self, number: u64) -> Result<Option<Header>, String> {
-        Chain::header(self, number).map_err(|e| e.to_string())
+    fn header(&self, number: u64) -> Result<Option<Header>, ChainError> {
+        Chain::header(self, number)
     }
-    fn pin(&self, number: u64) -> Result<Option<BlockRef>, String> {
-        Chain::pin(self, number).map_err(|e| e.to_string())
+    fn pin(&self, number: u64) -> Result<Option<BlockRef>, ChainError> {
+        Chain::pin(self, number)
     }
     fn unwinds_since(&self, seen: usize) -> (usize, Option<u64>) {
         Chain::unwinds_since(self, seen)

@@ -8,16 +8,17 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use bitcoin::Network;
 use clap::Args;
+use hemi_node::Config;
 use serde::Deserialize;
 
 /// Default JSON-RPC address.
-pub const DEFAULT_RPC_ADDR: &str = "127.0.0.1:8545";
+pub(crate) const DEFAULT_RPC_ADDR: &str = "127.0.0.1:8545";
 /// Default embedded-regtest Bitcoin block time, seconds.
-pub const DEFAULT_BITCOIN_BLOCK_TIME: u64 = 10;
+pub(crate) const DEFAULT_BITCOIN_BLOCK_TIME: u64 = 10;
 
 /// Flags shared by `devnet` and `node`.
 #[derive(Debug, Args, Default)]
-pub struct CommonArgs {
+pub(crate) struct CommonArgs {
     /// Data directory (default: ~/.hemi/<command>).
     #[arg(long, env = "HEMI_DIR")]
     pub dir: Option<PathBuf>,
@@ -59,7 +60,7 @@ pub struct CommonArgs {
 
 /// `hemi devnet` flags.
 #[derive(Debug, Args, Default)]
-pub struct DevnetArgs {
+pub(crate) struct DevnetArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     /// Keep state in --dir across restarts (default: in memory, gone at exit).
@@ -81,7 +82,7 @@ pub struct DevnetArgs {
 
 /// `hemi node` flags.
 #[derive(Debug, Args, Default)]
-pub struct NodeArgs {
+pub(crate) struct NodeArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     /// Bitcoin network: mainnet, testnet, testnet4, signet, regtest (default regtest).
@@ -127,57 +128,15 @@ enum FollowUrls {
     Many(Vec<String>),
 }
 
-/// Resolved configuration for a run.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Data directory.
-    pub dir: PathBuf,
-    /// Keep state on disk.
-    pub persist: bool,
-    /// JSON-RPC address.
-    pub rpc_addr: SocketAddr,
-    /// External Bitcoin peers (empty = embedded node).
-    pub bitcoin_peers: Vec<SocketAddr>,
-    /// External Bitcoin Core RPC.
-    pub bitcoin_rpc: Option<String>,
-    /// Embedded miner interval (0 = on request).
-    pub bitcoin_block_time: u64,
-    /// Embedded node RPC address.
-    pub bitcoin_rpc_addr: SocketAddr,
-    /// Embedded node P2P address.
-    pub bitcoin_p2p_addr: SocketAddr,
-    /// Bitcoin network.
-    pub network: Network,
-    /// L2 block time.
-    pub block_time: std::time::Duration,
-    /// L2 block gas limit.
-    pub gas_limit: u64,
-    /// `--follow URL`s (node only; empty: not following).
-    pub follow: Vec<String>,
-    /// `--sequencer-address` (node only).
-    pub sequencer_address: Option<String>,
-    /// Keystone interval, L2 blocks.
-    pub keystone_interval: u64,
-    /// Superfinality depth, Bitcoin blocks.
-    pub superfinality_depth: u32,
-    /// Run the built-in PoP miner (devnet).
-    pub popm: bool,
-    /// PoP payout delay, L2 blocks.
-    pub pop_payout_delay: u64,
-    /// Whether `--keystone-interval` / `--pop-payout-delay` were given (a follower otherwise
-    /// takes the sequencer's).
-    pub consensus_params_set: bool,
-}
-
 /// Hemi's PoP payout delay as the issue sets it.
-pub const DEFAULT_POP_PAYOUT_DELAY: u64 = 200;
+pub(crate) const DEFAULT_POP_PAYOUT_DELAY: u64 = 200;
 
 /// Devnet keystone interval (Hemi's is 25; a devnet wants keystones often).
-pub const DEVNET_KEYSTONE_INTERVAL: u64 = 5;
+pub(crate) const DEVNET_KEYSTONE_INTERVAL: u64 = 5;
 /// Hemi's keystone interval.
-pub const HEMI_KEYSTONE_INTERVAL: u64 = 25;
+pub(crate) const HEMI_KEYSTONE_INTERVAL: u64 = 25;
 /// Hemi's superfinality depth.
-pub const DEFAULT_SUPERFINALITY_DEPTH: u32 = 10;
+pub(crate) const DEFAULT_SUPERFINALITY_DEPTH: u32 = 10;
 
 /// `--keystone-interval` and `--superfinality-depth`, checked.
 fn finality_params(
@@ -202,8 +161,8 @@ fn finality_params(
     Ok((interval, depth))
 }
 
-pub const DEFAULT_BLOCK_TIME: f64 = 1.0;
-pub const DEFAULT_GAS_LIMIT: u64 = 30_000_000;
+pub(crate) const DEFAULT_BLOCK_TIME: f64 = 1.0;
+pub(crate) const DEFAULT_GAS_LIMIT: u64 = 30_000_000;
 
 /// `--block-time` from flag, environment, file or default, checked.
 fn l2_block_time(common: &CommonArgs, f: &FileConfig) -> anyhow::Result<std::time::Duration> {
@@ -257,7 +216,7 @@ fn resolve_peers(list: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
 }
 
 /// Parses a network name the way Bitcoin Core's `-chain` does.
-pub fn parse_network(s: &str) -> anyhow::Result<Network> {
+pub(crate) fn parse_network(s: &str) -> anyhow::Result<Network> {
     Ok(match s {
         "main" | "mainnet" | "bitcoin" => Network::Bitcoin,
         "test" | "testnet" | "testnet3" => Network::Testnet,
@@ -275,7 +234,7 @@ impl DevnetArgs {
     ///
     /// # Errors
     /// Unreadable or invalid config file, bad addresses.
-    pub fn resolve(self) -> anyhow::Result<Config> {
+    pub(crate) fn resolve(self) -> anyhow::Result<Config> {
         let dir = self
             .common
             .dir
@@ -345,7 +304,7 @@ impl NodeArgs {
     ///
     /// # Errors
     /// Unreadable or invalid config file, bad addresses, no peer.
-    pub fn resolve(self) -> anyhow::Result<Config> {
+    pub(crate) fn resolve(self) -> anyhow::Result<Config> {
         let dir = self.common.dir.clone().unwrap_or_else(|| home_dir("node"));
         let f = load_file(&self.common, &dir)?;
         let block_time = l2_block_time(&self.common, &f)?;

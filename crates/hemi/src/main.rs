@@ -1,14 +1,9 @@
-//! `hemi`: the hemi-rs binary. `hemi devnet` runs every part in one process (like anvil);
-//! `hemi node` follows an external Bitcoin Core.
+//! `hemi`: the hemi-rs binary, a CLI over the library crates. `hemi devnet` runs every part in
+//! one process (like anvil); `hemi node` follows an external Bitcoin Core; `hemi popm` runs the
+//! PoP miner; `hemi bench` runs the benchmarks. The node itself is `hemi-node`.
 
-mod bench;
-mod bench_l2;
-mod bench_pop;
 mod config;
-mod eth;
-mod fork;
 mod popm;
-mod run;
 
 use clap::{Parser, Subcommand};
 
@@ -36,21 +31,31 @@ enum Command {
     Popm(popm::PopmArgs),
     /// Benchmarks that run real processes side by side (results go in docs/BENCHMARKS.md).
     #[command(subcommand)]
-    Bench(bench::BenchCommand),
+    Bench(hemi_bench::BenchCommand),
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    run::init_tracing();
+    init_tracing();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
         match cli.command {
-            Command::Devnet(args) => run::devnet(args.resolve()?).await,
-            Command::Node(args) => run::node(args.resolve()?).await,
+            Command::Devnet(args) => hemi_node::devnet(args.resolve()?).await,
+            Command::Node(args) => hemi_node::node(args.resolve()?).await,
             Command::Popm(args) => popm::run(args).await,
-            Command::Bench(cmd) => bench::run(cmd).await,
+            Command::Bench(cmd) => hemi_bench::run(cmd).await,
         }
     })
 }

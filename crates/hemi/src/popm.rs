@@ -11,7 +11,7 @@ use hemi_pop::{MinerConfig, PopMiner};
 
 /// `hemi popm` flags.
 #[derive(Debug, Args)]
-pub struct PopmArgs {
+pub(crate) struct PopmArgs {
     /// The hemi node's JSON-RPC (keystones, its Bitcoin index).
     #[arg(long, env = "HEMI_L2_RPC", default_value = "http://127.0.0.1:8545")]
     pub l2_rpc: String,
@@ -54,7 +54,7 @@ pub struct PopmArgs {
 }
 
 /// Parses `--key-type`.
-pub fn key_kind(s: &str) -> anyhow::Result<KeyKind> {
+pub(crate) fn key_kind(s: &str) -> anyhow::Result<KeyKind> {
     match s {
         "p2wpkh" => Ok(KeyKind::P2wpkh),
         "p2tr" => Ok(KeyKind::P2tr),
@@ -66,7 +66,7 @@ pub fn key_kind(s: &str) -> anyhow::Result<KeyKind> {
 ///
 /// # Errors
 /// Bad flags, an unreadable record.
-pub async fn run(args: PopmArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: PopmArgs) -> anyhow::Result<()> {
     let network = crate::config::parse_network(&args.network)?;
     let secret: [u8; 32] = hex::decode(args.key.trim_start_matches("0x"))
         .ok()
@@ -104,65 +104,8 @@ pub async fn run(args: PopmArgs) -> anyhow::Result<()> {
     println!("  hemi node:       {}", args.l2_rpc);
     println!("  Bitcoin node:    {}", args.bitcoin_rpc_redacted());
     println!("  record:          {}", dir.display());
-    let (wake_tx, wake_rx) = tokio::sync::broadcast::channel(16);
-    let watch = tokio::spawn(watch_keystones(args.l2_rpc.clone(), wake_tx));
-    let task = tokio::spawn(miner.run(Some(wake_rx)));
-    crate::run::shutdown_signal().await;
-    task.abort();
-    watch.abort();
+    hemi_node::run_popm(miner, args.l2_rpc.clone()).await;
     Ok(())
-}
-
-/// The node's WebSocket URL for its HTTP JSON-RPC URL (same host and port, as hemi serves both).
-fn ws_url(http: &str) -> String {
-    if let Some(rest) = http.strip_prefix("https://") {
-        format!("wss://{rest}")
-    } else if let Some(rest) = http.strip_prefix("http://") {
-        format!("ws://{rest}")
-    } else {
-        http.to_string()
-    }
-}
-
-/// Subscribes to the node's `newKeystones` over WebSocket and wakes the miner on each one, so a
-/// keystone is published as soon as it exists; reconnects with back-off. Polling goes on
-/// regardless (a node without WebSocket is followed by polling alone).
-async fn watch_keystones(l2_rpc: String, wake: tokio::sync::broadcast::Sender<()>) {
-    use jsonrpsee::core::client::SubscriptionClientT;
-    let url = ws_url(&l2_rpc);
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        let sub = async {
-            let client = jsonrpsee::ws_client::WsClientBuilder::default()
-                .build(&url)
-                .await?;
-            let mut sub = client
-                .subscribe::<serde_json::Value, _>(
-                    "eth_subscribe",
-                    jsonrpsee::rpc_params!["newKeystones"],
-                    "eth_unsubscribe",
-                )
-                .await?;
-            tracing::info!(%url, "watching keystones over WebSocket");
-            while let Some(k) = sub.next().await {
-                let k = k?;
-                tracing::debug!(keystone = %k["l2BlockNumber"], "new keystone");
-                let _ = wake.send(());
-            }
-            Ok::<(), jsonrpsee::core::ClientError>(())
-        };
-        match sub.await {
-            Ok(()) => {
-                tracing::info!(%url, "keystone subscription ended; reconnecting");
-                backoff = Duration::from_secs(1);
-            }
-            Err(e) => {
-                tracing::debug!(%url, error = %e, "no keystone subscription; polling");
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-        }
-        tokio::time::sleep(backoff).await;
-    }
 }
 
 impl PopmArgs {
@@ -175,22 +118,4 @@ impl PopmArgs {
             None => self.bitcoin_rpc.clone(),
         }
     }
-}
-
-/// Builds the devnet's built-in miner.
-///
-/// # Errors
-/// An unreadable record.
-pub fn devnet_miner(
-    key: Key,
-    l2_url: String,
-    bitcoin_rpc: &str,
-    record: Option<PathBuf>,
-) -> anyhow::Result<PopMiner> {
-    let bitcoin = BitcoinRpc::new(bitcoin_rpc).context("Bitcoin RPC for the PoP miner")?;
-    let mut cfg = MinerConfig::new(key, bitcoin::Network::Regtest, l2_url, bitcoin);
-    cfg.record_path = record;
-    // Devnet blocks come every few seconds: look again often.
-    cfg.poll = Duration::from_millis(500);
-    Ok(PopMiner::new(cfg)?)
 }

@@ -1,17 +1,16 @@
-//! The Bitcoin-Secure Sequencer (Hemi's BSS) and the follower.
+//! The Bitcoin-Secure Sequencer (Hemi's BSS): block production and its transaction pool.
 //!
 //! Place in the chain of trust: Bitcoin → hVM → **sequencer** → chain → PoP → finality.
 //!
 //! - [`Sequencer`] keeps the mempool and, every block time, builds the next L2 block: the
-//!   Bitcoin-attributes transaction pinning the Bitcoin tip our client follows (with the headers
-//!   added since the parent's pin, at most six), then pool transactions by fee, sealed with the
-//!   sequencer's key.
-//! - [`follower`] fetches a sequencer's blocks over JSON-RPC, checks the seal, re-executes
-//!   them against its own Bitcoin client and refuses any whose roots differ.
+//!   system transactions ([`hemi_chain::system`]: the Bitcoin-attributes transaction pinning the
+//!   Bitcoin tip our client follows, with the headers added since the parent's pin, at most
+//!   six; a PoP payout when one is due), then pool transactions by fee, sealed by a
+//!   [`hemi_chain::Sealer`] ([`KeySealer`]: the sequencer's secp256k1 key).
+//! - Following a sequencer (fetching, checking and re-executing its blocks) is `hemi-sync`'s.
 
-pub mod follower;
-mod pin;
+mod sealer;
 mod sequencer;
 
-pub use pin::{next_attributes, resolve_pin};
-pub use sequencer::{pin_for, Sequencer, SequencerConfig, SubmitError};
+pub use sealer::KeySealer;
+pub use sequencer::{Sequencer, SequencerConfig, SubmitError};

@@ -6,19 +6,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use alloy_primitives::{Address, B256, U256};
 use hemi_btc_view::BitcoinView;
-use hemi_chain::{Built, Chain, ChainError, L2Tx, SignedTx, StateView};
+use hemi_chain::{Built, Chain, ChainError, L2Tx, Sealer, SignedTx, StateView};
 use hemi_hvm::BitcoinPin;
 use hemi_txpool::{AccountState, PoolConfig, PoolError, TxPool};
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
-use crate::pin::next_attributes;
+use hemi_chain::pin::next_attributes;
 
 /// Sequencer settings.
 #[derive(Debug, Clone)]
 pub struct SequencerConfig {
-    /// The key that seals blocks.
-    pub secret: B256,
+    /// What seals blocks (a [`crate::KeySealer`] for a lone sequencer).
+    pub sealer: Arc<dyn Sealer>,
     /// Bitcoin network (for the precompiles' address parsing).
     pub network: bitcoin::Network,
     /// Where the pool journal is kept across clean restarts (none: in memory only).
@@ -80,15 +80,13 @@ impl Sequencer {
     /// one exists.
     ///
     /// # Errors
-    /// The key is invalid.
+    /// Reading the head state (to restore the pool journal) failed.
     pub fn new(
         chain: Arc<Chain>,
         bitcoin: Arc<dyn BitcoinView>,
         config: SequencerConfig,
     ) -> Result<Arc<Self>, ChainError> {
-        let key = bitcoin::secp256k1::SecretKey::from_slice(config.secret.as_slice())
-            .map_err(|e| ChainError::InvalidSeal(format!("sequencer key: {e}")))?;
-        let address = hemi_chain::eth_address(&key);
+        let address = config.sealer.address();
         let spec = chain.spec().clone();
         let mut pool_config = PoolConfig::new(spec.chain_id, spec.gas_limit);
         if let Some((per_sender, total)) = config.pool_limits {
@@ -169,7 +167,7 @@ impl Sequencer {
     /// # Errors
     /// Unknown block or Bitcoin view failure.
     pub fn pin_for(&self, number: u64) -> Result<BitcoinPin, ChainError> {
-        pin_for(&self.chain, &self.bitcoin, self.config.network, number)
+        hemi_chain::pin::pin_for(&self.chain, &self.bitcoin, self.config.network, number)
     }
 
     /// Builds, seals and commits the next block now.
@@ -204,9 +202,13 @@ impl Sequencer {
             pinned,
             network: self.config.network,
         };
-        let built =
-            self.chain
-                .build_block(&pin, &attrs, candidates, now_secs(), self.config.secret)?;
+        let built = self.chain.build_block(
+            &pin,
+            &attrs,
+            candidates,
+            now_secs(),
+            self.config.sealer.as_ref(),
+        )?;
         {
             let mut pool = self.pool.lock();
             let mut mined: Vec<(Address, u64)> = Vec::new();
@@ -267,29 +269,6 @@ impl Sequencer {
 fn alloy_consensus_nonce(env: &alloy_consensus::TxEnvelope) -> u64 {
     use alloy_consensus::Transaction;
     env.nonce()
-}
-
-/// The Bitcoin view as pinned by block `number` (calls on that block's state see it).
-///
-/// # Errors
-/// Unknown block.
-pub fn pin_for(
-    chain: &Chain,
-    bitcoin: &Arc<dyn BitcoinView>,
-    network: bitcoin::Network,
-    number: u64,
-) -> Result<BitcoinPin, ChainError> {
-    let pinned = match chain.pin(number)? {
-        Some(p) if number > 0 => p,
-        _ => bitcoin
-            .tip()
-            .map_err(|e| ChainError::BitcoinNotReady(e.to_string()))?,
-    };
-    Ok(BitcoinPin {
-        view: bitcoin.clone(),
-        pinned,
-        network,
-    })
 }
 
 /// Why a transaction was not accepted.

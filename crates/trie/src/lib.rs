@@ -32,6 +32,7 @@
 mod error;
 mod node;
 mod proof;
+mod reader;
 mod store;
 mod update;
 
@@ -39,5 +40,6 @@ pub use alloy_trie::{Nibbles, EMPTY_ROOT_HASH};
 pub use error::TrieError;
 pub use node::{StoredNode, NODE_FORMAT_VERSION};
 pub use proof::{proof, root};
-pub use store::{MemNodes, NodeReader};
+pub use reader::NodeReader;
+pub use store::MemNodes;
 pub use update::{update, update_parallel, TrieUpdate};

@@ -1,27 +1,8 @@
-//! Where nodes live: the [`NodeReader`] boundary and the in-memory [`MemNodes`].
+//! The in-memory node store [`MemNodes`].
 
-use crate::{StoredNode, TrieError, TrieUpdate};
+use crate::{NodeReader, StoredNode, TrieError, TrieUpdate};
 use alloy_trie::Nibbles;
 use std::collections::BTreeMap;
-
-/// Read access to a trie's nodes, keyed by nibble path (the root at the empty path).
-///
-/// Implemented by the chain's redb tables, by [`MemNodes`], and by write overlays.
-pub trait NodeReader {
-    /// The node stored at `path`, `None` if there is none.
-    ///
-    /// # Errors
-    ///
-    /// When the store fails or holds undecodable bytes (a store should return
-    /// [`TrieError::Store`] or [`TrieError::Decode`]).
-    fn node(&self, path: &Nibbles) -> Result<Option<StoredNode>, TrieError>;
-}
-
-impl<R: NodeReader + ?Sized> NodeReader for &R {
-    fn node(&self, path: &Nibbles) -> Result<Option<StoredNode>, TrieError> {
-        (**self).node(path)
-    }
-}
 
 /// An in-memory node store: for tests, benchmarks, and as a write overlay.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -19,15 +19,17 @@
 //! The pool is a plain `&mut self` structure: the sequencer service owns it (or wraps it in a
 //! lock) and does bulk signature recovery off the async runtime.
 
+mod config;
 mod error;
 mod journal;
 mod pool;
 mod validate;
 
 pub use alloy_primitives::TxHash;
+pub use config::PoolConfig;
 pub use error::{JournalError, PoolError};
 pub use journal::JOURNAL_VERSION;
-pub use pool::{AccountState, PoolConfig, PoolContent, PooledTx, TxPool};
+pub use pool::{AccountState, PoolContent, PooledTx, TxPool};
 pub use validate::{intrinsic_gas, Checked, MAX_INITCODE_SIZE, MAX_TX_SIZE};
 
 #[cfg(test)]

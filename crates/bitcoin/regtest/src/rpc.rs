@@ -22,21 +22,21 @@ const MAX_BODY: usize = 32 * 1024 * 1024;
 
 /// Core's RPC error codes used here.
 mod code {
-    pub const MISC_ERROR: i64 = -1;
-    pub const TYPE_ERROR: i64 = -3;
-    pub const INVALID_ADDRESS_OR_KEY: i64 = -5;
-    pub const INVALID_PARAMETER: i64 = -8;
-    pub const DATABASE_ERROR: i64 = -20;
-    pub const VERIFY_ERROR: i64 = -25;
-    pub const DESERIALIZATION_ERROR: i64 = -22;
-    pub const METHOD_NOT_FOUND: i64 = -32601;
-    pub const INVALID_REQUEST: i64 = -32600;
-    pub const PARSE_ERROR: i64 = -32700;
+    pub(super) const MISC_ERROR: i64 = -1;
+    pub(super) const TYPE_ERROR: i64 = -3;
+    pub(super) const INVALID_ADDRESS_OR_KEY: i64 = -5;
+    pub(super) const INVALID_PARAMETER: i64 = -8;
+    pub(super) const DATABASE_ERROR: i64 = -20;
+    pub(super) const VERIFY_ERROR: i64 = -25;
+    pub(super) const DESERIALIZATION_ERROR: i64 = -22;
+    pub(super) const METHOD_NOT_FOUND: i64 = -32601;
+    pub(super) const INVALID_REQUEST: i64 = -32600;
+    pub(super) const PARSE_ERROR: i64 = -32700;
 }
 
 /// An RPC error in Core's form.
 #[derive(Debug, Clone)]
-pub struct RpcError {
+pub(crate) struct RpcError {
     /// Core's error code.
     pub code: i64,
     /// Core's message.

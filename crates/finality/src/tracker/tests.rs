@@ -37,10 +37,10 @@ impl L2Headers for FakeL2 {
         let last = h.last().expect("genesis");
         (last.number, last.hash_slow())
     }
-    fn header(&self, number: u64) -> Result<Option<Header>, String> {
+    fn header(&self, number: u64) -> Result<Option<Header>, ChainError> {
         Ok(self.headers.read().get(number as usize).cloned())
     }
-    fn pin(&self, number: u64) -> Result<Option<BlockRef>, String> {
+    fn pin(&self, number: u64) -> Result<Option<BlockRef>, ChainError> {
         Ok(Some(BlockRef {
             hash: BlockHash::all_zeros(),
             height: 100 + number as u32,

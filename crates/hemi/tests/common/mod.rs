@@ -15,7 +15,7 @@ use hemi_btc_wallet::{build_payment, Key, KeyKind};
 use serde_json::{json, Value};
 
 /// A running `hemi` process; SIGKILLed on drop.
-pub struct Hemi {
+pub(crate) struct Hemi {
     pub child: Child,
     pub rpc_addr: SocketAddr,
     pub log: std::path::PathBuf,
@@ -24,7 +24,7 @@ pub struct Hemi {
 
 impl Hemi {
     /// Starts `hemi <args…> --rpc-addr 127.0.0.1:<free>` and waits until its RPC answers.
-    pub async fn start(args: &[&str], log_dir: &Path) -> anyhow::Result<Hemi> {
+    pub(crate) async fn start(args: &[&str], log_dir: &Path) -> anyhow::Result<Hemi> {
         let port = hemi_testkit::free_port();
         let rpc_addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let log = log_dir.join(format!("hemi-{port}.log"));
@@ -57,7 +57,7 @@ impl Hemi {
 
     /// `hemi devnet` on the real Bitcoin Core `core` (P2P for the client, RPC to fund its key
     /// and broadcast PoP transactions), plus `extra` flags.
-    pub async fn devnet_on(
+    pub(crate) async fn devnet_on(
         core: &hemi_testkit::BitcoinCore,
         log_dir: &Path,
         extra: &[&str],
@@ -69,12 +69,12 @@ impl Hemi {
         Hemi::start(&args, log_dir).await
     }
 
-    pub fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// JSON-RPC 2.0 call; returns `result` or an error carrying `error`.
-    pub async fn call(&self, method: &str, params: Value) -> anyhow::Result<Value> {
+    pub(crate) async fn call(&self, method: &str, params: Value) -> anyhow::Result<Value> {
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
         let resp: Value = self
             .http
@@ -90,7 +90,7 @@ impl Hemi {
         Ok(resp["result"].clone())
     }
 
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -103,7 +103,7 @@ impl Drop for Hemi {
 }
 
 /// Polls `f` until it returns `Some`, or fails after `secs` with `what`.
-pub async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut f: F) -> anyhow::Result<T>
+pub(crate) async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut f: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -121,7 +121,7 @@ where
 }
 
 /// Waits until hemi's indexed tip is Bitcoin Core's best block.
-pub async fn wait_synced(hemi: &Hemi, core: &BitcoinRpc, secs: u64) -> anyhow::Result<()> {
+pub(crate) async fn wait_synced(hemi: &Hemi, core: &BitcoinRpc, secs: u64) -> anyhow::Result<()> {
     let best = core.get_best_block_hash().await?.to_string();
     let r = wait_for(secs, "hemi to reach Bitcoin Core's tip", || async {
         let tip = hemi.call("hemi_btcTip", json!([])).await.ok()?;
@@ -139,13 +139,13 @@ pub async fn wait_synced(hemi: &Hemi, core: &BitcoinRpc, secs: u64) -> anyhow::R
     Ok(())
 }
 
-pub fn tail(s: &str, n: usize) -> String {
+pub(crate) fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// Asserts hemi's balance and UTXO set of `addr` equal Bitcoin Core's `scantxoutset`.
-pub async fn assert_address_matches(
+pub(crate) async fn assert_address_matches(
     hemi: &Hemi,
     core: &BitcoinRpc,
     addr: &Address,
@@ -201,7 +201,7 @@ pub async fn assert_address_matches(
 }
 
 /// Mature P2WPKH/P2TR UTXOs of `key` according to Bitcoin Core.
-pub async fn spendable(
+pub(crate) async fn spendable(
     core: &BitcoinRpc,
     key: &Key,
     kind: KeyKind,
@@ -227,7 +227,7 @@ pub async fn spendable(
 }
 
 /// A signed payment from `from` (one UTXO) to `to` outputs, 2 sat/vB.
-pub fn pay(
+pub(crate) fn pay(
     from: &Key,
     kind: KeyKind,
     utxo: (OutPoint, TxOut),
@@ -244,19 +244,19 @@ pub fn pay(
 }
 
 /// `tests/js` (npm clients, pinned by its lockfile).
-pub fn js_dir() -> PathBuf {
+pub(crate) fn js_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/js")
 }
 
 /// The npm `@foundry-rs/cast` binary.
-pub fn cast_bin() -> PathBuf {
+pub(crate) fn cast_bin() -> PathBuf {
     js_dir().join("node_modules/@foundry-rs/cast-linux-amd64/bin/cast")
 }
 
 /// Runs a client script (`program args…` in `cwd`, with `RPC_URL` pointing at `hemi` plus
 /// `env`) and returns the last line of its stdout that is a JSON object; a failure carries the
 /// script's output and the tail of hemi's log.
-pub fn client_script(
+pub(crate) fn client_script(
     hemi: &Hemi,
     program: impl AsRef<OsStr>,
     args: &[&OsStr],

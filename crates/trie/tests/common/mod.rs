@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The root computed from scratch by alloy-trie over `model`'s (sorted) entries.
-pub fn hash_builder_root(model: &BTreeMap<B256, Vec<u8>>) -> B256 {
+pub(crate) fn hash_builder_root(model: &BTreeMap<B256, Vec<u8>>) -> B256 {
     let mut hb = HashBuilder::default();
     for (key, value) in model {
         hb.add_leaf(Nibbles::unpack(key), value);
@@ -18,7 +18,7 @@ pub fn hash_builder_root(model: &BTreeMap<B256, Vec<u8>>) -> B256 {
 }
 
 /// A store built by one `update` from an empty trie.
-pub fn build(model: &BTreeMap<B256, Vec<u8>>) -> MemNodes {
+pub(crate) fn build(model: &BTreeMap<B256, Vec<u8>>) -> MemNodes {
     let mut nodes = MemNodes::new();
     let changes = model.iter().map(|(k, v)| (*k, Some(v.clone()))).collect();
     let up = update(&nodes, &changes).unwrap();
@@ -28,7 +28,7 @@ pub fn build(model: &BTreeMap<B256, Vec<u8>>) -> MemNodes {
 
 /// Walks the trie from the root: every reference must match the referenced node's RLP, and every
 /// stored node must be reached. Returns how many child references were inline.
-pub fn check_reachable(nodes: &MemNodes) -> usize {
+pub(crate) fn check_reachable(nodes: &MemNodes) -> usize {
     let mut reached = BTreeSet::new();
     let mut inline = 0;
     let mut stack = Vec::new();
@@ -81,7 +81,7 @@ pub fn check_reachable(nodes: &MemNodes) -> usize {
 
 /// Keys that are fully random, or share long prefixes so that nodes sit deep in the trie and
 /// small ones get inlined in their parents (as in storage tries).
-pub fn key() -> impl Strategy<Value = B256> {
+pub(crate) fn key() -> impl Strategy<Value = B256> {
     prop_oneof![
         any::<[u8; 32]>().prop_map(B256::from),
         (0u8..3, any::<u16>()).prop_map(|(cluster, tail)| {
@@ -98,7 +98,7 @@ pub fn key() -> impl Strategy<Value = B256> {
 }
 
 /// Leaf values: mostly 1-byte RLP values (small storage words), some long ones.
-pub fn value() -> impl Strategy<Value = Vec<u8>> {
+pub(crate) fn value() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         3 => (1u8..0x80).prop_map(|b| vec![b]),
         1 => proptest::collection::vec(any::<u8>(), 1..120),

@@ -17,27 +17,27 @@ use bitcoin::{
     Transaction, TxIn, TxMerkleNode, TxOut, Txid, WPubkeyHash, Witness,
 };
 use hemi_btc_headers::ChainParams;
-pub use hemi_btc_regtest::{coinbase, seal};
+pub(crate) use hemi_btc_regtest::{coinbase, seal};
 use hemi_btc_store::{AsOf, BitcoinView, ChainStore};
 use hemi_btc_view::{BlockRef, IndexedTx, KeystonePublication, SpentBy, Utxo};
 
 /// "Now" passed to the store: far enough ahead that no generated header is too new.
-pub const NOW: u32 = 2_000_000_000;
+pub(crate) const NOW: u32 = 2_000_000_000;
 /// Regtest's proof-of-work limit, which regtest blocks always use.
-pub const REGTEST_BITS: u32 = 0x207f_ffff;
+pub(crate) const REGTEST_BITS: u32 = 0x207f_ffff;
 /// Fee every generated spend pays.
-pub const FEE: u64 = 500;
+pub(crate) const FEE: u64 = 500;
 
-pub fn params() -> ChainParams {
+pub(crate) fn params() -> ChainParams {
     ChainParams::new(Network::Regtest)
 }
 
-pub fn mem_store() -> ChainStore {
+pub(crate) fn mem_store() -> ChainStore {
     ChainStore::in_memory(params()).expect("in-memory store")
 }
 
 /// A P2WPKH script whose 20-byte hash is the first 20 bytes of sha256(label): no EC needed.
-pub fn script(label: &[u8]) -> ScriptBuf {
+pub(crate) fn script(label: &[u8]) -> ScriptBuf {
     let h = sha256::Hash::hash(label).to_byte_array();
     let mut w = [0u8; 20];
     w.copy_from_slice(&h[..20]);
@@ -45,14 +45,14 @@ pub fn script(label: &[u8]) -> ScriptBuf {
 }
 
 /// `n` distinct scripts labelled `tag-0 … tag-(n-1)`.
-pub fn scripts(tag: &str, n: usize) -> Vec<ScriptBuf> {
+pub(crate) fn scripts(tag: &str, n: usize) -> Vec<ScriptBuf> {
     (0..n)
         .map(|i| script(format!("{tag}-{i}").as_bytes()))
         .collect()
 }
 
 /// Regtest block subsidy (halving every 150 blocks).
-pub fn subsidy(height: u32) -> u64 {
+pub(crate) fn subsidy(height: u32) -> u64 {
     let halvings = height / 150;
     if halvings >= 64 {
         0
@@ -64,7 +64,7 @@ pub fn subsidy(height: u32) -> u64 {
 /// A spend of `inputs` with a dummy (signature-sized) witness: the store does not check scripts,
 /// but the witness makes the transaction's serialization the segwit one, so byte offsets and
 /// witness commitments are exercised.
-pub fn spend(inputs: &[OutPoint], outputs: Vec<TxOut>) -> Transaction {
+pub(crate) fn spend(inputs: &[OutPoint], outputs: Vec<TxOut>) -> Transaction {
     Transaction {
         version: TxVersion::TWO,
         lock_time: absolute::LockTime::ZERO,
@@ -81,7 +81,7 @@ pub fn spend(inputs: &[OutPoint], outputs: Vec<TxOut>) -> Transaction {
     }
 }
 
-pub fn out(script: &ScriptBuf, value: u64) -> TxOut {
+pub(crate) fn out(script: &ScriptBuf, value: u64) -> TxOut {
     TxOut {
         value: Amount::from_sat(value),
         script_pubkey: script.clone(),
@@ -89,7 +89,7 @@ pub fn out(script: &ScriptBuf, value: u64) -> TxOut {
 }
 
 /// Finds a nonce that meets the header's own target (regtest: about two tries).
-pub fn grind(header: &mut Header) {
+pub(crate) fn grind(header: &mut Header) {
     let target = header.target();
     while !target.is_met_by(header.block_hash()) {
         header.nonce = header.nonce.wrapping_add(1);
@@ -98,7 +98,11 @@ pub fn grind(header: &mut Header) {
 
 /// A complete, mined regtest block on `parent` (time = parent time + 1); the coinbase carries
 /// the height.
-pub fn build_block(parent: &Header, coinbase_tx: Transaction, txs: Vec<Transaction>) -> Block {
+pub(crate) fn build_block(
+    parent: &Header,
+    coinbase_tx: Transaction,
+    txs: Vec<Transaction>,
+) -> Block {
     let mut txdata = Vec::with_capacity(txs.len() + 1);
     txdata.push(coinbase_tx);
     txdata.extend(txs);
@@ -119,7 +123,7 @@ pub fn build_block(parent: &Header, coinbase_tx: Transaction, txs: Vec<Transacti
 }
 
 /// Puts every block and advances as far as possible.
-pub fn connect_all(store: &ChainStore, blocks: &[Block]) {
+pub(crate) fn connect_all(store: &ChainStore, blocks: &[Block]) {
     for b in blocks {
         store.put_block(b, NOW).expect("put_block");
     }
@@ -133,7 +137,7 @@ pub fn connect_all(store: &ChainStore, blocks: &[Block]) {
 
 /// A coin of the model UTXO set.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Coin {
+pub(crate) struct Coin {
     pub txout: TxOut,
     pub height: u32,
     pub coinbase: bool,
@@ -141,7 +145,7 @@ pub struct Coin {
 
 /// An in-memory model of what the indexes should say after a sequence of blocks.
 #[derive(Debug, Clone, Default)]
-pub struct Model {
+pub(crate) struct Model {
     pub utxos: BTreeMap<OutPoint, Coin>,
     pub spent_by: BTreeMap<OutPoint, SpentBy>,
     /// txid → (height, index in block).
@@ -150,7 +154,7 @@ pub struct Model {
 
 impl Model {
     /// Applies a block the store would accept (no validation here).
-    pub fn apply(&mut self, block: &Block, height: u32) {
+    pub(crate) fn apply(&mut self, block: &Block, height: u32) {
         for (index, tx) in block.txdata.iter().enumerate() {
             let txid = tx.compute_txid();
             if index > 0 {
@@ -182,7 +186,7 @@ impl Model {
         }
     }
 
-    pub fn utxos_of(&self, script: &ScriptBuf) -> Vec<Utxo> {
+    pub(crate) fn utxos_of(&self, script: &ScriptBuf) -> Vec<Utxo> {
         self.utxos
             .iter()
             .filter(|(_, c)| &c.txout.script_pubkey == script)
@@ -196,7 +200,7 @@ impl Model {
             .collect()
     }
 
-    pub fn balance(&self, script: &ScriptBuf) -> u64 {
+    pub(crate) fn balance(&self, script: &ScriptBuf) -> u64 {
         self.utxos
             .values()
             .filter(|c| &c.txout.script_pubkey == script)
@@ -205,7 +209,7 @@ impl Model {
     }
 
     /// Coins a block at `height` may spend (coinbases need 100 confirmations).
-    pub fn spendable(&self, height: u32) -> Vec<(OutPoint, Coin)> {
+    pub(crate) fn spendable(&self, height: u32) -> Vec<(OutPoint, Coin)> {
         self.utxos
             .iter()
             .filter(|(_, c)| !c.coinbase || height - c.height >= 100)
@@ -216,7 +220,7 @@ impl Model {
 
 /// A deterministic chain generator: fixed scripts, fixed times, a seeded xorshift for choices.
 #[derive(Debug, Clone)]
-pub struct ChainGen {
+pub(crate) struct ChainGen {
     /// Distinguishes branches: goes into every coinbase, so sibling blocks differ.
     pub tag: Vec<u8>,
     /// `headers[h]` is the header at height `h` (genesis at 0).
@@ -233,7 +237,7 @@ pub struct ChainGen {
 }
 
 impl ChainGen {
-    pub fn new(tag: &str, scripts: Vec<ScriptBuf>) -> Self {
+    pub(crate) fn new(tag: &str, scripts: Vec<ScriptBuf>) -> Self {
         let mut g = ChainGen {
             tag: Vec::new(),
             headers: vec![params().genesis()],
@@ -249,7 +253,7 @@ impl ChainGen {
     }
 
     /// A copy that continues from the same tip but makes different choices and blocks.
-    pub fn branch(&self, tag: &str) -> Self {
+    pub(crate) fn branch(&self, tag: &str) -> Self {
         let mut g = self.clone();
         g.retag(tag);
         g
@@ -278,29 +282,29 @@ impl ChainGen {
         self.scripts[i].clone()
     }
 
-    pub fn height(&self) -> u32 {
+    pub(crate) fn height(&self) -> u32 {
         self.blocks.len() as u32
     }
 
-    pub fn tip(&self) -> Header {
+    pub(crate) fn tip(&self) -> Header {
         *self.headers.last().expect("genesis is always there")
     }
 
-    pub fn hash_at(&self, height: u32) -> BlockHash {
+    pub(crate) fn hash_at(&self, height: u32) -> BlockHash {
         self.headers[height as usize].block_hash()
     }
 
-    pub fn block_at(&self, height: u32) -> &Block {
+    pub(crate) fn block_at(&self, height: u32) -> &Block {
         &self.blocks[height as usize - 1]
     }
 
     /// Blocks above `height`, in order.
-    pub fn blocks_after(&self, height: u32) -> &[Block] {
+    pub(crate) fn blocks_after(&self, height: u32) -> &[Block] {
         &self.blocks[height as usize..]
     }
 
     /// Appends a block someone else built (it must extend the tip).
-    pub fn push(&mut self, block: Block) {
+    pub(crate) fn push(&mut self, block: Block) {
         assert_eq!(
             block.header.prev_blockhash,
             self.tip().block_hash(),
@@ -313,7 +317,7 @@ impl ChainGen {
     }
 
     /// Spending transactions for a block at `height`, and the fees they pay.
-    pub fn make_spends(&mut self, height: u32) -> (Vec<Transaction>, u64) {
+    pub(crate) fn make_spends(&mut self, height: u32) -> (Vec<Transaction>, u64) {
         let mut candidates = self.model.spendable(height);
         let mut txs = Vec::new();
         let mut fees = 0;
@@ -356,7 +360,7 @@ impl ChainGen {
     }
 
     /// Builds, records and returns the next block: coinbase to a chosen script, some spends.
-    pub fn next_block(&mut self) -> Block {
+    pub(crate) fn next_block(&mut self) -> Block {
         let height = self.height() + 1;
         let (txs, fees) = self.make_spends(height);
         let block = self.next_block_with(txs, fees);
@@ -365,7 +369,7 @@ impl ChainGen {
     }
 
     /// Builds, records and returns the next block with the given spends.
-    pub fn next_block_with(&mut self, txs: Vec<Transaction>, fees: u64) -> Block {
+    pub(crate) fn next_block_with(&mut self, txs: Vec<Transaction>, fees: u64) -> Block {
         let height = self.height() + 1;
         let cb_script = self.rand_script();
         let cb = coinbase(
@@ -379,11 +383,11 @@ impl ChainGen {
     }
 
     /// Generates `n` more blocks and returns them.
-    pub fn extend(&mut self, n: usize) -> Vec<Block> {
+    pub(crate) fn extend(&mut self, n: usize) -> Vec<Block> {
         (0..n).map(|_| self.next_block()).collect()
     }
 
-    pub fn all_txids(&self) -> Vec<Txid> {
+    pub(crate) fn all_txids(&self) -> Vec<Txid> {
         self.blocks
             .iter()
             .flat_map(|b| b.txdata.iter().map(Transaction::compute_txid))
@@ -391,7 +395,7 @@ impl ChainGen {
     }
 
     /// Every outpoint any block created or spent.
-    pub fn all_outpoints(&self) -> Vec<OutPoint> {
+    pub(crate) fn all_outpoints(&self) -> Vec<OutPoint> {
         let mut v = Vec::new();
         for b in &self.blocks {
             for tx in &b.txdata {
@@ -407,12 +411,12 @@ impl ChainGen {
 }
 
 /// What `raw_transaction` returns: bytes, block, index in block.
-pub type RawTx = (Vec<u8>, BlockRef, u32);
+pub(crate) type RawTx = (Vec<u8>, BlockRef, u32);
 
 /// What a store says about a fixed set of questions; two stores with the same state give equal
 /// snapshots.
 #[derive(Debug, PartialEq)]
-pub struct IndexState {
+pub(crate) struct IndexState {
     pub tip: BlockRef,
     pub utxo_count: u64,
     pub headers: Vec<Option<(BlockRef, Header)>>,
@@ -422,7 +426,7 @@ pub struct IndexState {
     pub keystones: Vec<([u8; 32], Vec<KeystonePublication>)>,
 }
 
-pub struct Questions<'a> {
+pub(crate) struct Questions<'a> {
     pub scripts: &'a [ScriptBuf],
     pub txids: &'a [Txid],
     pub outpoints: &'a [OutPoint],
@@ -430,7 +434,7 @@ pub struct Questions<'a> {
     pub max_height: u32,
 }
 
-pub fn index_state(store: &ChainStore, q: &Questions<'_>) -> IndexState {
+pub(crate) fn index_state(store: &ChainStore, q: &Questions<'_>) -> IndexState {
     IndexState {
         tip: store.indexed_tip(),
         utxo_count: store.utxo_count().expect("utxo_count"),
@@ -490,7 +494,7 @@ pub fn index_state(store: &ChainStore, q: &Questions<'_>) -> IndexState {
 }
 
 /// Field-by-field comparison, so a failure names the index that differs.
-pub fn assert_same_state(got: &IndexState, want: &IndexState, what: &str) {
+pub(crate) fn assert_same_state(got: &IndexState, want: &IndexState, what: &str) {
     assert_eq!(got.tip, want.tip, "{what}: tip");
     assert_eq!(got.utxo_count, want.utxo_count, "{what}: utxo_count");
     assert_eq!(got.headers, want.headers, "{what}: header_at");
@@ -511,7 +515,7 @@ pub fn assert_same_state(got: &IndexState, want: &IndexState, what: &str) {
 }
 
 /// Checks the store's tip indexes against the generator's model (the outside truth).
-pub fn assert_matches_model(store: &ChainStore, gen: &ChainGen) {
+pub(crate) fn assert_matches_model(store: &ChainStore, gen: &ChainGen) {
     let tip = store.indexed_tip();
     assert_eq!(
         tip,

@@ -131,7 +131,7 @@ async fn start(args: &FinalityArgs) -> anyhow::Result<Devnet> {
 ///
 /// # Errors
 /// The devnet does not start or stops answering.
-pub async fn run(args: FinalityArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: FinalityArgs) -> anyhow::Result<()> {
     let d = start(&args).await?;
     println!(
         "devnet: L2 block {} s, keystone every {} blocks, Bitcoin block {} s, superfinal at {} confirmations",

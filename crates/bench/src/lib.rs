@@ -1,4 +1,5 @@
-//! `hemi bench`: measurements that need real processes, run side by side with a peer.
+//! `hemi bench`: measurements that need real processes, run side by side with a peer (the
+//! results go in docs/BENCHMARKS.md). Linked only into the `hemi` binary, never into the node.
 //!
 //! `hemi bench bitcoin-sync` builds a regtest chain with transactions on a real bitcoind, then
 //! times (a) our Bitcoin client syncing and indexing it over P2P into a fresh file store and
@@ -16,16 +17,19 @@ use hemi_btc_store::ChainStore;
 use hemi_btc_wallet::{build_payment, Key, KeyKind};
 use hemi_testkit::BitcoinCore;
 
+mod l2;
+mod pop;
+
 /// Benchmarks.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Bitcoin P2P sync speed: our client vs bitcoind, same chain, same machine.
     BitcoinSync(SyncArgs),
     /// L2 block execution + state root + commit at 10k..1M existing accounts (Mgas/s).
-    L2Exec(crate::bench_l2::L2ExecArgs),
+    L2Exec(crate::l2::L2ExecArgs),
     /// Devnet time from an L2 block to superfinality vs Bitcoin's bound; hemi_getFinality
     /// requests per second and latency.
-    Finality(crate::bench_pop::FinalityArgs),
+    Finality(crate::pop::FinalityArgs),
 }
 
 /// `hemi bench bitcoin-sync` options.
@@ -46,8 +50,8 @@ pub struct SyncArgs {
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::BitcoinSync(a) => bitcoin_sync(a).await,
-        BenchCommand::L2Exec(a) => tokio::task::spawn_blocking(|| crate::bench_l2::run(a)).await?,
-        BenchCommand::Finality(a) => crate::bench_pop::run(a).await,
+        BenchCommand::L2Exec(a) => tokio::task::spawn_blocking(|| crate::l2::run(a)).await?,
+        BenchCommand::Finality(a) => crate::pop::run(a).await,
     }
 }
 

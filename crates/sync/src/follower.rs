@@ -1,8 +1,7 @@
-//! Follower mode (`hemi node --follow URL [--follow URL …]`): fetch the sequencer's blocks over
-//! JSON-RPC (`eth_blockNumber`, `debug_getRawBlock`: `rlp([header, [tx, …], seal])`, see
-//! [`hemi_chain::block`]), check the seal (the sequencer's signature over the block hash, next
-//! to the header), re-execute against our own Bitcoin client, and commit only blocks whose roots
-//! match.
+//! The follower (`hemi node --follow URL [--follow URL …]`): fetch the sequencer's blocks from
+//! one or more [`BlockSource`]s, check the seal (a [`SealVerifier`]: today the sequencer's
+//! signature over the block hash, next to the header), re-execute against our own Bitcoin
+//! client, and commit only blocks whose roots match.
 //!
 //! With several sources a follower can see the sequencer equivocate: two sealed blocks at one
 //! height. Blocks that do not extend our head are kept as *side* blocks; a [`ForkRule`] (PoP fork
@@ -17,30 +16,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alloy_consensus::Header;
-use alloy_primitives::{Address, B256};
+use alloy_primitives::B256;
 use hemi_btc_view::{BitcoinView, BlockRef};
-use hemi_chain::{Chain, ChainError, L2Block, L2Tx};
+use hemi_chain::pin::resolve_pin;
+use hemi_chain::{BlockError, Chain, ChainError, L2Block, SealVerifier};
+use hemi_finality::FinalityError;
 use parking_lot::Mutex;
-use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
-use crate::pin::resolve_pin;
-
-/// Why following stopped or a fetch failed.
-#[derive(Debug, thiserror::Error)]
-pub enum FollowError {
-    /// The sequencer's RPC failed or answered nonsense.
-    #[error("sequencer RPC: {0}")]
-    Rpc(String),
-    /// A block was refused.
-    #[error("block {number} refused: {error}")]
-    Refused {
-        /// Its number.
-        number: u64,
-        /// Why.
-        error: ChainError,
-    },
-}
+use crate::{BlockSource, FollowError};
 
 /// One block of a branch, as a [`ForkRule`] sees it.
 #[derive(Debug, Clone)]
@@ -73,7 +57,7 @@ pub trait ForkRule: Send + Sync {
     ///
     /// # Errors
     /// It cannot be known now (fork choice then waits for the next round).
-    fn finalized(&self) -> Result<u64, String>;
+    fn finalized(&self) -> Result<u64, FinalityError>;
     /// Scores our branch and a candidate after block `fork`, which both share (`current` and
     /// `candidate` start at `fork + 1`; either may be empty). The candidate replaces ours only
     /// when it scores strictly higher.
@@ -85,7 +69,7 @@ pub trait ForkRule: Send + Sync {
         fork: u64,
         current: &[BranchBlock],
         candidate: &[BranchBlock],
-    ) -> Result<ForkScore, String>;
+    ) -> Result<ForkScore, FinalityError>;
 }
 
 /// What the follower knows of one competing tip (`hemi_getForkChoice`).
@@ -180,9 +164,8 @@ pub struct Follower {
     chain: Arc<Chain>,
     bitcoin: Arc<dyn BitcoinView>,
     network: bitcoin::Network,
-    sources: Vec<String>,
-    sequencer: Address,
-    http: reqwest::Client,
+    sources: Vec<Arc<dyn BlockSource>>,
+    verifier: Arc<dyn SealVerifier>,
     blocks: broadcast::Sender<u64>,
     rule: std::sync::OnceLock<Arc<dyn ForkRule>>,
     forks: Mutex<Forks>,
@@ -195,49 +178,9 @@ impl std::fmt::Debug for Follower {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Follower")
             .field("sources", &self.sources)
+            .field("verifier", &self.verifier)
             .finish()
     }
-}
-
-async fn rpc(
-    http: &reqwest::Client,
-    url: &str,
-    method: &str,
-    params: Value,
-) -> Result<Value, FollowError> {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let resp: Value = http
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| FollowError::Rpc(format!("{method}: {e}")))?
-        .json()
-        .await
-        .map_err(|e| FollowError::Rpc(format!("{method}: {e}")))?;
-    if let Some(err) = resp.get("error") {
-        return Err(FollowError::Rpc(format!("{method}: {err}")));
-    }
-    Ok(resp.get("result").cloned().unwrap_or(Value::Null))
-}
-
-/// Asks a sequencer for its sealing address (`hemi_nodeStatus.sequencer`).
-///
-/// # Errors
-/// RPC failure or no address in the answer.
-pub async fn sequencer_address(url: &str) -> Result<Address, FollowError> {
-    node_status(url).await?["sequencer"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| FollowError::Rpc("hemi_nodeStatus has no sequencer address".into()))
-}
-
-/// The followed node's `hemi_nodeStatus`.
-///
-/// # Errors
-/// Transport or RPC errors.
-pub async fn node_status(url: &str) -> Result<serde_json::Value, FollowError> {
-    rpc(&reqwest::Client::new(), url, "hemi_nodeStatus", json!([])).await
 }
 
 /// What happened to an offered block.
@@ -254,15 +197,15 @@ enum Offered {
 }
 
 impl Follower {
-    /// A follower of the sequencer `sequencer` through the nodes at `sources` (the first is
-    /// followed first; blocks of the others that do not extend our chain compete through the
-    /// fork rule, see [`Follower::set_fork_rule`]).
+    /// A follower of the blocks `verifier` accepts, from `sources` (the first is followed
+    /// first; blocks of the others that do not extend our chain compete through the fork rule,
+    /// see [`Follower::set_fork_rule`]).
     pub fn new(
         chain: Arc<Chain>,
         bitcoin: Arc<dyn BitcoinView>,
         network: bitcoin::Network,
-        sources: Vec<String>,
-        sequencer: Address,
+        sources: Vec<Arc<dyn BlockSource>>,
+        verifier: Arc<dyn SealVerifier>,
     ) -> Self {
         let n = sources.len();
         Follower {
@@ -270,11 +213,7 @@ impl Follower {
             bitcoin,
             network,
             sources,
-            sequencer,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap_or_default(),
+            verifier,
             blocks: broadcast::channel(1024).0,
             rule: std::sync::OnceLock::new(),
             forks: Mutex::new(Forks {
@@ -291,8 +230,8 @@ impl Follower {
         self.rule.set(rule).is_ok()
     }
 
-    /// The nodes followed.
-    pub fn sources(&self) -> &[String] {
+    /// The sources followed.
+    pub fn sources(&self) -> &[Arc<dyn BlockSource>] {
         &self.sources
     }
 
@@ -318,29 +257,6 @@ impl Follower {
         let mut tips = vec![ForkTip::active(number, hash)];
         tips.extend(self.forks.lock().tips.iter().cloned());
         tips
-    }
-
-    async fn remote_head(&self, url: &str) -> Result<u64, FollowError> {
-        let v = rpc(&self.http, url, "eth_blockNumber", json!([])).await?;
-        v.as_str()
-            .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
-            .ok_or_else(|| FollowError::Rpc(format!("{url}: eth_blockNumber returned {v}")))
-    }
-
-    async fn fetch(&self, url: &str, number: u64) -> Result<L2Block, FollowError> {
-        let v = rpc(
-            &self.http,
-            url,
-            "debug_getRawBlock",
-            json!([format!("0x{number:x}")]),
-        )
-        .await?;
-        let hex = v
-            .as_str()
-            .ok_or_else(|| FollowError::Rpc(format!("{url}: block {number} not served")))?;
-        let bytes = alloy_primitives::hex::decode(hex)
-            .map_err(|e| FollowError::Rpc(format!("{url}: block {number}: {e}")))?;
-        L2Block::decode(&bytes).map_err(|error| FollowError::Refused { number, error })
     }
 
     /// Imports one raw block (as `debug_getRawBlock` returns it: [`L2Block::encode`]) onto our
@@ -372,9 +288,9 @@ impl Follower {
         let chain = self.chain.clone();
         let view = self.bitcoin.clone();
         let network = self.network;
-        let sequencer = self.sequencer;
+        let verifier = self.verifier.clone();
         tokio::task::spawn_blocking(move || {
-            chain.import_block(&block, sequencer, &|attrs| {
+            chain.import_block(&block, verifier.as_ref(), &|attrs| {
                 resolve_pin(view.clone(), network, attrs)
             })
         })
@@ -412,19 +328,14 @@ impl Follower {
             let mut forks = self.forks.lock();
             if forks.invalid.contains(&hash) || forks.invalid.contains(&parent) {
                 forks.invalid.insert(hash);
-                return Err(refused(ChainError::InvalidBlock(format!(
-                    "block {number} ({hash}) is, or descends from, a block that failed \
-                     re-execution"
-                ))));
+                return Err(refused(
+                    BlockError::DescendsFromInvalid { number, hash }.into(),
+                ));
             }
         }
-        let signer = block.signer(self.chain.spec().chain_id).map_err(refused)?;
-        if signer != self.sequencer {
-            return Err(refused(ChainError::InvalidSeal(format!(
-                "block {number} is signed by {signer}, not by the sequencer {}",
-                self.sequencer
-            ))));
-        }
+        self.verifier
+            .verify(self.chain.spec().chain_id, number, hash, &block.seal)
+            .map_err(|e| refused(e.into()))?;
         if parent == self.chain.head().1 {
             return match self.import(block).await {
                 Ok(()) => Ok(Offered::Imported),
@@ -483,9 +394,13 @@ impl Follower {
                 forks.side.insert(hash, SideBlock { block, number });
                 Ok(Offered::Side)
             }
-            Some(p) => Err(refused(ChainError::InvalidBlock(format!(
-                "block {number}'s parent is block {p}"
-            )))),
+            Some(p) => Err(refused(
+                BlockError::ParentHeight {
+                    number,
+                    parent_number: p,
+                }
+                .into(),
+            )),
             None => Err(FollowError::Rpc(format!(
                 "block {number}'s parent {parent} is unknown"
             ))),
@@ -495,8 +410,9 @@ impl Follower {
     /// Brings source `i` up to date: walks back to the newest of its blocks we know, then
     /// offers every later one. Returns how many blocks joined our chain.
     async fn sync_source(&self, i: usize) -> Result<u64, FollowError> {
-        let url = self.sources[i].clone();
-        let remote = self.remote_head(&url).await?;
+        let source = self.sources[i].clone();
+        let url = source.name();
+        let remote = source.head().await?;
 
         let cursor = self.forks.lock().cursors[i];
         let (mut n, mut h) = match cursor {
@@ -505,7 +421,7 @@ impl Follower {
                 // Start at our head (or the source's, if lower) and walk back to a known block.
                 let mut n = other.map_or(self.chain.head().0, |c| c.0).min(remote);
                 loop {
-                    let b = self.fetch(&url, n).await?;
+                    let b = source.block(n).await?;
                     let h = b.hash();
                     if self.known(&h)? {
                         break (n, h);
@@ -536,7 +452,7 @@ impl Follower {
         }
         let mut imported = 0;
         while n < remote {
-            let b = self.fetch(&url, n + 1).await?;
+            let b = source.block(n + 1).await?;
             if b.header.parent_hash != h {
                 // The source switched branches below `n`: walk back next time.
                 self.forks.lock().cursors[i] = Some((n.saturating_sub(1), B256::ZERO));
@@ -579,7 +495,7 @@ impl Follower {
                 Ok(n) => imported += n,
                 Err(e) => {
                     if self.sources.len() > 1 {
-                        tracing::warn!(source = %self.sources[i], error = %e, "following");
+                        tracing::warn!(source = %self.sources[i].name(), error = %e, "following");
                     }
                     first_error.get_or_insert(e);
                 }
@@ -595,24 +511,10 @@ impl Follower {
     }
 
     fn branch_block(&self, block: &L2Block) -> Result<Option<BranchBlock>, FollowError> {
-        let tip = match block.txs.first() {
-            Some(L2Tx::BtcAttributes(a)) => {
-                a.attributes()
-                    .map_err(|error| FollowError::Refused {
-                        number: block.header.number,
-                        error,
-                    })?
-                    .canonical_tip
-            }
-            _ => {
-                return Err(FollowError::Refused {
-                    number: block.header.number,
-                    error: ChainError::InvalidBlock(
-                        "no Bitcoin-attributes transaction".to_string(),
-                    ),
-                })
-            }
-        };
+        let number = block.header.number;
+        let tip = hemi_chain::system::attributes_of(number, &block.txs)
+            .map_err(|error| FollowError::Refused { number, error })?
+            .canonical_tip;
         let pinned = self
             .bitcoin
             .header_by_hash(&tip)
@@ -820,7 +722,7 @@ impl Follower {
             .await
             .map_err(|e| FollowError::Rpc(format!("fork choice task: {e}")))?
             .map(Some)
-            .map_err(FollowError::Rpc)
+            .map_err(FollowError::ForkRule)
     }
 
     /// Unwinds our chain to `fork`; the removed blocks are held as side blocks (and returned).
@@ -908,7 +810,7 @@ impl Follower {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloy_primitives::{Bytes, B256};
+    use alloy_primitives::{Address, Bytes, B256};
     use alloy_rlp::Encodable;
     use bitcoin::Network;
     use hemi_btc_headers::ChainParams;
@@ -917,13 +819,31 @@ mod tests {
     use hemi_chain::ChainSpec;
     use hemi_hvm::BitcoinPin;
 
-    use crate::pin::next_attributes;
+    use hemi_chain::pin::next_attributes;
+    use hemi_chain::SequencerAddress;
+    use hemi_sequencer::KeySealer;
+
+    use crate::RpcSource;
 
     const SEQUENCER: B256 = B256::repeat_byte(0x11);
 
     fn address(secret: B256) -> Address {
         hemi_chain::eth_address(
             &bitcoin::secp256k1::SecretKey::from_slice(secret.as_slice()).expect("key"),
+        )
+    }
+
+    fn sealer(secret: B256) -> KeySealer {
+        KeySealer::new(secret).expect("key")
+    }
+
+    fn follower(chain: Chain, store: Arc<ChainStore>, sequencer: Address) -> Follower {
+        Follower::new(
+            Arc::new(chain),
+            store,
+            Network::Regtest,
+            vec![Arc::new(RpcSource::new("http://127.0.0.1:9"))],
+            Arc::new(SequencerAddress(sequencer)),
         )
     }
 
@@ -957,7 +877,7 @@ mod tests {
         let spec = ChainSpec::devnet().expect("spec");
         let sequencer_chain = Chain::open(None, spec.clone()).expect("chain");
         sequencer_chain
-            .build_block(&pin, &attrs, vec![], 1_000, SEQUENCER)
+            .build_block(&pin, &attrs, vec![], 1_000, &sealer(SEQUENCER))
             .expect("build");
         let raw = sequencer_chain
             .raw_block(1)
@@ -970,11 +890,9 @@ mod tests {
             address(SEQUENCER)
         );
         let follower_of = |sequencer: Address| {
-            Follower::new(
-                Arc::new(Chain::open(None, spec.clone()).expect("chain")),
+            follower(
+                Chain::open(None, spec.clone()).expect("chain"),
                 store.clone(),
-                Network::Regtest,
-                vec!["http://127.0.0.1:9".into()],
                 sequencer,
             )
         };
@@ -1039,7 +957,7 @@ mod tests {
     }
 
     impl ForkRule for AlwaysSwitch {
-        fn finalized(&self) -> Result<u64, String> {
+        fn finalized(&self) -> Result<u64, FinalityError> {
             Ok(self.finalized.load(std::sync::atomic::Ordering::SeqCst))
         }
         fn score(
@@ -1047,7 +965,7 @@ mod tests {
             _fork: u64,
             _current: &[BranchBlock],
             _candidate: &[BranchBlock],
-        ) -> Result<ForkScore, String> {
+        ) -> Result<ForkScore, FinalityError> {
             Ok(ForkScore {
                 current: 0,
                 candidate: 1,
@@ -1064,17 +982,17 @@ mod tests {
         let a = Chain::open(None, spec.clone()).expect("a");
         let b = Chain::open(None, spec.clone()).expect("b");
         for (n, ts) in [(1u64, 1_000u64), (2, 1_001), (3, 1_002)] {
-            a.build_block(&pin, &attrs, vec![], ts, SEQUENCER)
+            a.build_block(&pin, &attrs, vec![], ts, &sealer(SEQUENCER))
                 .expect("a");
             if n == 1 {
                 b.import_block(
                     &L2Block::decode(&a.raw_block(1).expect("r").expect("1")).expect("d"),
-                    address(SEQUENCER),
+                    &SequencerAddress(address(SEQUENCER)),
                     &|_| Ok(pin.clone()),
                 )
                 .expect("b1");
             } else {
-                b.build_block(&pin, &attrs, vec![], ts + 50, SEQUENCER)
+                b.build_block(&pin, &attrs, vec![], ts + 50, &sealer(SEQUENCER))
                     .expect("b");
             }
         }
@@ -1084,11 +1002,9 @@ mod tests {
         let rule = Arc::new(AlwaysSwitch {
             finalized: std::sync::atomic::AtomicU64::new(0),
         });
-        let follower = Follower::new(
-            Arc::new(Chain::open(None, spec.clone()).expect("chain")),
+        let follower = follower(
+            Chain::open(None, spec.clone()).expect("chain"),
             store.clone(),
-            Network::Regtest,
-            vec!["http://127.0.0.1:9".into()],
             address(SEQUENCER),
         );
         assert!(follower.set_fork_rule(rule.clone()));

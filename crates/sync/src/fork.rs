@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
+use crate::{BranchBlock, ForkRule, ForkScore, ForkTip};
 use alloy_primitives::B256;
 use hemi_btc_view::BitcoinView;
 use hemi_chain::Chain;
 use hemi_finality::fork_choice::{compare_pop_score, publication_view, POP_FINALITY_DELAY};
 use hemi_finality::{FinalityError, FinalityTracker};
-use hemi_sequencer::follower::{BranchBlock, ForkRule, ForkScore, ForkTip};
 use serde_json::{json, Value};
 
 /// VeriBlock's PoP fork resolution over our Bitcoin index, bounded by Bitcoin finality.
@@ -39,8 +39,7 @@ impl PopForkRule {
                 at(prev).hash
             } else {
                 self.chain
-                    .header(prev)
-                    .map_err(|e| FinalityError::L2(e.to_string()))?
+                    .header(prev)?
                     .ok_or(FinalityError::MissingBlock(prev))?
                     .hash_slow()
             };
@@ -55,10 +54,10 @@ impl PopForkRule {
 }
 
 impl ForkRule for PopForkRule {
-    fn finalized(&self) -> Result<u64, String> {
+    fn finalized(&self) -> Result<u64, FinalityError> {
         // Up to date with our chain and Bitcoin before anything is compared against it (at
         // start-up the finality task may not have run yet); unknown means no fork choice now.
-        self.tracker.refresh().map_err(|e| e.to_string())?;
+        self.tracker.refresh()?;
         Ok(self.tracker.finalized())
     }
 
@@ -67,9 +66,9 @@ impl ForkRule for PopForkRule {
         fork: u64,
         current: &[BranchBlock],
         candidate: &[BranchBlock],
-    ) -> Result<ForkScore, String> {
-        let a = self.view(fork, current).map_err(|e| e.to_string())?;
-        let b = self.view(fork, candidate).map_err(|e| e.to_string())?;
+    ) -> Result<ForkScore, FinalityError> {
+        let a = self.view(fork, current)?;
+        let b = self.view(fork, candidate)?;
         let s = compare_pop_score(
             &a,
             &b,

@@ -1,9 +1,9 @@
 //! Choosing and checking the Bitcoin block an L2 block pins.
 
+use crate::{BlockError, Chain, ChainError};
 use bitcoin::block::Header;
 use bitcoin::hashes::Hash;
 use hemi_btc_view::{BitcoinView, BlockRef};
-use hemi_chain::ChainError;
 use hemi_hvm::attributes::MAX_HEADERS_PER_BLOCK;
 use hemi_hvm::{BitcoinPin, BtcAttributes};
 
@@ -80,18 +80,16 @@ pub fn resolve_pin(
 ) -> Result<BitcoinPin, ChainError> {
     if let Some(last) = attrs.headers.last() {
         if last.block_hash() != attrs.canonical_tip {
-            return Err(ChainError::InvalidBlock(format!(
-                "Bitcoin attributes: last header {} is not the canonical tip {}",
-                last.block_hash(),
-                attrs.canonical_tip
-            )));
+            return Err(BlockError::AttributesTip {
+                last: last.block_hash(),
+                tip: attrs.canonical_tip,
+            }
+            .into());
         }
     }
     for w in attrs.headers.windows(2) {
         if w[1].prev_blockhash != w[0].block_hash() {
-            return Err(ChainError::InvalidBlock(
-                "Bitcoin attributes: headers do not chain".into(),
-            ));
+            return Err(BlockError::AttributesUnchained.into());
         }
     }
     let (pinned, _) = view
@@ -117,6 +115,29 @@ pub fn resolve_pin(
     }
     Ok(BitcoinPin {
         view,
+        pinned,
+        network,
+    })
+}
+
+/// The Bitcoin view as pinned by block `number` (calls on that block's state see it).
+///
+/// # Errors
+/// Unknown block.
+pub fn pin_for(
+    chain: &Chain,
+    bitcoin: &std::sync::Arc<dyn BitcoinView>,
+    network: bitcoin::Network,
+    number: u64,
+) -> Result<BitcoinPin, ChainError> {
+    let pinned = match chain.pin(number)? {
+        Some(p) if number > 0 => p,
+        _ => bitcoin
+            .tip()
+            .map_err(|e| ChainError::BitcoinNotReady(e.to_string()))?,
+    };
+    Ok(BitcoinPin {
+        view: bitcoin.clone(),
         pinned,
         network,
     })

@@ -28,20 +28,26 @@ const CALL_GAS_CAP: u64 = 50_000_000;
 
 /// The node as `eth_` sees it.
 pub struct NodeBackend {
+    /// The L2 chain.
     pub chain: Arc<Chain>,
+    /// Our Bitcoin index (calls read it as of their block's pin).
     pub bitcoin: Arc<dyn BitcoinView>,
+    /// The Bitcoin network (the precompiles parse addresses for it).
     pub network: bitcoin::Network,
     /// The sequencer (devnet); `None` on a follower.
     pub sequencer: Option<Arc<Sequencer>>,
+    /// New block numbers (`eth_subscribe("newHeads")`, filters).
     pub blocks: broadcast::Sender<u64>,
+    /// New pool transactions (`newPendingTransactions`).
     pub pending: broadcast::Sender<B256>,
+    /// What `eth_accounts` lists (the devnet's accounts; none on a node).
     pub accounts: Vec<Address>,
     /// Bitcoin finality: gives `safe` and `finalized` their meaning.
     pub finality: Arc<hemi_finality::FinalityTracker>,
     /// New keystones as JSON (`eth_subscribe("newKeystones")`).
     pub keystones: broadcast::Sender<Value>,
     /// The follower (node --follow): its catch-up is `eth_syncing`.
-    pub follower: Option<Arc<hemi_sequencer::follower::Follower>>,
+    pub follower: Option<Arc<hemi_sync::Follower>>,
 }
 
 fn chain_err(e: ChainError) -> BackendError {
@@ -237,7 +243,7 @@ impl NodeBackend {
         overrides: Option<&StateOverride>,
         timestamp: Option<u64>,
     ) -> BackendResult<CallOutcome> {
-        let pin = hemi_sequencer::pin_for(&self.chain, &self.bitcoin, self.network, number)
+        let pin = hemi_chain::pin::pin_for(&self.chain, &self.bitcoin, self.network, number)
             .map_err(chain_err)?;
         self.chain
             .call(number, tx, overrides, pin, timestamp)

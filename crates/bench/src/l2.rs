@@ -86,7 +86,7 @@ impl Run {
 ///
 /// # Errors
 /// Database or execution errors, or a transfer the block did not include.
-pub fn run(args: L2ExecArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: L2ExecArgs) -> anyhow::Result<()> {
     if args.accounts.is_empty() || args.blocks == 0 || args.txs == 0 || args.rounds == 0 {
         bail!("--accounts, --blocks, --txs and --rounds must be non-empty / positive");
     }
@@ -227,13 +227,14 @@ fn run_one(
         canonical_tip: pin.pinned.hash,
         headers: vec![],
     };
+    let sealer = hemi_sequencer::KeySealer::new(SEQUENCER)?;
     let mut times = Vec::with_capacity(blocks.len());
     let mut gas = 0u64;
     let mut included = 0u64;
     for (b, txs) in blocks.into_iter().enumerate() {
         let want = txs.len();
         let start = Instant::now();
-        let built = chain.build_block(pin, &attrs, txs, 1_000 + b as u64, SEQUENCER)?;
+        let built = chain.build_block(pin, &attrs, txs, 1_000 + b as u64, &sealer)?;
         times.push(start.elapsed());
         if !built.rejected.is_empty() || built.block.txs.len() != want + 1 {
             bail!(

@@ -1,0 +1,161 @@
+//! System transactions: what the protocol inserts at the start of a block, and every follower
+//! recomputes and checks. This module is the one place that lists them and their order.
+//!
+//! | position | type | what | inputs |
+//! | --- | --- | --- | --- |
+//! | 0 | `0x7C` | Bitcoin attributes: the pinned Bitcoin tip and the headers since the parent's pin | the sequencer's Bitcoin view (a follower resolves it in its own) |
+//! | next | `0x7D` | PoP payout for keystone `n − pop_payout_delay` ([`crate::pop_rewards`]) | Bitcoin up to the pin |
+//!
+//! User transactions follow. Building asks [`SystemInputs::txs`] for the list; import recomputes
+//! it from the block's own attributes and our Bitcoin view and [`check`]s the block against it,
+//! so a new system transaction (the tunnel's mint) is added here once, for both.
+
+use hemi_hvm::BtcAttributes;
+
+use crate::pop_rewards::PopPayoutTx;
+use crate::tx::{BtcAttributesTx, L2Tx};
+use crate::{BlockError, ChainError, PayoutSummary};
+
+/// The kinds of system transaction, in the order a block carries them.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SystemTxKind {
+    /// `0x7C`: pins the Bitcoin view the block executes against. Every block has one, first.
+    BtcAttributes,
+    /// `0x7D`: pays a keystone's PoP miners. Only in the block the payout delay names.
+    PopPayout,
+}
+
+impl SystemTxKind {
+    /// Every kind, in block order.
+    pub const ORDER: [SystemTxKind; 2] = [SystemTxKind::BtcAttributes, SystemTxKind::PopPayout];
+
+    /// The kind of `tx`, or `None` for a user transaction.
+    pub fn of(tx: &L2Tx) -> Option<Self> {
+        match tx {
+            L2Tx::BtcAttributes(_) => Some(SystemTxKind::BtcAttributes),
+            L2Tx::PopPayout(_) => Some(SystemTxKind::PopPayout),
+            L2Tx::Eth(_) => None,
+        }
+    }
+
+    /// Its name in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            SystemTxKind::BtcAttributes => "Bitcoin-attributes",
+            SystemTxKind::PopPayout => "PoP payout",
+        }
+    }
+
+    /// Where it must stand, in words (for refusals).
+    pub fn rule(self) -> &'static str {
+        match self {
+            SystemTxKind::BtcAttributes => "it must be first",
+            SystemTxKind::PopPayout => "it must follow the attributes",
+        }
+    }
+}
+
+/// What a block's system transactions are made from: the chain gathers it
+/// ([`crate::Chain::system_inputs`]) from its own records and the block's Bitcoin view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemInputs {
+    /// The Bitcoin attributes the block pins.
+    pub attrs: BtcAttributes,
+    /// The PoP payout due in the block, if any.
+    pub payout: Option<PopPayoutTx>,
+}
+
+impl SystemInputs {
+    /// The system transactions, in block order ([`SystemTxKind::ORDER`]).
+    pub fn txs(&self) -> Vec<L2Tx> {
+        let mut txs = Vec::with_capacity(SystemTxKind::ORDER.len());
+        for kind in SystemTxKind::ORDER {
+            match kind {
+                SystemTxKind::BtcAttributes => {
+                    txs.push(L2Tx::BtcAttributes(BtcAttributesTx::new(&self.attrs)))
+                }
+                SystemTxKind::PopPayout => {
+                    if let Some(p) = &self.payout {
+                        txs.push(L2Tx::PopPayout(p.clone()));
+                    }
+                }
+            }
+        }
+        txs
+    }
+}
+
+/// The Bitcoin attributes block `number` carries (its first transaction).
+///
+/// # Errors
+/// [`BlockError::MissingAttributes`] when the block does not begin with them; their decoding
+/// error when the calldata is not canonical.
+pub fn attributes_of(number: u64, txs: &[L2Tx]) -> Result<BtcAttributes, ChainError> {
+    match txs.first() {
+        Some(L2Tx::BtcAttributes(a)) => a.attributes(),
+        _ => Err(BlockError::MissingAttributes { number }.into()),
+    }
+}
+
+fn payout_summary(tx: Option<&L2Tx>) -> Option<PayoutSummary> {
+    match tx {
+        Some(L2Tx::PopPayout(p)) => Some(PayoutSummary {
+            keystone: p.keystone,
+            publications: p.payouts.len(),
+        }),
+        _ => None,
+    }
+}
+
+/// Checks that block `number`'s transactions `txs` begin with exactly the system transactions
+/// `expected` (what [`SystemInputs::txs`] gives for it) and carry no other.
+///
+/// # Errors
+/// The [`BlockError`] naming the first difference: a payout that differs from the rule's
+/// ([`BlockError::PopPayout`]), a system transaction out of place
+/// ([`BlockError::SystemTxPosition`]).
+pub fn check(number: u64, txs: &[L2Tx], expected: &[L2Tx]) -> Result<(), BlockError> {
+    for (index, want) in expected.iter().enumerate() {
+        let got = txs.get(index);
+        if got == Some(want) {
+            continue;
+        }
+        return Err(match SystemTxKind::of(want) {
+            Some(SystemTxKind::BtcAttributes) | None => match got {
+                Some(L2Tx::BtcAttributes(_)) => BlockError::SystemTxMismatch {
+                    number,
+                    kind: SystemTxKind::BtcAttributes.name(),
+                    index,
+                },
+                _ => BlockError::MissingAttributes { number },
+            },
+            Some(SystemTxKind::PopPayout) => BlockError::PopPayout {
+                number,
+                got: payout_summary(got),
+                expected: payout_summary(Some(want)),
+            },
+        });
+    }
+    for (index, tx) in txs.iter().enumerate().skip(expected.len()) {
+        match SystemTxKind::of(tx) {
+            None => {}
+            Some(SystemTxKind::PopPayout) if index == expected.len() => {
+                // A payout where the rule has none.
+                return Err(BlockError::PopPayout {
+                    number,
+                    got: payout_summary(Some(tx)),
+                    expected: None,
+                });
+            }
+            Some(kind) => {
+                return Err(BlockError::SystemTxPosition {
+                    kind: kind.name(),
+                    index,
+                    rule: kind.rule(),
+                })
+            }
+        }
+    }
+    Ok(())
+}

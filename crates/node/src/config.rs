@@ -1,0 +1,50 @@
+//! The resolved configuration of `hemi devnet` and `hemi node`. The CLI parses flags, the
+//! environment and the TOML file into it (precedence and defaults are the CLI's, written once
+//! there).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use bitcoin::Network;
+
+/// Resolved configuration for a run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Data directory.
+    pub dir: PathBuf,
+    /// Keep state on disk.
+    pub persist: bool,
+    /// JSON-RPC address.
+    pub rpc_addr: SocketAddr,
+    /// External Bitcoin peers (empty = embedded node).
+    pub bitcoin_peers: Vec<SocketAddr>,
+    /// External Bitcoin Core RPC.
+    pub bitcoin_rpc: Option<String>,
+    /// Embedded miner interval (0 = on request).
+    pub bitcoin_block_time: u64,
+    /// Embedded node RPC address.
+    pub bitcoin_rpc_addr: SocketAddr,
+    /// Embedded node P2P address.
+    pub bitcoin_p2p_addr: SocketAddr,
+    /// Bitcoin network.
+    pub network: Network,
+    /// L2 block time.
+    pub block_time: std::time::Duration,
+    /// L2 block gas limit.
+    pub gas_limit: u64,
+    /// `--follow URL`s (node only; empty: not following).
+    pub follow: Vec<String>,
+    /// `--sequencer-address` (node only).
+    pub sequencer_address: Option<String>,
+    /// Keystone interval, L2 blocks.
+    pub keystone_interval: u64,
+    /// Superfinality depth, Bitcoin blocks.
+    pub superfinality_depth: u32,
+    /// Run the built-in PoP miner (devnet).
+    pub popm: bool,
+    /// PoP payout delay, L2 blocks.
+    pub pop_payout_delay: u64,
+    /// Whether `--keystone-interval` / `--pop-payout-delay` were given (a follower otherwise
+    /// takes the sequencer's).
+    pub consensus_params_set: bool,
+}

@@ -1,0 +1,163 @@
+//! `hemi devnet`: every part in one process over one data directory, like anvil.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bitcoin::Network;
+use hemi_btc_client::{BitcoinClient, ClientConfig};
+use hemi_btc_regtest::{RegtestNode, RpcAuth};
+use hemi_btc_rpc_client::BitcoinRpc;
+use hemi_btc_view::BitcoinView;
+use hemi_btc_wallet::{Key, KeyKind};
+use hemi_sequencer::{KeySealer, Sequencer, SequencerConfig};
+use serde_json::json;
+
+use crate::serve::{serve, L2};
+use crate::storage::{open_chain, open_store};
+use crate::Config;
+
+/// Seed label of the devnet's built-in Bitcoin key (miner of the embedded chain; later the PoP
+/// miner's key). Deterministic so scripts can rely on it, like anvil's accounts.
+pub const DEVNET_BTC_KEY_SEED: &str = "hemi-devnet-bitcoin-key-0";
+
+/// Seed label of the devnet sequencer's sealing key (deterministic, like the dev accounts).
+pub const DEVNET_SEQUENCER_KEY_SEED: &str = "hemi-devnet-sequencer-key-0";
+
+/// Devnet pool limits (a node keeps geth-like ones).
+const DEVNET_POOL_PER_SENDER: usize = 10_000;
+const DEVNET_POOL_TOTAL: usize = 200_000;
+
+/// `hemi devnet`.
+pub async fn devnet(cfg: Config) -> anyhow::Result<()> {
+    let key = Key::from_seed(DEVNET_BTC_KEY_SEED);
+    let btc_addr = key.address(KeyKind::P2wpkh, Network::Regtest);
+    let client_store = open_store(&cfg, "bitcoin", Network::Regtest)?;
+    println!("hemi-rs devnet {}", env!("CARGO_PKG_VERSION"));
+    println!();
+    let mut status = json!({"mode": "devnet", "bitcoinAddress": btc_addr.to_string()});
+    let mut popm_rpc = cfg.bitcoin_rpc.clone();
+    let peers = if cfg.bitcoin_peers.is_empty() {
+        let node_store = open_store(&cfg, "regtest-node", Network::Regtest)?;
+        let node = RegtestNode::new(node_store);
+        let script = btc_addr.script_pubkey();
+        if node.store().indexed_tip().height < 101 {
+            let need = 101 - node.store().indexed_tip().height;
+            let n = node.clone();
+            let s = script.clone();
+            tokio::task::spawn_blocking(move || n.mine(need, &s)).await??;
+        }
+        let (p2p, _p2p_task) =
+            hemi_btc_regtest::serve_p2p(node.clone(), cfg.bitcoin_p2p_addr, Default::default())
+                .await
+                .with_context(|| format!("binding regtest P2P on {}", cfg.bitcoin_p2p_addr))?;
+        let (rpc, _rpc_task) =
+            hemi_btc_regtest::serve_rpc(node.clone(), cfg.bitcoin_rpc_addr, RpcAuth::default())
+                .await
+                .with_context(|| format!("binding regtest RPC on {}", cfg.bitcoin_rpc_addr))?;
+        if cfg.bitcoin_block_time > 0 {
+            hemi_btc_regtest::spawn_miner(
+                node.clone(),
+                Duration::from_secs(cfg.bitcoin_block_time),
+                script,
+            );
+        }
+        println!("Embedded Bitcoin regtest node");
+        println!("  P2P:  {p2p}   (bitcoind -regtest -addnode={p2p})");
+        println!(
+            "  RPC:  http://{rpc}   (bitcoin-cli -regtest -rpcport={} ...)",
+            rpc.port()
+        );
+        println!(
+            "  blocks every {}",
+            if cfg.bitcoin_block_time == 0 {
+                "request (generatetoaddress)".to_string()
+            } else {
+                format!("{} s", cfg.bitcoin_block_time)
+            }
+        );
+        status["embeddedBitcoin"] = json!({"p2p": p2p.to_string(), "rpc": format!("http://{rpc}")});
+        popm_rpc = Some(format!("http://{rpc}"));
+        vec![p2p]
+    } else {
+        if let Some(url) = &cfg.bitcoin_rpc {
+            fund_on_external_regtest(url, &btc_addr).await?;
+        }
+        println!("External Bitcoin: {:?}", cfg.bitcoin_peers);
+        cfg.bitcoin_peers.clone()
+    };
+    println!();
+    println!("Devnet Bitcoin key (regtest, P2WPKH)");
+    println!("  address: {btc_addr}");
+    println!("  secret:  {}", hex::encode(key.secret_bytes()));
+    println!();
+    if cfg.persist {
+        println!("State: {} (persisted)", cfg.dir.display());
+    } else {
+        println!("State: in memory (use --persist to keep it)");
+    }
+    let client = BitcoinClient::spawn(client_store.clone(), ClientConfig::new(cfg.network, peers));
+    let chain = open_chain(&cfg)?;
+    let sequencer = Sequencer::new(
+        chain.clone(),
+        client_store.clone() as Arc<dyn BitcoinView>,
+        SequencerConfig {
+            sealer: Arc::new(KeySealer::new(alloy_primitives::keccak256(
+                DEVNET_SEQUENCER_KEY_SEED,
+            ))?),
+            network: Network::Regtest,
+            journal: cfg.persist.then(|| cfg.dir.join("txpool.journal")),
+            // A development chain takes what a script throws at it, as anvil does.
+            pool_limits: Some((DEVNET_POOL_PER_SENDER, DEVNET_POOL_TOTAL)),
+        },
+    )?;
+    let accounts = hemi_chain::dev_accounts(hemi_chain::DEV_MNEMONIC, 10)?;
+    println!(
+        "L2 (chain id {}, block time {:?}, gas limit {})",
+        chain.spec().chain_id,
+        cfg.block_time,
+        cfg.gas_limit
+    );
+    println!("  sequencer: {}", sequencer.address());
+    println!("  head:      block {}", chain.head().0);
+    println!();
+    println!(
+        "Available accounts (10,000 ETH each; mnemonic \"{}\")",
+        hemi_chain::DEV_MNEMONIC
+    );
+    for (i, a) in accounts.iter().enumerate() {
+        println!("  ({i}) {}  0x{}", a.address, hex::encode(a.secret));
+    }
+    println!();
+    status["sequencer"] = json!(sequencer.address());
+    status["chainId"] = json!(chain.spec().chain_id);
+    if cfg.popm && popm_rpc.is_none() {
+        println!("PoP miner: off (an external Bitcoin node needs --bitcoin-rpc to broadcast)");
+    }
+    let l2 = L2 {
+        chain,
+        sequencer: Some(sequencer),
+        follower: None,
+        accounts: accounts.iter().map(|a| a.address).collect(),
+        popm: popm_rpc.filter(|_| cfg.popm).map(|url| (key.clone(), url)),
+    };
+    serve(&cfg, client_store, client, status, l2).await
+}
+
+/// On an external regtest Bitcoin Core, makes sure the devnet key has mature coins.
+async fn fund_on_external_regtest(url: &str, addr: &bitcoin::Address) -> anyhow::Result<()> {
+    let rpc = BitcoinRpc::new(url).context("--bitcoin-rpc")?;
+    let info: serde_json::Value = rpc
+        .call("getblockchaininfo", json!([]))
+        .await
+        .context("calling Bitcoin Core")?;
+    if info["chain"] != "regtest" {
+        return Ok(());
+    }
+    let hashes = rpc
+        .generate_to_address(101, addr)
+        .await
+        .context("generatetoaddress on Bitcoin Core")?;
+    tracing::info!(blocks = hashes.len(), address = %addr, "funded the devnet key on Bitcoin Core regtest");
+    Ok(())
+}

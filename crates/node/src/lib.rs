@@ -1,0 +1,27 @@
+//! The hemi node, assembled: what `hemi devnet` and `hemi node` run.
+//!
+//! Place in the chain of trust: this crate wires every part — Bitcoin client and (devnet) the
+//! embedded regtest node → hVM → sequencer or follower → chain → PoP miner → finality — and serves
+//! them over one JSON-RPC endpoint. The `hemi` binary only parses arguments into a [`Config`]
+//! and calls [`devnet`], [`node`] or [`run_popm`].
+//!
+//! Main items: [`Config`]; [`devnet`] (every part in one process, like anvil); [`node`] (a
+//! node following external Bitcoin Core peers and, with `--follow`, a sequencer's blocks);
+//! [`NodeBackend`], the `eth_` namespace answered from the chain, the pool and the follower.
+
+mod config;
+mod debug;
+mod devnet;
+mod eth;
+mod follow;
+mod popm;
+mod serve;
+mod signal;
+mod storage;
+
+pub use config::Config;
+pub use devnet::{devnet, DEVNET_BTC_KEY_SEED, DEVNET_SEQUENCER_KEY_SEED};
+pub use eth::NodeBackend;
+pub use follow::node;
+pub use popm::run_popm;
+pub use signal::shutdown_signal;
