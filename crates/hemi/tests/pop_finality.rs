@@ -64,6 +64,17 @@ async fn tag_number(hemi: &Hemi, tag: &str) -> anyhow::Result<u64> {
     Ok(u64::from_str_radix(n.trim_start_matches("0x"), 16)?)
 }
 
+/// The number of the block `debug_getRawBlock(tag)` serves (decoded as a follower decodes it).
+async fn raw_block_number(hemi: &Hemi, tag: &str) -> anyhow::Result<u64> {
+    let raw = hemi.call("debug_getRawBlock", json!([tag])).await?;
+    let bytes = hex::decode(
+        raw.as_str()
+            .context("raw block hex")?
+            .trim_start_matches("0x"),
+    )?;
+    Ok(hemi_chain::L2Block::decode(&bytes)?.header.number)
+}
+
 fn cast_block_number(rpc: &str, tag: &str) -> anyhow::Result<u64> {
     let bin = cast_bin();
     let out = Command::new(&bin)
@@ -262,6 +273,22 @@ async fn pop_miner_publishes_every_keystone_and_finality_follows_bitcoin() -> an
     assert!(cast_finalized >= finalized, "cast: {cast_finalized}");
     let cast_safe = cast_block_number(&rpc, "safe")?;
     assert!(cast_safe >= cast_finalized);
+    // debug_getRawBlock reads the tags as every other method does (it used to serve the head).
+    for tag in ["finalized", "safe"] {
+        let before = tag_number(&hemi, tag).await?;
+        let raw = raw_block_number(&hemi, tag).await?;
+        let after = tag_number(&hemi, tag).await?;
+        assert!(
+            before <= raw && raw <= after,
+            "debug_getRawBlock({tag:?}) served block {raw}; the tag names {before}..={after}"
+        );
+    }
+    let raw_finalized = raw_block_number(&hemi, "finalized").await?;
+    let head = tag_number(&hemi, "latest").await?;
+    assert!(
+        raw_finalized < head,
+        "debug_getRawBlock(\"finalized\") served block {raw_finalized}, the head is {head}"
+    );
     eprintln!(
         "finalized {finalized} (ethers {}, cast {cast_finalized}), safe {cast_safe}",
         e["finalized"]
