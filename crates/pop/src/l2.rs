@@ -52,34 +52,75 @@ pub struct L2Client {
     id: std::sync::Arc<AtomicU64>,
 }
 
-fn field<'a>(v: &'a Value, name: &str) -> Result<&'a Value, String> {
-    v.get(name)
-        .filter(|x| !x.is_null())
-        .ok_or_else(|| format!("keystone JSON has no {name:?}: {v}"))
+/// Why a call to the hemi node failed.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum L2Error {
+    /// The HTTP client cannot be built.
+    #[error("HTTP client: {0}")]
+    Client(String),
+    /// The node could not be reached or did not answer JSON.
+    #[error("{method} at {url}: {error}")]
+    Transport {
+        /// The JSON-RPC method.
+        method: String,
+        /// The node's URL.
+        url: String,
+        /// The transport's error.
+        error: String,
+    },
+    /// The node answered with a JSON-RPC error.
+    #[error("{method}: {error}")]
+    Rpc {
+        /// The JSON-RPC method.
+        method: String,
+        /// The error object.
+        error: Value,
+    },
+    /// The node's answer lacks a field or has one of the wrong shape.
+    #[error("{method}: bad {field} in {got}")]
+    Malformed {
+        /// The JSON-RPC method.
+        method: &'static str,
+        /// The field (or `result` for the whole answer).
+        field: &'static str,
+        /// What the node sent.
+        got: Value,
+    },
 }
 
-fn parse_keystone(v: &Value) -> Result<L2Keystone, String> {
-    let hash = field(v, "hash")?
+fn parse_keystone(method: &'static str, v: &Value) -> Result<L2Keystone, L2Error> {
+    let bad = |field: &'static str| L2Error::Malformed {
+        method,
+        field,
+        got: v.clone(),
+    };
+    let get = |field: &'static str| {
+        v.get(field)
+            .filter(|x| !x.is_null())
+            .ok_or_else(|| bad(field))
+    };
+    let hash = get("hash")?
         .as_str()
-        .ok_or("hash is not a string")?
+        .ok_or_else(|| bad("hash"))?
         .to_string();
-    let l2_block_number = field(v, "l2BlockNumber")?
+    let l2_block_number = get("l2BlockNumber")?
         .as_u64()
-        .ok_or("l2BlockNumber is not a number")?;
-    let raw = field(v, "abbreviated")?
+        .ok_or_else(|| bad("l2BlockNumber"))?;
+    let raw = get("abbreviated")?
         .as_str()
-        .ok_or("abbreviated is not a string")?;
-    let bytes = hex::decode(raw.trim_start_matches("0x")).map_err(|e| e.to_string())?;
-    let abbreviated = AbbreviatedKeystone::from_bytes(&bytes).map_err(|e| e.to_string())?;
+        .ok_or_else(|| bad("abbreviated"))?;
+    let bytes = hex::decode(raw.trim_start_matches("0x")).map_err(|_| bad("abbreviated"))?;
+    let abbreviated = AbbreviatedKeystone::from_bytes(&bytes).map_err(|_| bad("abbreviated"))?;
     let publication = match v.get("publication") {
         None | Some(Value::Null) => None,
         Some(p) => Some(L2Publication {
             txid: Txid::from_str(p["txid"].as_str().unwrap_or_default())
-                .map_err(|e| format!("publication txid: {e}"))?,
+                .map_err(|_| bad("publication.txid"))?,
             height: p["height"]
                 .as_u64()
                 .and_then(|h| u32::try_from(h).ok())
-                .ok_or("publication height")?,
+                .ok_or_else(|| bad("publication.height"))?,
         }),
     };
     Ok(L2Keystone {
@@ -95,12 +136,12 @@ impl L2Client {
     ///
     /// # Errors
     /// The HTTP client cannot be built.
-    pub fn new(url: &str) -> Result<Self, String> {
+    pub fn new(url: &str) -> Result<Self, L2Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| L2Error::Client(e.to_string()))?;
         Ok(L2Client {
             url: url.to_string(),
             http,
@@ -113,7 +154,12 @@ impl L2Client {
         &self.url
     }
 
-    async fn call(&self, method: &str, params: Value) -> Result<Value, String> {
+    async fn call(&self, method: &str, params: Value) -> Result<Value, L2Error> {
+        let transport = |e: reqwest::Error| L2Error::Transport {
+            method: method.to_string(),
+            url: self.url.clone(),
+            error: e.to_string(),
+        };
         let id = self.id.fetch_add(1, Ordering::Relaxed);
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         let resp: Value = self
@@ -122,12 +168,15 @@ impl L2Client {
             .json(&body)
             .send()
             .await
-            .map_err(|e| format!("{method} at {}: {e}", self.url))?
+            .map_err(transport)?
             .json()
             .await
-            .map_err(|e| format!("{method} at {}: {e}", self.url))?;
+            .map_err(transport)?;
         if let Some(e) = resp.get("error").filter(|e| !e.is_null()) {
-            return Err(format!("{method}: {e}"));
+            return Err(L2Error::Rpc {
+                method: method.to_string(),
+                error: e.clone(),
+            });
         }
         Ok(resp.get("result").cloned().unwrap_or(Value::Null))
     }
@@ -136,12 +185,17 @@ impl L2Client {
     ///
     /// # Errors
     /// Transport, RPC or decoding errors.
-    pub async fn latest_keystones(&self, count: usize) -> Result<Vec<L2Keystone>, String> {
-        let v = self.call("hemi_getLatestKeystones", json!([count])).await?;
+    pub async fn latest_keystones(&self, count: usize) -> Result<Vec<L2Keystone>, L2Error> {
+        const METHOD: &str = "hemi_getLatestKeystones";
+        let v = self.call(METHOD, json!([count])).await?;
         v.as_array()
-            .ok_or_else(|| format!("hemi_getLatestKeystones: not an array: {v}"))?
+            .ok_or_else(|| L2Error::Malformed {
+                method: METHOD,
+                field: "result",
+                got: v.clone(),
+            })?
             .iter()
-            .map(parse_keystone)
+            .map(|k| parse_keystone(METHOD, k))
             .collect()
     }
 
@@ -149,10 +203,11 @@ impl L2Client {
     ///
     /// # Errors
     /// Transport, RPC or decoding errors.
-    pub async fn keystone(&self, hash: &str) -> Result<Option<L2Keystone>, String> {
-        let v = self.call("hemi_getKeystone", json!([hash, 1])).await?;
+    pub async fn keystone(&self, hash: &str) -> Result<Option<L2Keystone>, L2Error> {
+        const METHOD: &str = "hemi_getKeystone";
+        let v = self.call(METHOD, json!([hash, 1])).await?;
         match v.as_array().and_then(|a| a.first()) {
-            Some(k) => parse_keystone(k).map(Some),
+            Some(k) => parse_keystone(METHOD, k).map(Some),
             None => Ok(None),
         }
     }
@@ -161,21 +216,29 @@ impl L2Client {
     ///
     /// # Errors
     /// Transport or RPC errors.
-    pub async fn btc_tip(&self) -> Result<u32, String> {
+    pub async fn btc_tip(&self) -> Result<u32, L2Error> {
         let v = self.call("hemi_btcTip", json!([])).await?;
         v["height"]
             .as_u64()
             .and_then(|h| u32::try_from(h).ok())
-            .ok_or_else(|| format!("hemi_btcTip: {v}"))
+            .ok_or_else(|| L2Error::Malformed {
+                method: "hemi_btcTip",
+                field: "height",
+                got: v.clone(),
+            })
     }
 
     /// Confirmed unspent outputs of `address`.
     ///
     /// # Errors
     /// Transport, RPC or decoding errors.
-    pub async fn btc_utxos(&self, address: &str) -> Result<Vec<IndexedUtxo>, String> {
+    pub async fn btc_utxos(&self, address: &str) -> Result<Vec<IndexedUtxo>, L2Error> {
         let v = self.call("hemi_btcUtxos", json!([address])).await?;
-        let bad = |what: &str| format!("hemi_btcUtxos: bad {what} in {v}");
+        let bad = |field: &'static str| L2Error::Malformed {
+            method: "hemi_btcUtxos",
+            field,
+            got: v.clone(),
+        };
         v.as_array()
             .ok_or_else(|| bad("result"))?
             .iter()
@@ -208,7 +271,7 @@ impl L2Client {
     ///
     /// # Errors
     /// Transport or RPC errors.
-    pub async fn btc_confirmed(&self, txid: &Txid) -> Result<bool, String> {
+    pub async fn btc_confirmed(&self, txid: &Txid) -> Result<bool, L2Error> {
         let v = self
             .call("hemi_btcTransaction", json!([txid.to_string()]))
             .await?;
@@ -236,12 +299,12 @@ mod tests {
         let v = json!({"hash": a.id().to_hex(), "l2BlockNumber": 10,
             "abbreviated": hex::encode(a.to_bytes()),
             "publication": {"txid": "11".repeat(32), "height": 7}});
-        let k = parse_keystone(&v).expect("parses");
+        let k = parse_keystone("test", &v).expect("parses");
         assert_eq!(k.abbreviated, a);
         assert_eq!(k.publication.map(|p| p.height), Some(7));
         let mut short = v.clone();
         short["abbreviated"] = json!("0011");
-        assert!(parse_keystone(&short).is_err());
-        assert!(parse_keystone(&json!({"hash": "x"})).is_err());
+        assert!(parse_keystone("test", &short).is_err());
+        assert!(parse_keystone("test", &json!({"hash": "x"})).is_err());
     }
 }

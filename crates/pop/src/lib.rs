@@ -22,7 +22,7 @@ mod miner;
 mod record;
 mod tx;
 
-pub use l2::{L2Client, L2Keystone, L2Publication};
+pub use l2::{L2Client, L2Error, L2Keystone, L2Publication};
 pub use miner::{MinerConfig, MinerStatus, PopError, PopMiner, StepReport};
-pub use record::{MinerRecord, Publication, RECORD_VERSION};
+pub use record::{MinerRecord, Publication, RecordError, RECORD_VERSION};
 pub use tx::{build_pop_transaction, pop_output};

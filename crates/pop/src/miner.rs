@@ -13,8 +13,8 @@ use hemi_btc_wallet::{Key, KeyKind, WalletError};
 use parking_lot::Mutex;
 use serde::Serialize;
 
-use crate::l2::{IndexedUtxo, L2Client, L2Keystone};
-use crate::record::{MinerRecord, Publication, RECORD_VERSION};
+use crate::l2::{IndexedUtxo, L2Client, L2Error, L2Keystone};
+use crate::record::{MinerRecord, Publication, RecordError, RECORD_VERSION};
 use crate::tx::build_pop_transaction;
 
 /// Coinbase outputs are spendable in the block 100 after theirs.
@@ -84,7 +84,7 @@ impl MinerConfig {
 pub enum PopError {
     /// The hemi node could not be asked.
     #[error("hemi node: {0}")]
-    L2(String),
+    L2(#[from] L2Error),
     /// The Bitcoin node could not be asked.
     #[error("Bitcoin node: {0}")]
     Bitcoin(#[from] RpcError),
@@ -93,7 +93,7 @@ pub enum PopError {
     Wallet(#[from] WalletError),
     /// The record file.
     #[error("record: {0}")]
-    Record(String),
+    Record(#[from] RecordError),
     /// Configuration.
     #[error("config: {0}")]
     Config(String),
@@ -469,7 +469,9 @@ impl PopMiner {
                 })
             })
             .ok_or_else(|| {
-                PopError::Record(format!("record for {} has no PoP output", old.keystone))
+                PopError::Record(RecordError::NoPopOutput {
+                    keystone: old.keystone.clone(),
+                })
             })?;
         let utxo = (
             old.input,

@@ -75,12 +75,68 @@ pub struct MinerRecord {
     pub publications: Vec<Publication>,
 }
 
+/// Why the record cannot be read or written.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// The file exists but cannot be read.
+    #[error("reading {}: {error}", path.display())]
+    Read {
+        /// The record's path.
+        path: PathBuf,
+        /// The I/O error.
+        error: String,
+    },
+    /// The file is not a miner record (JSON of this shape).
+    #[error("{} is not a PoP miner record: {error}", path.display())]
+    NotARecord {
+        /// The record's path.
+        path: PathBuf,
+        /// The JSON error.
+        error: String,
+    },
+    /// Another record format version.
+    #[error("{} has record version {found}, this miner reads {expected}", path.display())]
+    Version {
+        /// The record's path.
+        path: PathBuf,
+        /// The version in the file.
+        found: u32,
+        /// The version this miner reads.
+        expected: u32,
+    },
+    /// The record of another miner key.
+    #[error("{} belongs to the miner {owner}, not {address}", path.display())]
+    OtherMiner {
+        /// The record's path.
+        path: PathBuf,
+        /// The address the record is for.
+        owner: String,
+        /// This miner's address.
+        address: String,
+    },
+    /// Writing the record failed (the old file is still in place).
+    #[error("writing {}: {error}", path.display())]
+    Write {
+        /// The record's path.
+        path: PathBuf,
+        /// The I/O error.
+        error: String,
+    },
+    /// A publication in the record has no PoP output to fee-bump.
+    #[error("record for {keystone} has no PoP output")]
+    NoPopOutput {
+        /// The keystone's hash.
+        keystone: String,
+    },
+}
+
 impl MinerRecord {
     /// Loads `path`; a missing file is an empty record for `address`.
     ///
     /// # Errors
     /// Unreadable or invalid file, another version, another address.
-    pub fn load(path: &Path, address: &str) -> Result<Self, String> {
+    pub fn load(path: &Path, address: &str) -> Result<Self, RecordError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -90,23 +146,30 @@ impl MinerRecord {
                     publications: Vec::new(),
                 })
             }
-            Err(e) => return Err(format!("reading {}: {e}", path.display())),
+            Err(e) => {
+                return Err(RecordError::Read {
+                    path: path.to_path_buf(),
+                    error: e.to_string(),
+                })
+            }
         };
-        let r: MinerRecord = serde_json::from_str(&text)
-            .map_err(|e| format!("{} is not a PoP miner record: {e}", path.display()))?;
+        let r: MinerRecord = serde_json::from_str(&text).map_err(|e| RecordError::NotARecord {
+            path: path.to_path_buf(),
+            error: e.to_string(),
+        })?;
         if r.version != RECORD_VERSION {
-            return Err(format!(
-                "{} has record version {}, this miner reads {RECORD_VERSION}",
-                path.display(),
-                r.version
-            ));
+            return Err(RecordError::Version {
+                path: path.to_path_buf(),
+                found: r.version,
+                expected: RECORD_VERSION,
+            });
         }
         if r.address != address {
-            return Err(format!(
-                "{} belongs to the miner {}, not {address}",
-                path.display(),
-                r.address
-            ));
+            return Err(RecordError::OtherMiner {
+                path: path.to_path_buf(),
+                owner: r.address,
+                address: address.to_string(),
+            });
         }
         Ok(r)
     }
@@ -115,12 +178,18 @@ impl MinerRecord {
     ///
     /// # Errors
     /// Any I/O error; the old file is then still in place.
-    pub fn save(&self, path: &Path) -> Result<(), String> {
-        let io = |e: std::io::Error| format!("writing {}: {e}", path.display());
+    pub fn save(&self, path: &Path) -> Result<(), RecordError> {
+        let io = |e: std::io::Error| RecordError::Write {
+            path: path.to_path_buf(),
+            error: e.to_string(),
+        };
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(io)?;
         let tmp: PathBuf = path.with_extension("tmp");
-        let body = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
+        let body = serde_json::to_vec_pretty(self).map_err(|e| RecordError::Write {
+            path: path.to_path_buf(),
+            error: e.to_string(),
+        })?;
         {
             let mut f = std::fs::File::create(&tmp).map_err(io)?;
             f.write_all(&body).map_err(io)?;
@@ -172,16 +241,19 @@ mod tests {
         assert_eq!(MinerRecord::load(&path, "bcrt1qexample"), Ok(r.clone()));
         assert!(MinerRecord::load(&path, "bcrt1qother")
             .expect_err("refused")
+            .to_string()
             .contains("belongs to the miner"));
         let mut v2 = r;
         v2.version = 2;
         v2.save(&path).expect("save");
         assert!(MinerRecord::load(&path, "bcrt1qexample")
             .expect_err("refused")
+            .to_string()
             .contains("version 2"));
         std::fs::write(&path, b"{not json").expect("write");
         assert!(MinerRecord::load(&path, "bcrt1qexample")
             .expect_err("refused")
+            .to_string()
             .contains("not a PoP miner record"));
     }
 }
