@@ -159,3 +159,81 @@ pub fn check(number: u64, txs: &[L2Tx], expected: &[L2Tx]) -> Result<(), BlockEr
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use alloy_primitives::{Address, B256, U256};
+    use bitcoin::hashes::Hash;
+
+    use super::*;
+    use crate::pop_rewards::PopPayout;
+
+    fn inputs(payout: bool) -> SystemInputs {
+        SystemInputs {
+            attrs: BtcAttributes {
+                canonical_tip: bitcoin::BlockHash::all_zeros(),
+                headers: vec![],
+            },
+            payout: payout.then(|| PopPayoutTx {
+                keystone: 5,
+                payouts: vec![PopPayout {
+                    miner: Address::repeat_byte(7),
+                    amount: U256::from(1_000u64),
+                    relative_height: 0,
+                    bitcoin_txid: B256::repeat_byte(9),
+                }],
+            }),
+        }
+    }
+
+    #[test]
+    fn the_system_transactions_come_first_in_their_order_and_nowhere_else() {
+        let with = inputs(true).txs();
+        assert_eq!(
+            with.iter().filter_map(SystemTxKind::of).collect::<Vec<_>>(),
+            SystemTxKind::ORDER
+        );
+        assert_eq!(check(9, &with, &with), Ok(()));
+        let without = inputs(false).txs();
+        assert_eq!(without.len(), 1);
+        assert_eq!(check(9, &without, &without), Ok(()));
+
+        // A payout where the rule has none, and none where it has one.
+        assert_eq!(
+            check(9, &with, &without).map_err(|e| e.to_string()),
+            Err(
+                "block 9: its PoP payout pays keystone 5 to 1 publication(s), but Bitcoin up \
+                 to the pinned block says nothing"
+                    .to_string()
+            )
+        );
+        assert_eq!(
+            check(9, &without, &with).map_err(|e| e.to_string()),
+            Err(
+                "block 9: its PoP payout pays nothing, but Bitcoin up to the pinned block says \
+                 keystone 5 to 1 publication(s)"
+                    .to_string()
+            )
+        );
+
+        // Attributes that differ from the rule's (another gas), missing, or repeated later.
+        let mut other_gas = without.clone();
+        if let L2Tx::BtcAttributes(a) = &mut other_gas[0] {
+            a.gas += 1;
+        }
+        assert!(matches!(
+            check(9, &other_gas, &without),
+            Err(BlockError::SystemTxMismatch { index: 0, .. })
+        ));
+        assert_eq!(
+            check(9, &[], &without),
+            Err(BlockError::MissingAttributes { number: 9 })
+        );
+        let mut twice = with.clone();
+        twice.push(with[0].clone());
+        assert_eq!(
+            check(9, &twice, &with).map_err(|e| e.to_string()),
+            Err("Bitcoin-attributes transaction at index 2; it must be first".to_string())
+        );
+    }
+}

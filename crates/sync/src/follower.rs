@@ -951,6 +951,78 @@ mod tests {
         assert_eq!(follower.chain.raw_block(1).expect("read"), Some(raw));
     }
 
+    /// A block source that is not a node's JSON-RPC: blocks 0..=n held in memory, some of them
+    /// tampered with, as a p2p peer could hand them over.
+    #[derive(Debug)]
+    struct MemSource(Vec<L2Block>);
+
+    #[async_trait::async_trait]
+    impl BlockSource for MemSource {
+        fn name(&self) -> &str {
+            "memory"
+        }
+        async fn head(&self) -> Result<u64, FollowError> {
+            Ok(self.0.len() as u64 - 1)
+        }
+        async fn block(&self, number: u64) -> Result<L2Block, FollowError> {
+            self.0
+                .get(number as usize)
+                .cloned()
+                .ok_or_else(|| FollowError::Rpc(format!("memory: no block {number}")))
+        }
+    }
+
+    #[tokio::test]
+    async fn any_block_source_is_followed_and_its_bad_blocks_are_refused() {
+        let (store, attrs, pin) = regtest("follower-source-test");
+        let spec = ChainSpec::devnet().expect("spec");
+        let sequencer_chain = Chain::open(None, spec.clone()).expect("chain");
+        for ts in 1_000..1_004 {
+            sequencer_chain
+                .build_block(&pin, &attrs, vec![], ts, &sealer(SEQUENCER))
+                .expect("build");
+        }
+        let blocks: Vec<L2Block> = (0..=4)
+            .map(|n| {
+                L2Block::decode(&sequencer_chain.raw_block(n).expect("read").expect("block"))
+                    .expect("decode")
+            })
+            .collect();
+        let follower_of = |source: MemSource| {
+            Follower::new(
+                Arc::new(Chain::open(None, spec.clone()).expect("chain")),
+                store.clone(),
+                Network::Regtest,
+                vec![Arc::new(source) as Arc<dyn BlockSource>],
+                Arc::new(SequencerAddress(address(SEQUENCER))),
+            )
+        };
+
+        let genuine = follower_of(MemSource(blocks.clone()));
+        assert_eq!(genuine.sync_once().await.expect("sync"), 4);
+        assert_eq!(genuine.chain.head(), sequencer_chain.head());
+
+        // Block 3 re-sealed by another key: blocks 1 and 2 are taken, 3 is refused by the
+        // verifier, and the chain does not move past it.
+        let mut forged = blocks.clone();
+        forged[3].seal =
+            hemi_chain::block::seal(spec.chain_id, forged[3].hash(), B256::repeat_byte(0x22))
+                .expect("seal");
+        let f = follower_of(MemSource(forged));
+        let err = f.sync_once().await.expect_err("block 3 refused");
+        assert!(
+            matches!(
+                &err,
+                FollowError::Refused {
+                    number: 3,
+                    error: ChainError::InvalidSeal(hemi_chain::SealError::WrongSigner { .. })
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(f.chain.head().0, 2);
+    }
+
     /// Prefers any candidate; `finalized` as set.
     struct AlwaysSwitch {
         finalized: std::sync::atomic::AtomicU64,
