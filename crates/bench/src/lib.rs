@@ -1,5 +1,5 @@
 //! `hemi bench`: measurements that need real processes, run side by side with a peer (the
-//! results go in docs/BENCHMARKS.md). Linked only into the `hemi` binary, never into the node.
+//! results go in docs/BENCHMARKS.md). A dependency of the `hemi` binary, never of `hemi-node`.
 //!
 //! `hemi bench bitcoin-sync` builds a regtest chain with transactions on a real bitcoind, then
 //! times (a) our Bitcoin client syncing and indexing it over P2P into a fresh file store and

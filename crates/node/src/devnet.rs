@@ -102,9 +102,11 @@ pub async fn devnet(cfg: Config) -> anyhow::Result<()> {
         chain.clone(),
         client_store.clone() as Arc<dyn BitcoinView>,
         SequencerConfig {
-            sealer: Arc::new(KeySealer::new(alloy_primitives::keccak256(
-                DEVNET_SEQUENCER_KEY_SEED,
-            ))?),
+            // As a refused seal reads ("invalid seal: sequencer key: …").
+            sealer: Arc::new(
+                KeySealer::new(alloy_primitives::keccak256(DEVNET_SEQUENCER_KEY_SEED))
+                    .map_err(hemi_chain::ChainError::from)?,
+            ),
             network: Network::Regtest,
             journal: cfg.persist.then(|| cfg.dir.join("txpool.journal")),
             // A development chain takes what a script throws at it, as anvil does.
