@@ -1,0 +1,18 @@
+//! The BTC tunnel's rules, starting with what a deposit is.
+//!
+//! Place in the chain of trust: Bitcoin → **tunnel** (a deposit in a Bitcoin block) → hVM (the
+//! mint checks it through the precompiles) → sequencer → chain → PoP → finality.
+//!
+//! This crate does no I/O. Main items:
+//! - [`deposit::parse_op_return_deposit`]: Hemi's deposit forms, a payment to the vault with an
+//!   `OP_RETURN` naming the L2 recipient as 20 bytes (`6a 14 <address>`) or 40 ASCII hex digits
+//!   (`6a 28 <hex>`), the push opcode checked against its length (Hemi's contract does not).
+//! - [`deposit::TaprootDeposit`]: a deposit output with a refund path — a NUMS internal key, a
+//!   deposit leaf the vault key spends and a reclaim leaf the depositor spends after a relative
+//!   timelock (Stacks sBTC's shape); built from its parameters and recognised from its leaves.
+
+pub mod deposit;
+
+pub use deposit::{
+    parse_op_return_deposit, Deposit, DepositError, DepositFormat, TaprootDeposit, NUMS_KEY,
+};
