@@ -156,17 +156,8 @@ pub fn parse_op_return_deposit(
     tx: &Transaction,
     vault: &Script,
 ) -> Result<Option<Deposit>, DepositError> {
-    let paying: Vec<usize> = tx
-        .output
-        .iter()
-        .enumerate()
-        .filter(|(_, o)| o.script_pubkey.as_script() == vault)
-        .map(|(i, _)| i)
-        .collect();
-    let vout = match paying.as_slice() {
-        [] => return Ok(None),
-        [one] => *one,
-        many => return Err(DepositError::MultipleVaultOutputs { count: many.len() }),
+    let Some(vout) = single_output_paying(tx, vault)? else {
+        return Ok(None);
     };
     let returns: Vec<&Script> = tx
         .output
@@ -186,6 +177,25 @@ pub fn parse_op_return_deposit(
         recipient,
         format,
     }))
+}
+
+/// The one output of `tx` paying `script`, `None` if none does.
+///
+/// # Errors
+/// [`DepositError::MultipleVaultOutputs`] when several do (which one is the deposit is
+/// ambiguous).
+fn single_output_paying(tx: &Transaction, script: &Script) -> Result<Option<usize>, DepositError> {
+    let mut paying = tx
+        .output
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.script_pubkey.as_script() == script)
+        .map(|(i, _)| i);
+    let first = paying.next();
+    match paying.count() {
+        0 => Ok(first),
+        more => Err(DepositError::MultipleVaultOutputs { count: more + 1 }),
+    }
 }
 
 fn secp() -> &'static Secp256k1<VerifyOnly> {
@@ -349,24 +359,14 @@ impl TaprootDeposit {
     /// # Errors
     /// [`DepositError::MultipleVaultOutputs`] when several outputs pay it.
     pub fn find_in(&self, tx: &Transaction) -> Result<Option<Deposit>, DepositError> {
-        let script = self.script_pubkey();
-        let paying: Vec<usize> = tx
-            .output
-            .iter()
-            .enumerate()
-            .filter(|(_, o)| o.script_pubkey == script)
-            .map(|(i, _)| i)
-            .collect();
-        match paying.as_slice() {
-            [] => Ok(None),
-            [vout] => Ok(Some(Deposit {
-                outpoint: OutPoint::new(tx.compute_txid(), *vout as u32),
-                amount: tx.output[*vout].value,
+        Ok(
+            single_output_paying(tx, &self.script_pubkey())?.map(|vout| Deposit {
+                outpoint: OutPoint::new(tx.compute_txid(), vout as u32),
+                amount: tx.output[vout].value,
                 recipient: self.recipient,
                 format: DepositFormat::Taproot,
-            })),
-            many => Err(DepositError::MultipleVaultOutputs { count: many.len() }),
-        }
+            }),
+        )
     }
 }
 
