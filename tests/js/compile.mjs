@@ -31,7 +31,7 @@ export async function compile() {
     settings: {
       evmVersion: EVM_VERSION,
       optimizer: { enabled: true, runs: 200 },
-      outputSelection: { '*': { '*': ['abi', 'evm.bytecode.object'] } },
+      outputSelection: { '*': { '*': ['abi', 'evm.bytecode.object', 'evm.deployedBytecode.object'] } },
     },
   }
   const output = JSON.parse(solc.compile(JSON.stringify(input)))
@@ -44,7 +44,13 @@ export async function compile() {
   for (const [sourceName, contracts] of Object.entries(output.contracts)) {
     for (const [contractName, c] of Object.entries(contracts)) {
       if (artifacts[contractName]) throw new Error(`duplicate contract name ${contractName} in ${sourceName} and ${artifacts[contractName].sourceName}`)
-      const artifact = { contractName, sourceName, abi: c.abi, bytecode: '0x' + c.evm.bytecode.object }
+      const artifact = {
+        contractName,
+        sourceName,
+        abi: c.abi,
+        bytecode: '0x' + c.evm.bytecode.object,
+        deployedBytecode: '0x' + c.evm.deployedBytecode.object,
+      }
       artifacts[contractName] = artifact
       fs.writeFileSync(path.join(BUILD_DIR, `${contractName}.json`), JSON.stringify(artifact, null, 2) + '\n')
     }
@@ -52,9 +58,25 @@ export async function compile() {
   return artifacts
 }
 
+/** The contracts the chain installs itself (their runtime code is committed in the Rust crate). */
+export const TUNNEL_CONTRACTS = ['HemiBTC', 'TunnelManager']
+export const TUNNEL_RUNTIME_DIR = path.resolve(here, '../../crates/tunnel/contracts')
+
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   try {
     const artifacts = await compile()
+    // --write-tunnel: refresh the committed runtime code; --check-tunnel: fail on a difference.
+    for (const name of TUNNEL_CONTRACTS) {
+      const file = path.join(TUNNEL_RUNTIME_DIR, `${name}.runtime.hex`)
+      const fresh = artifacts[name].deployedBytecode.slice(2) + '\n'
+      if (process.argv.includes('--write-tunnel')) fs.writeFileSync(file, fresh)
+      if (process.argv.includes('--check-tunnel')) {
+        const committed = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : ''
+        if (committed !== fresh) {
+          throw new Error(`${path.relative(process.cwd(), file)} differs from what solc ${solc.version()} builds from contracts/; run node tests/js/compile.mjs --write-tunnel`)
+        }
+      }
+    }
     const sizes = Object.fromEntries(Object.entries(artifacts).map(([n, a]) => [n, (a.bytecode.length - 2) / 2]))
     console.log(JSON.stringify({ solc: solc.version(), evmVersion: EVM_VERSION, contracts: sizes }))
   } catch (e) {

@@ -207,6 +207,22 @@ pub enum BlockError {
         /// Where it stands.
         index: usize,
     },
+    /// The deposits a block confirms differ from the ones Bitcoin as of its pin and the parent's
+    /// state give (a mint that should not be, or one left out).
+    #[error(
+        "block {number} confirms deposits [{}], but Bitcoin as of its pin and the parent's state \
+         give [{}]",
+        crate::tunnel::show_deposits(got),
+        crate::tunnel::show_deposits(expected)
+    )]
+    Deposits {
+        /// The block's number.
+        number: u64,
+        /// What it carries.
+        got: Vec<crate::tunnel::DepositTx>,
+        /// What the rule gives.
+        expected: Vec<crate::tunnel::DepositTx>,
+    },
     /// The PoP payout carried differs from the one Bitcoin up to the pin gives.
     #[error(
         "block {number}: its PoP payout pays {}, but Bitcoin up to the pinned block says {}",

@@ -8,6 +8,7 @@ use revm::context_interface::result::{EVMError, InvalidTransaction};
 use revm::database::states::bundle_state::BundleRetention;
 use revm::database::{BundleState, State};
 use revm::database_interface::{DatabaseCommitExt, WrapDatabaseRef};
+use revm::handler::SystemCallCommitEvm;
 use revm::primitives::hardfork::SpecId;
 use revm::{Context, ExecuteCommitEvm, MainBuilder, MainContext};
 
@@ -157,6 +158,8 @@ pub fn execute(
     };
     // Senders whose earlier transaction was left out: their later nonces cannot apply.
     let mut held_back: std::collections::HashSet<Address> = std::collections::HashSet::new();
+    // Whether a user transaction came already (system transactions come before them).
+    let mut user_seen = false;
     for (i, stx) in txs.into_iter().enumerate() {
         if mode == Mode::Build {
             if block.gas_limit - out.gas_used < MIN_TX_GAS {
@@ -211,7 +214,53 @@ pub fn execute(
                 out.txs.push(stx);
                 continue;
             }
-            L2Tx::Eth(env) => env,
+            L2Tx::TunnelActivation(a) => {
+                if i == 0 || user_seen {
+                    return Err(misplaced(SystemTxKind::TunnelActivation, i));
+                }
+                install_tunnel(&mut evm.ctx.journaled_state.database, &a.params())?;
+                out.receipts.push(L2Receipt {
+                    tx_type: stx.tx.tx_type(),
+                    receipt: Receipt {
+                        status: true.into(),
+                        cumulative_gas_used: out.gas_used,
+                        logs: Vec::new(),
+                    },
+                });
+                out.txs.push(stx);
+                continue;
+            }
+            L2Tx::Deposit(d) => {
+                if i == 0 || user_seen {
+                    return Err(misplaced(SystemTxKind::Deposit, i));
+                }
+                let calldata = hemi_tunnel::contracts::confirm_deposit_calldata(d.txid, d.vout);
+                let result = evm
+                    .system_call_with_caller_commit(
+                        stx.sender,
+                        hemi_tunnel::contracts::TUNNEL_MANAGER_ADDRESS,
+                        calldata,
+                    )
+                    .map_err(|e| match e {
+                        EVMError::Database(e) => db_error(e),
+                        other => ChainError::Call(other.to_string()),
+                    })?;
+                let success = result.is_success();
+                out.receipts.push(L2Receipt {
+                    tx_type: stx.tx.tx_type(),
+                    receipt: Receipt {
+                        status: success.into(),
+                        cumulative_gas_used: out.gas_used,
+                        logs: result.into_logs(),
+                    },
+                });
+                out.txs.push(stx);
+                continue;
+            }
+            L2Tx::Eth(env) => {
+                user_seen = true;
+                env
+            }
         };
         if out.gas_used + env.gas_limit() > block.gas_limit {
             match mode {
@@ -307,6 +356,48 @@ pub(crate) fn db_error(
         revm::database_interface::bal::EvmDatabaseError::Database(e) => e,
         other => ChainError::Db(other.to_string()),
     }
+}
+
+/// Installs the tunnel's contracts ([`crate::tunnel`]): their code, and the manager's
+/// parameters in its first slots. A balance already at either address is kept.
+fn install_tunnel<DB>(db: &mut DB, params: &hemi_tunnel::TunnelParams) -> Result<(), ChainError>
+where
+    DB: revm::Database<Error = revm::database_interface::bal::EvmDatabaseError<ChainError>>
+        + revm::DatabaseCommit,
+{
+    use hemi_tunnel::contracts as c;
+    use revm::state::{Account, AccountInfo, Bytecode, EvmStorageSlot, TransactionId};
+    let mut changes = revm::primitives::HashMap::default();
+    let install = [
+        (
+            c::TUNNEL_MANAGER_ADDRESS,
+            c::tunnel_manager_code(),
+            params.storage().to_vec(),
+        ),
+        (c::HEMI_BTC_ADDRESS, c::hemi_btc_code(), Vec::new()),
+    ];
+    for (address, code, slots) in install {
+        let before = db.basic(address).map_err(db_error)?.unwrap_or_default();
+        let info = AccountInfo {
+            balance: before.balance,
+            nonce: before.nonce.max(1),
+            code_hash: alloy_primitives::keccak256(code),
+            code: Some(Bytecode::new_raw(code.clone())),
+            ..Default::default()
+        };
+        let storage = slots.into_iter().map(|(slot, value)| {
+            (
+                slot,
+                EvmStorageSlot::new_changed(U256::ZERO, value, TransactionId::ZERO),
+            )
+        });
+        let account = Account::from(info)
+            .with_storage(storage)
+            .with_touched_mark();
+        changes.insert(address, account);
+    }
+    db.commit(changes);
+    Ok(())
 }
 
 /// A system transaction out of its place (see [`crate::system`]).

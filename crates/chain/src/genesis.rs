@@ -93,6 +93,9 @@ pub struct ChainSpec {
     /// Wei split among the publications of each keystone.
     #[serde(default = "default_pop_reward")]
     pub pop_reward: U256,
+    /// The BTC tunnel, if this chain has one: when it starts and its vault and fees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<crate::tunnel::TunnelSpec>,
 }
 
 fn default_keystone_interval() -> u64 {
@@ -128,6 +131,7 @@ impl ChainSpec {
             keystone_interval: 5,
             pop_payout_delay: default_pop_payout_delay(),
             pop_reward: default_pop_reward(),
+            tunnel: None,
         })
     }
 

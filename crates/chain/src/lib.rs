@@ -5,7 +5,7 @@
 //!
 //! Main items: [`Chain`] (genesis, [`Chain::build_block`], [`Chain::import_block`], reads),
 //! [`L2Block`], [`L2Tx`] (Ethereum envelopes plus Hemi's `0x7C` Bitcoin-attributes
-//! transaction and the `0x7D` PoP payout, [`pop_rewards`]), [`ChainSpec`] and the devnet's standard accounts.
+//! transaction, the `0x7D` PoP payout ([`pop_rewards`]) and the tunnel's `0x7E`/`0x7F` ([`tunnel`])), [`ChainSpec`] and the devnet's standard accounts.
 
 pub mod block;
 mod chain;
@@ -18,6 +18,7 @@ pub mod pop_rewards;
 pub mod seal;
 mod state;
 pub mod system;
+pub mod tunnel;
 pub mod tx;
 
 pub use block::{L2Block, L2Receipt, Seal};
@@ -30,6 +31,7 @@ pub use exec::{BlockContext, CallOutcome};
 pub use genesis::{dev_accounts, eth_address, ChainSpec, DevAccount, GenesisError, DEV_MNEMONIC};
 pub use pop_rewards::{PopPayout, PopPayoutTx};
 pub use state::StateView;
+pub use tunnel::{DepositTx, TunnelActivationTx, TunnelSpec};
 pub use tx::{BtcAttributesTx, L2Tx, SignedTx};
 
 pub use error::{BlockError, ChainError, PayoutSummary, SealError, TxDecodeError};

@@ -5,15 +5,17 @@
 //! | --- | --- | --- | --- |
 //! | 0 | `0x7C` | Bitcoin attributes: the pinned Bitcoin tip and the headers since the parent's pin | the sequencer's Bitcoin view (a follower resolves it in its own) |
 //! | next | `0x7D` | PoP payout for keystone `n − pop_payout_delay` ([`crate::pop_rewards`]) | Bitcoin up to the pin |
+//! | next | `0x7E` | the tunnel's activation: installs `TunnelManager` and `HemiBTC` ([`crate::tunnel`]) | the chain spec (at its activation block only) |
+//! | next | `0x7F` × k | `confirmDeposit` for each deposit that reached its confirmations, oldest first ([`crate::tunnel::eligible_deposits`]) | Bitcoin as of the pin, the parent's state |
 //!
 //! User transactions follow. Building asks [`SystemInputs::txs`] for the list; import recomputes
 //! it from the block's own attributes and our Bitcoin view and [`check`]s the block against it;
-//! execution refuses a system transaction anywhere else by its [`SystemTxKind::rule`]. A new
-//! system transaction (the tunnel's mint) is added here once, for both.
+//! execution refuses a system transaction anywhere else by its [`SystemTxKind::rule`].
 
 use hemi_hvm::BtcAttributes;
 
 use crate::pop_rewards::PopPayoutTx;
+use crate::tunnel::{DepositTx, TunnelActivationTx};
 use crate::tx::{BtcAttributesTx, L2Tx};
 use crate::{BlockError, ChainError, PayoutSummary};
 
@@ -25,17 +27,28 @@ pub enum SystemTxKind {
     BtcAttributes,
     /// `0x7D`: pays a keystone's PoP miners. Only in the block the payout delay names.
     PopPayout,
+    /// `0x7E`: installs the tunnel's contracts. Only in the tunnel's activation block.
+    TunnelActivation,
+    /// `0x7F`: confirms one deposit. As many as there are eligible deposits.
+    Deposit,
 }
 
 impl SystemTxKind {
     /// Every kind, in block order.
-    pub const ORDER: [SystemTxKind; 2] = [SystemTxKind::BtcAttributes, SystemTxKind::PopPayout];
+    pub const ORDER: [SystemTxKind; 4] = [
+        SystemTxKind::BtcAttributes,
+        SystemTxKind::PopPayout,
+        SystemTxKind::TunnelActivation,
+        SystemTxKind::Deposit,
+    ];
 
     /// The kind of `tx`, or `None` for a user transaction.
     pub fn of(tx: &L2Tx) -> Option<Self> {
         match tx {
             L2Tx::BtcAttributes(_) => Some(SystemTxKind::BtcAttributes),
             L2Tx::PopPayout(_) => Some(SystemTxKind::PopPayout),
+            L2Tx::TunnelActivation(_) => Some(SystemTxKind::TunnelActivation),
+            L2Tx::Deposit(_) => Some(SystemTxKind::Deposit),
             L2Tx::Eth(_) => None,
         }
     }
@@ -45,6 +58,8 @@ impl SystemTxKind {
         match self {
             SystemTxKind::BtcAttributes => "Bitcoin-attributes",
             SystemTxKind::PopPayout => "PoP payout",
+            SystemTxKind::TunnelActivation => "tunnel activation",
+            SystemTxKind::Deposit => "deposit confirmation",
         }
     }
 
@@ -53,6 +68,9 @@ impl SystemTxKind {
         match self {
             SystemTxKind::BtcAttributes => "it must be first",
             SystemTxKind::PopPayout => "it must follow the attributes",
+            SystemTxKind::TunnelActivation | SystemTxKind::Deposit => {
+                "system transactions come before user transactions"
+            }
         }
     }
 }
@@ -65,12 +83,16 @@ pub struct SystemInputs {
     pub attrs: BtcAttributes,
     /// The PoP payout due in the block, if any.
     pub payout: Option<PopPayoutTx>,
+    /// The tunnel's activation, in its activation block.
+    pub tunnel_activation: Option<TunnelActivationTx>,
+    /// The deposits the block confirms, in order.
+    pub deposits: Vec<DepositTx>,
 }
 
 impl SystemInputs {
     /// The system transactions, in block order ([`SystemTxKind::ORDER`]).
     pub fn txs(&self) -> Vec<L2Tx> {
-        let mut txs = Vec::with_capacity(SystemTxKind::ORDER.len());
+        let mut txs = Vec::with_capacity(SystemTxKind::ORDER.len() + self.deposits.len());
         for kind in SystemTxKind::ORDER {
             match kind {
                 SystemTxKind::BtcAttributes => {
@@ -80,6 +102,14 @@ impl SystemInputs {
                     if let Some(p) = &self.payout {
                         txs.push(L2Tx::PopPayout(p.clone()));
                     }
+                }
+                SystemTxKind::TunnelActivation => {
+                    if let Some(a) = &self.tunnel_activation {
+                        txs.push(L2Tx::TunnelActivation(a.clone()));
+                    }
+                }
+                SystemTxKind::Deposit => {
+                    txs.extend(self.deposits.iter().map(|d| L2Tx::Deposit(*d)));
                 }
             }
         }
@@ -109,6 +139,25 @@ fn payout_summary(tx: Option<&L2Tx>) -> Option<PayoutSummary> {
     }
 }
 
+/// The deposit confirmations among the system transactions at the start of `txs`.
+fn deposits_in(txs: &[L2Tx]) -> Vec<DepositTx> {
+    txs.iter()
+        .take_while(|t| SystemTxKind::of(t).is_some())
+        .filter_map(|t| match t {
+            L2Tx::Deposit(d) => Some(*d),
+            _ => None,
+        })
+        .collect()
+}
+
+fn deposits_differ(number: u64, txs: &[L2Tx], expected: &[L2Tx]) -> BlockError {
+    BlockError::Deposits {
+        number,
+        got: deposits_in(txs),
+        expected: deposits_in(expected),
+    }
+}
+
 /// Checks that block `number`'s transactions `txs` begin with the system transactions
 /// `expected` (what [`SystemInputs::txs`] gives for it), and that no payout stands right after
 /// them where none is due. A system transaction further down is refused by execution, in its
@@ -120,7 +169,8 @@ fn payout_summary(tx: Option<&L2Tx>) -> Option<PayoutSummary> {
 ///
 /// # Errors
 /// The [`BlockError`] naming the first difference: a payout that differs from the rule's
-/// ([`BlockError::PopPayout`]), other attributes ([`BlockError::SystemTxMismatch`]).
+/// ([`BlockError::PopPayout`]), other deposits ([`BlockError::Deposits`]), other attributes or
+/// activation ([`BlockError::SystemTxMismatch`]).
 pub fn check(number: u64, txs: &[L2Tx], expected: &[L2Tx]) -> Result<(), BlockError> {
     for (index, want) in expected.iter().enumerate() {
         let got = txs.get(index);
@@ -145,17 +195,33 @@ pub fn check(number: u64, txs: &[L2Tx], expected: &[L2Tx]) -> Result<(), BlockEr
                 got: payout_summary(got),
                 expected: payout_summary(Some(want)),
             },
+            Some(SystemTxKind::Deposit) => deposits_differ(number, txs, expected),
+            Some(kind @ SystemTxKind::TunnelActivation) => match got {
+                Some(L2Tx::Deposit(_)) => deposits_differ(number, txs, expected),
+                _ => BlockError::SystemTxMismatch {
+                    number,
+                    kind: kind.name(),
+                    index,
+                },
+            },
         });
     }
-    if let Some(tx @ L2Tx::PopPayout(_)) = txs.get(expected.len()) {
+    match txs.get(expected.len()) {
         // A payout where the rule has none.
-        return Err(BlockError::PopPayout {
+        Some(tx @ L2Tx::PopPayout(_)) => Err(BlockError::PopPayout {
             number,
             got: payout_summary(Some(tx)),
             expected: None,
-        });
+        }),
+        // A mint the rule does not give.
+        Some(L2Tx::Deposit(_)) => Err(deposits_differ(number, txs, expected)),
+        Some(L2Tx::TunnelActivation(_)) => Err(BlockError::SystemTxMismatch {
+            number,
+            kind: SystemTxKind::TunnelActivation.name(),
+            index: expected.len(),
+        }),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -171,6 +237,20 @@ mod tests {
             attrs: BtcAttributes {
                 canonical_tip: bitcoin::BlockHash::all_zeros(),
                 headers: vec![],
+            },
+            tunnel_activation: payout.then(|| TunnelActivationTx {
+                vault_output_key: B256::repeat_byte(1),
+                deposit_fee: 1,
+                min_deposit: 2,
+                deposit_confirmations: 3,
+            }),
+            deposits: if payout {
+                vec![DepositTx {
+                    txid: B256::repeat_byte(2),
+                    vout: 0,
+                }]
+            } else {
+                vec![]
             },
             payout: payout.then(|| PopPayoutTx {
                 keystone: 5,
@@ -213,6 +293,24 @@ mod tests {
                     .to_string()
             )
         );
+
+        // A mint the rule does not give, or one left out.
+        let mut only_payout = inputs(true);
+        only_payout.tunnel_activation = None;
+        only_payout.deposits.clear();
+        let only_payout = only_payout.txs();
+        let mut extra = only_payout.clone();
+        extra.push(with[3].clone());
+        assert!(matches!(
+            check(9, &extra, &only_payout),
+            Err(BlockError::Deposits { ref got, ref expected, .. }) if got.len() == 1 && expected.is_empty()
+        ));
+        let mut skipped = with.clone();
+        skipped.remove(3);
+        assert!(matches!(
+            check(9, &skipped, &with),
+            Err(BlockError::Deposits { ref got, ref expected, .. }) if got.is_empty() && expected.len() == 1
+        ));
 
         // Attributes pinning another block, or none; `gas` is not read by execution and is
         // not checked (as before this module existed).

@@ -1,4 +1,4 @@
-//! L2 transactions: Ethereum's envelopes plus Hemi's Bitcoin-attributes system transaction.
+//! L2 transactions: Ethereum's envelopes plus the system transactions ([`crate::system`]).
 
 use alloy_consensus::TxEnvelope;
 use alloy_eips::eip2718::{Decodable2718, Encodable2718};
@@ -8,6 +8,10 @@ use hemi_hvm::attributes::{BTC_ATTRIBUTES_GAS, BTC_ATTRIBUTES_SENDER, BTC_ATTRIB
 use hemi_hvm::BtcAttributes;
 
 use crate::pop_rewards::{PopPayoutTx, POP_PAYOUT_TX_TYPE};
+use crate::tunnel::{
+    decode_body, encode_with_type, DepositTx, TunnelActivationTx, DEPOSIT_TX_TYPE,
+    TUNNEL_ACTIVATION_TX_TYPE,
+};
 use crate::{BlockError, ChainError, TxDecodeError};
 
 /// Hemi's Bitcoin-attributes deposited transaction (type `0x7C`, from `0x8888…8888`):
@@ -100,6 +104,10 @@ pub enum L2Tx {
     BtcAttributes(BtcAttributesTx),
     /// The PoP payout system transaction (type `0x7D`).
     PopPayout(PopPayoutTx),
+    /// The tunnel's activation (type `0x7E`, [`crate::tunnel`]).
+    TunnelActivation(TunnelActivationTx),
+    /// A deposit confirmation (type `0x7F`, [`crate::tunnel`]).
+    Deposit(DepositTx),
 }
 
 impl L2Tx {
@@ -109,6 +117,8 @@ impl L2Tx {
             L2Tx::Eth(tx) => tx.tx_type() as u8,
             L2Tx::BtcAttributes(_) => BTC_ATTRIBUTES_TX_TYPE,
             L2Tx::PopPayout(_) => POP_PAYOUT_TX_TYPE,
+            L2Tx::TunnelActivation(_) => TUNNEL_ACTIVATION_TX_TYPE,
+            L2Tx::Deposit(_) => DEPOSIT_TX_TYPE,
         }
     }
 
@@ -127,6 +137,8 @@ impl L2Tx {
                 tx.encode_body(&mut out);
                 out
             }
+            L2Tx::TunnelActivation(tx) => encode_with_type(TUNNEL_ACTIVATION_TX_TYPE, tx),
+            L2Tx::Deposit(tx) => encode_with_type(DEPOSIT_TX_TYPE, tx),
         }
     }
 
@@ -150,6 +162,14 @@ impl L2Tx {
                 .map(L2Tx::PopPayout)
                 .map_err(bad);
         }
+        if bytes.first() == Some(&TUNNEL_ACTIVATION_TX_TYPE) {
+            return decode_body(&bytes[1..])
+                .map(L2Tx::TunnelActivation)
+                .map_err(bad);
+        }
+        if bytes.first() == Some(&DEPOSIT_TX_TYPE) {
+            return decode_body(&bytes[1..]).map(L2Tx::Deposit).map_err(bad);
+        }
         let mut buf = bytes;
         let tx = TxEnvelope::decode_2718(&mut buf)
             .map_err(|e| bad(TxDecodeError::Envelope(e.to_string())))?;
@@ -168,7 +188,10 @@ impl L2Tx {
     pub fn hash(&self) -> B256 {
         match self {
             L2Tx::Eth(tx) => *tx.tx_hash(),
-            L2Tx::BtcAttributes(_) | L2Tx::PopPayout(_) => keccak256(self.encoded_2718()),
+            L2Tx::BtcAttributes(_)
+            | L2Tx::PopPayout(_)
+            | L2Tx::TunnelActivation(_)
+            | L2Tx::Deposit(_) => keccak256(self.encoded_2718()),
         }
     }
 
@@ -180,7 +203,10 @@ impl L2Tx {
         match self {
             L2Tx::Eth(tx) => alloy_consensus::transaction::SignerRecoverable::recover_signer(tx)
                 .map_err(|e| BlockError::Signature(e.to_string()).into()),
-            L2Tx::BtcAttributes(_) | L2Tx::PopPayout(_) => Ok(Address::from(BTC_ATTRIBUTES_SENDER)),
+            L2Tx::BtcAttributes(_)
+            | L2Tx::PopPayout(_)
+            | L2Tx::TunnelActivation(_)
+            | L2Tx::Deposit(_) => Ok(Address::from(BTC_ATTRIBUTES_SENDER)),
         }
     }
 }
@@ -234,7 +260,40 @@ mod tests {
         }
         match &tx {
             L2Tx::BtcAttributes(t) => assert_eq!(t.attributes().expect("attrs"), attrs),
-            L2Tx::Eth(_) | L2Tx::PopPayout(_) => unreachable!(),
+            _ => unreachable!(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tunnel_tests {
+    use alloy_primitives::B256;
+
+    use super::*;
+
+    #[test]
+    fn the_tunnel_transactions_round_trip_and_reject_trailing_bytes() {
+        let txs = [
+            L2Tx::TunnelActivation(TunnelActivationTx {
+                vault_output_key: B256::repeat_byte(3),
+                deposit_fee: 1_000,
+                min_deposit: 10_000,
+                deposit_confirmations: 3,
+            }),
+            L2Tx::Deposit(DepositTx {
+                txid: B256::repeat_byte(9),
+                vout: 1,
+            }),
+        ];
+        for tx in txs {
+            let enc = tx.encoded_2718();
+            assert_eq!(L2Tx::decode_2718(&enc).expect("decode"), tx);
+            let mut longer = enc.clone();
+            longer.push(0);
+            assert!(L2Tx::decode_2718(&longer).is_err());
+            for cut in 0..enc.len() {
+                assert!(L2Tx::decode_2718(&enc[..cut]).is_err(), "prefix {cut}");
+            }
         }
     }
 }

@@ -69,6 +69,32 @@ fn hex_u128(n: u128) -> Value {
     json!(format!("0x{n:x}"))
 }
 
+/// A system transaction (`0x7D`–`0x7F`) as eth_getTransaction* shows it: from the system
+/// address, no gas, no signature, its type byte.
+fn system_tx_json(
+    tx: &SignedTx,
+    block: Option<&StoredBlock>,
+    index: usize,
+    to: alloy_primitives::Address,
+    input: alloy_primitives::Bytes,
+) -> Value {
+    json!({
+        "type": format!("0x{:02x}", tx.tx.tx_type()),
+        "hash": tx.hash,
+        "from": tx.sender,
+        "to": to,
+        "gas": "0x0",
+        "gasPrice": "0x0",
+        "value": "0x0",
+        "nonce": "0x0",
+        "input": input,
+        "blockHash": block.map(|b| b.hash),
+        "blockNumber": block.map(|b| hex_u64(b.header.number)),
+        "transactionIndex": block.map(|_| hex_u64(index as u64)),
+        "v": "0x0", "r": "0x0", "s": "0x0",
+    })
+}
+
 impl NodeBackend {
     fn number(&self, at: StateAt) -> u64 {
         match at {
@@ -109,22 +135,30 @@ impl NodeBackend {
                 "transactionIndex": block.map(|_| hex_u64(index as u64)),
                 "v": "0x0", "r": "0x0", "s": "0x0",
             }),
-            L2Tx::PopPayout(_) => json!({
-                "type": "0x7d",
-                "hash": tx.hash,
-                "from": tx.sender,
-                "to": hemi_chain::pop_rewards::POP_REWARDS_ADDRESS,
-                "gas": "0x0",
-                "gasPrice": "0x0",
-                "value": "0x0",
-                "nonce": "0x0",
+            L2Tx::PopPayout(_) => system_tx_json(
+                tx,
+                block,
+                index,
+                hemi_chain::pop_rewards::POP_REWARDS_ADDRESS,
                 // The payout list, RLP: [keystone, [[miner, amount, relHeight, btcTxid], …]].
-                "input": alloy_primitives::Bytes::from(tx.tx.encoded_2718()[1..].to_vec()),
-                "blockHash": block.map(|b| b.hash),
-                "blockNumber": block.map(|b| hex_u64(b.header.number)),
-                "transactionIndex": block.map(|_| hex_u64(index as u64)),
-                "v": "0x0", "r": "0x0", "s": "0x0",
-            }),
+                alloy_primitives::Bytes::from(tx.tx.encoded_2718()[1..].to_vec()),
+            ),
+            L2Tx::TunnelActivation(_) => system_tx_json(
+                tx,
+                block,
+                index,
+                hemi_tunnel::contracts::TUNNEL_MANAGER_ADDRESS,
+                // The parameters, RLP: [vault output key, fee, minimum, confirmations].
+                alloy_primitives::Bytes::from(tx.tx.encoded_2718()[1..].to_vec()),
+            ),
+            // What the chain called: confirmDeposit(txid, vout).
+            L2Tx::Deposit(d) => system_tx_json(
+                tx,
+                block,
+                index,
+                hemi_tunnel::contracts::TUNNEL_MANAGER_ADDRESS,
+                hemi_tunnel::contracts::confirm_deposit_calldata(d.txid, d.vout),
+            ),
         }
     }
 
@@ -188,6 +222,9 @@ impl NodeBackend {
             ),
             L2Tx::BtcAttributes(sys) => (sys.to, 0),
             L2Tx::PopPayout(_) => (Some(hemi_chain::pop_rewards::POP_REWARDS_ADDRESS), 0),
+            L2Tx::TunnelActivation(_) | L2Tx::Deposit(_) => {
+                (Some(hemi_tunnel::contracts::TUNNEL_MANAGER_ADDRESS), 0)
+            }
         };
         Some(json!({
             "transactionHash": tx.hash,
@@ -521,7 +558,10 @@ impl EthBackend for NodeBackend {
                             env.effective_tip_per_gas(base).unwrap_or_default(),
                             gas_used_by(receipts, i),
                         )),
-                        L2Tx::BtcAttributes(_) | L2Tx::PopPayout(_) => None,
+                        L2Tx::BtcAttributes(_)
+                        | L2Tx::PopPayout(_)
+                        | L2Tx::TunnelActivation(_)
+                        | L2Tx::Deposit(_) => None,
                     })
                     .collect();
                 tips.sort_unstable();

@@ -45,6 +45,12 @@ const DEPOSIT_DATA_LEN: usize = 1 + 8 + 20 + 8;
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DepositError {
+    /// More outputs than the hVM's transaction lookup returns, so the contract cannot check it.
+    #[error("{count} outputs; a deposit has at most {max}", max = crate::contracts::MAX_DEPOSIT_OUTPUTS)]
+    TooManyOutputs {
+        /// How many.
+        count: usize,
+    },
     /// More than one output pays the vault: which one is the deposit is ambiguous.
     #[error("{count} outputs pay the vault; a deposit pays it once")]
     MultipleVaultOutputs {
@@ -147,7 +153,8 @@ pub fn op_return_recipient(script: &Script) -> Result<(Address, DepositFormat), 
 }
 
 /// Finds a Hemi-compatible deposit in `tx`: the one output paying `vault` and the one
-/// `OP_RETURN` naming the recipient. `Ok(None)` when `tx` does not pay the vault at all.
+/// `OP_RETURN` naming the recipient, in a transaction of at most 128 outputs (what the
+/// contract can read through the hVM). `Ok(None)` when `tx` does not pay the vault at all.
 ///
 /// # Errors
 /// [`DepositError`] when `tx` pays the vault but is not a well-formed deposit: several vault
@@ -159,6 +166,11 @@ pub fn parse_op_return_deposit(
     let Some(vout) = single_output_paying(tx, vault)? else {
         return Ok(None);
     };
+    if tx.output.len() > crate::contracts::MAX_DEPOSIT_OUTPUTS {
+        return Err(DepositError::TooManyOutputs {
+            count: tx.output.len(),
+        });
+    }
     let returns: Vec<&Script> = tx
         .output
         .iter()

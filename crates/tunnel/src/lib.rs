@@ -11,8 +11,20 @@
 //!   deposit leaf the vault key spends and a reclaim leaf the depositor spends after a relative
 //!   timelock (Stacks sBTC's shape); built from its parameters and recognised from its leaves.
 
-pub mod deposit;
+//! - [`vault::Vault`]: the vault's taproot output (FROST key path, `sortedmulti_a` and recovery
+//!   leaves); [`custody::Custody`]: the custodians' k-of-n FROST key, its DKG and key-path
+//!   signing.
+//! - [`contracts`]: the L2 side — `TunnelManager` and `HemiBTC`'s addresses, runtime code,
+//!   storage layout and ABI.
 
+pub mod contracts;
+pub mod custody;
+pub mod deposit;
+pub mod vault;
+
+pub use contracts::TunnelParams;
+pub use custody::{Custodian, Custody, CustodyError};
 pub use deposit::{
     parse_op_return_deposit, Deposit, DepositError, DepositFormat, TaprootDeposit, NUMS_KEY,
 };
+pub use vault::{Vault, VaultError};

@@ -20,6 +20,7 @@ use crate::pop_rewards::PopPayoutTx;
 use crate::seal::{SealVerifier, Sealer};
 use crate::state::{compute_diff, BlockDiff};
 use crate::system::{self, SystemInputs};
+use crate::tunnel::TunnelActivationTx;
 use crate::tx::{L2Tx, SignedTx};
 use crate::{BlockError, ChainError};
 
@@ -92,7 +93,9 @@ impl Chain {
     }
 
     /// The inputs of block `number`'s system transactions ([`crate::system`]): its Bitcoin
-    /// attributes `attrs` (which resolve to `bitcoin`) and the PoP payout due in it.
+    /// attributes `attrs` (which resolve to `bitcoin`), the PoP payout due in it, the tunnel's
+    /// activation and the deposits it confirms (on top of the head's state: `number` is the
+    /// block after the head).
     ///
     /// # Errors
     /// Database errors; [`ChainError::BitcoinNotReady`] if the pin is not on the view's best
@@ -103,9 +106,26 @@ impl Chain {
         attrs: &BtcAttributes,
         bitcoin: &BitcoinPin,
     ) -> Result<SystemInputs, ChainError> {
+        let (tunnel_activation, deposits) = match &self.spec.tunnel {
+            Some(t) if number >= t.activation => {
+                let (parent, _) = self.latest_view()?;
+                let deposits = crate::tunnel::eligible_deposits(
+                    &t.params,
+                    bitcoin.view.as_ref(),
+                    bitcoin.pinned,
+                    &parent,
+                )?;
+                let activation =
+                    (number == t.activation).then(|| TunnelActivationTx::new(&t.params));
+                (activation, deposits)
+            }
+            _ => (None, Vec::new()),
+        };
         Ok(SystemInputs {
             attrs: attrs.clone(),
             payout: self.payout_for(number, bitcoin)?,
+            tunnel_activation,
+            deposits,
         })
     }
 

@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {HemiBTC} from "./HemiBTC.sol";
+
+/// @title TunnelManager
+/// @notice Mints hemiBTC for BTC locked in the tunnel's vault, once per deposit outpoint, after
+/// checking the deposit only through the hVM's Bitcoin precompiles (0x42 transaction by txid,
+/// 0x43 confirmations), as of the Bitcoin block the L2 block pinned. Anyone may call
+/// `confirmDeposit`; the sequencer calls it for every eligible deposit at the start of a block.
+/// @dev Installed by the chain at the tunnel's activation block, without a constructor. Storage
+/// layout (the chain writes slots 0-3; hemi-tunnel's `contracts` module mirrors it):
+///   slot 0 vaultKey: the x-only output key of the vault's taproot output (OP_1 <key>);
+///   slot 1 depositFee, slot 2 minDeposit (satoshis); slot 3 depositConfirmations;
+///   slot 4 minted: keccak256(txid ‖ vout) → true once minted.
+/// A deposit is Hemi's format: exactly one output pays the vault, exactly one OP_RETURN names the
+/// recipient as `6a 14 <20 bytes>` or `6a 28 <40 ASCII hex digits>` (the push opcode must say
+/// the length it carries; Hemi's contract does not check it), at most 128 outputs.
+contract TunnelManager {
+    /// @notice The hemiBTC token.
+    HemiBTC public constant TOKEN = HemiBTC(0x4200000000000000000000000000000000000061);
+    /// @notice The most outputs a deposit transaction may have (what one 0x42 call returns).
+    uint256 public constant MAX_OUTPUTS = 128;
+
+    bytes32 public vaultKey;
+    uint256 public depositFee;
+    uint256 public minDeposit;
+    uint256 public depositConfirmations;
+    mapping(bytes32 => bool) public minted;
+
+    /// @notice A deposit minted: `gross` satoshis locked, `net` hemiBTC units minted.
+    event DepositConfirmed(address indexed recipient, bytes32 indexed txid, uint32 vout, uint64 gross, uint64 net);
+
+    error AlreadyMinted(bytes32 txid, uint32 vout);
+    error UnknownTransaction(bytes32 txid);
+    error NotConfirmed(bytes32 txid, uint32 confirmations, uint256 required);
+    error TooManyOutputs(uint256 count);
+    error NotVaultOutput(bytes32 txid, uint32 vout);
+    error MultipleVaultOutputs(uint256 count);
+    error NoRecipient();
+    error MultipleOpReturns(uint256 count);
+    error MalformedOpReturn(uint256 length);
+    error PushMismatch(uint8 push, uint256 dataLength);
+    error BadHex();
+    error ZeroRecipient();
+    error BelowMinimum(uint64 amount, uint256 minimum);
+
+    /// @notice Whether output `vout` of Bitcoin transaction `txid` (display order) was minted.
+    function isMinted(bytes32 txid, uint32 vout) external view returns (bool) {
+        return minted[_key(txid, vout)];
+    }
+
+    /// @notice Mints hemiBTC for the deposit in output `vout` of Bitcoin transaction `txid`
+    /// (display order): its amount minus `depositFee`, to the recipient its OP_RETURN names.
+    /// @return net The hemiBTC units minted.
+    function confirmDeposit(bytes32 txid, uint32 vout) external returns (uint64 net) {
+        bytes32 key = _key(txid, vout);
+        if (minted[key]) revert AlreadyMinted(txid, vout);
+
+        (bool ok, bytes memory out) = address(0x43).staticcall{gas: 50_000}(abi.encodePacked(txid));
+        if (!ok || out.length != 4) revert UnknownTransaction(txid);
+        uint32 confirmations = uint32(bytes4(_word(out, 0)));
+        if (confirmations < depositConfirmations) revert NotConfirmed(txid, confirmations, depositConfirmations);
+
+        // 0x42: outputs (bf2 bit 5) with scripts (bit 4), unspendable ones too (bit 3); up to
+        // 128 outputs (bf3 = 7) and 128 script bytes each (bf4 = 3).
+        (ok, out) = address(0x42).staticcall{gas: 100_000}(abi.encodePacked(txid, bytes4(0x00380703)));
+        if (!ok || out.length < 2) revert UnknownTransaction(txid);
+        uint64 gross;
+        address recipient;
+        (gross, recipient) = _parse(txid, vout, out);
+        if (gross < minDeposit) revert BelowMinimum(gross, minDeposit);
+        net = gross - uint64(depositFee);
+
+        minted[key] = true;
+        TOKEN.mint(recipient, net);
+        emit DepositConfirmed(recipient, txid, vout, gross, net);
+    }
+
+    /// @dev What a scan of a transaction's outputs found.
+    struct Scan {
+        uint256 vaultOutputs;
+        bool paysAtVout;
+        uint64 gross;
+        uint256 opReturns;
+        bytes opReturn;
+        uint256 opReturnLength;
+    }
+
+    function _parse(bytes32 txid, uint32 vout, bytes memory out) private view returns (uint64, address) {
+        uint256 count = uint16(bytes2(_word(out, 0)));
+        if (count > MAX_OUTPUTS) revert TooManyOutputs(count);
+        bytes32 vaultHash = keccak256(abi.encodePacked(bytes2(0x5120), vaultKey));
+        Scan memory scan;
+        uint256 at = 2;
+        for (uint256 i = 0; i < count; i++) {
+            (uint64 value, uint256 fullLength, bytes memory script, uint256 next) = _output(txid, out, at);
+            at = next;
+            if (fullLength == 34 && keccak256(script) == vaultHash) {
+                scan.vaultOutputs++;
+                if (i == vout) {
+                    scan.paysAtVout = true;
+                    scan.gross = value;
+                }
+            } else if (fullLength > 0 && script[0] == 0x6a) {
+                scan.opReturns++;
+                scan.opReturn = script;
+                scan.opReturnLength = fullLength;
+            }
+        }
+        if (scan.vaultOutputs > 1) revert MultipleVaultOutputs(scan.vaultOutputs);
+        if (!scan.paysAtVout) revert NotVaultOutput(txid, vout);
+        if (scan.opReturns == 0) revert NoRecipient();
+        if (scan.opReturns > 1) revert MultipleOpReturns(scan.opReturns);
+        return (scan.gross, _recipient(scan.opReturn, scan.opReturnLength));
+    }
+
+    /// @dev One output of a 0x42 answer at `at`: value, full script length, the script (cut at
+    /// 128 bytes) and where the next output starts.
+    function _output(bytes32 txid, bytes memory out, uint256 at)
+        private
+        pure
+        returns (uint64 value, uint256 fullLength, bytes memory script, uint256 next)
+    {
+        if (out.length < at + 10) revert UnknownTransaction(txid);
+        value = uint64(bytes8(_word(out, at)));
+        fullLength = uint16(bytes2(_word(out, at + 8)));
+        uint256 length = fullLength < 128 ? fullLength : 128;
+        next = at + 10 + length;
+        if (out.length < next) revert UnknownTransaction(txid);
+        script = new bytes(length);
+        for (uint256 j = 0; j < length; j++) script[j] = out[at + 10 + j];
+    }
+
+    /// @dev `s` is the OP_RETURN script, `length` its full length (`s` may be cut at 128 bytes).
+    function _recipient(bytes memory s, uint256 length) private pure returns (address recipient) {
+        uint256 dataLength = length >= 2 ? length - 2 : 0;
+        if (length < 2 || (dataLength != 20 && dataLength != 40)) revert MalformedOpReturn(length);
+        if (uint8(s[1]) != dataLength) revert PushMismatch(uint8(s[1]), dataLength);
+        uint160 v;
+        if (dataLength == 20) {
+            for (uint256 i = 0; i < 20; i++) v = (v << 8) | uint8(s[2 + i]);
+        } else {
+            for (uint256 i = 0; i < 40; i++) v = (v << 4) | _nibble(uint8(s[2 + i]));
+        }
+        recipient = address(v);
+        if (recipient == address(0)) revert ZeroRecipient();
+    }
+
+    function _nibble(uint8 c) private pure returns (uint160) {
+        if (c >= 0x30 && c <= 0x39) return c - 0x30;
+        if (c >= 0x61 && c <= 0x66) return c - 0x61 + 10;
+        if (c >= 0x41 && c <= 0x46) return c - 0x41 + 10;
+        revert BadHex();
+    }
+
+    function _key(bytes32 txid, uint32 vout) private pure returns (bytes32) {
+        return keccak256(abi.encodePacked(txid, vout));
+    }
+
+    /// @dev The 32 bytes of `b` from `offset` (zero-padded past the end).
+    function _word(bytes memory b, uint256 offset) private pure returns (bytes32 w) {
+        assembly {
+            w := mload(add(add(b, 32), offset))
+        }
+        if (offset + 32 > b.length) {
+            uint256 keep = b.length > offset ? b.length - offset : 0;
+            w = keep == 0 ? bytes32(0) : w & ~bytes32(type(uint256).max >> (keep * 8));
+        }
+    }
+}

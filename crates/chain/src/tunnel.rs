@@ -1,0 +1,176 @@
+//! The tunnel's system transactions: the chain installs the tunnel's contracts at its
+//! activation block (`0x7E`), and calls `TunnelManager.confirmDeposit` for every deposit that
+//! reached its confirmations (`0x7F`), at the start of a block, through [`crate::system`].
+//!
+//! Which deposits a block confirms is a rule every node recomputes from its own Bitcoin view as
+//! of the block's pin and the parent block's state ([`eligible_deposits`]): the vault's unspent
+//! outputs with at least `deposit_confirmations`, that are well-formed deposits
+//! ([`hemi_tunnel::parse_op_return_deposit`]) of at least `min_deposit`, not yet minted, oldest
+//! first, at most [`MAX_DEPOSITS_PER_BLOCK`]. The contract checks each again through the hVM
+//! precompiles; the rule only saves the sequencer from sending calls it would refuse.
+
+use alloy_primitives::{Address, B256, U256};
+use alloy_rlp::{Decodable, Encodable, RlpDecodable, RlpEncodable};
+use hemi_btc_view::{AsOf, BitcoinView, BlockRef};
+use hemi_tunnel::contracts::{self, TUNNEL_MANAGER_ADDRESS};
+use hemi_tunnel::TunnelParams;
+
+use crate::{ChainError, StateView, TxDecodeError};
+
+/// EIP-2718 type of the activation transaction.
+pub const TUNNEL_ACTIVATION_TX_TYPE: u8 = 0x7E;
+/// EIP-2718 type of a deposit confirmation.
+pub const DEPOSIT_TX_TYPE: u8 = 0x7F;
+/// The most deposits one block confirms (the rest wait for the next).
+pub const MAX_DEPOSITS_PER_BLOCK: usize = 16;
+
+/// When and how the tunnel starts (the chain spec's `tunnel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TunnelSpec {
+    /// The L2 block that installs the contracts (at least 1).
+    pub activation: u64,
+    /// Its parameters.
+    #[serde(flatten)]
+    pub params: TunnelParams,
+}
+
+/// `0x7E ‖ rlp([vault output key, deposit fee, min deposit, confirmations])`: installs the
+/// tunnel's contracts with these parameters.
+#[derive(Debug, Clone, PartialEq, Eq, RlpEncodable, RlpDecodable)]
+pub struct TunnelActivationTx {
+    /// The vault's taproot output key.
+    pub vault_output_key: B256,
+    /// Satoshis kept from each deposit.
+    pub deposit_fee: u64,
+    /// Smallest deposit minted, satoshis.
+    pub min_deposit: u64,
+    /// Confirmations a deposit needs.
+    pub deposit_confirmations: u32,
+}
+
+impl TunnelActivationTx {
+    /// The activation carrying `params`.
+    pub fn new(params: &TunnelParams) -> Self {
+        TunnelActivationTx {
+            vault_output_key: params.vault_output_key,
+            deposit_fee: params.deposit_fee,
+            min_deposit: params.min_deposit,
+            deposit_confirmations: params.deposit_confirmations,
+        }
+    }
+
+    /// Its parameters.
+    pub fn params(&self) -> TunnelParams {
+        TunnelParams {
+            vault_output_key: self.vault_output_key,
+            deposit_fee: self.deposit_fee,
+            min_deposit: self.min_deposit,
+            deposit_confirmations: self.deposit_confirmations,
+        }
+    }
+}
+
+/// `0x7F ‖ rlp([txid, vout])`: `confirmDeposit(txid, vout)` called by the chain. The txid is in
+/// display order (as Bitcoin Core prints it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, RlpEncodable, RlpDecodable)]
+pub struct DepositTx {
+    /// The deposit transaction's id, display order.
+    pub txid: B256,
+    /// The vault output.
+    pub vout: u32,
+}
+
+/// Decodes an RLP body (after the type byte), the whole slice.
+///
+/// # Errors
+/// Malformed RLP or trailing bytes.
+pub(crate) fn decode_body<T: Decodable>(mut bytes: &[u8]) -> Result<T, TxDecodeError> {
+    let tx = T::decode(&mut bytes).map_err(TxDecodeError::Rlp)?;
+    if !bytes.is_empty() {
+        return Err(TxDecodeError::TrailingBytes);
+    }
+    Ok(tx)
+}
+
+/// Encodes an RLP body after its type byte.
+pub(crate) fn encode_with_type<T: Encodable>(ty: u8, tx: &T) -> Vec<u8> {
+    let mut out = vec![ty];
+    tx.encode(&mut out);
+    out
+}
+
+/// Whether the tunnel's `minted` flag is set for `(txid, vout)` in `state`.
+///
+/// # Errors
+/// Database errors.
+pub fn is_minted(state: &StateView, txid: B256, vout: u32) -> Result<bool, ChainError> {
+    let slot = contracts::minted_slot(txid, vout);
+    Ok(state.storage(
+        &TUNNEL_MANAGER_ADDRESS,
+        &B256::from(slot.to_be_bytes::<32>()),
+    )? != U256::ZERO)
+}
+
+/// The deposits the block pinned to `pinned` confirms, on top of `parent` state (see the module
+/// docs), oldest first.
+///
+/// # Errors
+/// Bitcoin view or database errors.
+pub fn eligible_deposits(
+    params: &TunnelParams,
+    view: &dyn BitcoinView,
+    pinned: BlockRef,
+    parent: &StateView,
+) -> Result<Vec<DepositTx>, ChainError> {
+    let btc = |e: hemi_btc_view::ViewError| ChainError::BitcoinNotReady(e.to_string());
+    let vault = params.vault_script();
+    let at = AsOf::Block(pinned.hash);
+    let needed = params.deposit_confirmations.max(1);
+    let mut found = Vec::new();
+    for utxo in view.utxos_by_script(&vault, at).map_err(btc)? {
+        if utxo.height > pinned.height || pinned.height - utxo.height + 1 < needed {
+            continue;
+        }
+        if utxo.value < params.min_deposit {
+            continue;
+        }
+        let Some(indexed) = view.transaction(&utxo.outpoint.txid, at).map_err(btc)? else {
+            continue;
+        };
+        match hemi_tunnel::parse_op_return_deposit(&indexed.tx, &vault) {
+            Ok(Some(d)) if d.outpoint == utxo.outpoint => {}
+            _ => continue,
+        }
+        let txid = contracts::txid_display(&utxo.outpoint.txid);
+        if is_minted(parent, txid, utxo.outpoint.vout)? {
+            continue;
+        }
+        found.push((
+            (utxo.height, indexed.location.index, utxo.outpoint.vout),
+            DepositTx {
+                txid,
+                vout: utxo.outpoint.vout,
+            },
+        ));
+    }
+    found.sort_by_key(|(order, _)| *order);
+    Ok(found
+        .into_iter()
+        .take(MAX_DEPOSITS_PER_BLOCK)
+        .map(|(_, d)| d)
+        .collect())
+}
+
+/// The sender the chain's system transactions show (Hemi's `0x8888…8888`).
+pub fn system_sender() -> Address {
+    Address::from(hemi_hvm::attributes::BTC_ATTRIBUTES_SENDER)
+}
+
+/// `txid:vout, …` for messages.
+pub(crate) fn show_deposits(d: &[DepositTx]) -> String {
+    d.iter()
+        .map(|d| format!("{}:{}", alloy_primitives::hex::encode(d.txid), d.vout))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

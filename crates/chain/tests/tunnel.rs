@@ -1,0 +1,412 @@
+//! The tunnel on the chain, against the embedded regtest node as Bitcoin: a deposit to the
+//! devnet's FROST vault is minted as hemiBTC in the first block whose pin gives it its
+//! confirmations, once; deposits that break a rule are never minted; a follower re-executes the
+//! mint to the same roots and refuses a block whose mint differs.
+
+use std::sync::Arc;
+
+use alloy_primitives::{Address, Bytes, TxKind, B256, U256};
+use alloy_sol_types::SolCall;
+use bitcoin::{Amount, Network, OutPoint, ScriptBuf, Transaction, TxOut};
+use hemi_btc_headers::ChainParams;
+use hemi_btc_regtest::RegtestNode;
+use hemi_btc_store::ChainStore;
+use hemi_btc_view::BitcoinView;
+use hemi_btc_wallet::{build_payment, Key, KeyKind};
+use hemi_chain::block::seal;
+use hemi_chain::{
+    BlockError, CallOutcome, Chain, ChainError, ChainSpec, DepositTx, L2Block, L2Tx, SealError,
+    Sealer, SequencerAddress, TunnelSpec,
+};
+use hemi_hvm::{BitcoinPin, BtcAttributes};
+use hemi_tunnel::contracts::{self, IHemiBTC, HEMI_BTC_ADDRESS, TUNNEL_MANAGER_ADDRESS};
+use hemi_tunnel::{Custody, TunnelParams};
+
+const SEQUENCER: B256 = B256::repeat_byte(0x11);
+const FEE: u64 = 1_000;
+const MIN: u64 = 10_000;
+const CONFIRMATIONS: u32 = 3;
+
+#[derive(Debug)]
+struct TestSealer(B256);
+
+impl Sealer for TestSealer {
+    fn address(&self) -> Address {
+        hemi_chain::eth_address(
+            &bitcoin::secp256k1::SecretKey::from_slice(self.0.as_slice()).expect("key"),
+        )
+    }
+    fn seal(&self, chain_id: u64, block_hash: B256) -> Result<hemi_chain::Seal, SealError> {
+        seal(chain_id, block_hash, self.0)
+    }
+}
+
+struct World {
+    store: Arc<ChainStore>,
+    node: Arc<RegtestNode>,
+    key: Key,
+    coins: Vec<(OutPoint, TxOut)>,
+    params: TunnelParams,
+}
+
+impl World {
+    fn new() -> Self {
+        let store =
+            Arc::new(ChainStore::in_memory(ChainParams::new(Network::Regtest)).expect("store"));
+        let node = RegtestNode::new(store.clone());
+        let key = Key::from_seed("chain-tunnel-test");
+        let script = key.script_pubkey(KeyKind::P2wpkh);
+        let hashes = node.mine(110, &script).expect("mine");
+        // The mature coinbases (the first ten blocks'), 50 BTC each.
+        let coins = hashes[..10]
+            .iter()
+            .map(|h| {
+                let block = store.block(h).expect("read").expect("block");
+                let cb = &block.txdata[0];
+                (OutPoint::new(cb.compute_txid(), 0), cb.output[0].clone())
+            })
+            .collect();
+        let custody = Custody::devnet().expect("dkg");
+        let recovery = Key::from_seed("recovery").x_only();
+        let vault = custody.vault(recovery, 144).expect("vault");
+        let params = TunnelParams {
+            vault_output_key: B256::from(vault.output_key().serialize()),
+            deposit_fee: FEE,
+            min_deposit: MIN,
+            deposit_confirmations: CONFIRMATIONS,
+        };
+        World {
+            store,
+            node,
+            key,
+            coins,
+            params,
+        }
+    }
+
+    fn spec(&self) -> ChainSpec {
+        let mut spec = ChainSpec::devnet().expect("spec");
+        spec.tunnel = Some(TunnelSpec {
+            activation: 1,
+            params: self.params,
+        });
+        spec
+    }
+
+    fn pin(&self) -> BitcoinPin {
+        BitcoinPin {
+            view: self.store.clone(),
+            pinned: self.store.tip().expect("tip"),
+            network: Network::Regtest,
+        }
+    }
+
+    /// Pays `outputs` from the next `inputs` coinbases and mines it into one block.
+    fn send(&mut self, inputs: usize, outputs: Vec<TxOut>) -> Transaction {
+        let utxos: Vec<_> = self.coins.drain(..inputs).collect();
+        let tx = build_payment(&self.key, KeyKind::P2wpkh, &utxos, outputs, 2.0).expect("build");
+        self.node
+            .submit_transaction(tx.clone(), None)
+            .expect("accepted");
+        self.mine(1);
+        tx
+    }
+
+    fn mine(&self, n: u32) {
+        self.node
+            .mine(n, &self.key.script_pubkey(KeyKind::P2wpkh))
+            .expect("mine");
+    }
+
+    fn vault_out(&self, sats: u64) -> TxOut {
+        TxOut {
+            value: Amount::from_sat(sats),
+            script_pubkey: self.params.vault_script(),
+        }
+    }
+}
+
+fn op_return(data: &[u8]) -> TxOut {
+    TxOut {
+        value: Amount::ZERO,
+        script_pubkey: hemi_tunnel::deposit::op_return_script(data),
+    }
+}
+
+fn build(chain: &Chain, pin: &BitcoinPin, t: u64) -> hemi_chain::Built {
+    let attrs = BtcAttributes {
+        canonical_tip: pin.pinned.hash,
+        headers: vec![],
+    };
+    chain
+        .build_block(pin, &attrs, vec![], t, &TestSealer(SEQUENCER))
+        .expect("build")
+}
+
+fn balance(chain: &Chain, pin: &BitcoinPin, owner: Address) -> U256 {
+    let tx = revm::context::TxEnv::builder()
+        .kind(TxKind::Call(HEMI_BTC_ADDRESS))
+        .data(Bytes::from(IHemiBTC::balanceOfCall { owner }.abi_encode()))
+        .gas_limit(100_000)
+        .chain_id(Some(31337))
+        .build()
+        .expect("tx");
+    match chain
+        .call(chain.head().0, tx, None, pin.clone(), None)
+        .expect("call")
+    {
+        CallOutcome::Success { output, .. } => U256::from_be_slice(&output),
+        other => panic!("balanceOf: {other:?}"),
+    }
+}
+
+fn deposits(block: &hemi_chain::Built) -> Vec<DepositTx> {
+    block
+        .block
+        .txs
+        .iter()
+        .filter_map(|t| match &t.tx {
+            L2Tx::Deposit(d) => Some(*d),
+            _ => None,
+        })
+        .collect()
+}
+
+fn import(b: &Chain, a: &Chain, n: u64, pin: &BitcoinPin) -> Result<(), ChainError> {
+    let raw = a.raw_block(n).expect("read").expect("block");
+    let block = L2Block::decode(&raw).expect("decode");
+    import_block(b, &block, pin)
+}
+
+fn import_block(b: &Chain, block: &L2Block, pin: &BitcoinPin) -> Result<(), ChainError> {
+    let sealer = TestSealer(SEQUENCER);
+    b.import_block(
+        block,
+        &SequencerAddress(sealer.address()),
+        &|_: &BtcAttributes| Ok(pin.clone()),
+    )
+    .map(|_| ())
+}
+
+#[test]
+fn a_deposit_mints_once_after_its_confirmations_and_a_follower_agrees() {
+    let mut w = World::new();
+    let a = Chain::open(None, w.spec()).expect("chain a");
+    let b = Chain::open(None, w.spec()).expect("chain b");
+    let recipient = Address::repeat_byte(0xab);
+
+    // Block 1 activates the tunnel: the contracts are there afterwards.
+    let pin = w.pin();
+    let first = build(&a, &pin, 1);
+    assert!(matches!(first.block.txs[1].tx, L2Tx::TunnelActivation(_)));
+    import(&b, &a, 1, &pin).expect("import activation");
+    let code = a
+        .state_at(1)
+        .expect("state")
+        .account_code(&TUNNEL_MANAGER_ADDRESS);
+    assert_eq!(&code.expect("code"), contracts::tunnel_manager_code());
+
+    // 100 BTC (three coinbases) to the vault, the recipient in an OP_RETURN.
+    let deposit = w.send(
+        3,
+        vec![
+            w.vault_out(100 * 100_000_000),
+            op_return(recipient.as_slice()),
+        ],
+    );
+    let txid = contracts::txid_display(&deposit.compute_txid());
+    let mut minted_in = None;
+    for n in 2..=5u64 {
+        // One Bitcoin block per L2 block: 1, 2, 3, 4 confirmations.
+        let pin = w.pin();
+        let built = build(&a, &pin, n);
+        import(&b, &a, n, &pin).unwrap_or_else(|e| panic!("import {n}: {e}"));
+        let confs = pin.pinned.height
+            - w.store
+                .transaction(&deposit.compute_txid(), hemi_btc_view::AsOf::Tip)
+                .expect("tx")
+                .expect("indexed")
+                .location
+                .block
+                .height
+            + 1;
+        let found = deposits(&built);
+        if confs < CONFIRMATIONS || minted_in.is_some() {
+            assert!(
+                found.is_empty(),
+                "block {n} at {confs} confirmations: {found:?}"
+            );
+        } else {
+            assert_eq!(found, vec![DepositTx { txid, vout: 0 }], "block {n}");
+            let at = built
+                .block
+                .txs
+                .iter()
+                .position(|t| matches!(t.tx, L2Tx::Deposit(_)))
+                .expect("deposit tx");
+            let receipt = &built.receipts[at].receipt;
+            assert!(receipt.status.coerce_status(), "mint succeeded");
+            assert_eq!(receipt.logs.len(), 2, "Transfer and DepositConfirmed");
+            assert_eq!(
+                receipt.logs[1].topics()[0],
+                contracts::deposit_confirmed_topic()
+            );
+            minted_in = Some(n);
+        }
+        w.mine(1);
+    }
+    assert_eq!(
+        minted_in,
+        Some(4),
+        "minted in the first block pinned at 3 confirmations"
+    );
+    let pin = w.pin();
+    assert_eq!(
+        balance(&a, &pin, recipient),
+        U256::from(100 * 100_000_000 - FEE)
+    );
+    assert_eq!(
+        a.head(),
+        b.head(),
+        "the follower re-executed to the same blocks"
+    );
+    assert_eq!(
+        a.header(5).expect("h").expect("h").state_root,
+        b.header(5).expect("h").expect("h").state_root
+    );
+}
+
+#[test]
+fn deposits_that_break_a_rule_are_never_minted_and_a_different_mint_is_refused() {
+    let mut w = World::new();
+    let a = Chain::open(None, w.spec()).expect("chain a");
+    let b = Chain::open(None, w.spec()).expect("chain b");
+    let r = Address::repeat_byte(0x42);
+    let pin = w.pin();
+    build(&a, &pin, 1);
+    import(&b, &a, 1, &pin).expect("activation");
+
+    let good = w.send(
+        1,
+        vec![
+            w.vault_out(20_000),
+            op_return(format!("{r:x}").trim_start_matches("0x").as_bytes()),
+        ],
+    );
+    let bad: Vec<Transaction> = vec![
+        // Under the minimum.
+        w.send(1, vec![w.vault_out(MIN - 1), op_return(r.as_slice())]),
+        // No recipient.
+        w.send(1, vec![w.vault_out(50_000)]),
+        // The push opcode says 19 bytes but 20 follow.
+        {
+            let mut script = vec![0x6a, 0x13];
+            script.extend_from_slice(r.as_slice());
+            w.send(
+                1,
+                vec![
+                    w.vault_out(50_000),
+                    TxOut {
+                        value: Amount::ZERO,
+                        script_pubkey: ScriptBuf::from_bytes(script),
+                    },
+                ],
+            )
+        },
+        // Two OP_RETURNs.
+        w.send(
+            1,
+            vec![
+                w.vault_out(50_000),
+                op_return(r.as_slice()),
+                op_return(&[1u8; 20]),
+            ],
+        ),
+    ];
+    w.mine(CONFIRMATIONS);
+    let pin = w.pin();
+    let built = build(&a, &pin, 2);
+    let good_txid = contracts::txid_display(&good.compute_txid());
+    assert_eq!(
+        deposits(&built),
+        vec![DepositTx {
+            txid: good_txid,
+            vout: 0
+        }],
+        "only the well-formed deposit"
+    );
+    // Anyone calling confirmDeposit for the others is refused by the contract, with the reason.
+    let reasons: Vec<String> = bad
+        .iter()
+        .map(|tx| {
+            let call = revm::context::TxEnv::builder()
+                .kind(TxKind::Call(TUNNEL_MANAGER_ADDRESS))
+                .data(contracts::confirm_deposit_calldata(
+                    contracts::txid_display(&tx.compute_txid()),
+                    0,
+                ))
+                .gas_limit(1_000_000)
+                .chain_id(Some(31337))
+                .build()
+                .expect("tx");
+            match a.call(2, call, None, pin.clone(), None).expect("call") {
+                CallOutcome::Revert { output, .. } => contracts::revert_reason(&output),
+                other => panic!("not refused: {other:?}"),
+            }
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            format!("{} sat is below the minimum deposit of {MIN} sat", MIN - 1),
+            "no OP_RETURN names the recipient".to_string(),
+            "OP_RETURN pushes with opcode 0x13 but carries 20 bytes".to_string(),
+            "2 OP_RETURN outputs".to_string(),
+        ]
+    );
+    // The minted one a second time: already minted.
+    let again = revm::context::TxEnv::builder()
+        .kind(TxKind::Call(TUNNEL_MANAGER_ADDRESS))
+        .data(contracts::confirm_deposit_calldata(good_txid, 0))
+        .gas_limit(1_000_000)
+        .chain_id(Some(31337))
+        .build()
+        .expect("tx");
+    match a.call(2, again, None, pin.clone(), None).expect("call") {
+        CallOutcome::Revert { output, .. } => {
+            assert_eq!(contracts::revert_reason(&output), "already minted")
+        }
+        other => panic!("minted twice: {other:?}"),
+    }
+    assert_eq!(balance(&a, &pin, r), U256::from(20_000 - FEE));
+
+    // A block minting a deposit the rule does not give, sealed by the right key: refused.
+    let genuine = L2Block::decode(&a.raw_block(2).expect("read").expect("block")).expect("decode");
+    let mut forged = genuine.clone();
+    forged.txs.insert(
+        2,
+        L2Tx::Deposit(DepositTx {
+            txid: contracts::txid_display(&bad[0].compute_txid()),
+            vout: 0,
+        }),
+    );
+    forged.header.transactions_root = hemi_chain::block::transactions_root(&forged.txs);
+    forged.seal = seal(a.spec().chain_id, forged.hash(), SEQUENCER).expect("seal");
+    let err = import_block(&b, &forged, &pin).expect_err("forged mint");
+    assert!(
+        matches!(err, ChainError::InvalidBlock(BlockError::Deposits { .. })),
+        "{err}"
+    );
+    assert!(err.to_string().contains("confirms deposits ["), "{err}");
+    // One left out: refused too.
+    let mut skipped = genuine.clone();
+    skipped.txs.remove(1);
+    skipped.header.transactions_root = hemi_chain::block::transactions_root(&skipped.txs);
+    skipped.seal = seal(a.spec().chain_id, skipped.hash(), SEQUENCER).expect("seal");
+    let err = import_block(&b, &skipped, &pin).expect_err("skipped mint");
+    assert!(
+        err.to_string().contains("but Bitcoin as of its pin"),
+        "{err}"
+    );
+    import_block(&b, &genuine, &pin).expect("the genuine block imports");
+}
