@@ -12,7 +12,7 @@ import {HemiBTC} from "./HemiBTC.sol";
 /// layout (the chain writes slots 0-3; hemi-tunnel's `contracts` module mirrors it):
 ///   slot 0 vaultKey: the x-only output key of the vault's taproot output (OP_1 <key>);
 ///   slot 1 depositFee, slot 2 minDeposit (satoshis); slot 3 depositConfirmations;
-///   slot 4 minted: keccak256(txid ‖ vout) → true once minted.
+///   slot 4 mintedIn: keccak256(txid ‖ vout) → the L2 block that minted it (0: not minted).
 /// A deposit is Hemi's format: exactly one output pays the vault, exactly one OP_RETURN names the
 /// recipient as `6a 14 <20 bytes>` or `6a 28 <40 ASCII hex digits>` (the push opcode must say
 /// the length it carries; Hemi's contract does not check it), at most 128 outputs.
@@ -26,7 +26,7 @@ contract TunnelManager {
     uint256 public depositFee;
     uint256 public minDeposit;
     uint256 public depositConfirmations;
-    mapping(bytes32 => bool) public minted;
+    mapping(bytes32 => uint256) public mintedIn;
 
     /// @notice A deposit minted: `gross` satoshis locked, `net` hemiBTC units minted.
     event DepositConfirmed(address indexed recipient, bytes32 indexed txid, uint32 vout, uint64 gross, uint64 net);
@@ -47,7 +47,7 @@ contract TunnelManager {
 
     /// @notice Whether output `vout` of Bitcoin transaction `txid` (display order) was minted.
     function isMinted(bytes32 txid, uint32 vout) external view returns (bool) {
-        return minted[_key(txid, vout)];
+        return mintedIn[_key(txid, vout)] != 0;
     }
 
     /// @notice Mints hemiBTC for the deposit in output `vout` of Bitcoin transaction `txid`
@@ -55,7 +55,7 @@ contract TunnelManager {
     /// @return net The hemiBTC units minted.
     function confirmDeposit(bytes32 txid, uint32 vout) external returns (uint64 net) {
         bytes32 key = _key(txid, vout);
-        if (minted[key]) revert AlreadyMinted(txid, vout);
+        if (mintedIn[key] != 0) revert AlreadyMinted(txid, vout);
 
         (bool ok, bytes memory out) = address(0x43).staticcall{gas: 50_000}(abi.encodePacked(txid));
         if (!ok || out.length != 4) revert UnknownTransaction(txid);
@@ -72,7 +72,7 @@ contract TunnelManager {
         if (gross < minDeposit) revert BelowMinimum(gross, minDeposit);
         net = gross - uint64(depositFee);
 
-        minted[key] = true;
+        mintedIn[key] = block.number;
         TOKEN.mint(recipient, net);
         emit DepositConfirmed(recipient, txid, vout, gross, net);
     }

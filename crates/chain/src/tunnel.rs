@@ -100,16 +100,17 @@ pub(crate) fn encode_with_type<T: Encodable>(ty: u8, tx: &T) -> Vec<u8> {
     out
 }
 
-/// Whether the tunnel's `minted` flag is set for `(txid, vout)` in `state`.
+/// The L2 block that minted `(txid, vout)` as of `state`, if any (the manager's `mintedIn`).
 ///
 /// # Errors
 /// Database errors.
-pub fn is_minted(state: &StateView, txid: B256, vout: u32) -> Result<bool, ChainError> {
+pub fn minted_in(state: &StateView, txid: B256, vout: u32) -> Result<Option<u64>, ChainError> {
     let slot = contracts::minted_slot(txid, vout);
-    Ok(state.storage(
+    let v = state.storage(
         &TUNNEL_MANAGER_ADDRESS,
         &B256::from(slot.to_be_bytes::<32>()),
-    )? != U256::ZERO)
+    )?;
+    Ok((v != U256::ZERO).then(|| u64::try_from(v).unwrap_or(u64::MAX)))
 }
 
 /// The deposits the block pinned to `pinned` confirms, on top of `parent` state (see the module
@@ -143,7 +144,7 @@ pub fn eligible_deposits(
             _ => continue,
         }
         let txid = contracts::txid_display(&utxo.outpoint.txid);
-        if is_minted(parent, txid, utxo.outpoint.vout)? {
+        if minted_in(parent, txid, utxo.outpoint.vout)?.is_some() {
             continue;
         }
         found.push((

@@ -56,6 +56,10 @@ pub(crate) struct CommonArgs {
     /// turns PoP rewards off). Part of consensus: followers must use the sequencer's value.
     #[arg(long, env = "HEMI_POP_PAYOUT_DELAY")]
     pub pop_payout_delay: Option<u64>,
+    /// Bitcoin confirmations a tunnel deposit needs before hemiBTC is minted (devnet default 3,
+    /// node 6). Part of consensus: followers must use the sequencer's value.
+    #[arg(long, env = "HEMI_DEPOSIT_CONFIRMATIONS")]
+    pub deposit_confirmations: Option<u32>,
 }
 
 /// `hemi devnet` flags.
@@ -118,6 +122,7 @@ struct FileConfig {
     superfinality_depth: Option<u32>,
     no_popm: Option<bool>,
     pop_payout_delay: Option<u64>,
+    deposit_confirmations: Option<u32>,
 }
 
 /// `follow` in the TOML file: one URL or a list.
@@ -135,8 +140,24 @@ pub(crate) const DEFAULT_POP_PAYOUT_DELAY: u64 = 200;
 pub(crate) const DEVNET_KEYSTONE_INTERVAL: u64 = 5;
 /// Hemi's keystone interval.
 pub(crate) const HEMI_KEYSTONE_INTERVAL: u64 = 25;
+/// Devnet deposit confirmations (small: a devnet wants mints soon).
+pub(crate) const DEVNET_DEPOSIT_CONFIRMATIONS: u32 = 3;
+/// A node's deposit confirmations (Bitcoin's customary six).
+pub(crate) const NODE_DEPOSIT_CONFIRMATIONS: u32 = 6;
 /// Hemi's superfinality depth.
 pub(crate) const DEFAULT_SUPERFINALITY_DEPTH: u32 = 10;
+
+/// `--deposit-confirmations`, checked.
+fn deposit_confirmations(common: &CommonArgs, f: &FileConfig, default: u32) -> anyhow::Result<u32> {
+    let n = common
+        .deposit_confirmations
+        .or(f.deposit_confirmations)
+        .unwrap_or(default);
+    if !(1..=10_000).contains(&n) {
+        bail!("--deposit-confirmations {n} is outside 1..=10000");
+    }
+    Ok(n)
+}
 
 /// `--keystone-interval` and `--superfinality-depth`, checked.
 fn finality_params(
@@ -244,6 +265,8 @@ impl DevnetArgs {
         let block_time = l2_block_time(&self.common, &f)?;
         let (keystone_interval, superfinality_depth) =
             finality_params(&self.common, &f, DEVNET_KEYSTONE_INTERVAL)?;
+        let deposit_confirmations =
+            deposit_confirmations(&self.common, &f, DEVNET_DEPOSIT_CONFIRMATIONS)?;
         let popm = !(self.no_popm || f.no_popm.unwrap_or(false));
         let peers = if self.common.bitcoin_peer.is_empty() {
             f.bitcoin_peer.clone().unwrap_or_default()
@@ -260,6 +283,7 @@ impl DevnetArgs {
             superfinality_depth,
             popm,
             pop_payout_delay,
+            deposit_confirmations,
             consensus_params_set: true,
             persist: self.persist || f.persist.unwrap_or(false),
             rpc_addr: self
@@ -310,6 +334,8 @@ impl NodeArgs {
         let block_time = l2_block_time(&self.common, &f)?;
         let (keystone_interval, superfinality_depth) =
             finality_params(&self.common, &f, HEMI_KEYSTONE_INTERVAL)?;
+        let deposit_confirmations =
+            deposit_confirmations(&self.common, &f, NODE_DEPOSIT_CONFIRMATIONS)?;
         let peers = if self.common.bitcoin_peer.is_empty() {
             f.bitcoin_peer.clone().unwrap_or_default()
         } else {
@@ -324,7 +350,10 @@ impl NodeArgs {
         let consensus_params_set = self.common.keystone_interval.is_some()
             || f.keystone_interval.is_some()
             || self.common.pop_payout_delay.is_some()
-            || f.pop_payout_delay.is_some();
+            || f.pop_payout_delay.is_some()
+            || self.common.deposit_confirmations.is_some()
+            || f.deposit_confirmations.is_some();
+
         let pop_payout_delay = self
             .common
             .pop_payout_delay
@@ -335,6 +364,7 @@ impl NodeArgs {
             superfinality_depth,
             popm: false,
             pop_payout_delay,
+            deposit_confirmations,
             consensus_params_set,
             persist: true,
             rpc_addr: self

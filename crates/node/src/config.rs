@@ -44,6 +44,8 @@ pub struct Config {
     pub popm: bool,
     /// PoP payout delay, L2 blocks.
     pub pop_payout_delay: u64,
+    /// `--deposit-confirmations`: Bitcoin confirmations before a deposit is minted.
+    pub deposit_confirmations: u32,
     /// Whether `--keystone-interval` / `--pop-payout-delay` were given (a follower otherwise
     /// takes the sequencer's).
     pub consensus_params_set: bool,

@@ -97,7 +97,8 @@ pub async fn devnet(cfg: Config) -> anyhow::Result<()> {
         println!("State: in memory (use --persist to keep it)");
     }
     let client = BitcoinClient::spawn(client_store.clone(), ClientConfig::new(cfg.network, peers));
-    let chain = open_chain(&cfg)?;
+    let tunnel = crate::tunnel::Tunnel::devnet(cfg.deposit_confirmations, Network::Regtest)?;
+    let chain = open_chain(&cfg, &tunnel)?;
     let sequencer = Sequencer::new(
         chain.clone(),
         client_store.clone() as Arc<dyn BitcoinView>,
@@ -142,6 +143,7 @@ pub async fn devnet(cfg: Config) -> anyhow::Result<()> {
         follower: None,
         accounts: accounts.iter().map(|a| a.address).collect(),
         popm: popm_rpc.filter(|_| cfg.popm).map(|url| (key.clone(), url)),
+        tunnel,
     };
     serve(&cfg, client_store, client, status, l2).await
 }

@@ -16,7 +16,8 @@ use crate::Config;
 /// `hemi node`.
 pub async fn node(mut cfg: Config) -> anyhow::Result<()> {
     if let (Some(url), false) = (cfg.follow.first(), cfg.consensus_params_set) {
-        // Keystones and PoP payouts are part of consensus: take the followed node's.
+        // Keystones, PoP payouts and deposit confirmations are part of consensus: take the
+        // followed node's.
         let status = hemi_sync::node_status(url)
             .await
             .with_context(|| format!("asking {url} for its keystone interval"))?;
@@ -28,6 +29,9 @@ pub async fn node(mut cfg: Config) -> anyhow::Result<()> {
             tracing::info!(keystone_interval = i, pop_payout_delay = d, "using the followed node's PoP parameters; pass --keystone-interval/--pop-payout-delay to pin them");
             cfg.keystone_interval = i;
             cfg.pop_payout_delay = d;
+        }
+        if let Some(n) = status["tunnel"]["depositConfirmations"].as_u64() {
+            cfg.deposit_confirmations = u32::try_from(n).unwrap_or(u32::MAX);
         }
     }
     let store = open_store(&cfg, "bitcoin", cfg.network)?;
@@ -43,7 +47,8 @@ pub async fn node(mut cfg: Config) -> anyhow::Result<()> {
         store.clone(),
         ClientConfig::new(cfg.network, cfg.bitcoin_peers.clone()),
     );
-    let chain = open_chain(&cfg)?;
+    let tunnel = crate::tunnel::Tunnel::devnet(cfg.deposit_confirmations, cfg.network)?;
+    let chain = open_chain(&cfg, &tunnel)?;
     let follower = match cfg.follow.first() {
         Some(url) => {
             let sequencer = match &cfg.sequencer_address {
@@ -89,6 +94,7 @@ pub async fn node(mut cfg: Config) -> anyhow::Result<()> {
         follower,
         accounts: Vec::new(),
         popm: None,
+        tunnel,
     };
     serve(&cfg, store, client, status, l2).await
 }

@@ -7,7 +7,8 @@
 //!
 //! Main items: [`Config`]; [`devnet`] (every part in one process, like anvil); [`node`] (a
 //! node following external Bitcoin Core peers and, with `--follow`, a sequencer's blocks);
-//! [`NodeBackend`], the `eth_` namespace answered from the chain, the pool and the follower.
+//! [`NodeBackend`], the `eth_` namespace answered from the chain, the pool and the follower;
+//! the tunnel's `hemi_getTunnel` and `hemi_getDeposit`.
 
 mod config;
 mod debug;
@@ -18,6 +19,7 @@ mod popm;
 mod serve;
 mod signal;
 mod storage;
+mod tunnel;
 
 pub use config::Config;
 pub use devnet::{devnet, DEVNET_BTC_KEY_SEED, DEVNET_SEQUENCER_KEY_SEED};
@@ -25,3 +27,6 @@ pub use eth::NodeBackend;
 pub use follow::node;
 pub use popm::run_popm;
 pub use signal::shutdown_signal;
+pub use tunnel::{
+    DEVNET_DEPOSIT_FEE, DEVNET_MIN_DEPOSIT, DEVNET_RECOVERY_AFTER, DEVNET_RECOVERY_KEY_SEED,
+};

@@ -25,6 +25,8 @@ pub(crate) struct L2 {
     pub(crate) accounts: Vec<alloy_primitives::Address>,
     /// The built-in PoP miner (devnet): its key and the Bitcoin RPC it broadcasts through.
     pub(crate) popm: Option<(Key, String)>,
+    /// The BTC tunnel.
+    pub(crate) tunnel: crate::tunnel::Tunnel,
 }
 
 /// The keystone/finality RPC's view of the node.
@@ -118,6 +120,12 @@ pub(crate) async fn serve(
     let ms = miner_status.clone();
     let tr = tracker.clone();
     let pop_payout_delay = l2.chain.spec().pop_payout_delay;
+    let tunnel_status = json!({
+        "vaultAddress": l2.tunnel.address().to_string(),
+        "depositConfirmations": l2.tunnel.spec.params.deposit_confirmations,
+        "tokenAddress": hemi_tunnel::contracts::HEMI_BTC_ADDRESS,
+        "tunnelAddress": hemi_tunnel::contracts::TUNNEL_MANAGER_ADDRESS,
+    });
     let ctx = hemi_rpc::RpcContext {
         bitcoin: client_store.clone() as Arc<dyn BitcoinView>,
         network,
@@ -135,6 +143,7 @@ pub(crate) async fn serve(
                 "safe": tr.safe(),
                 "finalized": tr.finalized(),
             });
+            v["tunnel"] = tunnel_status.clone();
             if let Some(m) = ms.get() {
                 v["popm"] = serde_json::to_value(&*m.lock()).unwrap_or_default();
             }
@@ -202,6 +211,14 @@ pub(crate) async fn serve(
         }))?
         .remove_context(),
     )?;
+    module.merge(
+        crate::tunnel::tunnel_module(crate::tunnel::TunnelContext {
+            tunnel: l2.tunnel.clone(),
+            chain: l2.chain.clone(),
+            bitcoin: client_store.clone() as Arc<dyn BitcoinView>,
+        })?
+        .remove_context(),
+    )?;
     let tf = tracker.clone();
     let finality_route: hemi_rpc::http_routes::GetHandler =
         Arc::new(move |hash: &str| hemi_rpc::pop::keystone_finality_http(&tf, hash));
@@ -219,6 +236,15 @@ pub(crate) async fn serve(
     println!(
         "Keystones every {} L2 blocks; superfinal at {} Bitcoin confirmations",
         cfg.keystone_interval, cfg.superfinality_depth
+    );
+    let t = &l2.tunnel;
+    println!(
+        "BTC tunnel: vault {} ({}-of-{} FROST key), hemiBTC {}, minted after {} confirmations",
+        t.address(),
+        t.vault.threshold,
+        t.vault.custodian_keys.len(),
+        hemi_tunnel::contracts::HEMI_BTC_ADDRESS,
+        t.spec.params.deposit_confirmations
     );
     let miner_task = match &l2.popm {
         Some((key, bitcoin_rpc)) => {

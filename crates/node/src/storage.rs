@@ -9,6 +9,7 @@ use hemi_btc_headers::ChainParams;
 use hemi_btc_store::ChainStore;
 use hemi_chain::{Chain, ChainSpec};
 
+use crate::tunnel::Tunnel;
 use crate::Config;
 
 pub(crate) fn open_store(
@@ -28,11 +29,12 @@ pub(crate) fn open_store(
     Ok(Arc::new(store))
 }
 
-pub(crate) fn open_chain(cfg: &Config) -> anyhow::Result<Arc<Chain>> {
+pub(crate) fn open_chain(cfg: &Config, tunnel: &Tunnel) -> anyhow::Result<Arc<Chain>> {
     let mut spec = ChainSpec::devnet()?;
     spec.gas_limit = cfg.gas_limit;
     spec.keystone_interval = cfg.keystone_interval;
     spec.pop_payout_delay = cfg.pop_payout_delay;
+    spec.tunnel = Some(tunnel.spec);
     let chain = if cfg.persist {
         std::fs::create_dir_all(&cfg.dir)
             .with_context(|| format!("creating {}", cfg.dir.display()))?;

@@ -24,7 +24,7 @@ pub const SLOT_DEPOSIT_FEE: u64 = 1;
 pub const SLOT_MIN_DEPOSIT: u64 = 2;
 /// Storage slot of `depositConfirmations`.
 pub const SLOT_DEPOSIT_CONFIRMATIONS: u64 = 3;
-/// Storage slot of the `minted` mapping.
+/// Storage slot of the `mintedIn` mapping (deposit key → the L2 block that minted it).
 pub const SLOT_MINTED: u64 = 4;
 
 /// Most outputs a deposit transaction may have (what one 0x42 call returns).
@@ -128,7 +128,7 @@ pub fn deposit_key(txid_display: B256, vout: u32) -> B256 {
     keccak256(b)
 }
 
-/// The storage slot of `minted[deposit_key(txid, vout)]` (Solidity's mapping layout).
+/// The storage slot of `mintedIn[deposit_key(txid, vout)]` (Solidity's mapping layout).
 pub fn minted_slot(txid_display: B256, vout: u32) -> U256 {
     let mut b = [0u8; 64];
     b[..32].copy_from_slice(deposit_key(txid_display, vout).as_slice());

@@ -1,0 +1,400 @@
+//! The BTC tunnel end to end against real Bitcoin Core regtest: a 100 BTC deposit to the
+//! devnet's 2-of-3 FROST vault, made and signed in Rust and broadcast through Core, is minted
+//! as hemiBTC in the first L2 block whose Bitcoin pin gives it its confirmations (ethers reads
+//! the balance: 100 BTC minus the fee); `hemi_getDeposit` tells where each deposit stands; a
+//! second confirmation of it, a deposit to another address, malformed or mismatched
+//! OP_RETURNs, an amount under the minimum and a deposit reorganised out of Bitcoin before its
+//! confirmations are never minted, each with its reason; a `hemi node --follow` re-executes
+//! the mints to the same roots.
+
+mod common;
+
+use std::str::FromStr;
+
+use anyhow::{bail, Context};
+use bitcoin::{Amount, Network, ScriptBuf, Transaction, TxOut};
+use common::{client_script, js_dir, spendable, tail, wait_for, wait_synced, Hemi};
+use hemi_btc_wallet::{build_payment, Key, KeyKind};
+use hemi_testkit::BitcoinCore;
+use serde_json::{json, Value};
+
+/// Anvil's account 1, the recipient.
+const RECIPIENT: &str = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+const CONFIRMATIONS: u64 = 3;
+const FEE: u64 = 1_000;
+
+fn op_return(bytes: Vec<u8>) -> TxOut {
+    TxOut {
+        value: Amount::ZERO,
+        script_pubkey: ScriptBuf::from_bytes(bytes),
+    }
+}
+
+fn recipient_bytes() -> Vec<u8> {
+    hex::decode(RECIPIENT.trim_start_matches("0x")).expect("hex")
+}
+
+async fn deposit_status(hemi: &Hemi, txid: &bitcoin::Txid) -> anyhow::Result<Value> {
+    hemi.call("hemi_getDeposit", json!([txid.to_string()]))
+        .await
+}
+
+async fn wait_status(hemi: &Hemi, txid: &bitcoin::Txid, want: &str) -> anyhow::Result<Value> {
+    let what = format!("deposit {txid} to be {want}");
+    let r = wait_for(60, &what, || async {
+        let s = deposit_status(hemi, txid).await.ok()?;
+        (s["status"] == want).then_some(s)
+    })
+    .await;
+    match r {
+        Ok(v) => Ok(v),
+        Err(e) => bail!(
+            "{e}; now {}; hemi log:\n{}",
+            deposit_status(hemi, txid).await.unwrap_or_default(),
+            tail(&hemi.log_text(), 30)
+        ),
+    }
+}
+
+fn hex_u64(v: &Value) -> u64 {
+    u64::from_str_radix(v.as_str().unwrap_or("0x0").trim_start_matches("0x"), 16).unwrap_or(0)
+}
+
+/// The Bitcoin height L2 block `n` pinned (its attributes transaction names the tip).
+async fn pinned_height(hemi: &Hemi, n: u64) -> anyhow::Result<u64> {
+    let block = hemi
+        .call("eth_getBlockByNumber", json!([format!("0x{n:x}"), true]))
+        .await?;
+    let input = block["transactions"][0]["input"]
+        .as_str()
+        .with_context(|| format!("attributes input of block {n}: {block}"))?;
+    let attrs = hemi_hvm::BtcAttributes::decode(&hex::decode(input.trim_start_matches("0x"))?)?;
+    let header = hemi
+        .call("hemi_btcHeader", json!([attrs.canonical_tip.to_string()]))
+        .await?;
+    header["height"].as_u64().context("height")
+}
+
+fn ethers_view(hemi: &Hemi, tunnel: &Value, txid: &bitcoin::Txid) -> anyhow::Result<Value> {
+    let script = js_dir().join("tunnel.mjs");
+    let token = tunnel["tokenAddress"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let manager = tunnel["tunnelAddress"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let txid = txid.to_string();
+    client_script(
+        hemi,
+        "node",
+        &[script.as_os_str()],
+        &js_dir(),
+        &[
+            ("TOKEN", &token),
+            ("TUNNEL", &manager),
+            ("OWNER", RECIPIENT),
+            ("TXID", &txid),
+            ("VOUT", "0"),
+        ],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deposits_mint_hemibtc_once_and_every_bad_deposit_is_refused_with_its_reason(
+) -> anyhow::Result<()> {
+    let core = BitcoinCore::start().await?;
+    let rpc = core.rpc.clone();
+    let dir = tempfile::tempdir()?;
+    let depositor = Key::from_seed("tunnel-e2e-depositor");
+    let depositor_addr = depositor.address(KeyKind::P2wpkh, Network::Regtest);
+    let (_, sink) = hemi_testkit::regtest_p2wpkh(&[0x52; 32]).context("sink key")?;
+    core.mine(10, &depositor_addr).await?;
+    core.mine(100, &sink).await?;
+    let hemi = Hemi::devnet_on(
+        &core,
+        dir.path(),
+        &[
+            "--block-time",
+            "0.5",
+            "--deposit-confirmations",
+            "3",
+            "--no-popm",
+        ],
+    )
+    .await?;
+    // The L2 is running (and the tunnel active since block 1) before anything is deposited.
+    wait_for(60, "L2 block 2", || async {
+        let n = hex_u64(&hemi.call("eth_blockNumber", json!([])).await.ok()?);
+        (n >= 2).then_some(())
+    })
+    .await?;
+    let tunnel = hemi.call("hemi_getTunnel", json!([])).await?;
+    assert_eq!(tunnel["threshold"], 2, "{tunnel}");
+    assert_eq!(tunnel["custodians"], 3, "{tunnel}");
+    assert_eq!(tunnel["depositConfirmations"], CONFIRMATIONS, "{tunnel}");
+    let status = hemi.call("hemi_nodeStatus", json!([])).await?;
+    assert_eq!(status["tunnel"]["vaultAddress"], tunnel["vaultAddress"]);
+    assert!(
+        hemi.log_text()
+            .contains(tunnel["vaultAddress"].as_str().unwrap_or("?")),
+        "the banner shows the vault address"
+    );
+    let vault = bitcoin::Address::from_str(tunnel["vaultAddress"].as_str().context("vault")?)?
+        .require_network(Network::Regtest)?
+        .script_pubkey();
+    let vault_out = |sats: u64| TxOut {
+        value: Amount::from_sat(sats),
+        script_pubkey: vault.clone(),
+    };
+    let mut coins = spendable(&rpc, &depositor, KeyKind::P2wpkh).await?;
+    assert!(coins.len() >= 9, "{} coins", coins.len());
+    let mut spend = |inputs: usize, outputs: Vec<TxOut>| -> anyhow::Result<Transaction> {
+        let utxos: Vec<_> = coins.drain(..inputs).collect();
+        Ok(build_payment(
+            &depositor,
+            KeyKind::P2wpkh,
+            &utxos,
+            outputs,
+            2.0,
+        )?)
+    };
+
+    // 1. The seed story: 100 BTC locked, the recipient in `6a 14 <address>`.
+    let hundred = spend(
+        3,
+        vec![
+            vault_out(100 * 100_000_000),
+            op_return([vec![0x6a, 0x14], recipient_bytes()].concat()),
+        ],
+    )?;
+    let txid = rpc.send_raw_transaction(&hundred).await?;
+    let s = deposit_status(&hemi, &txid).await?;
+    assert_eq!(s["status"], "unknown", "in the mempool: {s}");
+    rpc.generate_to_address(1, &sink).await?;
+    let s = wait_status(&hemi, &txid, "confirming").await?;
+    assert_eq!(s["confirmations"], 1, "{s}");
+    assert_eq!(
+        s["recipient"].as_str().map(str::to_lowercase),
+        Some(RECIPIENT.to_lowercase())
+    );
+    let deposit_height = s["bitcoinBlock"]["height"].as_u64().context("height")?;
+    rpc.generate_to_address(CONFIRMATIONS - 1, &sink).await?;
+    let s = wait_status(&hemi, &txid, "minted").await?;
+    assert_eq!(s["net"], 100 * 100_000_000 - FEE, "{s}");
+    let minted_block = s["mintedIn"]["block"].as_u64().context("minted block")?;
+    let mint_tx = s["mintedIn"]["transactionHash"]
+        .as_str()
+        .context("mint tx")?
+        .to_string();
+    // The bound: the first L2 block whose pin gives the deposit its confirmations.
+    let needed = deposit_height + CONFIRMATIONS - 1;
+    assert!(pinned_height(&hemi, minted_block).await? >= needed);
+    assert!(
+        pinned_height(&hemi, minted_block - 1).await? < needed,
+        "block {} already had the confirmations",
+        minted_block - 1
+    );
+    let receipt = hemi
+        .call("eth_getTransactionReceipt", json!([mint_tx]))
+        .await?;
+    assert_eq!(receipt["status"], "0x1", "{receipt}");
+    assert_eq!(hex_u64(&receipt["blockNumber"]), minted_block);
+    let tx = hemi
+        .call("eth_getTransactionByHash", json!([mint_tx]))
+        .await?;
+    assert_eq!(tx["type"], "0x7f", "{tx}");
+    assert_eq!(
+        tx["to"].as_str().map(str::to_lowercase),
+        tunnel["tunnelAddress"].as_str().map(str::to_lowercase)
+    );
+
+    let seen = ethers_view(&hemi, &tunnel, &txid)?;
+    assert_eq!(seen["symbol"], "hemiBTC", "{seen}");
+    assert_eq!(seen["decimals"], 8, "{seen}");
+    assert_eq!(
+        seen["balance"],
+        (100 * 100_000_000 - FEE).to_string(),
+        "{seen}"
+    );
+    assert_eq!(seen["minted"], true, "{seen}");
+    assert_eq!(seen["events"].as_array().map(Vec::len), Some(1), "{seen}");
+    assert_eq!(seen["events"][0]["tx"], mint_tx.as_str());
+    eprintln!("deposit {txid} minted in L2 block {minted_block} ({mint_tx}); ethers: {seen}");
+
+    // 2. The same deposit confirmed a second time, by anyone: refused by the contract.
+    let again = hemi
+        .call(
+            "eth_call",
+            json!([{
+                "to": tunnel["tunnelAddress"],
+                "data": format!("0x{}", hex::encode(hemi_tunnel::contracts::confirm_deposit_calldata(
+                    hemi_tunnel::contracts::txid_display(&txid), 0))),
+            }, "latest"]),
+        )
+        .await
+        .expect_err("a second mint");
+    let already = hex::encode(<hemi_tunnel::contracts::ITunnelManager::AlreadyMinted as alloy_sol_types::SolError>::SELECTOR);
+    assert!(again.to_string().contains(&already), "{again}");
+
+    // 3. Deposits that break a rule, and one in the hex form that is fine.
+    let hex_form = spend(
+        1,
+        vec![
+            vault_out(20_000),
+            op_return([vec![0x6a, 0x28], RECIPIENT[2..].to_lowercase().into_bytes()].concat()),
+        ],
+    )?;
+    let other_address = spend(
+        1,
+        vec![
+            TxOut {
+                value: Amount::from_sat(50_000),
+                script_pubkey: sink.script_pubkey(),
+            },
+            op_return([vec![0x6a, 0x14], recipient_bytes()].concat()),
+        ],
+    )?;
+    let push_mismatch = spend(
+        1,
+        vec![
+            vault_out(50_000),
+            op_return([vec![0x6a, 0x13], recipient_bytes()].concat()),
+        ],
+    )?;
+    let short = spend(
+        1,
+        vec![
+            vault_out(50_000),
+            op_return([vec![0x6a, 0x10], recipient_bytes()[..16].to_vec()].concat()),
+        ],
+    )?;
+    let under = spend(
+        1,
+        vec![
+            vault_out(9_999),
+            op_return([vec![0x6a, 0x14], recipient_bytes()].concat()),
+        ],
+    )?;
+    let cases = [
+        (&hex_form, None),
+        (&other_address, Some("does not pay the vault")),
+        (
+            &push_mismatch,
+            Some("OP_RETURN pushes with opcode 0x13 but carries 20 bytes"),
+        ),
+        (&short, Some("OP_RETURN of 18 bytes is neither")),
+        (
+            &under,
+            Some("9999 sat is below the minimum deposit of 10000 sat"),
+        ),
+    ];
+    // Core relays the standard ones; `6a 13 <20 bytes>` is not push-only (its last byte reads as
+    // an opcode), so Core's policy refuses it and it goes straight into a block (generateblock).
+    for (tx, _) in &cases {
+        if tx.compute_txid() != push_mismatch.compute_txid() {
+            rpc.send_raw_transaction(tx).await?;
+        }
+    }
+    rpc.generate_block(&sink, std::slice::from_ref(&push_mismatch)).await?;
+    rpc.generate_to_address(CONFIRMATIONS, &sink).await?;
+    wait_synced(&hemi, &rpc, 30).await?;
+    wait_status(&hemi, &hex_form.compute_txid(), "minted").await?;
+    for (tx, reason) in &cases {
+        let s = deposit_status(&hemi, &tx.compute_txid()).await?;
+        match reason {
+            None => assert_eq!(s["status"], "minted", "{s}"),
+            Some(r) => {
+                assert_eq!(s["status"], "refused", "{s}");
+                assert!(s["reason"].as_str().unwrap_or_default().contains(r), "{s}");
+            }
+        }
+    }
+
+    // 4. A deposit reorganised out of Bitcoin before its confirmations is never minted.
+    let reorged = spend(
+        1,
+        vec![
+            vault_out(30_000),
+            op_return([vec![0x6a, 0x14], recipient_bytes()].concat()),
+        ],
+    )?;
+    let reorged_txid = rpc.send_raw_transaction(&reorged).await?;
+    let mined = rpc.generate_to_address(1, &sink).await?;
+    wait_status(&hemi, &reorged_txid, "confirming").await?;
+    rpc.invalidate_block(&mined[0]).await?;
+    // A longer branch without it (Core puts it back in its mempool; these blocks leave it out).
+    for _ in 0..CONFIRMATIONS + 1 {
+        rpc.generate_block(&sink, &[]).await?;
+    }
+    wait_synced(&hemi, &rpc, 30).await?;
+    let s = wait_status(&hemi, &reorged_txid, "unknown").await?;
+    assert!(
+        s["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("reorganised out"),
+        "{s}"
+    );
+    // Let the L2 pin the new tip, then check nothing more was minted.
+    let head = hex_u64(&hemi.call("eth_blockNumber", json!([])).await?);
+    wait_for(30, "two more L2 blocks", || async {
+        let n = hex_u64(&hemi.call("eth_blockNumber", json!([])).await.ok()?);
+        (n >= head + 2).then_some(())
+    })
+    .await?;
+    let seen = ethers_view(&hemi, &tunnel, &txid)?;
+    assert_eq!(
+        seen["balance"],
+        (100 * 100_000_000 - FEE + 20_000 - FEE).to_string(),
+        "the two good deposits and nothing else: {seen}"
+    );
+    assert_eq!(seen["events"].as_array().map(Vec::len), Some(2), "{seen}");
+
+    // 5. A follower re-executes every mint to the same roots.
+    let follower_dir = dir.path().join("follower").to_string_lossy().into_owned();
+    let followed = format!("http://{}", hemi.rpc_addr);
+    let peer = core.p2p_addr().to_string();
+    let follower = Hemi::start(
+        &[
+            "node",
+            "--network",
+            "regtest",
+            "--bitcoin-peer",
+            &peer,
+            "--dir",
+            &follower_dir,
+            "--follow",
+            &followed,
+        ],
+        dir.path(),
+    )
+    .await?;
+    let target = hex_u64(&hemi.call("eth_blockNumber", json!([])).await?);
+    wait_for(
+        120,
+        "the follower to reach the sequencer's head",
+        || async {
+            let n = hex_u64(&follower.call("eth_blockNumber", json!([])).await.ok()?);
+            (n >= target).then_some(())
+        },
+    )
+    .await
+    .with_context(|| tail(&follower.log_text(), 30))?;
+    let at = format!("0x{target:x}");
+    let ours = hemi
+        .call("eth_getBlockByNumber", json!([at, false]))
+        .await?;
+    let theirs = follower
+        .call("eth_getBlockByNumber", json!([at, false]))
+        .await?;
+    assert_eq!(ours["hash"], theirs["hash"]);
+    assert_eq!(ours["stateRoot"], theirs["stateRoot"]);
+    let s = follower
+        .call("hemi_getDeposit", json!([txid.to_string()]))
+        .await?;
+    assert_eq!(s["status"], "minted", "the follower sees the mint: {s}");
+    assert_eq!(s["mintedIn"]["transactionHash"], mint_tx.as_str());
+    Ok(())
+}

@@ -1,0 +1,254 @@
+//! The tunnel as the node runs it: the devnet's built-in 2-of-3 FROST vault, the chain spec's
+//! `tunnel`, and `hemi_getTunnel` / `hemi_getDeposit`, which tell a user where a deposit is —
+//! not in a block, refused (and why), n of N confirmations, waiting for the next L2 block, or
+//! minted in block B by transaction T.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use alloy_primitives::B256;
+use bitcoin::{Network, Txid};
+use hemi_btc_view::{AsOf, BitcoinView};
+use hemi_btc_wallet::Key;
+use hemi_chain::{Chain, TunnelSpec};
+use hemi_tunnel::contracts::{self, HEMI_BTC_ADDRESS, TUNNEL_MANAGER_ADDRESS};
+use hemi_tunnel::{Custody, TunnelParams, Vault};
+use jsonrpsee::types::ErrorObjectOwned;
+use serde_json::{json, Value};
+
+/// Seed label of the devnet vault's recovery key (deterministic, like the dev accounts).
+pub const DEVNET_RECOVERY_KEY_SEED: &str = "hemi-devnet-vault-recovery-key-0";
+/// The devnet vault's recovery timelock, Bitcoin blocks (a day).
+pub const DEVNET_RECOVERY_AFTER: u16 = 144;
+/// The devnet's deposit fee, satoshis.
+pub const DEVNET_DEPOSIT_FEE: u64 = 1_000;
+/// The devnet's smallest deposit, satoshis.
+pub const DEVNET_MIN_DEPOSIT: u64 = 10_000;
+
+/// The tunnel a node runs with.
+#[derive(Debug, Clone)]
+pub(crate) struct Tunnel {
+    pub(crate) vault: Vault,
+    pub(crate) spec: TunnelSpec,
+    pub(crate) network: Network,
+}
+
+impl Tunnel {
+    /// The devnet's: the vault of the deterministic 2-of-3 FROST set ([`Custody::devnet`]),
+    /// and `deposit_confirmations`. (`hemi node` follows a devnet, so it takes the same.)
+    pub(crate) fn devnet(deposit_confirmations: u32, network: Network) -> anyhow::Result<Self> {
+        let custody = Custody::devnet()?;
+        let recovery = Key::from_seed(DEVNET_RECOVERY_KEY_SEED).x_only();
+        let vault = custody.vault(recovery, DEVNET_RECOVERY_AFTER)?;
+        let params = TunnelParams {
+            vault_output_key: B256::from(vault.output_key().serialize()),
+            deposit_fee: DEVNET_DEPOSIT_FEE,
+            min_deposit: DEVNET_MIN_DEPOSIT,
+            deposit_confirmations,
+        };
+        let spec = TunnelSpec {
+            activation: 1,
+            params,
+        };
+        Ok(Tunnel {
+            vault,
+            spec,
+            network,
+        })
+    }
+
+    /// The vault's address.
+    pub(crate) fn address(&self) -> bitcoin::Address {
+        self.vault.address(self.network)
+    }
+
+    /// `hemi_getTunnel`.
+    pub(crate) fn json(&self) -> Value {
+        let p = &self.spec.params;
+        json!({
+            "vaultAddress": self.address().to_string(),
+            "vaultOutputKey": p.vault_output_key,
+            "groupKey": self.vault.group_key.to_string(),
+            "threshold": self.vault.threshold,
+            "custodians": self.vault.custodian_keys.len(),
+            "custodianKeys": self.vault.custodian_keys.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+            "recoveryKey": self.vault.recovery_key.to_string(),
+            "recoveryAfter": self.vault.recovery_after,
+            "tokenAddress": HEMI_BTC_ADDRESS,
+            "tunnelAddress": TUNNEL_MANAGER_ADDRESS,
+            "tokenSymbol": "hemiBTC",
+            "tokenDecimals": 8,
+            "depositConfirmations": p.deposit_confirmations,
+            "depositFee": p.deposit_fee,
+            "minDeposit": p.min_deposit,
+            "activationBlock": self.spec.activation,
+            "depositFormats": ["opReturnAddress", "opReturnHex"],
+        })
+    }
+}
+
+/// What `hemi_getDeposit` reads.
+pub(crate) struct TunnelContext {
+    pub(crate) tunnel: Tunnel,
+    pub(crate) chain: Arc<Chain>,
+    pub(crate) bitcoin: Arc<dyn BitcoinView>,
+}
+
+fn invalid(m: impl Into<String>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(-32602, m.into(), None::<()>)
+}
+
+fn internal(m: impl std::fmt::Display) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(-32603, m.to_string(), None::<()>)
+}
+
+impl TunnelContext {
+    /// Where deposit `txid` (output `vout`, or the one paying the vault) stands.
+    pub(crate) fn deposit(&self, txid: Txid, vout: Option<u32>) -> Result<Value, ErrorObjectOwned> {
+        let p = &self.tunnel.spec.params;
+        let mut out = json!({"txid": txid.to_string(), "required": p.deposit_confirmations});
+        let tip = self.bitcoin.tip().map_err(internal)?;
+        let Some(indexed) = self
+            .bitcoin
+            .transaction(&txid, AsOf::Tip)
+            .map_err(internal)?
+        else {
+            out["status"] = json!("unknown");
+            out["reason"] = json!(format!(
+                "not in a block of Bitcoin's best chain as this node has indexed it (tip {} at \
+                 height {}); a deposit in the mempool, or reorganised out, shows here until it \
+                 is mined",
+                tip.hash, tip.height
+            ));
+            return Ok(out);
+        };
+        let refused = |mut out: Value, reason: String| {
+            out["status"] = json!("refused");
+            out["reason"] = json!(reason);
+            Ok(out)
+        };
+        let block = indexed.location.block;
+        out["bitcoinBlock"] = json!({"height": block.height, "hash": block.hash.to_string()});
+        let confirmations = tip.height.saturating_sub(block.height) + 1;
+        out["confirmations"] = json!(confirmations);
+        let vault = self.tunnel.vault.script_pubkey();
+        let deposit = match hemi_tunnel::parse_op_return_deposit(&indexed.tx, &vault) {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                let why = format!(
+                    "the transaction does not pay the vault {}",
+                    self.tunnel.address()
+                );
+                return refused(out, why);
+            }
+            Err(e) => return refused(out, e.to_string()),
+        };
+        out["vout"] = json!(deposit.outpoint.vout);
+        if let Some(v) = vout.filter(|v| *v != deposit.outpoint.vout) {
+            let why = format!(
+                "output {v} does not pay the vault (output {} does)",
+                deposit.outpoint.vout
+            );
+            return refused(out, why);
+        }
+        let amount = deposit.amount.to_sat();
+        out["amount"] = json!(amount);
+        out["recipient"] = json!(deposit.recipient);
+        out["format"] = json!(match deposit.format {
+            hemi_tunnel::DepositFormat::OpReturnAddress => "opReturnAddress",
+            hemi_tunnel::DepositFormat::OpReturnHex => "opReturnHex",
+            hemi_tunnel::DepositFormat::Taproot => "taproot",
+        });
+        if amount < p.min_deposit {
+            let why = format!(
+                "{amount} sat is below the minimum deposit of {} sat",
+                p.min_deposit
+            );
+            return refused(out, why);
+        }
+        out["fee"] = json!(p.deposit_fee);
+        out["net"] = json!(amount - p.deposit_fee);
+        let head = self.chain.head().0;
+        let state = self.chain.state_at(head).map_err(internal)?;
+        let display = contracts::txid_display(&txid);
+        if let Some(n) = hemi_chain::tunnel::minted_in(&state, display, deposit.outpoint.vout)
+            .map_err(internal)?
+        {
+            out["status"] = json!("minted");
+            out["mintedIn"] = self.mint_location(n, display, deposit.outpoint.vout)?;
+            return Ok(out);
+        }
+        if confirmations < p.deposit_confirmations {
+            out["status"] = json!("confirming");
+            out["reason"] = json!(format!(
+                "{confirmations} of {} confirmations; minted in the first L2 block pinned at \
+                 Bitcoin height {} or above",
+                p.deposit_confirmations,
+                block.height + p.deposit_confirmations - 1
+            ));
+        } else {
+            out["status"] = json!("eligible");
+            out["reason"] =
+                json!("confirmed; minted by the next L2 block whose Bitcoin pin has caught up");
+        }
+        Ok(out)
+    }
+
+    /// The block and transaction that minted `(txid, vout)` in L2 block `n`.
+    fn mint_location(&self, n: u64, txid: B256, vout: u32) -> Result<Value, ErrorObjectOwned> {
+        let mut at = json!({"block": n});
+        let Some(cached) = self.chain.block_with_receipts(n).map_err(internal)? else {
+            return Ok(at);
+        };
+        at["blockHash"] = json!(cached.block.hash);
+        let topic = contracts::deposit_confirmed_topic();
+        for (tx, r) in cached.block.txs.iter().zip(&cached.receipts) {
+            let found = r.receipt.logs.iter().any(|l| {
+                l.address == TUNNEL_MANAGER_ADDRESS
+                    && l.topics().first() == Some(&topic)
+                    && l.topics().get(2) == Some(&txid)
+                    && l.data.data.get(28..32) == Some(&vout.to_be_bytes()[..])
+            });
+            if found {
+                at["transactionHash"] = json!(tx.hash);
+                break;
+            }
+        }
+        Ok(at)
+    }
+}
+
+/// `hemi_getTunnel` and `hemi_getDeposit`.
+pub(crate) fn tunnel_module(
+    ctx: TunnelContext,
+) -> anyhow::Result<jsonrpsee::RpcModule<TunnelContext>> {
+    let mut m = jsonrpsee::RpcModule::new(ctx);
+    m.register_method(
+        "hemi_getTunnel",
+        |_, ctx, _| -> Result<Value, ErrorObjectOwned> { Ok(ctx.tunnel.json()) },
+    )?;
+    m.register_blocking_method(
+        "hemi_getDeposit",
+        |params, ctx, _| -> Result<Value, ErrorObjectOwned> {
+            let v: Vec<Value> = params
+                .parse()
+                .map_err(|_| invalid("expected params [txid, vout?]"))?;
+            let txid = v
+                .first()
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid("expected params [txid, vout?]: txid missing"))?;
+            let txid = Txid::from_str(txid.trim_start_matches("0x"))
+                .map_err(|_| invalid(format!("not a Bitcoin txid: {txid:?}")))?;
+            let vout = match v.get(1) {
+                None | Some(Value::Null) => None,
+                Some(x) => Some(
+                    x.as_u64()
+                        .and_then(|n| u32::try_from(n).ok())
+                        .ok_or_else(|| invalid("vout must be a non-negative integer"))?,
+                ),
+            };
+            ctx.deposit(txid, vout)
+        },
+    )?;
+    Ok(m)
+}
