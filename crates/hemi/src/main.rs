@@ -1,9 +1,11 @@
 //! `hemi`: the hemi-rs binary, a CLI over the library crates. `hemi devnet` runs every part in
 //! one process (like anvil); `hemi node` follows an external Bitcoin Core; `hemi popm` runs the
-//! PoP miner; `hemi bench` runs the benchmarks. The node itself is `hemi-node`.
+//! PoP miner; `hemi provenance` / `hemi verify` make and check a deposit's provenance document;
+//! `hemi bench` runs the benchmarks. The node itself is `hemi-node`.
 
 mod config;
 mod popm;
+mod provenance;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +31,11 @@ enum Command {
     Node(config::NodeArgs),
     /// The Proof-of-Proof miner: publishes every keystone in Bitcoin.
     Popm(popm::PopmArgs),
+    /// A minted deposit's provenance document (BTC lock, L2 ordering, PoP anchoring) from a node.
+    Provenance(provenance::ProvenanceArgs),
+    /// Checks a provenance document offline: every hash, Merkle branch, trie proof, seal,
+    /// header link and proof of work.
+    Verify(provenance::VerifyArgs),
     /// Benchmarks that run real processes side by side (results go in docs/BENCHMARKS.md).
     #[command(subcommand)]
     Bench(hemi_bench::BenchCommand),
@@ -55,6 +62,8 @@ fn main() -> anyhow::Result<()> {
             Command::Devnet(args) => hemi_node::devnet(args.resolve()?).await,
             Command::Node(args) => hemi_node::node(args.resolve()?).await,
             Command::Popm(args) => popm::run(args).await,
+            Command::Provenance(args) => provenance::provenance(args).await,
+            Command::Verify(args) => provenance::verify(args).await,
             Command::Bench(cmd) => hemi_bench::run(cmd).await,
         }
     })

@@ -297,7 +297,8 @@ async fn deposits_mint_hemibtc_once_and_every_bad_deposit_is_refused_with_its_re
             rpc.send_raw_transaction(tx).await?;
         }
     }
-    rpc.generate_block(&sink, std::slice::from_ref(&push_mismatch)).await?;
+    rpc.generate_block(&sink, std::slice::from_ref(&push_mismatch))
+        .await?;
     rpc.generate_to_address(CONFIRMATIONS, &sink).await?;
     wait_synced(&hemi, &rpc, 30).await?;
     wait_status(&hemi, &hex_form.compute_txid(), "minted").await?;
@@ -396,5 +397,213 @@ async fn deposits_mint_hemibtc_once_and_every_bad_deposit_is_refused_with_its_re
         .await?;
     assert_eq!(s["status"], "minted", "the follower sees the mint: {s}");
     assert_eq!(s["mintedIn"]["transactionHash"], mint_tx.as_str());
+    Ok(())
+}
+
+/// Runs the `hemi` binary with `args`; (success, stdout, stderr).
+fn hemi_cli(args: &[&str]) -> anyhow::Result<(bool, String, String)> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hemi"))
+        .args(args)
+        .output()
+        .context("running hemi")?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// Flips the first hex digit of the string at `pointer` in `doc`.
+fn flip(doc: &Value, pointer: &str) -> Option<Value> {
+    let mut doc = doc.clone();
+    let s = doc.pointer_mut(pointer)?;
+    let text = s.as_str()?.to_string();
+    let at = if text.starts_with("0x") { 2 } else { 0 };
+    let c = text.as_bytes().get(at + 10).copied()? as char;
+    let flipped = if c == '0' { '1' } else { '0' };
+    let mut t = text.clone();
+    t.replace_range(at + 10..at + 11, &flipped.to_string());
+    *s = Value::String(t);
+    Some(doc)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provenance_of_each_deposit_format_verifies_offline_and_in_bitcoin_core(
+) -> anyhow::Result<()> {
+    let core = BitcoinCore::start().await?;
+    let rpc = core.rpc.clone();
+    let dir = tempfile::tempdir()?;
+    let depositor = Key::from_seed("tunnel-e2e-provenance-depositor");
+    let depositor_addr = depositor.address(KeyKind::P2wpkh, Network::Regtest);
+    let (_, sink) = hemi_testkit::regtest_p2wpkh(&[0x53; 32]).context("sink key")?;
+    // The built-in PoP miner gets one confirmed output per publication (as pop_finality does).
+    let miner_addr =
+        Key::from_seed("hemi-devnet-bitcoin-key-0").address(KeyKind::P2wpkh, Network::Regtest);
+    core.mine(30, &miner_addr).await?;
+    core.mine(4, &depositor_addr).await?;
+    core.mine(100, &sink).await?;
+    let hemi = Hemi::devnet_on(
+        &core,
+        dir.path(),
+        &[
+            "--block-time",
+            "0.5",
+            "--deposit-confirmations",
+            "3",
+            "--keystone-interval",
+            "5",
+            "--superfinality-depth",
+            "10",
+        ],
+    )
+    .await?;
+    let tunnel = hemi.call("hemi_getTunnel", json!([])).await?;
+    let vault = bitcoin::Address::from_str(tunnel["vaultAddress"].as_str().context("vault")?)?
+        .require_network(Network::Regtest)?
+        .script_pubkey();
+    let mut coins = spendable(&rpc, &depositor, KeyKind::P2wpkh).await?;
+    let by_address = build_payment(
+        &depositor,
+        KeyKind::P2wpkh,
+        &coins.drain(..3).collect::<Vec<_>>(),
+        vec![
+            TxOut {
+                value: Amount::from_sat(100 * 100_000_000),
+                script_pubkey: vault.clone(),
+            },
+            op_return([vec![0x6a, 0x14], recipient_bytes()].concat()),
+        ],
+        2.0,
+    )?;
+    let by_hex = build_payment(
+        &depositor,
+        KeyKind::P2wpkh,
+        &coins.drain(..1).collect::<Vec<_>>(),
+        vec![
+            op_return([vec![0x6a, 0x28], RECIPIENT[2..].to_string().into_bytes()].concat()),
+            TxOut {
+                value: Amount::from_sat(100_000_000),
+                script_pubkey: vault.clone(),
+            },
+        ],
+        2.0,
+    )?;
+    let deposits = [by_address.compute_txid(), by_hex.compute_txid()];
+    rpc.send_raw_transaction(&by_address).await?;
+    rpc.send_raw_transaction(&by_hex).await?;
+    rpc.generate_to_address(CONFIRMATIONS, &sink).await?;
+    for txid in &deposits {
+        wait_status(&hemi, txid, "minted").await?;
+    }
+    // Bitcoin blocks until both mints are anchored by a PoP publication, then superfinal.
+    let mut anchored = false;
+    for _ in 0..120 {
+        let mut ready = true;
+        for txid in &deposits {
+            if let Err(e) = hemi
+                .call("hemi_getProvenance", json!([txid.to_string()]))
+                .await
+            {
+                assert!(e.to_string().contains("not anchored in Bitcoin yet"), "{e}");
+                ready = false;
+            }
+        }
+        if ready {
+            anchored = true;
+            break;
+        }
+        rpc.generate_to_address(1, &sink).await?;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(
+        anchored,
+        "never anchored; hemi log:\n{}",
+        tail(&hemi.log_text(), 40)
+    );
+    rpc.generate_to_address(10, &sink).await?;
+    wait_synced(&hemi, &rpc, 30).await?;
+    let url = format!("http://{}", hemi.rpc_addr);
+    let core_url = core.rpc_url();
+    for txid in &deposits {
+        let file = dir.path().join(format!("{txid}.json"));
+        let file_s = file.to_string_lossy().into_owned();
+        let (ok, _, err) = hemi_cli(&[
+            "provenance",
+            &txid.to_string(),
+            "-o",
+            &file_s,
+            "--rpc-url",
+            &url,
+        ])?;
+        assert!(ok, "hemi provenance: {err}");
+        let text = std::fs::read_to_string(&file)?;
+        let doc: Value = serde_json::from_str(&text)?;
+        assert_eq!(doc["version"], "hemi-rs/provenance/v1");
+        eprintln!("provenance of {txid}: {} bytes", text.len());
+
+        let (ok, out, err) = hemi_cli(&["verify", &file_s, "--json"])?;
+        assert!(ok, "hemi verify: {err}");
+        let report: Value = serde_json::from_str(out.trim())?;
+        assert_eq!(report["superfinal"], true, "{report}");
+        assert_eq!(
+            report["recipient"].as_str().map(str::to_lowercase),
+            Some(RECIPIENT.to_lowercase())
+        );
+        let (ok, out, err) = hemi_cli(&["verify", &file_s, "--bitcoin-rpc", &core_url])?;
+        assert!(ok, "hemi verify --bitcoin-rpc: {err}");
+        assert!(out.contains("verifytxoutproof ok"), "{out}");
+        eprintln!("{out}");
+        // Bitcoin Core accepts both merkleblocks as they are.
+        for (part, id) in [
+            ("deposit", &doc["deposit"]["txid"]),
+            ("anchor", &doc["anchor"]["popTxid"]),
+        ] {
+            let proved: Vec<String> = rpc
+                .call("verifytxoutproof", json!([doc[part]["merkleBlock"]]))
+                .await?;
+            assert_eq!(
+                proved,
+                vec![id.as_str().unwrap_or_default().to_string()],
+                "{part}"
+            );
+        }
+        // The same document from the L2 transaction that minted.
+        let status = deposit_status(&hemi, txid).await?;
+        let mint_tx = status["mintedIn"]["transactionHash"]
+            .as_str()
+            .context("mint tx")?;
+        let by_l2 = hemi.call("hemi_getProvenance", json!([mint_tx])).await?;
+        assert_eq!(by_l2["mint"], doc["mint"]);
+
+        // A changed byte in any part fails, naming its link.
+        let mut parts = vec![
+            ("/deposit/tx", "link 1"),
+            ("/deposit/merkleBlock", "link 1"),
+            ("/deposit/headers/0", "link 1"),
+            ("/deposit/vaultScript", "link 1"),
+            ("/mint/header", "link 2"),
+            ("/mint/seal", "link 2"),
+            ("/mint/receipt", "link 2"),
+            ("/mint/receiptProof/0", "link 2"),
+            ("/anchor/keystone", "link 3"),
+            ("/anchor/tx", "link 3"),
+            ("/anchor/merkleBlock", "link 3"),
+            ("/anchor/headers/0", "link 3"),
+        ];
+        if doc["mint"]["headers"]
+            .as_array()
+            .is_some_and(|h| h.len() >= 2)
+        {
+            parts.push(("/mint/headers/0", "link 2"));
+        }
+        for (pointer, link) in parts {
+            let bad = flip(&doc, pointer).with_context(|| format!("{pointer} in {doc}"))?;
+            let bad_file = dir.path().join("tampered.json");
+            std::fs::write(&bad_file, serde_json::to_string_pretty(&bad)?)?;
+            let (ok, _, err) = hemi_cli(&["verify", &bad_file.to_string_lossy()])?;
+            assert!(!ok, "{pointer} changed but hemi verify passed");
+            assert!(err.contains(link), "{pointer}: expected {link}: {err}");
+        }
+    }
     Ok(())
 }

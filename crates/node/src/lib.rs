@@ -8,7 +8,7 @@
 //! Main items: [`Config`]; [`devnet`] (every part in one process, like anvil); [`node`] (a
 //! node following external Bitcoin Core peers and, with `--follow`, a sequencer's blocks);
 //! [`NodeBackend`], the `eth_` namespace answered from the chain, the pool and the follower;
-//! the tunnel's `hemi_getTunnel` and `hemi_getDeposit`.
+//! the tunnel's `hemi_getTunnel`, `hemi_getDeposit` and `hemi_getProvenance`.
 
 mod config;
 mod debug;
@@ -16,6 +16,7 @@ mod devnet;
 mod eth;
 mod follow;
 mod popm;
+mod provenance;
 mod serve;
 mod signal;
 mod storage;

@@ -219,6 +219,15 @@ pub(crate) async fn serve(
         })?
         .remove_context(),
     )?;
+    module.merge(
+        crate::provenance::provenance_module(crate::provenance::ProvenanceContext {
+            tunnel: l2.tunnel.clone(),
+            chain: l2.chain.clone(),
+            store: client_store.clone(),
+            finality: tracker.clone(),
+        })?
+        .remove_context(),
+    )?;
     let tf = tracker.clone();
     let finality_route: hemi_rpc::http_routes::GetHandler =
         Arc::new(move |hash: &str| hemi_rpc::pop::keystone_finality_http(&tf, hash));
