@@ -12,7 +12,16 @@ import {HemiBTC} from "./HemiBTC.sol";
 /// layout (the chain writes slots 0-3; hemi-tunnel's `contracts` module mirrors it):
 ///   slot 0 vaultKey: the x-only output key of the vault's taproot output (OP_1 <key>);
 ///   slot 1 depositFee, slot 2 minDeposit (satoshis); slot 3 depositConfirmations;
-///   slot 4 mintedIn: keccak256(txid ‖ vout) → the L2 block that minted it (0: not minted).
+///   slot 4 mintedIn: keccak256(txid ‖ vout) → the L2 block that minted it (0: not minted);
+///   slot 5 withdrawalDeadline (L2 blocks; the chain writes it); slot 6 withdrawalCount;
+///   slot 7 withdrawals; slot 8 payoutProcessed: txid → true; slot 9 faulty.
+/// Withdrawals: `initiateWithdrawal` burns hemiBTC and records a request; the custodians pay
+/// requests in batches — one Bitcoin transaction paying many requests, in the order its
+/// `OP_RETURN OP_PUSHDATA1 <len> "HEMW" ‖ u32 ids…` outputs list them, change to the vault —
+/// and `finalizeWithdrawal(txid)` (anyone; the sequencer does it for the custodians) checks the
+/// payout through the hVM and marks each request it pays. A request still unpaid
+/// `withdrawalDeadline` blocks after it was made can be challenged: its hemiBTC is minted back
+/// to the requester and the vault is marked faulty.
 /// A deposit is Hemi's format: exactly one output pays the vault, exactly one OP_RETURN names the
 /// recipient as `6a 14 <20 bytes>` or `6a 28 <40 ASCII hex digits>` (the push opcode must say
 /// the length it carries; Hemi's contract does not check it), at most 128 outputs.
@@ -22,16 +31,60 @@ contract TunnelManager {
     /// @notice The most outputs a deposit transaction may have (what one 0x42 call returns).
     uint256 public constant MAX_OUTPUTS = 128;
 
+    /// @notice The tag after OP_RETURN OP_PUSHDATA1 <len> in a payout's id list.
+    bytes4 public constant PAYOUT_TAG = "HEMW";
+    /// @notice The longest withdrawal script (what a 0x42 call returns of an output in full).
+    uint256 public constant MAX_WITHDRAWAL_SCRIPT = 128;
+
+    /// @notice Where a request stands.
+    enum Status {
+        None,
+        Pending,
+        Paid,
+        Challenged
+    }
+
+    /// @notice One withdrawal request.
+    struct Withdrawal {
+        address requester;
+        uint64 amount;
+        uint64 maxFee;
+        uint64 requestedAt;
+        Status status;
+        bytes32 payoutTxid;
+        bytes script;
+    }
+
     bytes32 public vaultKey;
     uint256 public depositFee;
     uint256 public minDeposit;
     uint256 public depositConfirmations;
     mapping(bytes32 => uint256) public mintedIn;
+    uint256 public withdrawalDeadline;
+    uint256 public withdrawalCount;
+    mapping(uint256 => Withdrawal) internal withdrawals;
+    mapping(bytes32 => bool) public payoutProcessed;
+    bool public faulty;
 
     /// @notice A deposit minted: `gross` satoshis locked, `net` hemiBTC units minted.
     event DepositConfirmed(address indexed recipient, bytes32 indexed txid, uint32 vout, uint64 gross, uint64 net);
 
+    /// @notice A withdrawal request: `amount` hemiBTC burnt, to be paid to `script` less at most
+    /// `maxFee` satoshis of Bitcoin fee.
+    event WithdrawalRequested(uint256 indexed id, address indexed requester, bytes script, uint64 amount, uint64 maxFee);
+    /// @notice Request `id` was paid by output `vout` of Bitcoin transaction `txid`.
+    event WithdrawalPaid(uint256 indexed id, bytes32 indexed txid, uint32 vout, uint64 value);
+    /// @notice A payout listed request `id` but does not pay it as requested.
+    event WithdrawalNotPaid(uint256 indexed id, bytes32 indexed txid, string reason);
+    /// @notice Request `id` was challenged after its deadline: its hemiBTC went back.
+    event WithdrawalChallenged(uint256 indexed id, address indexed requester, uint64 amount);
+
     error AlreadyMinted(bytes32 txid, uint32 vout);
+    error BadWithdrawal(string reason);
+    error AlreadyProcessed(bytes32 txid);
+    error NotAPayout(bytes32 txid);
+    error NotPending(uint256 id);
+    error DeadlineNotReached(uint256 id, uint256 deadline);
     error UnknownTransaction(bytes32 txid);
     error NotConfirmed(bytes32 txid, uint32 confirmations, uint256 required);
     error TooManyOutputs(uint256 count);
@@ -75,6 +128,116 @@ contract TunnelManager {
         mintedIn[key] = block.number;
         TOKEN.mint(recipient, net);
         emit DepositConfirmed(recipient, txid, vout, gross, net);
+    }
+
+    /// @notice Burns `amount` hemiBTC of the caller and asks the custodians to pay it to the
+    /// Bitcoin output script `script` (at most 128 bytes; e.g. `0014<20 bytes>` for P2WPKH),
+    /// less at most `maxFee` satoshis of Bitcoin fee.
+    /// @return id The request's id (from 1).
+    function initiateWithdrawal(bytes calldata script, uint64 amount, uint64 maxFee) external returns (uint256 id) {
+        if (script.length == 0 || script.length > MAX_WITHDRAWAL_SCRIPT) revert BadWithdrawal("script length");
+        if (script[0] == 0x6a) revert BadWithdrawal("an OP_RETURN script cannot be paid");
+        if (maxFee >= amount) revert BadWithdrawal("the fee would take it all");
+        if (amount - maxFee < 546) revert BadWithdrawal("below the dust limit after the fee");
+        TOKEN.burn(msg.sender, amount);
+        id = ++withdrawalCount;
+        withdrawals[id] = Withdrawal(msg.sender, amount, maxFee, uint64(block.number), Status.Pending, bytes32(0), script);
+        emit WithdrawalRequested(id, msg.sender, script, amount, maxFee);
+    }
+
+    /// @notice Request `id`: requester, amount, max fee, the block it was made in, status
+    /// (1 pending, 2 paid, 3 challenged), the payout txid once paid, and the script.
+    function getWithdrawal(uint256 id) external view returns (Withdrawal memory) {
+        return withdrawals[id];
+    }
+
+    /// @notice Marks the requests Bitcoin transaction `txid` (display order) pays, once it has
+    /// `depositConfirmations`. Requests it lists but does not pay as asked are left pending
+    /// (event `WithdrawalNotPaid`). Each payout is processed once.
+    function finalizeWithdrawal(bytes32 txid) external {
+        if (payoutProcessed[txid]) revert AlreadyProcessed(txid);
+        (bool ok, bytes memory out) = address(0x43).staticcall{gas: 50_000}(abi.encodePacked(txid));
+        if (!ok || out.length != 4) revert UnknownTransaction(txid);
+        uint32 confirmations = uint32(bytes4(_word(out, 0)));
+        if (confirmations < depositConfirmations) revert NotConfirmed(txid, confirmations, depositConfirmations);
+        (ok, out) = address(0x42).staticcall{gas: 100_000}(abi.encodePacked(txid, bytes4(0x00380703)));
+        if (!ok || out.length < 2) revert UnknownTransaction(txid);
+        uint256 count = uint16(bytes2(_word(out, 0)));
+        if (count > MAX_OUTPUTS) revert TooManyOutputs(count);
+        (uint256[] memory ids, uint256 idCount) = _payoutIds(txid, out, count);
+        if (idCount == 0) revert NotAPayout(txid);
+        payoutProcessed[txid] = true;
+        bytes32 vaultHash = keccak256(abi.encodePacked(bytes2(0x5120), vaultKey));
+        uint256 paid = 0;
+        uint256 at = 2;
+        for (uint256 i = 0; i < count; i++) {
+            Out memory o;
+            (o.value, o.fullLength, o.script, at) = _output(txid, out, at);
+            if (o.fullLength == 0 || o.script[0] == 0x6a) continue;
+            if (o.fullLength == 34 && keccak256(o.script) == vaultHash) continue;
+            if (paid >= idCount) break;
+            _pay(ids[paid++], txid, uint32(i), o);
+        }
+        for (; paid < idCount; paid++) emit WithdrawalNotPaid(ids[paid], txid, "no output pays it");
+    }
+
+    /// @dev One output of a 0x42 answer.
+    struct Out {
+        uint64 value;
+        uint256 fullLength;
+        bytes script;
+    }
+
+    /// @dev The request ids the payout's `OP_RETURN OP_PUSHDATA1 <len> "HEMW" ‖ u32…` outputs
+    /// list, in order.
+    function _payoutIds(bytes32 txid, bytes memory out, uint256 count)
+        private
+        pure
+        returns (uint256[] memory ids, uint256 idCount)
+    {
+        ids = new uint256[](count * 31);
+        uint256 at = 2;
+        for (uint256 i = 0; i < count; i++) {
+            Out memory o;
+            (o.value, o.fullLength, o.script, at) = _output(txid, out, at);
+            if (_isPayoutList(o)) {
+                for (uint256 j = 7; j < o.fullLength; j += 4) ids[idCount++] = uint32(bytes4(_word(o.script, j)));
+            }
+        }
+    }
+
+    function _isPayoutList(Out memory o) private pure returns (bool) {
+        return o.fullLength >= 11 && o.fullLength <= 128 && o.script[0] == 0x6a && o.script[1] == 0x4c
+            && uint8(o.script[2]) == o.fullLength - 3 && bytes4(_word(o.script, 3)) == PAYOUT_TAG
+            && (o.fullLength - 7) % 4 == 0;
+    }
+
+    function _pay(uint256 id, bytes32 txid, uint32 vout, Out memory o) private {
+        Withdrawal storage w = withdrawals[id];
+        if (w.status != Status.Pending) {
+            emit WithdrawalNotPaid(id, txid, "not pending");
+        } else if (o.fullLength != w.script.length || keccak256(o.script) != keccak256(w.script)) {
+            emit WithdrawalNotPaid(id, txid, "pays another script");
+        } else if (o.value > w.amount || o.value + w.maxFee < w.amount) {
+            emit WithdrawalNotPaid(id, txid, "pays another amount");
+        } else {
+            w.status = Status.Paid;
+            w.payoutTxid = txid;
+            emit WithdrawalPaid(id, txid, vout, o.value);
+        }
+    }
+
+    /// @notice Challenges request `id`, still unpaid `withdrawalDeadline` blocks after it was
+    /// made: mints its hemiBTC back to the requester and marks the vault faulty.
+    function challenge(uint256 id) external {
+        Withdrawal storage w = withdrawals[id];
+        if (w.status != Status.Pending) revert NotPending(id);
+        uint256 deadline = uint256(w.requestedAt) + withdrawalDeadline;
+        if (block.number < deadline) revert DeadlineNotReached(id, deadline);
+        w.status = Status.Challenged;
+        faulty = true;
+        TOKEN.mint(w.requester, w.amount);
+        emit WithdrawalChallenged(id, w.requester, w.amount);
     }
 
     /// @dev What a scan of a transaction's outputs found.

@@ -230,11 +230,11 @@ pub fn execute(
                 out.txs.push(stx);
                 continue;
             }
-            L2Tx::Deposit(d) => {
+            L2Tx::Deposit(_) | L2Tx::Payout(_) => {
+                let (kind, calldata) = tunnel_call(&stx.tx);
                 if i == 0 || user_seen {
-                    return Err(misplaced(SystemTxKind::Deposit, i));
+                    return Err(misplaced(kind, i));
                 }
-                let calldata = hemi_tunnel::contracts::confirm_deposit_calldata(d.txid, d.vout);
                 let result = evm
                     .system_call_with_caller_commit(
                         stx.sender,
@@ -355,6 +355,20 @@ pub(crate) fn db_error(
     match e {
         revm::database_interface::bal::EvmDatabaseError::Database(e) => e,
         other => ChainError::Db(other.to_string()),
+    }
+}
+
+/// The tunnel manager call a `0x7F` / `0x7B` system transaction makes.
+fn tunnel_call(tx: &L2Tx) -> (SystemTxKind, Bytes) {
+    use hemi_tunnel::contracts::{confirm_deposit_calldata, finalize_withdrawal_calldata};
+    match tx {
+        L2Tx::Payout(p) => (SystemTxKind::Payout, finalize_withdrawal_calldata(p.txid)),
+        L2Tx::Deposit(d) => (
+            SystemTxKind::Deposit,
+            confirm_deposit_calldata(d.txid, d.vout),
+        ),
+        // Only called for those two.
+        _ => (SystemTxKind::Deposit, Bytes::new()),
     }
 }
 

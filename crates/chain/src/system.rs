@@ -7,6 +7,7 @@
 //! | next | `0x7D` | PoP payout for keystone `n − pop_payout_delay` ([`crate::pop_rewards`]) | Bitcoin up to the pin |
 //! | next | `0x7E` | the tunnel's activation: installs `TunnelManager` and `HemiBTC` ([`crate::tunnel`]) | the chain spec (at its activation block only) |
 //! | next | `0x7F` × k | `confirmDeposit` for each deposit that reached its confirmations, oldest first ([`crate::tunnel::eligible_deposits`]) | Bitcoin as of the pin, the parent's state |
+//! | next | `0x7B` × k | `finalizeWithdrawal` for each custodian payout that did ([`crate::tunnel::eligible_payouts`]) | Bitcoin as of the pin, the parent's state |
 //!
 //! User transactions follow. Building asks [`SystemInputs::txs`] for the list; import recomputes
 //! it from the block's own attributes and our Bitcoin view and [`check`]s the block against it;
@@ -15,7 +16,7 @@
 use hemi_hvm::BtcAttributes;
 
 use crate::pop_rewards::PopPayoutTx;
-use crate::tunnel::{DepositTx, TunnelActivationTx};
+use crate::tunnel::{DepositTx, PayoutTx, TunnelActivationTx};
 use crate::tx::{BtcAttributesTx, L2Tx};
 use crate::{BlockError, ChainError, PayoutSummary};
 
@@ -31,15 +32,18 @@ pub enum SystemTxKind {
     TunnelActivation,
     /// `0x7F`: confirms one deposit. As many as there are eligible deposits.
     Deposit,
+    /// `0x7B`: finalizes one custodian payout. As many as there are eligible payouts.
+    Payout,
 }
 
 impl SystemTxKind {
     /// Every kind, in block order.
-    pub const ORDER: [SystemTxKind; 4] = [
+    pub const ORDER: [SystemTxKind; 5] = [
         SystemTxKind::BtcAttributes,
         SystemTxKind::PopPayout,
         SystemTxKind::TunnelActivation,
         SystemTxKind::Deposit,
+        SystemTxKind::Payout,
     ];
 
     /// The kind of `tx`, or `None` for a user transaction.
@@ -49,6 +53,7 @@ impl SystemTxKind {
             L2Tx::PopPayout(_) => Some(SystemTxKind::PopPayout),
             L2Tx::TunnelActivation(_) => Some(SystemTxKind::TunnelActivation),
             L2Tx::Deposit(_) => Some(SystemTxKind::Deposit),
+            L2Tx::Payout(_) => Some(SystemTxKind::Payout),
             L2Tx::Eth(_) => None,
         }
     }
@@ -60,6 +65,7 @@ impl SystemTxKind {
             SystemTxKind::PopPayout => "PoP payout",
             SystemTxKind::TunnelActivation => "tunnel activation",
             SystemTxKind::Deposit => "deposit confirmation",
+            SystemTxKind::Payout => "withdrawal finalization",
         }
     }
 
@@ -68,7 +74,7 @@ impl SystemTxKind {
         match self {
             SystemTxKind::BtcAttributes => "it must be first",
             SystemTxKind::PopPayout => "it must follow the attributes",
-            SystemTxKind::TunnelActivation | SystemTxKind::Deposit => {
+            SystemTxKind::TunnelActivation | SystemTxKind::Deposit | SystemTxKind::Payout => {
                 "system transactions come before user transactions"
             }
         }
@@ -87,12 +93,16 @@ pub struct SystemInputs {
     pub tunnel_activation: Option<TunnelActivationTx>,
     /// The deposits the block confirms, in order.
     pub deposits: Vec<DepositTx>,
+    /// The custodian payouts the block finalizes, in order.
+    pub payouts: Vec<PayoutTx>,
 }
 
 impl SystemInputs {
     /// The system transactions, in block order ([`SystemTxKind::ORDER`]).
     pub fn txs(&self) -> Vec<L2Tx> {
-        let mut txs = Vec::with_capacity(SystemTxKind::ORDER.len() + self.deposits.len());
+        let mut txs = Vec::with_capacity(
+            SystemTxKind::ORDER.len() + self.deposits.len() + self.payouts.len(),
+        );
         for kind in SystemTxKind::ORDER {
             match kind {
                 SystemTxKind::BtcAttributes => {
@@ -110,6 +120,9 @@ impl SystemInputs {
                 }
                 SystemTxKind::Deposit => {
                     txs.extend(self.deposits.iter().map(|d| L2Tx::Deposit(*d)));
+                }
+                SystemTxKind::Payout => {
+                    txs.extend(self.payouts.iter().map(|p| L2Tx::Payout(*p)));
                 }
             }
         }
@@ -196,6 +209,11 @@ pub fn check(number: u64, txs: &[L2Tx], expected: &[L2Tx]) -> Result<(), BlockEr
                 expected: payout_summary(Some(want)),
             },
             Some(SystemTxKind::Deposit) => deposits_differ(number, txs, expected),
+            Some(kind @ SystemTxKind::Payout) => BlockError::SystemTxMismatch {
+                number,
+                kind: kind.name(),
+                index,
+            },
             Some(kind @ SystemTxKind::TunnelActivation) => match got {
                 Some(L2Tx::Deposit(_)) => deposits_differ(number, txs, expected),
                 _ => BlockError::SystemTxMismatch {
@@ -215,11 +233,13 @@ pub fn check(number: u64, txs: &[L2Tx], expected: &[L2Tx]) -> Result<(), BlockEr
         }),
         // A mint the rule does not give.
         Some(L2Tx::Deposit(_)) => Err(deposits_differ(number, txs, expected)),
-        Some(L2Tx::TunnelActivation(_)) => Err(BlockError::SystemTxMismatch {
-            number,
-            kind: SystemTxKind::TunnelActivation.name(),
-            index: expected.len(),
-        }),
+        Some(tx @ (L2Tx::TunnelActivation(_) | L2Tx::Payout(_))) => {
+            Err(BlockError::SystemTxMismatch {
+                number,
+                kind: SystemTxKind::of(tx).map_or("system", SystemTxKind::name),
+                index: expected.len(),
+            })
+        }
         _ => Ok(()),
     }
 }
@@ -243,7 +263,15 @@ mod tests {
                 deposit_fee: 1,
                 min_deposit: 2,
                 deposit_confirmations: 3,
+                withdrawal_deadline: 50,
             }),
+            payouts: if payout {
+                vec![PayoutTx {
+                    txid: B256::repeat_byte(3),
+                }]
+            } else {
+                vec![]
+            },
             deposits: if payout {
                 vec![DepositTx {
                     txid: B256::repeat_byte(2),

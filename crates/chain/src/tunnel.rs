@@ -1,6 +1,7 @@
 //! The tunnel's system transactions: the chain installs the tunnel's contracts at its
-//! activation block (`0x7E`), and calls `TunnelManager.confirmDeposit` for every deposit that
-//! reached its confirmations (`0x7F`), at the start of a block, through [`crate::system`].
+//! activation block (`0x7E`), calls `TunnelManager.confirmDeposit` for every deposit that
+//! reached its confirmations (`0x7F`) and `finalizeWithdrawal` for every custodian payout that
+//! did (`0x7B`), at the start of a block, through [`crate::system`].
 //!
 //! Which deposits a block confirms is a rule every node recomputes from its own Bitcoin view as
 //! of the block's pin and the parent block's state ([`eligible_deposits`]): the vault's unspent
@@ -21,8 +22,12 @@ use crate::{ChainError, StateView, TxDecodeError};
 pub const TUNNEL_ACTIVATION_TX_TYPE: u8 = 0x7E;
 /// EIP-2718 type of a deposit confirmation.
 pub const DEPOSIT_TX_TYPE: u8 = 0x7F;
+/// EIP-2718 type of a payout finalization.
+pub const PAYOUT_TX_TYPE: u8 = 0x7B;
 /// The most deposits one block confirms (the rest wait for the next).
 pub const MAX_DEPOSITS_PER_BLOCK: usize = 16;
+/// The most payouts one block finalizes.
+pub const MAX_PAYOUTS_PER_BLOCK: usize = 4;
 
 /// When and how the tunnel starts (the chain spec's `tunnel`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -35,8 +40,8 @@ pub struct TunnelSpec {
     pub params: TunnelParams,
 }
 
-/// `0x7E ‖ rlp([vault output key, deposit fee, min deposit, confirmations])`: installs the
-/// tunnel's contracts with these parameters.
+/// `0x7E ‖ rlp([vault output key, deposit fee, min deposit, confirmations, withdrawal
+/// deadline])`: installs the tunnel's contracts with these parameters.
 #[derive(Debug, Clone, PartialEq, Eq, RlpEncodable, RlpDecodable)]
 pub struct TunnelActivationTx {
     /// The vault's taproot output key.
@@ -47,6 +52,8 @@ pub struct TunnelActivationTx {
     pub min_deposit: u64,
     /// Confirmations a deposit needs.
     pub deposit_confirmations: u32,
+    /// L2 blocks before an unpaid withdrawal can be challenged.
+    pub withdrawal_deadline: u64,
 }
 
 impl TunnelActivationTx {
@@ -57,6 +64,7 @@ impl TunnelActivationTx {
             deposit_fee: params.deposit_fee,
             min_deposit: params.min_deposit,
             deposit_confirmations: params.deposit_confirmations,
+            withdrawal_deadline: params.withdrawal_deadline,
         }
     }
 
@@ -67,6 +75,7 @@ impl TunnelActivationTx {
             deposit_fee: self.deposit_fee,
             min_deposit: self.min_deposit,
             deposit_confirmations: self.deposit_confirmations,
+            withdrawal_deadline: self.withdrawal_deadline,
         }
     }
 }
@@ -79,6 +88,13 @@ pub struct DepositTx {
     pub txid: B256,
     /// The vault output.
     pub vout: u32,
+}
+
+/// `0x7B ‖ rlp([txid])`: `finalizeWithdrawal(txid)` called by the chain for a custodian payout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, RlpEncodable, RlpDecodable)]
+pub struct PayoutTx {
+    /// The payout transaction's id, display order.
+    pub txid: B256,
 }
 
 /// Decodes an RLP body (after the type byte), the whole slice.
@@ -160,6 +176,58 @@ pub fn eligible_deposits(
         .into_iter()
         .take(MAX_DEPOSITS_PER_BLOCK)
         .map(|(_, d)| d)
+        .collect())
+}
+
+/// The custodian payouts the block pinned to `pinned` finalizes on top of `parent` state: vault
+/// outputs (the payouts' change) of transactions with an id list ([`hemi_tunnel::payout`]),
+/// at least `deposit_confirmations` deep, of at most 128 outputs, not processed yet; oldest
+/// first, at most [`MAX_PAYOUTS_PER_BLOCK`].
+///
+/// # Errors
+/// Bitcoin view or database errors.
+pub fn eligible_payouts(
+    params: &TunnelParams,
+    view: &dyn BitcoinView,
+    pinned: BlockRef,
+    parent: &StateView,
+) -> Result<Vec<PayoutTx>, ChainError> {
+    let btc = |e: hemi_btc_view::ViewError| ChainError::BitcoinNotReady(e.to_string());
+    let vault = params.vault_script();
+    let at = AsOf::Block(pinned.hash);
+    let needed = params.deposit_confirmations.max(1);
+    let mut found = Vec::new();
+    for utxo in view.utxos_by_script(&vault, at).map_err(btc)? {
+        if utxo.height > pinned.height || pinned.height - utxo.height + 1 < needed {
+            continue;
+        }
+        let Some(indexed) = view.transaction(&utxo.outpoint.txid, at).map_err(btc)? else {
+            continue;
+        };
+        if indexed.tx.output.len() > contracts::MAX_DEPOSIT_OUTPUTS
+            || !hemi_tunnel::payout::is_payout(&indexed.tx)
+        {
+            continue;
+        }
+        let txid = contracts::txid_display(&utxo.outpoint.txid);
+        let slot = contracts::payout_processed_slot(txid);
+        let processed = parent.storage(
+            &TUNNEL_MANAGER_ADDRESS,
+            &B256::from(slot.to_be_bytes::<32>()),
+        )? != U256::ZERO;
+        if processed {
+            continue;
+        }
+        let order = (utxo.height, indexed.location.index);
+        if !found.iter().any(|(_, p): &(_, PayoutTx)| p.txid == txid) {
+            found.push((order, PayoutTx { txid }));
+        }
+    }
+    found.sort_by_key(|(order, _)| *order);
+    Ok(found
+        .into_iter()
+        .take(MAX_PAYOUTS_PER_BLOCK)
+        .map(|(_, p)| p)
         .collect())
 }
 

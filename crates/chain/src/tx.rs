@@ -9,8 +9,8 @@ use hemi_hvm::BtcAttributes;
 
 use crate::pop_rewards::{PopPayoutTx, POP_PAYOUT_TX_TYPE};
 use crate::tunnel::{
-    decode_body, encode_with_type, DepositTx, TunnelActivationTx, DEPOSIT_TX_TYPE,
-    TUNNEL_ACTIVATION_TX_TYPE,
+    decode_body, encode_with_type, DepositTx, PayoutTx, TunnelActivationTx, DEPOSIT_TX_TYPE,
+    PAYOUT_TX_TYPE, TUNNEL_ACTIVATION_TX_TYPE,
 };
 use crate::{BlockError, ChainError, TxDecodeError};
 
@@ -108,6 +108,8 @@ pub enum L2Tx {
     TunnelActivation(TunnelActivationTx),
     /// A deposit confirmation (type `0x7F`, [`crate::tunnel`]).
     Deposit(DepositTx),
+    /// A payout finalization (type `0x7B`, [`crate::tunnel`]).
+    Payout(PayoutTx),
 }
 
 impl L2Tx {
@@ -119,6 +121,7 @@ impl L2Tx {
             L2Tx::PopPayout(_) => POP_PAYOUT_TX_TYPE,
             L2Tx::TunnelActivation(_) => TUNNEL_ACTIVATION_TX_TYPE,
             L2Tx::Deposit(_) => DEPOSIT_TX_TYPE,
+            L2Tx::Payout(_) => PAYOUT_TX_TYPE,
         }
     }
 
@@ -139,6 +142,7 @@ impl L2Tx {
             }
             L2Tx::TunnelActivation(tx) => encode_with_type(TUNNEL_ACTIVATION_TX_TYPE, tx),
             L2Tx::Deposit(tx) => encode_with_type(DEPOSIT_TX_TYPE, tx),
+            L2Tx::Payout(tx) => encode_with_type(PAYOUT_TX_TYPE, tx),
         }
     }
 
@@ -170,6 +174,9 @@ impl L2Tx {
         if bytes.first() == Some(&DEPOSIT_TX_TYPE) {
             return decode_body(&bytes[1..]).map(L2Tx::Deposit).map_err(bad);
         }
+        if bytes.first() == Some(&PAYOUT_TX_TYPE) {
+            return decode_body(&bytes[1..]).map(L2Tx::Payout).map_err(bad);
+        }
         let mut buf = bytes;
         let tx = TxEnvelope::decode_2718(&mut buf)
             .map_err(|e| bad(TxDecodeError::Envelope(e.to_string())))?;
@@ -191,7 +198,8 @@ impl L2Tx {
             L2Tx::BtcAttributes(_)
             | L2Tx::PopPayout(_)
             | L2Tx::TunnelActivation(_)
-            | L2Tx::Deposit(_) => keccak256(self.encoded_2718()),
+            | L2Tx::Deposit(_)
+            | L2Tx::Payout(_) => keccak256(self.encoded_2718()),
         }
     }
 
@@ -206,7 +214,8 @@ impl L2Tx {
             L2Tx::BtcAttributes(_)
             | L2Tx::PopPayout(_)
             | L2Tx::TunnelActivation(_)
-            | L2Tx::Deposit(_) => Ok(Address::from(BTC_ATTRIBUTES_SENDER)),
+            | L2Tx::Deposit(_)
+            | L2Tx::Payout(_) => Ok(Address::from(BTC_ATTRIBUTES_SENDER)),
         }
     }
 }
@@ -279,10 +288,14 @@ mod tunnel_tests {
                 deposit_fee: 1_000,
                 min_deposit: 10_000,
                 deposit_confirmations: 3,
+                withdrawal_deadline: 50,
             }),
             L2Tx::Deposit(DepositTx {
                 txid: B256::repeat_byte(9),
                 vout: 1,
+            }),
+            L2Tx::Payout(PayoutTx {
+                txid: B256::repeat_byte(8),
             }),
         ];
         for tx in txs {

@@ -1,7 +1,9 @@
 //! The tunnel on the chain, against the embedded regtest node as Bitcoin: a deposit to the
 //! devnet's FROST vault is minted as hemiBTC in the first block whose pin gives it its
 //! confirmations, once; deposits that break a rule are never minted; a follower re-executes the
-//! mint to the same roots and refuses a block whose mint differs.
+//! mint to the same roots and refuses a block whose mint differs. Withdrawals: burnt requests
+//! paid by one FROST-signed payout the regtest node accepts, finalized by the chain; an unpaid
+//! one challenged after its deadline is minted back.
 
 use std::sync::Arc;
 
@@ -26,6 +28,7 @@ const SEQUENCER: B256 = B256::repeat_byte(0x11);
 const FEE: u64 = 1_000;
 const MIN: u64 = 10_000;
 const CONFIRMATIONS: u32 = 3;
+const DEADLINE: u64 = 5;
 
 #[derive(Debug)]
 struct TestSealer(B256);
@@ -47,6 +50,8 @@ struct World {
     key: Key,
     coins: Vec<(OutPoint, TxOut)>,
     params: TunnelParams,
+    custody: Custody,
+    vault: hemi_tunnel::Vault,
 }
 
 impl World {
@@ -74,6 +79,7 @@ impl World {
             deposit_fee: FEE,
             min_deposit: MIN,
             deposit_confirmations: CONFIRMATIONS,
+            withdrawal_deadline: DEADLINE,
         };
         World {
             store,
@@ -81,6 +87,8 @@ impl World {
             key,
             coins,
             params,
+            custody,
+            vault,
         }
     }
 
@@ -409,4 +417,246 @@ fn deposits_that_break_a_rule_are_never_minted_and_a_different_mint_is_refused()
         "{err}"
     );
     import_block(&b, &genuine, &pin).expect("the genuine block imports");
+}
+
+fn call_tx(secret: [u8; 32], nonce: u64, to: Address, data: Bytes) -> hemi_chain::SignedTx {
+    use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+    use alloy_eips::eip2718::Encodable2718;
+    let tx = TxEip1559 {
+        chain_id: 31337,
+        nonce,
+        gas_limit: 500_000,
+        max_fee_per_gas: 10_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: TxKind::Call(to),
+        value: U256::ZERO,
+        access_list: Default::default(),
+        input: data,
+    };
+    let sig =
+        alloy_consensus::crypto::secp256k1::sign_message(B256::from(secret), tx.signature_hash())
+            .expect("sign");
+    let raw = TxEnvelope::from(tx.into_signed(sig)).encoded_2718();
+    hemi_chain::SignedTx::recover(L2Tx::decode_2718(&raw).expect("decode")).expect("recover")
+}
+
+fn build_with(
+    chain: &Chain,
+    pin: &BitcoinPin,
+    t: u64,
+    txs: Vec<hemi_chain::SignedTx>,
+) -> hemi_chain::Built {
+    let attrs = BtcAttributes {
+        canonical_tip: pin.pinned.hash,
+        headers: vec![],
+    };
+    let built = chain
+        .build_block(pin, &attrs, txs, t, &TestSealer(SEQUENCER))
+        .expect("build");
+    assert!(built.rejected.is_empty(), "{:?}", built.rejected);
+    built
+}
+
+fn withdrawal(chain: &Chain, pin: &BitcoinPin, id: u64) -> contracts::ITunnelManager::Withdrawal {
+    use contracts::ITunnelManager::getWithdrawalCall;
+    let tx = revm::context::TxEnv::builder()
+        .kind(TxKind::Call(TUNNEL_MANAGER_ADDRESS))
+        .data(Bytes::from(
+            getWithdrawalCall { id: U256::from(id) }.abi_encode(),
+        ))
+        .gas_limit(1_000_000)
+        .chain_id(Some(31337))
+        .build()
+        .expect("tx");
+    match chain
+        .call(chain.head().0, tx, None, pin.clone(), None)
+        .expect("call")
+    {
+        CallOutcome::Success { output, .. } => {
+            getWithdrawalCall::abi_decode_returns(&output).expect("decode")
+        }
+        other => panic!("getWithdrawal: {other:?}"),
+    }
+}
+
+#[test]
+fn withdrawals_are_paid_in_one_frost_signed_batch_and_an_unpaid_one_is_challenged() {
+    use contracts::ITunnelManager::{challengeCall, initiateWithdrawalCall};
+    let mut w = World::new();
+    let a = Chain::open(None, w.spec()).expect("chain a");
+    let b = Chain::open(None, w.spec()).expect("chain b");
+    let user = hemi_chain::dev_accounts(hemi_chain::DEV_MNEMONIC, 2).expect("accounts")[1].clone();
+    let mut n = 0u64;
+    let mut step = |w: &World, txs: Vec<hemi_chain::SignedTx>| {
+        n += 1;
+        let pin = w.pin();
+        let built = build_with(&a, &pin, n, txs);
+        import(&b, &a, n, &pin).unwrap_or_else(|e| panic!("import {n}: {e}"));
+        built
+    };
+    step(&w, vec![]);
+    let deposit = w.send(
+        1,
+        vec![
+            w.vault_out(10 * 100_000_000),
+            op_return(user.address.as_slice()),
+        ],
+    );
+    w.mine(CONFIRMATIONS);
+    step(&w, vec![]);
+    let pin = w.pin();
+    assert_eq!(
+        balance(&a, &pin, user.address),
+        U256::from(10 * 100_000_000 - FEE)
+    );
+
+    // Four requests: three pay up to 10,000 sat of fee, one at most 1 sat (left unpaid).
+    let payees: Vec<Key> = (0..4)
+        .map(|i| Key::from_seed(&format!("payee {i}")))
+        .collect();
+    let requests: Vec<_> = payees
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let max_fee = if i == 3 { 1 } else { 10_000 };
+            call_tx(
+                user.secret,
+                i as u64,
+                TUNNEL_MANAGER_ADDRESS,
+                Bytes::from(
+                    initiateWithdrawalCall {
+                        script: k.script_pubkey(KeyKind::P2wpkh).to_bytes().into(),
+                        amount: 100_000_000 + i as u64,
+                        maxFee: max_fee,
+                    }
+                    .abi_encode(),
+                ),
+            )
+        })
+        .collect();
+    let built = step(&w, requests);
+    assert!(
+        built.receipts[1..]
+            .iter()
+            .all(|r| r.receipt.status.coerce_status()),
+        "requests accepted"
+    );
+    let pin = w.pin();
+    let burnt: u64 = (0..4).map(|i| 100_000_000 + i).sum();
+    assert_eq!(
+        balance(&a, &pin, user.address),
+        U256::from(10 * 100_000_000 - FEE - burnt)
+    );
+    for id in 1..=4 {
+        assert_eq!(withdrawal(&a, &pin, id).status, 1, "request {id} pending");
+    }
+
+    // The custodians pay the first three in one transaction, signed by custodians 2 and 3.
+    let utxo = (
+        OutPoint::new(deposit.compute_txid(), 0),
+        deposit.output[0].clone(),
+    );
+    let reqs: Vec<hemi_tunnel::payout::Request> = (0..3)
+        .map(|i| hemi_tunnel::payout::Request {
+            id: i as u32 + 1,
+            script: payees[i].script_pubkey(KeyKind::P2wpkh),
+            amount: 100_000_000 + i as u64,
+            max_fee: 10_000,
+        })
+        .collect();
+    let unpayable = hemi_tunnel::payout::Request {
+        id: 4,
+        script: payees[3].script_pubkey(KeyKind::P2wpkh),
+        amount: 100_000_003,
+        max_fee: 1,
+    };
+    assert!(matches!(
+        hemi_tunnel::payout::build_payout(
+            &w.vault,
+            std::slice::from_ref(&utxo),
+            &[reqs.clone(), vec![unpayable]].concat(),
+            2
+        ),
+        Err(hemi_tunnel::payout::PayoutError::FeeTooHigh { id: 4, .. })
+    ));
+    let mut payout =
+        hemi_tunnel::payout::build_payout(&w.vault, std::slice::from_ref(&utxo), &reqs, 2)
+            .expect("payout");
+    let mut rng =
+        <rand_chacha::ChaCha20Rng as rand_chacha::rand_core::SeedableRng>::from_seed([9; 32]);
+    hemi_tunnel::payout::sign_payout(
+        &w.custody,
+        &w.vault,
+        &mut payout,
+        &[utxo.1.clone()],
+        &[2, 3],
+        &mut rng,
+    )
+    .expect("sign");
+    hemi_btc_wallet::verify_transaction(&payout, &[utxo.1.clone()]).expect("consensus-valid");
+    w.node
+        .submit_transaction(payout.clone(), None)
+        .expect("the regtest node accepts the payout");
+    w.mine(CONFIRMATIONS);
+    let built = step(&w, vec![]);
+    let at = built
+        .block
+        .txs
+        .iter()
+        .position(|t| matches!(t.tx, L2Tx::Payout(_)))
+        .expect("the chain finalizes the payout");
+    let logs = &built.receipts[at].receipt.logs;
+    assert_eq!(logs.len(), 3, "three WithdrawalPaid: {logs:?}");
+    let pin = w.pin();
+    for id in 1..=3 {
+        let got = withdrawal(&a, &pin, id);
+        assert_eq!(got.status, 2, "request {id} paid");
+        assert_eq!(
+            got.payoutTxid,
+            contracts::txid_display(&payout.compute_txid())
+        );
+    }
+    assert_eq!(
+        withdrawal(&a, &pin, 4).status,
+        1,
+        "the fourth still pending"
+    );
+    // Once: the next block does not finalize it again.
+    let built = step(&w, vec![]);
+    assert!(!built
+        .block
+        .txs
+        .iter()
+        .any(|t| matches!(t.tx, L2Tx::Payout(_))));
+
+    // The fourth, unpaid past its deadline, is challenged by its requester: minted back.
+    let challenge = |nonce| {
+        call_tx(
+            user.secret,
+            nonce,
+            TUNNEL_MANAGER_ADDRESS,
+            Bytes::from(challengeCall { id: U256::from(4) }.abi_encode()),
+        )
+    };
+    let early = step(&w, vec![challenge(4)]);
+    assert!(
+        !early.receipts[1].receipt.status.coerce_status(),
+        "too early: refused"
+    );
+    // Request 4 was made in block 3; it can be challenged from block 3 + DEADLINE.
+    while a.head().0 + 1 < 3 + DEADLINE {
+        step(&w, vec![]);
+    }
+    let built = step(&w, vec![challenge(5)]);
+    assert!(
+        built.receipts[1].receipt.status.coerce_status(),
+        "challenged"
+    );
+    let pin = w.pin();
+    assert_eq!(withdrawal(&a, &pin, 4).status, 3);
+    assert_eq!(
+        balance(&a, &pin, user.address),
+        U256::from(10 * 100_000_000 - FEE - burnt + 100_000_003)
+    );
+    assert_eq!(a.head(), b.head(), "the follower agrees on every block");
 }

@@ -60,6 +60,10 @@ pub(crate) struct CommonArgs {
     /// node 6). Part of consensus: followers must use the sequencer's value.
     #[arg(long, env = "HEMI_DEPOSIT_CONFIRMATIONS")]
     pub deposit_confirmations: Option<u32>,
+    /// L2 blocks after which an unpaid withdrawal request can be challenged (its hemiBTC minted
+    /// back; default 600). Part of consensus.
+    #[arg(long, env = "HEMI_WITHDRAWAL_DEADLINE")]
+    pub withdrawal_deadline: Option<u64>,
 }
 
 /// `hemi devnet` flags.
@@ -123,6 +127,7 @@ struct FileConfig {
     no_popm: Option<bool>,
     pop_payout_delay: Option<u64>,
     deposit_confirmations: Option<u32>,
+    withdrawal_deadline: Option<u64>,
 }
 
 /// `follow` in the TOML file: one URL or a list.
@@ -146,6 +151,21 @@ pub(crate) const DEVNET_DEPOSIT_CONFIRMATIONS: u32 = 3;
 pub(crate) const NODE_DEPOSIT_CONFIRMATIONS: u32 = 6;
 /// Hemi's superfinality depth.
 pub(crate) const DEFAULT_SUPERFINALITY_DEPTH: u32 = 10;
+
+/// The withdrawal deadline, L2 blocks (10 minutes at a 1 s block time).
+pub(crate) const DEFAULT_WITHDRAWAL_DEADLINE: u64 = 600;
+
+/// `--withdrawal-deadline`, checked.
+fn withdrawal_deadline(common: &CommonArgs, f: &FileConfig) -> anyhow::Result<u64> {
+    let n = common
+        .withdrawal_deadline
+        .or(f.withdrawal_deadline)
+        .unwrap_or(DEFAULT_WITHDRAWAL_DEADLINE);
+    if !(1..=10_000_000).contains(&n) {
+        bail!("--withdrawal-deadline {n} is outside 1..=10000000");
+    }
+    Ok(n)
+}
 
 /// `--deposit-confirmations`, checked.
 fn deposit_confirmations(common: &CommonArgs, f: &FileConfig, default: u32) -> anyhow::Result<u32> {
@@ -267,6 +287,7 @@ impl DevnetArgs {
             finality_params(&self.common, &f, DEVNET_KEYSTONE_INTERVAL)?;
         let deposit_confirmations =
             deposit_confirmations(&self.common, &f, DEVNET_DEPOSIT_CONFIRMATIONS)?;
+        let withdrawal_deadline = withdrawal_deadline(&self.common, &f)?;
         let popm = !(self.no_popm || f.no_popm.unwrap_or(false));
         let peers = if self.common.bitcoin_peer.is_empty() {
             f.bitcoin_peer.clone().unwrap_or_default()
@@ -284,6 +305,7 @@ impl DevnetArgs {
             popm,
             pop_payout_delay,
             deposit_confirmations,
+            withdrawal_deadline,
             consensus_params_set: true,
             persist: self.persist || f.persist.unwrap_or(false),
             rpc_addr: self
@@ -336,6 +358,7 @@ impl NodeArgs {
             finality_params(&self.common, &f, HEMI_KEYSTONE_INTERVAL)?;
         let deposit_confirmations =
             deposit_confirmations(&self.common, &f, NODE_DEPOSIT_CONFIRMATIONS)?;
+        let withdrawal_deadline = withdrawal_deadline(&self.common, &f)?;
         let peers = if self.common.bitcoin_peer.is_empty() {
             f.bitcoin_peer.clone().unwrap_or_default()
         } else {
@@ -352,7 +375,9 @@ impl NodeArgs {
             || self.common.pop_payout_delay.is_some()
             || f.pop_payout_delay.is_some()
             || self.common.deposit_confirmations.is_some()
-            || f.deposit_confirmations.is_some();
+            || f.deposit_confirmations.is_some()
+            || self.common.withdrawal_deadline.is_some()
+            || f.withdrawal_deadline.is_some();
 
         let pop_payout_delay = self
             .common
@@ -365,6 +390,7 @@ impl NodeArgs {
             popm: false,
             pop_payout_delay,
             deposit_confirmations,
+            withdrawal_deadline,
             consensus_params_set,
             persist: true,
             rpc_addr: self

@@ -46,6 +46,8 @@ pub struct Config {
     pub pop_payout_delay: u64,
     /// `--deposit-confirmations`: Bitcoin confirmations before a deposit is minted.
     pub deposit_confirmations: u32,
+    /// `--withdrawal-deadline`: L2 blocks before an unpaid withdrawal can be challenged.
+    pub withdrawal_deadline: u64,
     /// Whether `--keystone-interval` / `--pop-payout-delay` were given (a follower otherwise
     /// takes the sequencer's).
     pub consensus_params_set: bool,

@@ -97,7 +97,11 @@ pub async fn devnet(cfg: Config) -> anyhow::Result<()> {
         println!("State: in memory (use --persist to keep it)");
     }
     let client = BitcoinClient::spawn(client_store.clone(), ClientConfig::new(cfg.network, peers));
-    let tunnel = crate::tunnel::Tunnel::devnet(cfg.deposit_confirmations, Network::Regtest)?;
+    let tunnel = crate::tunnel::Tunnel::devnet(
+        cfg.deposit_confirmations,
+        cfg.withdrawal_deadline,
+        Network::Regtest,
+    )?;
     let chain = open_chain(&cfg, &tunnel)?;
     let sequencer = Sequencer::new(
         chain.clone(),

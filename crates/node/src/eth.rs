@@ -159,6 +159,14 @@ impl NodeBackend {
                 hemi_tunnel::contracts::TUNNEL_MANAGER_ADDRESS,
                 hemi_tunnel::contracts::confirm_deposit_calldata(d.txid, d.vout),
             ),
+            // finalizeWithdrawal(txid).
+            L2Tx::Payout(p) => system_tx_json(
+                tx,
+                block,
+                index,
+                hemi_tunnel::contracts::TUNNEL_MANAGER_ADDRESS,
+                hemi_tunnel::contracts::finalize_withdrawal_calldata(p.txid),
+            ),
         }
     }
 
@@ -222,7 +230,7 @@ impl NodeBackend {
             ),
             L2Tx::BtcAttributes(sys) => (sys.to, 0),
             L2Tx::PopPayout(_) => (Some(hemi_chain::pop_rewards::POP_REWARDS_ADDRESS), 0),
-            L2Tx::TunnelActivation(_) | L2Tx::Deposit(_) => {
+            L2Tx::TunnelActivation(_) | L2Tx::Deposit(_) | L2Tx::Payout(_) => {
                 (Some(hemi_tunnel::contracts::TUNNEL_MANAGER_ADDRESS), 0)
             }
         };
@@ -561,7 +569,8 @@ impl EthBackend for NodeBackend {
                         L2Tx::BtcAttributes(_)
                         | L2Tx::PopPayout(_)
                         | L2Tx::TunnelActivation(_)
-                        | L2Tx::Deposit(_) => None,
+                        | L2Tx::Deposit(_)
+                        | L2Tx::Payout(_) => None,
                     })
                     .collect();
                 tips.sort_unstable();

@@ -33,6 +33,9 @@ pub async fn node(mut cfg: Config) -> anyhow::Result<()> {
         if let Some(n) = status["tunnel"]["depositConfirmations"].as_u64() {
             cfg.deposit_confirmations = u32::try_from(n).unwrap_or(u32::MAX);
         }
+        if let Some(n) = status["tunnel"]["withdrawalDeadline"].as_u64() {
+            cfg.withdrawal_deadline = n;
+        }
     }
     let store = open_store(&cfg, "bitcoin", cfg.network)?;
     println!(
@@ -47,7 +50,11 @@ pub async fn node(mut cfg: Config) -> anyhow::Result<()> {
         store.clone(),
         ClientConfig::new(cfg.network, cfg.bitcoin_peers.clone()),
     );
-    let tunnel = crate::tunnel::Tunnel::devnet(cfg.deposit_confirmations, cfg.network)?;
+    let tunnel = crate::tunnel::Tunnel::devnet(
+        cfg.deposit_confirmations,
+        cfg.withdrawal_deadline,
+        cfg.network,
+    )?;
     let chain = open_chain(&cfg, &tunnel)?;
     let follower = match cfg.follow.first() {
         Some(url) => {

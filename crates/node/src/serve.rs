@@ -123,6 +123,7 @@ pub(crate) async fn serve(
     let tunnel_status = json!({
         "vaultAddress": l2.tunnel.address().to_string(),
         "depositConfirmations": l2.tunnel.spec.params.deposit_confirmations,
+        "withdrawalDeadline": l2.tunnel.spec.params.withdrawal_deadline,
         "tokenAddress": hemi_tunnel::contracts::HEMI_BTC_ADDRESS,
         "tunnelAddress": hemi_tunnel::contracts::TUNNEL_MANAGER_ADDRESS,
     });

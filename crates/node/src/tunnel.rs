@@ -36,7 +36,11 @@ pub(crate) struct Tunnel {
 impl Tunnel {
     /// The devnet's: the vault of the deterministic 2-of-3 FROST set ([`Custody::devnet`]),
     /// and `deposit_confirmations`. (`hemi node` follows a devnet, so it takes the same.)
-    pub(crate) fn devnet(deposit_confirmations: u32, network: Network) -> anyhow::Result<Self> {
+    pub(crate) fn devnet(
+        deposit_confirmations: u32,
+        withdrawal_deadline: u64,
+        network: Network,
+    ) -> anyhow::Result<Self> {
         let custody = Custody::devnet()?;
         let recovery = Key::from_seed(DEVNET_RECOVERY_KEY_SEED).x_only();
         let vault = custody.vault(recovery, DEVNET_RECOVERY_AFTER)?;
@@ -45,6 +49,7 @@ impl Tunnel {
             deposit_fee: DEVNET_DEPOSIT_FEE,
             min_deposit: DEVNET_MIN_DEPOSIT,
             deposit_confirmations,
+            withdrawal_deadline,
         };
         let spec = TunnelSpec {
             activation: 1,
@@ -81,6 +86,7 @@ impl Tunnel {
             "depositConfirmations": p.deposit_confirmations,
             "depositFee": p.deposit_fee,
             "minDeposit": p.min_deposit,
+            "withdrawalDeadline": p.withdrawal_deadline,
             "activationBlock": self.spec.activation,
             "depositFormats": ["opReturnAddress", "opReturnHex"],
         })

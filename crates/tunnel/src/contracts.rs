@@ -26,6 +26,12 @@ pub const SLOT_MIN_DEPOSIT: u64 = 2;
 pub const SLOT_DEPOSIT_CONFIRMATIONS: u64 = 3;
 /// Storage slot of the `mintedIn` mapping (deposit key → the L2 block that minted it).
 pub const SLOT_MINTED: u64 = 4;
+/// Storage slot of `withdrawalDeadline` (L2 blocks).
+pub const SLOT_WITHDRAWAL_DEADLINE: u64 = 5;
+/// Storage slot of `withdrawalCount`.
+pub const SLOT_WITHDRAWAL_COUNT: u64 = 6;
+/// Storage slot of the `payoutProcessed` mapping (txid → true).
+pub const SLOT_PAYOUT_PROCESSED: u64 = 8;
 
 /// Most outputs a deposit transaction may have (what one 0x42 call returns).
 pub const MAX_DEPOSIT_OUTPUTS: usize = 128;
@@ -50,8 +56,35 @@ sol! {
         error ZeroRecipient();
         error BelowMinimum(uint64 amount, uint256 minimum);
 
+        event WithdrawalRequested(uint256 indexed id, address indexed requester, bytes script, uint64 amount, uint64 maxFee);
+        event WithdrawalPaid(uint256 indexed id, bytes32 indexed txid, uint32 vout, uint64 value);
+        event WithdrawalNotPaid(uint256 indexed id, bytes32 indexed txid, string reason);
+        event WithdrawalChallenged(uint256 indexed id, address indexed requester, uint64 amount);
+
+        error BadWithdrawal(string reason);
+        error AlreadyProcessed(bytes32 txid);
+        error NotAPayout(bytes32 txid);
+        error NotPending(uint256 id);
+        error DeadlineNotReached(uint256 id, uint256 deadline);
+
+        /// One withdrawal request (status 1 pending, 2 paid, 3 challenged).
+        struct Withdrawal {
+            address requester;
+            uint64 amount;
+            uint64 maxFee;
+            uint64 requestedAt;
+            uint8 status;
+            bytes32 payoutTxid;
+            bytes script;
+        }
+
         function confirmDeposit(bytes32 txid, uint32 vout) external returns (uint64 net);
         function isMinted(bytes32 txid, uint32 vout) external view returns (bool);
+        function initiateWithdrawal(bytes script, uint64 amount, uint64 maxFee) external returns (uint256 id);
+        function getWithdrawal(uint256 id) external view returns (Withdrawal memory);
+        function finalizeWithdrawal(bytes32 txid) external;
+        function challenge(uint256 id) external;
+        function withdrawalCount() external view returns (uint256);
     }
 
     /// hemiBTC's ABI (the part the node reads).
@@ -89,13 +122,16 @@ pub struct TunnelParams {
     pub deposit_fee: u64,
     /// Smallest deposit minted, satoshis (at least the fee).
     pub min_deposit: u64,
-    /// Bitcoin confirmations a deposit needs before it is minted.
+    /// Bitcoin confirmations a deposit needs before it is minted (and a payout before it is
+    /// finalized).
     pub deposit_confirmations: u32,
+    /// L2 blocks after which an unpaid withdrawal request can be challenged.
+    pub withdrawal_deadline: u64,
 }
 
 impl TunnelParams {
     /// The manager's storage at activation: `(slot, value)` pairs.
-    pub fn storage(&self) -> [(U256, U256); 4] {
+    pub fn storage(&self) -> [(U256, U256); 5] {
         [
             (
                 U256::from(SLOT_VAULT_KEY),
@@ -106,6 +142,10 @@ impl TunnelParams {
             (
                 U256::from(SLOT_DEPOSIT_CONFIRMATIONS),
                 U256::from(self.deposit_confirmations),
+            ),
+            (
+                U256::from(SLOT_WITHDRAWAL_DEADLINE),
+                U256::from(self.withdrawal_deadline),
             ),
         ]
     }
@@ -134,6 +174,21 @@ pub fn minted_slot(txid_display: B256, vout: u32) -> U256 {
     b[..32].copy_from_slice(deposit_key(txid_display, vout).as_slice());
     b[32..].copy_from_slice(&U256::from(SLOT_MINTED).to_be_bytes::<32>());
     U256::from_be_bytes(keccak256(b).0)
+}
+
+/// The storage slot of `payoutProcessed[txid]`.
+pub fn payout_processed_slot(txid_display: B256) -> U256 {
+    let mut b = [0u8; 64];
+    b[..32].copy_from_slice(txid_display.as_slice());
+    b[32..].copy_from_slice(&U256::from(SLOT_PAYOUT_PROCESSED).to_be_bytes::<32>());
+    U256::from_be_bytes(keccak256(b).0)
+}
+
+/// Calldata of `finalizeWithdrawal(txid)`.
+pub fn finalize_withdrawal_calldata(txid_display: B256) -> Bytes {
+    ITunnelManager::finalizeWithdrawalCall { txid: txid_display }
+        .abi_encode()
+        .into()
 }
 
 /// A Bitcoin txid in display order (Bitcoin Core's hex) as the contracts take it.
@@ -177,6 +232,14 @@ pub fn revert_reason(data: &[u8]) -> String {
             E::BelowMinimum(c) => format!(
                 "{} sat is below the minimum deposit of {} sat",
                 c.amount, c.minimum
+            ),
+            E::BadWithdrawal(c) => format!("bad withdrawal: {}", c.reason),
+            E::AlreadyProcessed(_) => "payout already processed".into(),
+            E::NotAPayout(_) => "the transaction lists no withdrawal ids".into(),
+            E::NotPending(c) => format!("withdrawal {} is not pending", c.id),
+            E::DeadlineNotReached(c) => format!(
+                "withdrawal {} can be challenged from L2 block {}",
+                c.id, c.deadline
             ),
         },
         Err(_) => format!("reverted with 0x{}", hex::encode(data)),

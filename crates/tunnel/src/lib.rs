@@ -14,12 +14,15 @@
 //! - [`vault::Vault`]: the vault's taproot output (FROST key path, `sortedmulti_a` and recovery
 //!   leaves); [`custody::Custody`]: the custodians' k-of-n FROST key, its DKG and key-path
 //!   signing.
+//! - [`payout`]: withdrawal payouts — many requests in one vault transaction, an id list in
+//!   `OP_RETURN`, FROST key-path signatures.
 //! - [`contracts`]: the L2 side — `TunnelManager` and `HemiBTC`'s addresses, runtime code,
 //!   storage layout and ABI.
 
 pub mod contracts;
 pub mod custody;
 pub mod deposit;
+pub mod payout;
 pub mod vault;
 
 pub use contracts::TunnelParams;

@@ -106,26 +106,24 @@ impl Chain {
         attrs: &BtcAttributes,
         bitcoin: &BitcoinPin,
     ) -> Result<SystemInputs, ChainError> {
-        let (tunnel_activation, deposits) = match &self.spec.tunnel {
+        let (tunnel_activation, deposits, payouts) = match &self.spec.tunnel {
             Some(t) if number >= t.activation => {
                 let (parent, _) = self.latest_view()?;
-                let deposits = crate::tunnel::eligible_deposits(
-                    &t.params,
-                    bitcoin.view.as_ref(),
-                    bitcoin.pinned,
-                    &parent,
-                )?;
+                let (view, pinned) = (bitcoin.view.as_ref(), bitcoin.pinned);
+                let deposits = crate::tunnel::eligible_deposits(&t.params, view, pinned, &parent)?;
+                let payouts = crate::tunnel::eligible_payouts(&t.params, view, pinned, &parent)?;
                 let activation =
                     (number == t.activation).then(|| TunnelActivationTx::new(&t.params));
-                (activation, deposits)
+                (activation, deposits, payouts)
             }
-            _ => (None, Vec::new()),
+            _ => (None, Vec::new(), Vec::new()),
         };
         Ok(SystemInputs {
             attrs: attrs.clone(),
             payout: self.payout_for(number, bitcoin)?,
             tunnel_activation,
             deposits,
+            payouts,
         })
     }
 
