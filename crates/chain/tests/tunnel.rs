@@ -588,12 +588,13 @@ fn withdrawals_are_paid_in_one_frost_signed_batch_and_an_unpaid_one_is_challenge
         &w.custody,
         &w.vault,
         &mut payout,
-        &[utxo.1.clone()],
+        std::slice::from_ref(&utxo.1),
         &[2, 3],
         &mut rng,
     )
     .expect("sign");
-    hemi_btc_wallet::verify_transaction(&payout, &[utxo.1.clone()]).expect("consensus-valid");
+    hemi_btc_wallet::verify_transaction(&payout, std::slice::from_ref(&utxo.1))
+        .expect("consensus-valid");
     w.node
         .submit_transaction(payout.clone(), None)
         .expect("the regtest node accepts the payout");

@@ -7,10 +7,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, Context};
-use common::{cast_bin, client_script, js_dir, tail, wait_for, wait_synced, Hemi};
+use common::{cast, client_script, js_dir, tail, wait_for, wait_synced, Hemi};
 use hemi_testkit::BitcoinCore;
 use serde_json::{json, Value};
 
@@ -75,21 +74,6 @@ async fn pinned_bitcoin_block(hemi: &Hemi, number: u64) -> anyhow::Result<String
         .to_vec();
     tip.reverse();
     Ok(hex::encode(tip))
-}
-
-fn cast(args: &[&str]) -> anyhow::Result<String> {
-    let bin = cast_bin();
-    let out = Command::new(&bin)
-        .args(args)
-        .output()
-        .with_context(|| format!("running {}", bin.display()))?;
-    if !out.status.success() {
-        bail!(
-            "cast {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

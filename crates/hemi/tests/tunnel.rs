@@ -13,7 +13,7 @@ use std::str::FromStr;
 
 use anyhow::{bail, Context};
 use bitcoin::{Amount, Network, ScriptBuf, Transaction, TxOut};
-use common::{client_script, js_dir, spendable, tail, wait_for, wait_synced, Hemi};
+use common::{cast, client_script, js_dir, spendable, tail, wait_for, wait_synced, Hemi};
 use hemi_btc_wallet::{build_payment, Key, KeyKind};
 use hemi_testkit::BitcoinCore;
 use serde_json::{json, Value};
@@ -605,5 +605,222 @@ async fn provenance_of_each_deposit_format_verifies_offline_and_in_bitcoin_core(
             assert!(err.contains(link), "{pointer}: expected {link}: {err}");
         }
     }
+    Ok(())
+}
+
+/// Anvil's account 1's key (the recipient's).
+const RECIPIENT_KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withdrawals_are_paid_in_one_bitcoin_transaction_and_an_unpaid_one_is_challenged(
+) -> anyhow::Result<()> {
+    let core = BitcoinCore::start().await?;
+    let rpc = core.rpc.clone();
+    let dir = tempfile::tempdir()?;
+    let depositor = Key::from_seed("tunnel-e2e-withdrawal-depositor");
+    let (_, sink) = hemi_testkit::regtest_p2wpkh(&[0x54; 32]).context("sink key")?;
+    core.mine(1, &depositor.address(KeyKind::P2wpkh, Network::Regtest))
+        .await?;
+    core.mine(100, &sink).await?;
+    let hemi = Hemi::devnet_on(
+        &core,
+        dir.path(),
+        &[
+            "--block-time",
+            "0.5",
+            "--deposit-confirmations",
+            "3",
+            "--withdrawal-deadline",
+            "30",
+            "--no-popm",
+        ],
+    )
+    .await?;
+    let url = format!("http://{}", hemi.rpc_addr);
+    let tunnel = hemi.call("hemi_getTunnel", json!([])).await?;
+    let manager = tunnel["tunnelAddress"]
+        .as_str()
+        .context("manager")?
+        .to_string();
+    let vault = bitcoin::Address::from_str(tunnel["vaultAddress"].as_str().context("vault")?)?
+        .require_network(Network::Regtest)?
+        .script_pubkey();
+    let coins = spendable(&rpc, &depositor, KeyKind::P2wpkh).await?;
+    let deposit = build_payment(
+        &depositor,
+        KeyKind::P2wpkh,
+        &coins[..1],
+        vec![
+            TxOut {
+                value: Amount::from_sat(10 * 100_000_000),
+                script_pubkey: vault.clone(),
+            },
+            op_return([vec![0x6a, 0x14], recipient_bytes()].concat()),
+        ],
+        2.0,
+    )?;
+    let txid = rpc.send_raw_transaction(&deposit).await?;
+    rpc.generate_to_address(CONFIRMATIONS, &sink).await?;
+    wait_status(&hemi, &txid, "minted").await?;
+
+    // Four requests through cast, in one L2 block (explicit nonces, --async): three with room
+    // for the fee, one that allows 1 sat (the custodians leave it).
+    let payees: Vec<Key> = (0..4)
+        .map(|i| Key::from_seed(&format!("e2e payee {i}")))
+        .collect();
+    let nonce = hex_u64(
+        &hemi
+            .call("eth_getTransactionCount", json!([RECIPIENT, "latest"]))
+            .await?,
+    );
+    let mut hashes = Vec::new();
+    for (i, payee) in payees.iter().enumerate() {
+        let script = format!(
+            "0x{}",
+            hex::encode(payee.script_pubkey(KeyKind::P2wpkh).as_bytes())
+        );
+        let amount = (100_000_000 + i as u64).to_string();
+        let max_fee = if i == 3 { "1" } else { "10000" };
+        let n = (nonce + i as u64).to_string();
+        let hash = cast(&[
+            "send",
+            "--async",
+            "--rpc-url",
+            &url,
+            "--private-key",
+            RECIPIENT_KEY,
+            "--nonce",
+            &n,
+            &manager,
+            "initiateWithdrawal(bytes,uint64,uint64)",
+            &script,
+            &amount,
+            max_fee,
+        ])?;
+        hashes.push(hash);
+    }
+    for h in &hashes {
+        let r = wait_for(30, "a withdrawal request's receipt", || async {
+            let r = hemi
+                .call("eth_getTransactionReceipt", json!([h]))
+                .await
+                .ok()?;
+            (!r.is_null()).then_some(r)
+        })
+        .await?;
+        assert_eq!(r["status"], "0x1", "{r}");
+    }
+    let w = hemi.call("hemi_getWithdrawal", json!([1])).await?;
+    assert_eq!(w["status"], "pending", "{w}");
+    assert_eq!(
+        w["address"],
+        payees[0]
+            .address(KeyKind::P2wpkh, Network::Regtest)
+            .to_string()
+    );
+
+    // The custodians' one payout in Core's mempool: three requests, in id order.
+    let payout = wait_for(
+        60,
+        "the custodians' payout in Bitcoin Core's mempool",
+        || async {
+            for t in rpc.get_raw_mempool().await.ok()? {
+                let tx = rpc.get_raw_transaction(&t).await.ok()?;
+                if hemi_tunnel::payout::is_payout(&tx) {
+                    return Some(tx);
+                }
+            }
+            None
+        },
+    )
+    .await
+    .with_context(|| tail(&hemi.log_text(), 30))?;
+    let ids: Vec<u32> = payout
+        .output
+        .iter()
+        .filter_map(|o| hemi_tunnel::payout::parse_id_list(&o.script_pubkey))
+        .flatten()
+        .collect();
+    assert_eq!(
+        ids,
+        vec![1, 2, 3],
+        "one transaction pays the three payable requests"
+    );
+    for (i, payee) in payees[..3].iter().enumerate() {
+        let out = &payout.output[i];
+        assert_eq!(out.script_pubkey, payee.script_pubkey(KeyKind::P2wpkh));
+        let amount = 100_000_000 + i as u64;
+        assert!(
+            out.value.to_sat() <= amount && out.value.to_sat() + 10_000 >= amount,
+            "{out:?}"
+        );
+    }
+    let payout_txid = payout.compute_txid();
+    eprintln!("payout {payout_txid}: {} vB for 3 requests", payout.vsize());
+    rpc.generate_to_address(CONFIRMATIONS, &sink).await?;
+    for id in 1..=3 {
+        let w = wait_for(60, "the payout finalized on L2", || async {
+            let w = hemi.call("hemi_getWithdrawal", json!([id])).await.ok()?;
+            (w["status"] == "paid").then_some(w)
+        })
+        .await?;
+        assert_eq!(w["payoutTxid"], payout_txid.to_string(), "{w}");
+    }
+    // Bitcoin Core's UTXO set holds the three payments at the payees' addresses.
+    for (i, payee) in payees[..3].iter().enumerate() {
+        let utxo: Value = rpc
+            .call("gettxout", json!([payout_txid.to_string(), i]))
+            .await?;
+        assert_eq!(
+            utxo["scriptPubKey"]["address"],
+            payee.address(KeyKind::P2wpkh, Network::Regtest).to_string(),
+            "{utxo}"
+        );
+    }
+
+    // Request 4 is still pending; its requester challenges it after the deadline.
+    let w = hemi.call("hemi_getWithdrawal", json!([4])).await?;
+    assert_eq!(w["status"], "pending", "{w}");
+    let from = w["challengeableFrom"].as_u64().context("deadline")?;
+    let early = cast(&[
+        "send",
+        "--rpc-url",
+        &url,
+        "--private-key",
+        RECIPIENT_KEY,
+        &manager,
+        "challenge(uint256)",
+        "4",
+    ]);
+    assert!(
+        early.is_err(),
+        "a challenge before the deadline is refused: {early:?}"
+    );
+    wait_for(60, "the challenge deadline", || async {
+        let n = hex_u64(&hemi.call("eth_blockNumber", json!([])).await.ok()?);
+        (n + 1 >= from).then_some(())
+    })
+    .await?;
+    cast(&[
+        "send",
+        "--rpc-url",
+        &url,
+        "--private-key",
+        RECIPIENT_KEY,
+        &manager,
+        "challenge(uint256)",
+        "4",
+    ])?;
+    let w = hemi.call("hemi_getWithdrawal", json!([4])).await?;
+    assert_eq!(w["status"], "challenged", "{w}");
+    let seen = ethers_view(&hemi, &tunnel, &txid)?;
+    let paid: u64 = (0..3).map(|i| 100_000_000 + i).sum();
+    assert_eq!(
+        seen["balance"],
+        (10 * 100_000_000 - FEE - paid).to_string(),
+        "the challenged request's hemiBTC is back: {seen}"
+    );
+    let unknown = hemi.call("hemi_getWithdrawal", json!([99])).await?;
+    assert_eq!(unknown["status"], "unknown", "{unknown}");
     Ok(())
 }

@@ -97,7 +97,7 @@ pub async fn devnet(cfg: Config) -> anyhow::Result<()> {
         println!("State: in memory (use --persist to keep it)");
     }
     let client = BitcoinClient::spawn(client_store.clone(), ClientConfig::new(cfg.network, peers));
-    let tunnel = crate::tunnel::Tunnel::devnet(
+    let (tunnel, custody) = crate::tunnel::Tunnel::devnet(
         cfg.deposit_confirmations,
         cfg.withdrawal_deadline,
         Network::Regtest,
@@ -141,7 +141,14 @@ pub async fn devnet(cfg: Config) -> anyhow::Result<()> {
     if cfg.popm && popm_rpc.is_none() {
         println!("PoP miner: off (an external Bitcoin node needs --bitcoin-rpc to broadcast)");
     }
+    let custodians = popm_rpc.clone().map(|url| (Arc::new(custody), url));
+    if custodians.is_none() {
+        println!(
+            "Custodians: payouts off (an external Bitcoin node needs --bitcoin-rpc to broadcast)"
+        );
+    }
     let l2 = L2 {
+        custodians,
         chain,
         sequencer: Some(sequencer),
         follower: None,

@@ -50,7 +50,7 @@ pub async fn node(mut cfg: Config) -> anyhow::Result<()> {
         store.clone(),
         ClientConfig::new(cfg.network, cfg.bitcoin_peers.clone()),
     );
-    let tunnel = crate::tunnel::Tunnel::devnet(
+    let (tunnel, _) = crate::tunnel::Tunnel::devnet(
         cfg.deposit_confirmations,
         cfg.withdrawal_deadline,
         cfg.network,
@@ -102,6 +102,7 @@ pub async fn node(mut cfg: Config) -> anyhow::Result<()> {
         accounts: Vec::new(),
         popm: None,
         tunnel,
+        custodians: None,
     };
     serve(&cfg, store, client, status, l2).await
 }

@@ -11,6 +11,7 @@
 //! the tunnel's `hemi_getTunnel`, `hemi_getDeposit` and `hemi_getProvenance`.
 
 mod config;
+mod custodian;
 mod debug;
 mod devnet;
 mod eth;

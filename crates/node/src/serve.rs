@@ -27,6 +27,8 @@ pub(crate) struct L2 {
     pub(crate) popm: Option<(Key, String)>,
     /// The BTC tunnel.
     pub(crate) tunnel: crate::tunnel::Tunnel,
+    /// The built-in custodian set (devnet) and the Bitcoin RPC its payouts go through.
+    pub(crate) custodians: Option<(Arc<hemi_tunnel::Custody>, String)>,
 }
 
 /// The keystone/finality RPC's view of the node.
@@ -284,6 +286,28 @@ pub(crate) async fn serve(
         }
         None => None,
     };
+    let custodian_task = match &l2.custodians {
+        Some((custody, url)) => {
+            let rpc =
+                hemi_btc_rpc_client::BitcoinRpc::new(url).context("custodians' Bitcoin RPC")?;
+            println!(
+                "Custodians (built in): {}-of-{} FROST set, paying withdrawals through {url}",
+                custody.threshold,
+                custody.custodians().len()
+            );
+            Some(tokio::spawn(
+                crate::custodian::Custodians {
+                    custody: custody.clone(),
+                    tunnel: l2.tunnel.clone(),
+                    chain: l2.chain.clone(),
+                    store: client_store.clone(),
+                    rpc,
+                }
+                .run(),
+            ))
+        }
+        None => None,
+    };
     println!();
     let producer = l2.sequencer.as_ref().map(|s| s.spawn(cfg.block_time));
     let follower = l2
@@ -301,6 +325,9 @@ pub(crate) async fn serve(
     if let Some((m, w)) = miner_task {
         m.abort();
         w.abort();
+    }
+    if let Some(c) = custodian_task {
+        c.abort();
     }
     finality_task.abort();
     for f in forwards {

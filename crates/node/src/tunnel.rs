@@ -35,12 +35,13 @@ pub(crate) struct Tunnel {
 
 impl Tunnel {
     /// The devnet's: the vault of the deterministic 2-of-3 FROST set ([`Custody::devnet`]),
-    /// and `deposit_confirmations`. (`hemi node` follows a devnet, so it takes the same.)
+    /// and that set. (`hemi node` follows a devnet, so it takes the same vault and drops the
+    /// key shares.)
     pub(crate) fn devnet(
         deposit_confirmations: u32,
         withdrawal_deadline: u64,
         network: Network,
-    ) -> anyhow::Result<Self> {
+    ) -> anyhow::Result<(Self, Custody)> {
         let custody = Custody::devnet()?;
         let recovery = Key::from_seed(DEVNET_RECOVERY_KEY_SEED).x_only();
         let vault = custody.vault(recovery, DEVNET_RECOVERY_AFTER)?;
@@ -55,11 +56,14 @@ impl Tunnel {
             activation: 1,
             params,
         };
-        Ok(Tunnel {
-            vault,
-            spec,
-            network,
-        })
+        Ok((
+            Tunnel {
+                vault,
+                spec,
+                network,
+            },
+            custody,
+        ))
     }
 
     /// The vault's address.
@@ -224,7 +228,57 @@ impl TunnelContext {
     }
 }
 
-/// `hemi_getTunnel` and `hemi_getDeposit`.
+impl TunnelContext {
+    /// Where withdrawal request `id` stands.
+    pub(crate) fn withdrawal(&self, id: u64) -> Result<Value, ErrorObjectOwned> {
+        let count = crate::custodian::withdrawal_count(&self.chain).map_err(internal)?;
+        if id == 0 || id > count {
+            return Ok(json!({
+                "id": id,
+                "status": "unknown",
+                "reason": format!("no request {id}: {count} made so far (ids start at 1)"),
+            }));
+        }
+        let w =
+            crate::custodian::get_withdrawal(&self.chain, &self.bitcoin, self.tunnel.network, id)
+                .map_err(internal)?;
+        let script = bitcoin::ScriptBuf::from_bytes(w.script.to_vec());
+        let address = bitcoin::Address::from_script(&script, self.tunnel.network)
+            .map(|a| a.to_string())
+            .ok();
+        let deadline = w.requestedAt + self.tunnel.spec.params.withdrawal_deadline;
+        let mut out = json!({
+            "id": id,
+            "requester": w.requester,
+            "script": hex::encode(script.as_bytes()),
+            "address": address,
+            "amount": w.amount,
+            "maxFee": w.maxFee,
+            "requestedAt": w.requestedAt,
+            "challengeableFrom": deadline,
+        });
+        out["status"] = json!(match w.status {
+            1 => "pending",
+            2 => "paid",
+            3 => "challenged",
+            _ => "unknown",
+        });
+        if w.status == 2 {
+            let mut txid = w.payoutTxid.0;
+            txid.reverse();
+            let txid = <Txid as bitcoin::hashes::Hash>::from_byte_array(txid);
+            out["payoutTxid"] = json!(txid.to_string());
+            if let Ok(Some(t)) = self.bitcoin.transaction(&txid, AsOf::Tip) {
+                let tip = self.bitcoin.tip().map_err(internal)?;
+                out["payoutConfirmations"] =
+                    json!(tip.height.saturating_sub(t.location.block.height) + 1);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `hemi_getTunnel`, `hemi_getDeposit` and `hemi_getWithdrawal`.
 pub(crate) fn tunnel_module(
     ctx: TunnelContext,
 ) -> anyhow::Result<jsonrpsee::RpcModule<TunnelContext>> {
@@ -254,6 +308,24 @@ pub(crate) fn tunnel_module(
                 ),
             };
             ctx.deposit(txid, vout)
+        },
+    )?;
+    m.register_blocking_method(
+        "hemi_getWithdrawal",
+        |params, ctx, _| -> Result<Value, ErrorObjectOwned> {
+            let v: Vec<Value> = params
+                .parse()
+                .map_err(|_| invalid("expected params [id]"))?;
+            let id = match v.first() {
+                Some(Value::Number(n)) => n.as_u64(),
+                Some(Value::String(s)) => match s.strip_prefix("0x") {
+                    Some(h) => u64::from_str_radix(h, 16).ok(),
+                    None => s.parse().ok(),
+                },
+                _ => None,
+            }
+            .ok_or_else(|| invalid("expected params [id]: a request id (number)"))?;
+            ctx.withdrawal(id)
         },
     )?;
     Ok(m)

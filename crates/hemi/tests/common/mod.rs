@@ -253,6 +253,22 @@ pub(crate) fn cast_bin() -> PathBuf {
     js_dir().join("node_modules/@foundry-rs/cast-linux-amd64/bin/cast")
 }
 
+/// Runs the npm `cast` with `args`; its trimmed stdout, or an error with its stderr.
+pub(crate) fn cast(args: &[&str]) -> anyhow::Result<String> {
+    let bin = cast_bin();
+    let out = Command::new(&bin)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
+    if !out.status.success() {
+        bail!(
+            "cast {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 /// Runs a client script (`program args…` in `cwd`, with `RPC_URL` pointing at `hemi` plus
 /// `env`) and returns the last line of its stdout that is a JSON object; a failure carries the
 /// script's output and the tail of hemi's log.

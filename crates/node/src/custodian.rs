@@ -1,0 +1,252 @@
+//! The devnet's built-in custodians: the 2-of-3 FROST set pays pending withdrawal requests in
+//! batches. Every second: read the tunnel's pending requests from the chain, pick the vault
+//! outputs that are minted deposits or earlier payouts' change, build one payout for every
+//! request whose fee share fits its maximum, sign it with a quorum (another quorum if one
+//! fails), and broadcast it through the Bitcoin RPC. The chain finalizes it once it has its
+//! confirmations (the `0x7B` system transaction).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy_primitives::{Bytes, TxKind, U256};
+use alloy_sol_types::SolCall;
+use bitcoin::{OutPoint, ScriptBuf, TxOut, Txid};
+use hemi_btc_rpc_client::BitcoinRpc;
+use hemi_btc_store::ChainStore;
+use hemi_btc_view::{AsOf, BitcoinView};
+use hemi_chain::{CallOutcome, Chain};
+use hemi_tunnel::contracts::{self, ITunnelManager, TUNNEL_MANAGER_ADDRESS};
+use hemi_tunnel::payout::{build_payout, sign_payout, PayoutError, Request};
+use hemi_tunnel::Custody;
+
+use crate::tunnel::Tunnel;
+
+/// The payout fee rate on the devnet's regtest, sat/vB.
+const FEE_RATE: u64 = 2;
+/// The most requests one payout pays.
+const MAX_BATCH: usize = 100;
+/// How long a broadcast payout holds its requests and inputs before they are tried again.
+const IN_FLIGHT: Duration = Duration::from_secs(120);
+/// The quorums tried in turn (any two of the three).
+const QUORUMS: [[u16; 2]; 3] = [[1, 2], [2, 3], [1, 3]];
+
+/// A withdrawal request as the contract holds it.
+pub(crate) fn get_withdrawal(
+    chain: &Chain,
+    bitcoin: &Arc<dyn BitcoinView>,
+    network: bitcoin::Network,
+    id: u64,
+) -> anyhow::Result<ITunnelManager::Withdrawal> {
+    let head = chain.head().0;
+    let pin = hemi_chain::pin::pin_for(chain, bitcoin, network, head)?;
+    let tx = revm::context::TxEnv::builder()
+        .kind(TxKind::Call(TUNNEL_MANAGER_ADDRESS))
+        .data(Bytes::from(
+            ITunnelManager::getWithdrawalCall { id: U256::from(id) }.abi_encode(),
+        ))
+        .gas_limit(1_000_000)
+        .chain_id(Some(chain.spec().chain_id))
+        .build()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    match chain.call(head, tx, None, pin, None)? {
+        CallOutcome::Success { output, .. } => Ok(
+            ITunnelManager::getWithdrawalCall::abi_decode_returns(&output)?,
+        ),
+        other => anyhow::bail!("getWithdrawal({id}): {other:?}"),
+    }
+}
+
+/// The number of requests made so far.
+pub(crate) fn withdrawal_count(chain: &Chain) -> anyhow::Result<u64> {
+    let state = chain.state_at(chain.head().0)?;
+    let slot = alloy_primitives::B256::from(
+        U256::from(contracts::SLOT_WITHDRAWAL_COUNT).to_be_bytes::<32>(),
+    );
+    Ok(u64::try_from(state.storage(&TUNNEL_MANAGER_ADDRESS, &slot)?).unwrap_or(u64::MAX))
+}
+
+/// The built-in custodian set.
+pub(crate) struct Custodians {
+    pub(crate) custody: Arc<Custody>,
+    pub(crate) tunnel: Tunnel,
+    pub(crate) chain: Arc<Chain>,
+    pub(crate) store: Arc<ChainStore>,
+    pub(crate) rpc: BitcoinRpc,
+}
+
+#[derive(Default)]
+struct InFlight {
+    requests: HashMap<u64, (Txid, Instant)>,
+    inputs: HashMap<OutPoint, Instant>,
+}
+
+impl Custodians {
+    /// Pays pending requests until the task is dropped.
+    pub(crate) async fn run(self) {
+        let me = Arc::new(self);
+        let mut state = InFlight::default();
+        let mut first_open = 1u64;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let m = me.clone();
+            let result = tokio::task::spawn_blocking(move || m.plan(first_open)).await;
+            let (payable, open) = match result {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "custodians: nothing to pay yet");
+                    continue;
+                }
+                Err(_) => return,
+            };
+            first_open = open;
+            let now = Instant::now();
+            state
+                .requests
+                .retain(|_, (_, t)| now.duration_since(*t) < IN_FLIGHT);
+            state
+                .inputs
+                .retain(|_, t| now.duration_since(*t) < IN_FLIGHT);
+            let requests: Vec<Request> = payable
+                .into_iter()
+                .filter(|r| !state.requests.contains_key(&u64::from(r.id)))
+                .take(MAX_BATCH)
+                .collect();
+            if requests.is_empty() {
+                continue;
+            }
+            let m = me.clone();
+            let busy: HashSet<OutPoint> = state.inputs.keys().copied().collect();
+            let made = tokio::task::spawn_blocking(move || m.pay(requests, &busy)).await;
+            let Ok(Ok(Some((tx, ids)))) = made else {
+                if let Ok(Err(e)) = made {
+                    tracing::warn!(error = %e, "custodians: no payout");
+                }
+                continue;
+            };
+            match me.rpc.send_raw_transaction(&tx).await {
+                Ok(txid) => {
+                    tracing::info!(%txid, ?ids, "custodians: payout broadcast");
+                    for id in ids {
+                        state.requests.insert(u64::from(id), (txid, now));
+                    }
+                    for i in &tx.input {
+                        state.inputs.insert(i.previous_output, now);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "custodians: payout refused by Bitcoin"),
+            }
+        }
+    }
+
+    /// The pending requests (from `first_open` on) and the first id still open.
+    fn plan(&self, first_open: u64) -> anyhow::Result<(Vec<Request>, u64)> {
+        let count = withdrawal_count(&self.chain)?;
+        let bitcoin = self.store.clone() as Arc<dyn BitcoinView>;
+        let mut out = Vec::new();
+        let mut open = None;
+        for id in first_open..=count {
+            let w = get_withdrawal(&self.chain, &bitcoin, self.tunnel.network, id)?;
+            if w.status != 1 {
+                continue;
+            }
+            open.get_or_insert(id);
+            out.push(Request {
+                id: u32::try_from(id)?,
+                script: ScriptBuf::from_bytes(w.script.to_vec()),
+                amount: w.amount,
+                max_fee: w.maxFee,
+            });
+        }
+        Ok((out, open.unwrap_or(count + 1)))
+    }
+
+    /// The vault outputs the custodians may spend: minted deposits and payouts' change, at
+    /// least one confirmation deep, not held by a payout in flight.
+    fn spendable(&self, busy: &HashSet<OutPoint>) -> anyhow::Result<Vec<(OutPoint, TxOut)>> {
+        let vault = self.tunnel.vault.script_pubkey();
+        let state = self.chain.state_at(self.chain.head().0)?;
+        let mut out = Vec::new();
+        for u in self.store.utxos_by_script(&vault, AsOf::Tip)? {
+            if busy.contains(&u.outpoint) {
+                continue;
+            }
+            let minted = hemi_chain::tunnel::minted_in(
+                &state,
+                contracts::txid_display(&u.outpoint.txid),
+                u.outpoint.vout,
+            )?
+            .is_some();
+            let change = !minted
+                && self
+                    .store
+                    .transaction(&u.outpoint.txid, AsOf::Tip)?
+                    .is_some_and(|t| hemi_tunnel::payout::is_payout(&t.tx));
+            if minted || change {
+                out.push((
+                    u.outpoint,
+                    TxOut {
+                        value: bitcoin::Amount::from_sat(u.value),
+                        script_pubkey: u.script_pubkey,
+                    },
+                ));
+            }
+        }
+        // Largest first; at most 50 inputs.
+        out.sort_by_key(|(_, o)| std::cmp::Reverse(o.value));
+        out.truncate(50);
+        Ok(out)
+    }
+
+    /// Builds and signs one payout of as many of `requests` as can pay their fee share.
+    fn pay(
+        &self,
+        mut requests: Vec<Request>,
+        busy: &HashSet<OutPoint>,
+    ) -> anyhow::Result<Option<(bitcoin::Transaction, Vec<u32>)>> {
+        let utxos = self.spendable(busy)?;
+        if utxos.is_empty() {
+            return Ok(None);
+        }
+        let mut tx = loop {
+            if requests.is_empty() {
+                return Ok(None);
+            }
+            match build_payout(&self.tunnel.vault, &utxos, &requests, FEE_RATE) {
+                Ok(tx) => break tx,
+                // That request waits (until its deadline lets its requester challenge).
+                Err(PayoutError::FeeTooHigh { id, .. }) => requests.retain(|r| r.id != id),
+                Err(PayoutError::InsufficientFunds { .. }) if requests.len() > 1 => {
+                    requests.pop();
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let prevouts: Vec<TxOut> = utxos.iter().map(|(_, o)| o.clone()).collect();
+        let mut rng = rand::rngs::OsRng;
+        let mut last = None;
+        for quorum in QUORUMS {
+            match sign_payout(
+                &self.custody,
+                &self.tunnel.vault,
+                &mut tx,
+                &prevouts,
+                &quorum,
+                &mut rng,
+            ) {
+                Ok(()) => {
+                    last = None;
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(?quorum, error = %e, "custodians: signing round failed; trying another quorum");
+                    last = Some(e);
+                }
+            }
+        }
+        if let Some(e) = last {
+            return Err(e.into());
+        }
+        Ok(Some((tx, requests.iter().map(|r| r.id).collect())))
+    }
+}
