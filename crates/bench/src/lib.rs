@@ -17,8 +17,10 @@ use hemi_btc_store::ChainStore;
 use hemi_btc_wallet::{build_payment, Key, KeyKind};
 use hemi_testkit::BitcoinCore;
 
+mod devnet;
 mod l2;
 mod pop;
+mod tunnel;
 
 /// Benchmarks.
 #[derive(Debug, Subcommand)]
@@ -30,6 +32,10 @@ pub enum BenchCommand {
     /// Devnet time from an L2 block to superfinality vs Bitcoin's bound; hemi_getFinality
     /// requests per second and latency.
     Finality(crate::pop::FinalityArgs),
+    /// The tunnel: deposit → mint latency against its bound, provenance document size and
+    /// verification time (beside Bitcoin Core's verifytxoutproof), payout vsize per withdrawal
+    /// in batches of 1, 10 and 100.
+    Tunnel(crate::tunnel::TunnelArgs),
 }
 
 /// `hemi bench bitcoin-sync` options.
@@ -52,6 +58,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::BitcoinSync(a) => bitcoin_sync(a).await,
         BenchCommand::L2Exec(a) => tokio::task::spawn_blocking(|| crate::l2::run(a)).await?,
         BenchCommand::Finality(a) => crate::pop::run(a).await,
+        BenchCommand::Tunnel(a) => crate::tunnel::run(a).await,
     }
 }
 

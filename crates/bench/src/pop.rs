@@ -6,12 +6,13 @@
 //!    more blocks (both timed by the same poller, so the ratio is what PoP adds).
 //! 2. `hemi_getFinality` throughput and latency under concurrent clients.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::{json, Value};
+
+use crate::devnet::Devnet;
 
 /// `hemi bench finality` options.
 #[derive(Debug, Args)]
@@ -39,92 +40,18 @@ pub struct FinalityArgs {
     pub concurrency: usize,
 }
 
-struct Devnet {
-    child: Child,
-    url: String,
-    http: reqwest::Client,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Devnet {
-    async fn call(&self, method: &str, params: Value) -> anyhow::Result<Value> {
-        let v: Value = self
-            .http
-            .post(&self.url)
-            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        if let Some(e) = v.get("error") {
-            bail!("{method}: {e}");
-        }
-        Ok(v["result"].clone())
-    }
-
-    async fn head(&self) -> anyhow::Result<u64> {
-        let v = self.call("eth_blockNumber", json!([])).await?;
-        Ok(u64::from_str_radix(
-            v.as_str().context("blockNumber")?.trim_start_matches("0x"),
-            16,
-        )?)
-    }
-
-    async fn btc_height(&self) -> anyhow::Result<u64> {
-        self.call("hemi_btcTip", json!([])).await?["height"]
-            .as_u64()
-            .context("btc tip")
-    }
-}
-
-fn free_port() -> u16 {
-    hemi_testkit::free_port()
-}
-
 async fn start(args: &FinalityArgs) -> anyhow::Result<Devnet> {
-    let dir = tempfile::tempdir()?;
-    let rpc = format!("127.0.0.1:{}", free_port());
-    let log = std::fs::File::create(dir.path().join("devnet.log"))?;
-    let child = Command::new(std::env::current_exe()?)
-        .args(["devnet", "--rpc-addr", &rpc])
-        .args(["--bitcoin-rpc-addr", &format!("127.0.0.1:{}", free_port())])
-        .args(["--bitcoin-p2p-addr", &format!("127.0.0.1:{}", free_port())])
-        .args(["--block-time", &args.block_time.to_string()])
-        .args(["--bitcoin-block-time", &args.bitcoin_block_time.to_string()])
-        .args(["--keystone-interval", &args.keystone_interval.to_string()])
-        .args([
-            "--superfinality-depth",
-            &args.superfinality_depth.to_string(),
-        ])
-        .arg("--dir")
-        .arg(dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .stdin(Stdio::null())
-        .spawn()
-        .context("starting hemi devnet")?;
-    let d = Devnet {
-        child,
-        url: format!("http://{rpc}"),
-        http: reqwest::Client::new(),
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while d.head().await.is_err() {
-        if Instant::now() > deadline {
-            bail!("the devnet did not answer");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(d)
+    Devnet::start(&[
+        "--block-time",
+        &args.block_time.to_string(),
+        "--bitcoin-block-time",
+        &args.bitcoin_block_time.to_string(),
+        "--keystone-interval",
+        &args.keystone_interval.to_string(),
+        "--superfinality-depth",
+        &args.superfinality_depth.to_string(),
+    ])
+    .await
 }
 
 /// Runs the benchmark.

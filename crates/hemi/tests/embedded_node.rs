@@ -161,6 +161,16 @@ async fn bitcoin_core_syncs_the_embedded_chain_and_agrees_on_transactions() -> a
         )
         .await?;
     assert_eq!(raw["confirmations"], 3);
+    // Inclusion proofs: the embedded node's gettxoutproof is byte for byte Core's, and each
+    // node's verifytxoutproof accepts it.
+    let txid = bump.compute_txid().to_string();
+    let ours: String = dev.btc.call("gettxoutproof", json!([[txid]])).await?;
+    let theirs: String = core.rpc.call("gettxoutproof", json!([[txid]])).await?;
+    assert_eq!(ours, theirs, "gettxoutproof");
+    for rpc in [&dev.btc, &core.rpc] {
+        let proved: Vec<String> = rpc.call("verifytxoutproof", json!([ours])).await?;
+        assert_eq!(proved, vec![txid.clone()]);
+    }
 
     // 5. The same transactions get the same verdicts from both nodes.
     let coin2 = coinbase_coin(&dev.btc, 2).await?;

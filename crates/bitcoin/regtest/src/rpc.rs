@@ -557,6 +557,48 @@ fn dispatch(node: &RegtestNode, method: &str, p: &[Value]) -> RpcResult {
             Ok(v)
         }
         "decoderawtransaction" => Ok(tx_json(&decode_tx(p, 0)?, network)),
+        // Core's inclusion proofs: a CMerkleBlock of the block holding the txids.
+        "gettxoutproof" => {
+            let ids = p.first().and_then(Value::as_array).ok_or_else(|| err(code::INVALID_PARAMETER, "txids must be an array"))?;
+            let mut txids = Vec::with_capacity(ids.len());
+            for i in 0..ids.len() {
+                txids.push(txid_param(ids, i)?);
+            }
+            let first = txids.first().ok_or_else(|| err(code::INVALID_PARAMETER, "Parameter 'txids' cannot be empty"))?;
+            let hash = match p.get(1).filter(|v| !v.is_null()) {
+                Some(_) => hash_param(p, 1, "blockhash")?,
+                None => store
+                    .transaction(first, AsOf::Tip)
+                    .map_err(|e| err(code::DATABASE_ERROR, e.to_string()))?
+                    .map(|t| t.location.block.hash)
+                    .ok_or_else(|| err(code::INVALID_ADDRESS_OR_KEY, "Transaction not yet in block"))?,
+            };
+            let block = store.block(&hash).map_err(db)?.ok_or_else(|| err(code::INVALID_ADDRESS_OR_KEY, "Block not found"))?;
+            let inside: std::collections::HashSet<Txid> = block.txdata.iter().map(|t| t.compute_txid()).collect();
+            if txids.iter().any(|t| !inside.contains(t)) {
+                return Err(err(code::INVALID_ADDRESS_OR_KEY, "Not all transactions found in specified or retrieved block"));
+            }
+            let mb = bitcoin::MerkleBlock::from_block_with_predicate(&block, |t| txids.contains(t));
+            Ok(json!(serialize_hex(&mb)))
+        }
+        "verifytxoutproof" => {
+            let hex_proof = p.first().and_then(Value::as_str).ok_or_else(|| err(code::INVALID_PARAMETER, "proof must be a hex string"))?;
+            let bytes = hex::decode(hex_proof).map_err(|_| err(code::DESERIALIZATION_ERROR, "proof must be hexadecimal string"))?;
+            let mb: bitcoin::MerkleBlock = bitcoin::consensus::deserialize(&bytes).map_err(|_| err(code::DESERIALIZATION_ERROR, "TX decode failed"))?;
+            let (mut matches, mut indexes) = (Vec::new(), Vec::new());
+            if mb.extract_matches(&mut matches, &mut indexes).is_err() {
+                return Ok(json!([]));
+            }
+            let hash = mb.header.block_hash();
+            let on_best = match store.headers().get(&hash) {
+                Some(n) => store.header_at(n.height).map_err(|e| err(code::DATABASE_ERROR, e.to_string()))?.is_some_and(|(b, _)| b.hash == hash),
+                None => false,
+            };
+            if !on_best {
+                return Err(err(code::INVALID_ADDRESS_OR_KEY, "Block not found in chain"));
+            }
+            Ok(json!(matches.iter().map(|t| t.to_string()).collect::<Vec<_>>()))
+        }
         "sendrawtransaction" => {
             let tx = decode_tx(p, 0)?;
             let max = feerate_param(p, 1)?;
