@@ -1,9 +1,11 @@
 //! `hemi`: the hemi-rs binary, a CLI over the library crates. `hemi devnet` runs every part in
 //! one process (like anvil); `hemi node` follows an external Bitcoin Core; `hemi popm` runs the
-//! PoP miner; `hemi provenance` / `hemi verify` make and check a deposit's provenance document;
+//! PoP miner; `hemi deposit` locks BTC in the tunnel; `hemi provenance` / `hemi verify` make
+//! and check a deposit's provenance document;
 //! `hemi bench` runs the benchmarks. The node itself is `hemi-node`.
 
 mod config;
+mod deposit;
 mod popm;
 mod provenance;
 
@@ -31,6 +33,9 @@ enum Command {
     Node(config::NodeArgs),
     /// The Proof-of-Proof miner: publishes every keystone in Bitcoin.
     Popm(popm::PopmArgs),
+    /// Lock BTC in the tunnel from a key (`--format hemi|hemi-hex|taproot`), or `reclaim` a
+    /// taproot deposit after its timelock.
+    Deposit(deposit::DepositArgs),
     /// A minted deposit's provenance document (BTC lock, L2 ordering, PoP anchoring) from a node.
     Provenance(provenance::ProvenanceArgs),
     /// Checks a provenance document offline: every hash, Merkle branch, trie proof, seal,
@@ -62,6 +67,7 @@ fn main() -> anyhow::Result<()> {
             Command::Devnet(args) => hemi_node::devnet(args.resolve()?).await,
             Command::Node(args) => hemi_node::node(args.resolve()?).await,
             Command::Popm(args) => popm::run(args).await,
+            Command::Deposit(args) => deposit::run(args).await,
             Command::Provenance(args) => provenance::provenance(args).await,
             Command::Verify(args) => provenance::verify(args).await,
             Command::Bench(cmd) => hemi_bench::run(cmd).await,

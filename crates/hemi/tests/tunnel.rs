@@ -824,3 +824,179 @@ async fn withdrawals_are_paid_in_one_bitcoin_transaction_and_an_unpaid_one_is_ch
     assert_eq!(unknown["status"], "unknown", "{unknown}");
     Ok(())
 }
+
+/// `hemi deposit` end to end: a Hemi-format deposit it builds from a key is minted; a taproot
+/// deposit it builds (with a reclaim leaf and a HEMT hint) is refused by this tunnel contract
+/// with the height it becomes reclaimable at; `hemi deposit reclaim` is refused by Bitcoin Core
+/// one block before the timelock opens and accepted (and mined) at it; a second reclaim is
+/// refused because the output is spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hemi_deposit_mints_and_an_unminted_taproot_deposit_is_reclaimed_after_its_timelock(
+) -> anyhow::Result<()> {
+    const RECLAIM_AFTER: u64 = 5;
+    let core = BitcoinCore::start().await?;
+    let rpc = core.rpc.clone();
+    let dir = tempfile::tempdir()?;
+    let depositor = Key::from_seed("tunnel-e2e-cli-depositor");
+    let secret = hex::encode(depositor.secret_bytes());
+    let depositor_addr = depositor.address(KeyKind::P2wpkh, Network::Regtest);
+    let (_, sink) = hemi_testkit::regtest_p2wpkh(&[0x55; 32]).context("sink key")?;
+    core.mine(3, &depositor_addr).await?;
+    core.mine(100, &sink).await?;
+    let hemi = Hemi::devnet_on(
+        &core,
+        dir.path(),
+        &[
+            "--block-time",
+            "0.5",
+            "--deposit-confirmations",
+            "3",
+            "--no-popm",
+        ],
+    )
+    .await?;
+    wait_synced(&hemi, &rpc, 60).await?;
+    let l2 = format!("http://{}", hemi.rpc_addr);
+    let btc = core.rpc_url();
+    let cli = |extra: &[&str]| -> anyhow::Result<(bool, String, String)> {
+        let mut args = vec!["deposit"];
+        args.extend_from_slice(extra);
+        hemi_cli(&args)
+    };
+    let common = [
+        "--key",
+        secret.as_str(),
+        "--rpc-url",
+        l2.as_str(),
+        "--bitcoin-rpc",
+        btc.as_str(),
+    ];
+
+    // The Hemi format, built by `hemi deposit`: minted like any other.
+    let (ok, out, err) =
+        cli(&[&["--amount", "2", "--recipient", RECIPIENT][..], &common].concat())?;
+    assert!(ok, "hemi deposit failed: {err}");
+    let txid = bitcoin::Txid::from_str(out.trim()).with_context(|| format!("txid in {out:?}"))?;
+    assert!(err.contains("hemi_getDeposit"), "{err}");
+    rpc.generate_to_address(CONFIRMATIONS, &sink).await?;
+    let s = wait_status(&hemi, &txid, "minted").await?;
+    assert_eq!(s["format"], "opReturnAddress", "{s}");
+    assert_eq!(s["net"], 2 * 100_000_000 - FEE, "{s}");
+    wait_synced(&hemi, &rpc, 60).await?;
+
+    // Bad flags are refused before anything is signed.
+    let (ok, _, err) = cli(&[&["--amount", "2", "--recipient", "0x12"][..], &common].concat())?;
+    assert!(!ok && err.contains("not an L2 address"), "{err}");
+    let (ok, _, err) = cli(&[
+        &["--amount", "0.00000001", "--recipient", RECIPIENT][..],
+        &common,
+    ]
+    .concat())?;
+    assert!(!ok && err.contains("minimum deposit"), "{err}");
+
+    // A taproot deposit with a 5-block reclaim leaf.
+    let record = dir.path().join("taproot-deposit.json");
+    let reclaim_after = RECLAIM_AFTER.to_string();
+    let (ok, out, err) = cli(&[
+        &[
+            "--amount",
+            "1.5",
+            "--recipient",
+            RECIPIENT,
+            "--format",
+            "taproot",
+            "--reclaim-after",
+            reclaim_after.as_str(),
+            "-o",
+            record.to_str().context("path")?,
+        ][..],
+        &common,
+    ]
+    .concat())?;
+    assert!(ok, "hemi deposit --format taproot failed: {err}");
+    let txid = bitcoin::Txid::from_str(out.trim())?;
+    let tx = rpc.get_raw_transaction(&txid).await?;
+    assert!(
+        tx.output[0].script_pubkey.is_p2tr(),
+        "the deposit output is taproot"
+    );
+    assert_eq!(tx.output[0].value, Amount::from_sat(150_000_000));
+    assert_eq!(
+        &tx.output[1].script_pubkey.as_bytes()[2..6],
+        b"HEMT",
+        "the hint"
+    );
+    let deposit_height = rpc.get_block_count().await? + 1;
+    rpc.generate_to_address(1, &sink).await?;
+    let s = wait_status(&hemi, &txid, "refused").await?;
+    assert_eq!(s["format"], "taproot", "{s}");
+    assert_eq!(s["amount"], 150_000_000u64, "{s}");
+    assert_eq!(
+        s["reclaimableAtHeight"],
+        deposit_height + RECLAIM_AFTER,
+        "{s}"
+    );
+    assert!(
+        s["reason"].as_str().unwrap_or("").contains("reclaim"),
+        "{s}"
+    );
+
+    let reclaim = |extra: &[&str]| {
+        let mut args = vec!["deposit", "reclaim", record.to_str().unwrap_or("?")];
+        args.extend_from_slice(extra);
+        hemi_cli(&args)
+    };
+    let btc_flags = ["--key", secret.as_str(), "--bitcoin-rpc", btc.as_str()];
+    // Another key cannot reclaim it.
+    let other = hex::encode(Key::from_seed("someone-else").secret_bytes());
+    let (ok, _, err) = reclaim(&["--key", other.as_str(), "--bitcoin-rpc", btc.as_str()])?;
+    assert!(
+        !ok && err.contains("not the deposit's depositor key"),
+        "{err}"
+    );
+    // One block short of the timelock (the next block would be deposit + 4): Core refuses.
+    rpc.generate_to_address(RECLAIM_AFTER - 2, &sink).await?;
+    assert_eq!(
+        rpc.get_block_count().await? + 1,
+        deposit_height + RECLAIM_AFTER - 1
+    );
+    let (ok, _, err) = reclaim(&btc_flags)?;
+    assert!(
+        !ok && err.contains("too early") && err.contains("non-BIP68-final"),
+        "{err}"
+    );
+    // At the timelock: Core accepts it and mines it.
+    rpc.generate_to_address(1, &sink).await?;
+    let (ok, out, err) = reclaim(&btc_flags)?;
+    assert!(ok, "reclaim at the timelock failed: {err}");
+    let reclaim_txid = bitcoin::Txid::from_str(out.trim())?;
+    let hash = rpc.generate_to_address(1, &sink).await?;
+    let block = rpc.get_block(&hash[0]).await?;
+    let mined = block
+        .txdata
+        .iter()
+        .find(|t| t.compute_txid() == reclaim_txid)
+        .context("the reclaim is in the next block")?;
+    assert_eq!(
+        mined.input[0].previous_output,
+        bitcoin::OutPoint::new(txid, 0)
+    );
+    assert_eq!(
+        mined.output[0].script_pubkey,
+        depositor_addr.script_pubkey()
+    );
+    let fee = 150_000_000 - mined.output[0].value.to_sat();
+    assert!(fee > 0 && fee < 1_000, "reclaim fee {fee} sat");
+    eprintln!(
+        "reclaimed 1.5 BTC in {reclaim_txid} ({} vB, fee {fee} sat)",
+        mined.vsize()
+    );
+    // Twice: the output is gone (the same reclaim is in the chain; one to another address
+    // finds its input spent).
+    let (ok, _, err) = reclaim(&btc_flags)?;
+    assert!(!ok && err.contains("already reclaimed"), "{err}");
+    let elsewhere = sink.to_string();
+    let (ok, _, err) = reclaim(&[&btc_flags[..], &["--to", elsewhere.as_str()]].concat())?;
+    assert!(!ok && err.contains("is spent"), "{err}");
+    Ok(())
+}

@@ -93,6 +93,7 @@ impl Tunnel {
             "withdrawalDeadline": p.withdrawal_deadline,
             "activationBlock": self.spec.activation,
             "depositFormats": ["opReturnAddress", "opReturnHex"],
+            "reclaimableFormats": ["taproot"],
         })
     }
 }
@@ -145,6 +146,26 @@ impl TunnelContext {
         let deposit = match hemi_tunnel::parse_op_return_deposit(&indexed.tx, &vault) {
             Ok(Some(d)) => d,
             Ok(None) => {
+                match hemi_tunnel::find_taproot_deposit(&indexed.tx, self.tunnel.vault.output_key())
+                {
+                    Ok(Some((d, found))) => {
+                        out["vout"] = json!(found.outpoint.vout);
+                        out["amount"] = json!(found.amount.to_sat());
+                        out["recipient"] = json!(d.recipient);
+                        out["format"] = json!("taproot");
+                        out["reclaimAfter"] = json!(d.reclaim_after);
+                        let at = u64::from(block.height) + u64::from(d.reclaim_after);
+                        out["reclaimableAtHeight"] = json!(at);
+                        let why = format!(
+                            "a taproot deposit with a reclaim leaf: this tunnel contract mints \
+                             only the OP_RETURN formats, so it is not minted; its depositor can \
+                             take it back from Bitcoin height {at} (`hemi deposit reclaim`)"
+                        );
+                        return refused(out, why);
+                    }
+                    Ok(None) => {}
+                    Err(e) => return refused(out, format!("taproot deposit: {e}")),
+                }
                 let why = format!(
                     "the transaction does not pay the vault {}",
                     self.tunnel.address()

@@ -94,7 +94,23 @@ pub enum DepositError {
     /// The reclaim leaf is not `<N> OP_CSV OP_DROP <depositor key> OP_CHECKSIG` as built here.
     #[error("reclaim leaf: {0}")]
     ReclaimLeaf(&'static str),
+    /// An `OP_RETURN` tagged `HEMT` that is not a taproot deposit's hint as built here.
+    #[error("taproot deposit hint: {0}")]
+    BadHint(&'static str),
+    /// The hint names a taproot deposit no output of the transaction pays.
+    #[error("the HEMT hint names a taproot deposit output {script} that no output pays")]
+    TaprootOutputMissing {
+        /// The output script the hint's leaves build.
+        script: ScriptBuf,
+    },
 }
+
+/// The tag that starts a taproot deposit's hint (`OP_RETURN`).
+pub const TAPROOT_HINT_TAG: [u8; 4] = *b"HEMT";
+
+/// Length of the hint's push: tag ‖ version ‖ chain id ‖ recipient ‖ max fee ‖ depositor key ‖
+/// reclaim blocks.
+const HINT_LEN: usize = 4 + 1 + 8 + 20 + 8 + 32 + 2;
 
 /// How a deposit names its recipient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,7 +249,8 @@ pub struct TaprootDeposit {
     pub recipient: Address,
     /// The most the tunnel may keep as its fee, in satoshis.
     pub max_fee: Amount,
-    /// The vault's key: it spends the deposit leaf when the custodians mint.
+    /// The vault's output key (the taproot key its address pays): the custodians spend the
+    /// deposit leaf with it, signing with the FROST key tweaked as for key-path payouts.
     pub vault_key: XOnlyPublicKey,
     /// The depositor's key: it spends the reclaim leaf after `reclaim_after` blocks.
     pub depositor_key: XOnlyPublicKey,
@@ -366,6 +383,72 @@ impl TaprootDeposit {
         Ok(parsed)
     }
 
+    /// The hint a depositor adds beside the deposit output so that anyone can rebuild the
+    /// leaves (a taproot output hides them): `OP_RETURN <"HEMT" ‖ version ‖ chain id ‖ recipient
+    /// ‖ max fee ‖ depositor key ‖ reclaim blocks>`, 75 bytes pushed (77 in all, under the
+    /// 83-byte standard `OP_RETURN` limit). The vault key is not repeated: it is the tunnel's.
+    pub fn hint_script(&self) -> ScriptBuf {
+        let mut data = Vec::with_capacity(HINT_LEN);
+        data.extend_from_slice(&TAPROOT_HINT_TAG);
+        data.push(DEPOSIT_LEAF_VERSION);
+        data.extend_from_slice(&self.chain_id.to_be_bytes());
+        data.extend_from_slice(self.recipient.as_slice());
+        data.extend_from_slice(&self.max_fee.to_sat().to_be_bytes());
+        data.extend_from_slice(&self.depositor_key.serialize());
+        data.extend_from_slice(&self.reclaim_after.to_be_bytes());
+        op_return_script(&data)
+    }
+
+    /// The deposit a hint describes for the vault `vault_key`; `None` if `script` is not an
+    /// `OP_RETURN` tagged `HEMT`.
+    ///
+    /// # Errors
+    /// [`DepositError::BadHint`] for a tagged `OP_RETURN` of another length, push opcode or
+    /// version, or with a bad key, zero recipient or zero timelock.
+    pub fn from_hint(
+        script: &Script,
+        vault_key: XOnlyPublicKey,
+    ) -> Result<Option<Self>, DepositError> {
+        let b = script.as_bytes();
+        let h = DepositError::BadHint;
+        match b {
+            [0x6a, _, tag @ ..] if tag.starts_with(&TAPROOT_HINT_TAG) => {}
+            [0x6a, 0x4c, _, tag @ ..] if tag.starts_with(&TAPROOT_HINT_TAG) => {}
+            _ => return Ok(None),
+        }
+        let data = match b {
+            [0x6a, push, data @ ..] if usize::from(*push) == HINT_LEN && data.len() == HINT_LEN => {
+                data
+            }
+            _ => return Err(h("not OP_RETURN with one 75-byte push")),
+        };
+        if data[4] != DEPOSIT_LEAF_VERSION {
+            return Err(h("unknown version"));
+        }
+        let mut chain_id = [0u8; 8];
+        chain_id.copy_from_slice(&data[5..13]);
+        let recipient = Address::from_slice(&data[13..33]);
+        if recipient == Address::ZERO {
+            return Err(DepositError::ZeroRecipient);
+        }
+        let mut fee = [0u8; 8];
+        fee.copy_from_slice(&data[33..41]);
+        let depositor_key =
+            XOnlyPublicKey::from_slice(&data[41..73]).map_err(|_| h("bad depositor key"))?;
+        let reclaim_after = u16::from_be_bytes([data[73], data[74]]);
+        if reclaim_after == 0 {
+            return Err(h("the timelock is zero blocks"));
+        }
+        Ok(Some(TaprootDeposit {
+            chain_id: u64::from_be_bytes(chain_id),
+            recipient,
+            max_fee: Amount::from_sat(u64::from_be_bytes(fee)),
+            vault_key,
+            depositor_key,
+            reclaim_after,
+        }))
+    }
+
     /// The output of `tx` this deposit locks, as a [`Deposit`]; `None` if no output pays it.
     ///
     /// # Errors
@@ -379,6 +462,36 @@ impl TaprootDeposit {
                 format: DepositFormat::Taproot,
             }),
         )
+    }
+}
+
+/// The taproot deposit `tx` makes to the vault key `vault_key`, found through its `HEMT` hint;
+/// `None` when no output is a hint.
+///
+/// # Errors
+/// [`DepositError::MultipleOpReturns`] for several hints, [`DepositError::BadHint`] and the
+/// like for a malformed one, [`DepositError::TaprootOutputMissing`] when no output pays what
+/// the hint describes, [`DepositError::MultipleVaultOutputs`] when several do.
+pub fn find_taproot_deposit(
+    tx: &Transaction,
+    vault_key: XOnlyPublicKey,
+) -> Result<Option<(TaprootDeposit, Deposit)>, DepositError> {
+    let mut hints = Vec::new();
+    for out in &tx.output {
+        if let Some(d) = TaprootDeposit::from_hint(&out.script_pubkey, vault_key)? {
+            hints.push(d);
+        }
+    }
+    let deposit = match hints.as_slice() {
+        [] => return Ok(None),
+        [one] => *one,
+        more => return Err(DepositError::MultipleOpReturns { count: more.len() }),
+    };
+    match deposit.find_in(tx)? {
+        Some(found) => Ok(Some((deposit, found))),
+        None => Err(DepositError::TaprootOutputMissing {
+            script: deposit.script_pubkey(),
+        }),
     }
 }
 

@@ -23,11 +23,14 @@ pub mod contracts;
 pub mod custody;
 pub mod deposit;
 pub mod payout;
+pub mod reclaim;
 pub mod vault;
 
 pub use contracts::TunnelParams;
 pub use custody::{Custodian, Custody, CustodyError};
 pub use deposit::{
-    parse_op_return_deposit, Deposit, DepositError, DepositFormat, TaprootDeposit, NUMS_KEY,
+    find_taproot_deposit, parse_op_return_deposit, Deposit, DepositError, DepositFormat,
+    TaprootDeposit, NUMS_KEY, TAPROOT_HINT_TAG,
 };
+pub use reclaim::{reclaim_transaction, ReclaimError};
 pub use vault::{Vault, VaultError};

@@ -267,3 +267,57 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn taproot_hint_round_trips_and_finds_its_output() {
+    let d = taproot(144);
+    let hint = d.hint_script();
+    assert_eq!(hint.len(), 77);
+    assert_eq!(TaprootDeposit::from_hint(&hint, d.vault_key), Ok(Some(d)));
+    let tx = bitcoin::Transaction {
+        version: bitcoin::transaction::Version::TWO,
+        lock_time: bitcoin::absolute::LockTime::ZERO,
+        input: vec![],
+        output: vec![
+            bitcoin::TxOut {
+                value: Amount::from_sat(50_000),
+                script_pubkey: d.script_pubkey(),
+            },
+            bitcoin::TxOut {
+                value: Amount::ZERO,
+                script_pubkey: hint.clone(),
+            },
+        ],
+    };
+    let (found, deposit) = crate::find_taproot_deposit(&tx, d.vault_key)
+        .expect("a well-formed hint")
+        .expect("the hint is found");
+    assert_eq!(found, d);
+    assert_eq!(deposit.outpoint.vout, 0);
+    assert_eq!(deposit.format, DepositFormat::Taproot);
+    // Another vault: the hint builds another output, which the transaction does not pay.
+    let other_vault = taproot(7).depositor_key;
+    assert!(matches!(
+        crate::find_taproot_deposit(&tx, other_vault),
+        Err(DepositError::TaprootOutputMissing { .. })
+    ));
+    // A truncated hint, or one with a zero timelock, is refused, not ignored.
+    let mut short = hint.as_bytes()[..60].to_vec();
+    short[1] = 58;
+    assert!(matches!(
+        TaprootDeposit::from_hint(&ScriptBuf::from_bytes(short), d.vault_key),
+        Err(DepositError::BadHint(_))
+    ));
+    let mut zero = hint.as_bytes().to_vec();
+    let n = zero.len();
+    zero[n - 2..].copy_from_slice(&[0, 0]);
+    assert!(matches!(
+        TaprootDeposit::from_hint(&ScriptBuf::from_bytes(zero), d.vault_key),
+        Err(DepositError::BadHint(_))
+    ));
+    // An OP_RETURN that is not tagged is not a hint.
+    assert_eq!(
+        TaprootDeposit::from_hint(&crate::deposit::op_return_script(&[1; 20]), d.vault_key),
+        Ok(None)
+    );
+}
