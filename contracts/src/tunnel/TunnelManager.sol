@@ -14,14 +14,20 @@ import {HemiBTC} from "./HemiBTC.sol";
 ///   slot 1 depositFee, slot 2 minDeposit (satoshis); slot 3 depositConfirmations;
 ///   slot 4 mintedIn: keccak256(txid ‖ vout) → the L2 block that minted it (0: not minted);
 ///   slot 5 withdrawalDeadline (L2 blocks; the chain writes it); slot 6 withdrawalCount;
-///   slot 7 withdrawals; slot 8 payoutProcessed: txid → true; slot 9 faulty.
+///   slot 7 withdrawals; slot 8 payoutProcessed: txid → true; slot 9 faulty;
+///   slot 10 frozenAt: the L2 block whose `reportInvalidSpend` froze new deposits (0: not);
+///   slot 11 strayOutputs: payout txid → its outputs that pay neither a listed request nor the
+///   vault.
 /// Withdrawals: `initiateWithdrawal` burns hemiBTC and records a request; the custodians pay
 /// requests in batches — one Bitcoin transaction paying many requests, in the order its
 /// `OP_RETURN OP_PUSHDATA1 <len> "HEMW" ‖ u32 ids…` outputs list them, change to the vault —
 /// and `finalizeWithdrawal(txid)` (anyone; the sequencer does it for the custodians) checks the
 /// payout through the hVM and marks each request it pays. A request still unpaid
 /// `withdrawalDeadline` blocks after it was made can be challenged: its hemiBTC is minted back
-/// to the requester and the vault is marked faulty.
+/// to the requester and the vault is marked faulty. Any confirmed spend of a vault output that
+/// is not a payout (no id list), or a finalized payout with an output that pays neither a
+/// request it lists nor the vault, can be reported by anyone (`reportInvalidSpend`): new
+/// deposits are then refused (the vault is frozen).
 /// A deposit is Hemi's format: exactly one output pays the vault, exactly one OP_RETURN names the
 /// recipient as `6a 14 <20 bytes>` or `6a 28 <40 ASCII hex digits>` (the push opcode must say
 /// the length it carries; Hemi's contract does not check it), at most 128 outputs.
@@ -65,6 +71,8 @@ contract TunnelManager {
     mapping(uint256 => Withdrawal) internal withdrawals;
     mapping(bytes32 => bool) public payoutProcessed;
     bool public faulty;
+    uint256 public frozenAt;
+    mapping(bytes32 => uint256) public strayOutputs;
 
     /// @notice A deposit minted: `gross` satoshis locked, `net` hemiBTC units minted.
     event DepositConfirmed(address indexed recipient, bytes32 indexed txid, uint32 vout, uint64 gross, uint64 net);
@@ -79,7 +87,13 @@ contract TunnelManager {
     /// @notice Request `id` was challenged after its deadline: its hemiBTC went back.
     event WithdrawalChallenged(uint256 indexed id, address indexed requester, uint64 amount);
 
+    /// @notice A vault spend that pays no request was proved: new deposits are refused.
+    event InvalidSpendReported(bytes32 indexed txid, uint16 vin, address reporter, string reason);
+
     error AlreadyMinted(bytes32 txid, uint32 vout);
+    error VaultFrozen(uint256 since);
+    error NotAVaultSpend(bytes32 txid, uint16 vin);
+    error NotInvalid(bytes32 txid, string reason);
     error BadWithdrawal(string reason);
     error AlreadyProcessed(bytes32 txid);
     error NotAPayout(bytes32 txid);
@@ -109,6 +123,7 @@ contract TunnelManager {
     function confirmDeposit(bytes32 txid, uint32 vout) external returns (uint64 net) {
         bytes32 key = _key(txid, vout);
         if (mintedIn[key] != 0) revert AlreadyMinted(txid, vout);
+        if (frozenAt != 0) revert VaultFrozen(frozenAt);
 
         (bool ok, bytes memory out) = address(0x43).staticcall{gas: 50_000}(abi.encodePacked(txid));
         if (!ok || out.length != 4) revert UnknownTransaction(txid);
@@ -175,10 +190,55 @@ contract TunnelManager {
             (o.value, o.fullLength, o.script, at) = _output(txid, out, at);
             if (o.fullLength == 0 || o.script[0] == 0x6a) continue;
             if (o.fullLength == 34 && keccak256(o.script) == vaultHash) continue;
-            if (paid >= idCount) break;
-            _pay(ids[paid++], txid, uint32(i), o);
+            if (paid >= idCount) {
+                strayOutputs[txid]++;
+                continue;
+            }
+            if (!_pay(ids[paid++], txid, uint32(i), o)) strayOutputs[txid]++;
         }
         for (; paid < idCount; paid++) emit WithdrawalNotPaid(ids[paid], txid, "no output pays it");
+    }
+
+    /// @notice Reports input `vin` of Bitcoin transaction `txid` (display order, with
+    /// `depositConfirmations`) as a spend of a vault output that pays no request: either the
+    /// transaction lists no request ids, or it was finalized and one of its outputs paid neither
+    /// a request it lists nor the vault. Freezes new deposits. A payout not yet finalized must be
+    /// finalized first (`finalizeWithdrawal`).
+    function reportInvalidSpend(bytes32 txid, uint16 vin) external {
+        if (frozenAt != 0) revert VaultFrozen(frozenAt);
+        (bool ok, bytes memory out) = address(0x43).staticcall{gas: 50_000}(abi.encodePacked(txid));
+        if (!ok || out.length != 4) revert UnknownTransaction(txid);
+        uint32 confirmations = uint32(bytes4(_word(out, 0)));
+        if (confirmations < depositConfirmations) revert NotConfirmed(txid, confirmations, depositConfirmations);
+        // 0x47: witness count (2) ‖ value (8) ‖ prevout txid (32) ‖ prevout vout (2) ‖ …
+        (ok, out) = address(0x47).staticcall{gas: 50_000}(abi.encodePacked(txid, vin, uint16(0)));
+        if (!ok || out.length < 44) revert NotAVaultSpend(txid, vin);
+        bytes32 prevTxid = _word(out, 10);
+        uint256 prevVout = uint16(bytes2(_word(out, 42)));
+        (ok, out) = address(0x42).staticcall{gas: 100_000}(abi.encodePacked(prevTxid, bytes4(0x00380703)));
+        if (!ok || out.length < 2) revert NotAVaultSpend(txid, vin);
+        uint256 count = uint16(bytes2(_word(out, 0)));
+        if (prevVout >= count || prevVout >= MAX_OUTPUTS) revert NotAVaultSpend(txid, vin);
+        bytes32 vaultHash = keccak256(abi.encodePacked(bytes2(0x5120), vaultKey));
+        uint256 at = 2;
+        Out memory o;
+        for (uint256 i = 0; i <= prevVout; i++) (o.value, o.fullLength, o.script, at) = _output(prevTxid, out, at);
+        if (o.fullLength != 34 || keccak256(o.script) != vaultHash) revert NotAVaultSpend(txid, vin);
+
+        string memory reason;
+        if (payoutProcessed[txid]) {
+            if (strayOutputs[txid] == 0) revert NotInvalid(txid, "a finalized payout: every output pays a request or the vault");
+            reason = "a payout with outputs that pay no request";
+        } else {
+            (ok, out) = address(0x42).staticcall{gas: 100_000}(abi.encodePacked(txid, bytes4(0x00380703)));
+            if (!ok || out.length < 2) revert UnknownTransaction(txid);
+            count = uint16(bytes2(_word(out, 0)));
+            (, uint256 idCount) = _payoutIds(txid, out, count > MAX_OUTPUTS ? MAX_OUTPUTS : count);
+            if (idCount != 0) revert NotInvalid(txid, "lists request ids: finalizeWithdrawal it first");
+            reason = "spends the vault and lists no request";
+        }
+        frozenAt = block.number;
+        emit InvalidSpendReported(txid, vin, msg.sender, reason);
     }
 
     /// @dev One output of a 0x42 answer.
@@ -212,7 +272,8 @@ contract TunnelManager {
             && (o.fullLength - 7) % 4 == 0;
     }
 
-    function _pay(uint256 id, bytes32 txid, uint32 vout, Out memory o) private {
+    /// @dev Whether output `o` pays request `id` as asked (then marked paid).
+    function _pay(uint256 id, bytes32 txid, uint32 vout, Out memory o) private returns (bool) {
         Withdrawal storage w = withdrawals[id];
         if (w.status != Status.Pending) {
             emit WithdrawalNotPaid(id, txid, "not pending");
@@ -224,7 +285,9 @@ contract TunnelManager {
             w.status = Status.Paid;
             w.payoutTxid = txid;
             emit WithdrawalPaid(id, txid, vout, o.value);
+            return true;
         }
+        return false;
     }
 
     /// @notice Challenges request `id`, still unpaid `withdrawalDeadline` blocks after it was

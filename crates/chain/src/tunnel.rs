@@ -129,8 +129,20 @@ pub fn minted_in(state: &StateView, txid: B256, vout: u32) -> Result<Option<u64>
     Ok((v != U256::ZERO).then(|| u64::try_from(v).unwrap_or(u64::MAX)))
 }
 
+/// The L2 block whose `reportInvalidSpend` froze new deposits, if one did.
+///
+/// # Errors
+/// Database errors.
+pub fn frozen_at(state: &StateView) -> Result<Option<u64>, ChainError> {
+    let v = state.storage(
+        &TUNNEL_MANAGER_ADDRESS,
+        &B256::from(U256::from(contracts::SLOT_FROZEN_AT).to_be_bytes::<32>()),
+    )?;
+    Ok((v != U256::ZERO).then(|| u64::try_from(v).unwrap_or(u64::MAX)))
+}
+
 /// The deposits the block pinned to `pinned` confirms, on top of `parent` state (see the module
-/// docs), oldest first.
+/// docs), oldest first; none once the vault is frozen ([`frozen_at`]).
 ///
 /// # Errors
 /// Bitcoin view or database errors.
@@ -140,6 +152,9 @@ pub fn eligible_deposits(
     pinned: BlockRef,
     parent: &StateView,
 ) -> Result<Vec<DepositTx>, ChainError> {
+    if frozen_at(parent)?.is_some() {
+        return Ok(Vec::new());
+    }
     let btc = |e: hemi_btc_view::ViewError| ChainError::BitcoinNotReady(e.to_string());
     let vault = params.vault_script();
     let at = AsOf::Block(pinned.hash);

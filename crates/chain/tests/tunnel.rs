@@ -3,7 +3,8 @@
 //! confirmations, once; deposits that break a rule are never minted; a follower re-executes the
 //! mint to the same roots and refuses a block whose mint differs. Withdrawals: burnt requests
 //! paid by one FROST-signed payout the regtest node accepts, finalized by the chain; an unpaid
-//! one challenged after its deadline is minted back.
+//! one challenged after its deadline is minted back. A vault spend that pays no request is
+//! reported by anyone and freezes new deposits; a finalized payout is not reportable.
 
 use std::sync::Arc;
 
@@ -659,5 +660,225 @@ fn withdrawals_are_paid_in_one_frost_signed_batch_and_an_unpaid_one_is_challenge
         balance(&a, &pin, user.address),
         U256::from(10 * 100_000_000 - FEE - burnt + 100_000_003)
     );
+    assert_eq!(a.head(), b.head(), "the follower agrees on every block");
+}
+
+/// `eth_call` of the manager at the head: its revert reason, or `None` if it succeeds.
+fn manager_revert(chain: &Chain, pin: &BitcoinPin, data: Bytes) -> Option<String> {
+    let tx = revm::context::TxEnv::builder()
+        .kind(TxKind::Call(TUNNEL_MANAGER_ADDRESS))
+        .data(data)
+        .gas_limit(2_000_000)
+        .chain_id(Some(31337))
+        .build()
+        .expect("tx");
+    match chain
+        .call(chain.head().0, tx, None, pin.clone(), None)
+        .expect("call")
+    {
+        CallOutcome::Success { .. } => None,
+        CallOutcome::Revert { output, .. } => Some(contracts::revert_reason(&output)),
+        other => panic!("call: {other:?}"),
+    }
+}
+
+#[test]
+fn a_vault_spend_that_pays_no_request_is_reported_and_freezes_new_deposits() {
+    use contracts::ITunnelManager::{confirmDepositCall, initiateWithdrawalCall};
+    let mut w = World::new();
+    let a = Chain::open(None, w.spec()).expect("chain a");
+    let b = Chain::open(None, w.spec()).expect("chain b");
+    let user = hemi_chain::dev_accounts(hemi_chain::DEV_MNEMONIC, 2).expect("accounts")[1].clone();
+    let mut n = 0u64;
+    let mut step = |w: &World, txs: Vec<hemi_chain::SignedTx>| {
+        n += 1;
+        let pin = w.pin();
+        let built = build_with(&a, &pin, n, txs);
+        import(&b, &a, n, &pin).unwrap_or_else(|e| panic!("import {n}: {e}"));
+        built
+    };
+    let mut nonce = 0u64;
+    let mut user_call = |data: Bytes| {
+        nonce += 1;
+        call_tx(user.secret, nonce - 1, TUNNEL_MANAGER_ADDRESS, data)
+    };
+    let report = |txid: &bitcoin::Txid, vin: u16| {
+        contracts::report_invalid_spend_calldata(contracts::txid_display(txid), vin)
+    };
+    let mut rng =
+        <rand_chacha::ChaCha20Rng as rand_chacha::rand_core::SeedableRng>::from_seed([4; 32]);
+    step(&w, vec![]);
+    let deposit = w.send(
+        1,
+        vec![
+            w.vault_out(10 * 100_000_000),
+            op_return(user.address.as_slice()),
+        ],
+    );
+    w.mine(CONFIRMATIONS);
+    step(&w, vec![]);
+
+    // A legitimate payout (one request, change to the vault) is not reportable.
+    let payee = Key::from_seed("report payee").script_pubkey(KeyKind::P2wpkh);
+    let built = step(
+        &w,
+        vec![user_call(Bytes::from(
+            initiateWithdrawalCall {
+                script: payee.to_bytes().into(),
+                amount: 100_000_000,
+                maxFee: 10_000,
+            }
+            .abi_encode(),
+        ))],
+    );
+    assert!(built.receipts[1].receipt.status.coerce_status());
+    let utxo = (
+        OutPoint::new(deposit.compute_txid(), 0),
+        deposit.output[0].clone(),
+    );
+    let req = hemi_tunnel::payout::Request {
+        id: 1,
+        script: payee,
+        amount: 100_000_000,
+        max_fee: 10_000,
+    };
+    let mut payout = hemi_tunnel::payout::build_payout(
+        &w.vault,
+        std::slice::from_ref(&utxo),
+        std::slice::from_ref(&req),
+        2,
+    )
+    .expect("payout");
+    hemi_tunnel::payout::sign_payout(
+        &w.custody,
+        &w.vault,
+        &mut payout,
+        std::slice::from_ref(&utxo.1),
+        &[1, 2],
+        &mut rng,
+    )
+    .expect("sign");
+    w.node
+        .submit_transaction(payout.clone(), None)
+        .expect("payout accepted");
+    w.mine(1);
+    let pin = w.pin();
+    assert_eq!(
+        manager_revert(&a, &pin, report(&payout.compute_txid(), 0)).as_deref(),
+        Some("1 of 3 confirmations")
+    );
+    w.mine(CONFIRMATIONS - 1);
+    // The report waits for finalization (here the sequencer's in the next block).
+    let pin = w.pin();
+    let reason = manager_revert(&a, &pin, report(&payout.compute_txid(), 0));
+    assert!(
+        reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("finalizeWithdrawal"),
+        "{reason:?}"
+    );
+    step(&w, vec![]);
+    let pin = w.pin();
+    assert_eq!(withdrawal(&a, &pin, 1).status, 2, "paid");
+    let reason = manager_revert(&a, &pin, report(&payout.compute_txid(), 0));
+    assert!(
+        reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("not an invalid spend"),
+        "{reason:?}"
+    );
+    // The deposit's own input spends the user's coin, not the vault.
+    assert_eq!(
+        manager_revert(&a, &pin, report(&deposit.compute_txid(), 0)).as_deref(),
+        Some("input 0 does not spend a vault output")
+    );
+
+    // The custodians (2 of them suffice) take the change somewhere else: no id list.
+    let change_vout = payout
+        .output
+        .iter()
+        .position(|o| o.script_pubkey == w.params.vault_script())
+        .expect("change");
+    let change = (
+        OutPoint::new(payout.compute_txid(), change_vout as u32),
+        payout.output[change_vout].clone(),
+    );
+    let thief = Key::from_seed("thief").script_pubkey(KeyKind::P2wpkh);
+    let mut theft = Transaction {
+        version: bitcoin::transaction::Version::TWO,
+        lock_time: bitcoin::absolute::LockTime::ZERO,
+        input: vec![bitcoin::TxIn {
+            previous_output: change.0,
+            ..Default::default()
+        }],
+        output: vec![TxOut {
+            value: change.1.value - Amount::from_sat(1_000),
+            script_pubkey: thief,
+        }],
+    };
+    hemi_tunnel::payout::sign_payout(
+        &w.custody,
+        &w.vault,
+        &mut theft,
+        std::slice::from_ref(&change.1),
+        &[1, 3],
+        &mut rng,
+    )
+    .expect("sign");
+    w.node
+        .submit_transaction(theft.clone(), None)
+        .expect("the regtest node accepts the theft: the key is valid");
+    w.mine(CONFIRMATIONS);
+    // A deposit made now would have been minted; the report comes first.
+    let late = w.send(
+        1,
+        vec![
+            w.vault_out(2 * 100_000_000),
+            op_return(user.address.as_slice()),
+        ],
+    );
+    let before = balance(&a, &w.pin(), user.address);
+    let built = step(&w, vec![user_call(report(&theft.compute_txid(), 0))]);
+    let r = built.receipts.last().expect("receipt");
+    assert!(r.receipt.status.coerce_status(), "reported");
+    assert_eq!(r.receipt.logs.len(), 1, "InvalidSpendReported");
+    let pin = w.pin();
+    let state = a.state_at(a.head().0).expect("state");
+    assert_eq!(
+        hemi_chain::tunnel::frozen_at(&state).expect("read"),
+        Some(a.head().0)
+    );
+    assert_eq!(
+        manager_revert(&a, &pin, report(&theft.compute_txid(), 0)).as_deref(),
+        Some(
+            format!(
+                "the vault is frozen (an invalid spend was reported in L2 block {})",
+                a.head().0
+            )
+            .as_str()
+        )
+    );
+
+    // The late deposit gets its confirmations; the sequencer mints nothing, and a direct call
+    // is refused.
+    w.mine(CONFIRMATIONS);
+    let built = step(&w, vec![]);
+    assert!(deposits(&built).is_empty(), "no mint once frozen");
+    let pin = w.pin();
+    let confirm = Bytes::from(
+        confirmDepositCall {
+            txid: contracts::txid_display(&late.compute_txid()),
+            vout: 0,
+        }
+        .abi_encode(),
+    );
+    let reason = manager_revert(&a, &pin, confirm);
+    assert!(
+        reason.as_deref().unwrap_or("").contains("frozen"),
+        "{reason:?}"
+    );
+    assert_eq!(balance(&a, &pin, user.address), before);
     assert_eq!(a.head(), b.head(), "the follower agrees on every block");
 }

@@ -778,6 +778,21 @@ async fn withdrawals_are_paid_in_one_bitcoin_transaction_and_an_unpaid_one_is_ch
         );
     }
 
+    // A finalized payout is not an invalid spend: reporting it is refused.
+    let report = cast(&[
+        "call",
+        "--rpc-url",
+        &url,
+        &manager,
+        "reportInvalidSpend(bytes32,uint16)",
+        &format!("0x{payout_txid}"),
+        "0",
+    ]);
+    assert!(
+        report.is_err(),
+        "a finalized payout is not reportable: {report:?}"
+    );
+
     // Request 4 is still pending; its requester challenges it after the deadline.
     let w = hemi.call("hemi_getWithdrawal", json!([4])).await?;
     assert_eq!(w["status"], "pending", "{w}");
@@ -820,6 +835,9 @@ async fn withdrawals_are_paid_in_one_bitcoin_transaction_and_an_unpaid_one_is_ch
         (10 * 100_000_000 - FEE - paid).to_string(),
         "the challenged request's hemiBTC is back: {seen}"
     );
+    let t = hemi.call("hemi_getTunnel", json!([])).await?;
+    assert_eq!(t["faulty"], true, "a challenge marks the vault faulty: {t}");
+    assert_eq!(t["frozenAt"], Value::Null, "{t}");
     let unknown = hemi.call("hemi_getWithdrawal", json!([99])).await?;
     assert_eq!(unknown["status"], "unknown", "{unknown}");
     Ok(())

@@ -209,6 +209,13 @@ impl TunnelContext {
             out["mintedIn"] = self.mint_location(n, display, deposit.outpoint.vout)?;
             return Ok(out);
         }
+        if let Some(n) = hemi_chain::tunnel::frozen_at(&state).map_err(internal)? {
+            let why = format!(
+                "the vault is frozen: an invalid spend of it was reported in L2 block {n}, so \
+                 new deposits are not minted"
+            );
+            return refused(out, why);
+        }
         if confirmations < p.deposit_confirmations {
             out["status"] = json!("confirming");
             out["reason"] = json!(format!(
@@ -304,9 +311,23 @@ pub(crate) fn tunnel_module(
     ctx: TunnelContext,
 ) -> anyhow::Result<jsonrpsee::RpcModule<TunnelContext>> {
     let mut m = jsonrpsee::RpcModule::new(ctx);
-    m.register_method(
+    m.register_blocking_method(
         "hemi_getTunnel",
-        |_, ctx, _| -> Result<Value, ErrorObjectOwned> { Ok(ctx.tunnel.json()) },
+        |_, ctx, _| -> Result<Value, ErrorObjectOwned> {
+            let mut out = ctx.tunnel.json();
+            let state = ctx.chain.state_at(ctx.chain.head().0).map_err(internal)?;
+            out["frozenAt"] = json!(hemi_chain::tunnel::frozen_at(&state).map_err(internal)?);
+            let faulty = state
+                .storage(
+                    &TUNNEL_MANAGER_ADDRESS,
+                    &alloy_primitives::B256::from(
+                        alloy_primitives::U256::from(contracts::SLOT_FAULTY).to_be_bytes::<32>(),
+                    ),
+                )
+                .map_err(internal)?;
+            out["faulty"] = json!(!faulty.is_zero());
+            Ok(out)
+        },
     )?;
     m.register_blocking_method(
         "hemi_getDeposit",

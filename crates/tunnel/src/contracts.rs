@@ -32,6 +32,10 @@ pub const SLOT_WITHDRAWAL_DEADLINE: u64 = 5;
 pub const SLOT_WITHDRAWAL_COUNT: u64 = 6;
 /// Storage slot of the `payoutProcessed` mapping (txid → true).
 pub const SLOT_PAYOUT_PROCESSED: u64 = 8;
+/// Storage slot of `faulty` (a request was challenged).
+pub const SLOT_FAULTY: u64 = 9;
+/// Storage slot of `frozenAt` (the L2 block whose `reportInvalidSpend` froze new deposits).
+pub const SLOT_FROZEN_AT: u64 = 10;
 
 /// Most outputs a deposit transaction may have (what one 0x42 call returns).
 pub const MAX_DEPOSIT_OUTPUTS: usize = 128;
@@ -67,6 +71,11 @@ sol! {
         error NotPending(uint256 id);
         error DeadlineNotReached(uint256 id, uint256 deadline);
 
+        event InvalidSpendReported(bytes32 indexed txid, uint16 vin, address reporter, string reason);
+        error VaultFrozen(uint256 since);
+        error NotAVaultSpend(bytes32 txid, uint16 vin);
+        error NotInvalid(bytes32 txid, string reason);
+
         /// One withdrawal request (status 1 pending, 2 paid, 3 challenged).
         struct Withdrawal {
             address requester;
@@ -85,6 +94,9 @@ sol! {
         function finalizeWithdrawal(bytes32 txid) external;
         function challenge(uint256 id) external;
         function withdrawalCount() external view returns (uint256);
+        function reportInvalidSpend(bytes32 txid, uint16 vin) external;
+        function frozenAt() external view returns (uint256);
+        function faulty() external view returns (bool);
     }
 
     /// hemiBTC's ABI (the part the node reads).
@@ -184,6 +196,16 @@ pub fn payout_processed_slot(txid_display: B256) -> U256 {
     U256::from_be_bytes(keccak256(b).0)
 }
 
+/// Calldata of `reportInvalidSpend(txid, vin)`.
+pub fn report_invalid_spend_calldata(txid_display: B256, vin: u16) -> Bytes {
+    ITunnelManager::reportInvalidSpendCall {
+        txid: txid_display,
+        vin,
+    }
+    .abi_encode()
+    .into()
+}
+
 /// Calldata of `finalizeWithdrawal(txid)`.
 pub fn finalize_withdrawal_calldata(txid_display: B256) -> Bytes {
     ITunnelManager::finalizeWithdrawalCall { txid: txid_display }
@@ -241,6 +263,12 @@ pub fn revert_reason(data: &[u8]) -> String {
                 "withdrawal {} can be challenged from L2 block {}",
                 c.id, c.deadline
             ),
+            E::VaultFrozen(c) => format!(
+                "the vault is frozen (an invalid spend was reported in L2 block {})",
+                c.since
+            ),
+            E::NotAVaultSpend(c) => format!("input {} does not spend a vault output", c.vin),
+            E::NotInvalid(c) => format!("not an invalid spend: {}", c.reason),
         },
         Err(_) => format!("reverted with 0x{}", hex::encode(data)),
     }
