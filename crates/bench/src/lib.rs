@@ -33,8 +33,8 @@ pub enum BenchCommand {
     /// requests per second and latency.
     Finality(crate::pop::FinalityArgs),
     /// The tunnel: deposit → mint latency against its bound, provenance document size and
-    /// verification time (beside Bitcoin Core's verifytxoutproof), payout vsize per withdrawal
-    /// in batches of 1, 10 and 100.
+    /// verification time (beside the embedded node's bitcoind-compatible verifytxoutproof),
+    /// payout vsize per withdrawal in batches of 1, 10 and 100.
     Tunnel(crate::tunnel::TunnelArgs),
 }
 
