@@ -843,7 +843,8 @@ async fn withdrawals_are_paid_in_one_bitcoin_transaction_and_an_unpaid_one_is_ch
     Ok(())
 }
 
-/// `hemi deposit` end to end: a Hemi-format deposit it builds from a key is minted; a taproot
+/// `hemi deposit` end to end, funded by the devnet's `hemi_sendBitcoin` / `hemi_mineBitcoin`:
+/// a Hemi-format deposit it builds from a key is minted; a taproot
 /// deposit it builds (with a reclaim leaf and a HEMT hint) is refused by this tunnel contract
 /// with the height it becomes reclaimable at; `hemi deposit reclaim` is refused by Bitcoin Core
 /// one block before the timelock opens and accepted (and mined) at it; a second reclaim is
@@ -859,7 +860,6 @@ async fn hemi_deposit_mints_and_an_unminted_taproot_deposit_is_reclaimed_after_i
     let secret = hex::encode(depositor.secret_bytes());
     let depositor_addr = depositor.address(KeyKind::P2wpkh, Network::Regtest);
     let (_, sink) = hemi_testkit::regtest_p2wpkh(&[0x55; 32]).context("sink key")?;
-    core.mine(3, &depositor_addr).await?;
     core.mine(100, &sink).await?;
     let hemi = Hemi::devnet_on(
         &core,
@@ -873,6 +873,41 @@ async fn hemi_deposit_mints_and_an_unminted_taproot_deposit_is_reclaimed_after_i
         ],
     )
     .await?;
+    wait_synced(&hemi, &rpc, 60).await?;
+    // The devnet's Bitcoin helpers fund the depositor: no bitcoin-cli.
+    let bad = hemi.call("hemi_mineBitcoin", json!([0])).await;
+    assert!(format!("{bad:?}").contains("1..=1000"), "{bad:?}");
+    let bad = hemi
+        .call(
+            "hemi_sendBitcoin",
+            json!(["bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq", "1"]),
+        )
+        .await;
+    assert!(
+        format!("{bad:?}").contains("not a regtest address"),
+        "{bad:?}"
+    );
+    let funding = hemi
+        .call("hemi_sendBitcoin", json!([depositor_addr.to_string(), "5"]))
+        .await?;
+    let funding = bitcoin::Txid::from_str(funding.as_str().context("txid")?)?;
+    let mined = hemi.call("hemi_mineBitcoin", json!([1])).await?;
+    assert_eq!(mined.as_array().map(Vec::len), Some(1), "{mined}");
+    let block = rpc
+        .get_block(&bitcoin::BlockHash::from_str(
+            mined[0].as_str().context("hash")?,
+        )?)
+        .await?;
+    let paid = block
+        .txdata
+        .iter()
+        .find(|t| t.compute_txid() == funding)
+        .context("the funding is in the mined block")?;
+    assert!(paid
+        .output
+        .iter()
+        .any(|o| o.script_pubkey == depositor_addr.script_pubkey()
+            && o.value == Amount::from_sat(500_000_000)));
     wait_synced(&hemi, &rpc, 60).await?;
     let l2 = format!("http://{}", hemi.rpc_addr);
     let btc = core.rpc_url();
@@ -896,7 +931,8 @@ async fn hemi_deposit_mints_and_an_unminted_taproot_deposit_is_reclaimed_after_i
     assert!(ok, "hemi deposit failed: {err}");
     let txid = bitcoin::Txid::from_str(out.trim()).with_context(|| format!("txid in {out:?}"))?;
     assert!(err.contains("hemi_getDeposit"), "{err}");
-    rpc.generate_to_address(CONFIRMATIONS, &sink).await?;
+    hemi.call("hemi_mineBitcoin", json!([CONFIRMATIONS, sink.to_string()]))
+        .await?;
     let s = wait_status(&hemi, &txid, "minted").await?;
     assert_eq!(s["format"], "opReturnAddress", "{s}");
     assert_eq!(s["net"], 2 * 100_000_000 - FEE, "{s}");

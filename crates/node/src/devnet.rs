@@ -148,6 +148,7 @@ pub async fn devnet(cfg: Config) -> anyhow::Result<()> {
         );
     }
     let l2 = L2 {
+        dev_bitcoin: popm_rpc.clone().map(|url| (key.clone(), url)),
         custodians,
         chain,
         sequencer: Some(sequencer),

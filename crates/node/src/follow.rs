@@ -103,6 +103,7 @@ pub async fn node(mut cfg: Config) -> anyhow::Result<()> {
         popm: None,
         tunnel,
         custodians: None,
+        dev_bitcoin: None,
     };
     serve(&cfg, store, client, status, l2).await
 }

@@ -13,6 +13,7 @@
 mod config;
 mod custodian;
 mod debug;
+mod devbitcoin;
 mod devnet;
 mod eth;
 mod follow;

@@ -29,6 +29,8 @@ pub(crate) struct L2 {
     pub(crate) tunnel: crate::tunnel::Tunnel,
     /// The built-in custodian set (devnet) and the Bitcoin RPC its payouts go through.
     pub(crate) custodians: Option<(Arc<hemi_tunnel::Custody>, String)>,
+    /// The devnet's Bitcoin key and RPC for `hemi_mineBitcoin` / `hemi_sendBitcoin`.
+    pub(crate) dev_bitcoin: Option<(Key, String)>,
 }
 
 /// The keystone/finality RPC's view of the node.
@@ -214,6 +216,18 @@ pub(crate) async fn serve(
         }))?
         .remove_context(),
     )?;
+    if let Some((key, url)) = &l2.dev_bitcoin {
+        module.merge(
+            crate::devbitcoin::dev_bitcoin_module(crate::devbitcoin::DevBitcoin {
+                key: key.clone(),
+                rpc: hemi_btc_rpc_client::BitcoinRpc::new(url)
+                    .context("the devnet's Bitcoin RPC")?,
+                network,
+                view: client_store.clone() as Arc<dyn BitcoinView>,
+            })?
+            .remove_context(),
+        )?;
+    }
     module.merge(
         crate::tunnel::tunnel_module(crate::tunnel::TunnelContext {
             tunnel: l2.tunnel.clone(),

@@ -699,7 +699,7 @@ fn dispatch(node: &RegtestNode, method: &str, p: &[Value]) -> RpcResult {
             "localservices": "0000000000000409", "networkactive": true, "connections": 0, "relayfee": 0.000001,
             "incrementalfee": 0.000001, "warnings": []})),
         "uptime" => Ok(json!(0)),
-        "help" => Ok(json!("hemi-rs embedded regtest node: getblockchaininfo getblockcount getbestblockhash getblockhash getblockheader getblock getrawtransaction decoderawtransaction sendrawtransaction testmempoolaccept getrawmempool getmempoolentry getmempoolinfo generatetoaddress generateblock invalidateblock reconsiderblock estimatesmartfee getnetworkinfo")),
+        "help" => Ok(json!("hemi-rs embedded regtest node: getblockchaininfo getblockcount getbestblockhash getblockhash getblockheader getblock getrawtransaction decoderawtransaction gettxoutproof verifytxoutproof sendrawtransaction testmempoolaccept getrawmempool getmempoolentry getmempoolinfo generatetoaddress generateblock invalidateblock reconsiderblock estimatesmartfee getnetworkinfo")),
         _ => Err(err(code::METHOD_NOT_FOUND, "Method not found")),
     }
 }
