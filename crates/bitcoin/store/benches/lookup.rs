@@ -64,6 +64,7 @@ struct Fixture {
     scripts: Vec<ScriptBuf>,
     /// A block 10 below the tip, for historical queries.
     back10: BlockHash,
+    back100: BlockHash,
 }
 
 fn build(sizes: &Sizes) -> Fixture {
@@ -123,11 +124,13 @@ fn build(sizes: &Sizes) -> Fixture {
         utxos as f64 / t_connect.as_secs_f64(),
     );
     let back10 = hashes[hashes.len() - 11];
+    let back100 = hashes[hashes.len().saturating_sub(101)];
     Fixture {
         _dir: dir,
         store,
         scripts,
         back10,
+        back100,
     }
 }
 
@@ -261,6 +264,13 @@ fn lookups(c: &mut Criterion) {
         black_box(
             store
                 .utxos_by_script(&f.scripts[picks[i]], AsOf::Block(f.back10))
+                .expect("utxos"),
+        );
+    });
+    timed_loop("utxos_by_script as of tip-100 (per lookup)", n / 100, |i| {
+        black_box(
+            store
+                .utxos_by_script(&f.scripts[picks[i]], AsOf::Block(f.back100))
                 .expect("utxos"),
         );
     });

@@ -40,6 +40,26 @@ pub(crate) fn script_key(sh: &[u8; 32], op: &OutPoint) -> ScriptKey {
     k
 }
 
+/// A script-delta key: block height (big-endian) ‖ script hash ‖ kind ‖ outpoint: what block
+/// `height` did to `op`, an output paying the script. Kinds: [`DELTA_CREATED`], [`DELTA_SPENT`].
+/// Height first, so a block's deltas are appended together (sync stays as fast as without the
+/// index) and a query reads one short range per block back.
+pub(crate) fn delta_key(sh: &[u8; 32], height: u32, kind: u8, op: &OutPoint) -> DeltaKey {
+    let mut k = [0u8; 73];
+    k[..4].copy_from_slice(&height.to_be_bytes());
+    k[4..36].copy_from_slice(sh);
+    k[36] = kind;
+    k[37..].copy_from_slice(&outpoint_key(op));
+    k
+}
+
+/// A script-delta key's bytes.
+pub(crate) type DeltaKey = [u8; 73];
+/// The block created the output.
+pub(crate) const DELTA_CREATED: u8 = 0;
+/// The block spent the output.
+pub(crate) const DELTA_SPENT: u8 = 1;
+
 /// A stored coin: value ‖ height ‖ coinbase flag ‖ script.
 pub(crate) fn encode_coin(value: u64, height: u32, coinbase: bool, script: &Script) -> Vec<u8> {
     let mut v = Vec::with_capacity(13 + script.len());

@@ -10,8 +10,9 @@
 //!
 //! Indexes: UTXOs by outpoint and by script (balances and UTXO lists of an address), transactions
 //! by txid (block, height, position, byte range), spent-by, and PoP keystone publications
-//! (earliest publication first). Undo data per block lets [`BitcoinView`] queries be answered as
-//! of a recent block ([`AsOf::Block`]).
+//! (earliest publication first). Undo data per block disconnects blocks in a reorg; a
+//! script-delta index (what each block created and spent, per script) answers [`BitcoinView`]
+//! queries as of a recent block ([`AsOf::Block`]) with one short range read per block back.
 //!
 //! Place in the chain of trust: **Bitcoin** → hVM → sequencer → chain → PoP → finality.
 //!
@@ -39,9 +40,12 @@ pub use hemi_btc_view::{AsOf, BitcoinView, ViewError};
 
 /// Version of the on-disk schema. Bumped on any incompatible change; an older or newer database
 /// is refused with [`StoreError::SchemaVersion`] rather than misread.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version 2 added the script-delta index (what each block did to each script's outputs), so
+/// queries as of an older block no longer walk blocks; a version-1 database is upgraded in place
+/// on open (the index rebuilt from the stored blocks and undo data, in one transaction).
+pub const SCHEMA_VERSION: u32 = 2;
 
-/// How many blocks below the tip [`AsOf::Block`] queries walk back through undo data.
+/// How many blocks below the tip [`AsOf::Block`] queries may reach.
 pub const MAX_ASOF_DEPTH: u32 = 2_000;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -55,6 +59,8 @@ const UNDO: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("undo");
 const CHAIN: TableDefinition<u32, &[u8; 32]> = TableDefinition::new("chain");
 const UTXOS: TableDefinition<&[u8; 36], &[u8]> = TableDefinition::new("utxos");
 const SCRIPT_UTXOS: TableDefinition<&[u8; 68], &[u8; 13]> = TableDefinition::new("script_utxos");
+/// [`delta_key`] → the output's script entry (value, creation height, coinbase).
+const SCRIPT_DELTAS: TableDefinition<&DeltaKey, &[u8; 13]> = TableDefinition::new("script_deltas");
 const TXS: TableDefinition<&[u8; 32], &[u8; 48]> = TableDefinition::new("txs");
 const SPENT_BY: TableDefinition<&[u8; 36], &[u8; 40]> = TableDefinition::new("spent_by");
 const KEYSTONES: TableDefinition<&[u8; 40], &[u8; 64]> = TableDefinition::new("keystones");
@@ -220,7 +226,11 @@ impl ChainStore {
                                 .try_into()
                                 .map_err(|_| corrupt("schema_version"))?,
                         );
-                        if found != SCHEMA_VERSION {
+                        if found == 1 {
+                            rebuild_script_deltas(&w)?;
+                            meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
+                            tracing::info!("Bitcoin store upgraded to schema 2 (script deltas)");
+                        } else if found != SCHEMA_VERSION {
                             return Err(StoreError::SchemaVersion {
                                 found,
                                 expected: SCHEMA_VERSION,
@@ -245,6 +255,7 @@ impl ChainStore {
                 w.open_table(UNDO)?;
                 w.open_table(UTXOS)?;
                 w.open_table(SCRIPT_UTXOS)?;
+                w.open_table(SCRIPT_DELTAS)?;
                 w.open_table(TXS)?;
                 w.open_table(SPENT_BY)?;
                 w.open_table(KEYSTONES)?;
@@ -628,6 +639,7 @@ impl ChainStore {
         {
             let mut utxos = w.open_table(UTXOS)?;
             let mut by_script = w.open_table(SCRIPT_UTXOS)?;
+            let mut deltas = w.open_table(SCRIPT_DELTAS)?;
             let mut txs = w.open_table(TXS)?;
             let mut spent_by = w.open_table(SPENT_BY)?;
             let mut kss = w.open_table(KEYSTONES)?;
@@ -664,8 +676,12 @@ impl ChainStore {
                             )));
                         }
                         let script = bitcoin::ScriptBuf::from_bytes(script.to_vec());
-                        by_script
-                            .remove(&script_key(&script_hash(&script), &input.previous_output))?;
+                        let sh = script_hash(&script);
+                        by_script.remove(&script_key(&sh, &input.previous_output))?;
+                        deltas.insert(
+                            &delta_key(&sh, height, DELTA_SPENT, &input.previous_output),
+                            &encode_script_entry(value, cheight, ccb),
+                        )?;
                         spent_by.insert(&key, &encode_spent_by(&txid, vin as u32, height))?;
                         value_in = value_in.saturating_add(value);
                         undo.push(SpentCoin {
@@ -708,10 +724,10 @@ impl ChainStore {
                         encode_coin(out.value.to_sat(), height, coinbase, &out.script_pubkey)
                             .as_slice(),
                     )?;
-                    by_script.insert(
-                        &script_key(&script_hash(&out.script_pubkey), &op),
-                        &encode_script_entry(out.value.to_sat(), height, coinbase),
-                    )?;
+                    let sh = script_hash(&out.script_pubkey);
+                    let entry = encode_script_entry(out.value.to_sat(), height, coinbase);
+                    by_script.insert(&script_key(&sh, &op), &entry)?;
+                    deltas.insert(&delta_key(&sh, height, DELTA_CREATED, &op), &entry)?;
                 }
                 let len = tx.total_size() as u32;
                 txs.insert(
@@ -757,6 +773,7 @@ impl ChainStore {
             let mut undo_iter = undo.into_iter().rev();
             let mut utxos = w.open_table(UTXOS)?;
             let mut by_script = w.open_table(SCRIPT_UTXOS)?;
+            let mut deltas = w.open_table(SCRIPT_DELTAS)?;
             let mut txs = w.open_table(TXS)?;
             let mut spent_by = w.open_table(SPENT_BY)?;
             let mut kss = w.open_table(KEYSTONES)?;
@@ -771,7 +788,9 @@ impl ChainStore {
                     }
                     let op = bitcoin::OutPoint::new(txid, vout as u32);
                     utxos.remove(&outpoint_key(&op))?;
-                    by_script.remove(&script_key(&script_hash(&out.script_pubkey), &op))?;
+                    let sh = script_hash(&out.script_pubkey);
+                    by_script.remove(&script_key(&sh, &op))?;
+                    deltas.remove(&delta_key(&sh, tip.height, DELTA_CREATED, &op))?;
                 }
                 txs.remove(txid.as_byte_array())?;
                 if index == 0 {
@@ -789,10 +808,12 @@ impl ChainStore {
                         encode_coin(value, coin.height, coin.coinbase, &coin.txout.script_pubkey)
                             .as_slice(),
                     )?;
+                    let sh = script_hash(&coin.txout.script_pubkey);
                     by_script.insert(
-                        &script_key(&script_hash(&coin.txout.script_pubkey), &op),
+                        &script_key(&sh, &op),
                         &encode_script_entry(value, coin.height, coin.coinbase),
                     )?;
+                    deltas.remove(&delta_key(&sh, tip.height, DELTA_SPENT, &op))?;
                     spent_by.remove(&key)?;
                 }
             }
@@ -961,6 +982,63 @@ fn check_block_commitments(block: &Block) -> Result<(), String> {
                 "transaction {} output values exceed MAX_MONEY",
                 tx.compute_txid()
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Builds the script-delta index of a schema-1 database from its connected blocks and their undo
+/// data (inside the caller's write transaction, so an interrupted upgrade leaves schema 1).
+fn rebuild_script_deltas(w: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let chain = w.open_table(CHAIN)?;
+    let blocks = w.open_table(BLOCKS)?;
+    let undos = w.open_table(UNDO)?;
+    let mut deltas = w.open_table(SCRIPT_DELTAS)?;
+    for row in chain.range(1u32..)? {
+        let (height, hash) = row?;
+        let (height, hash) = (height.value(), *hash.value());
+        let raw = blocks
+            .get(&hash)?
+            .ok_or_else(|| StoreError::Corrupt(format!("chain block at {height} has no data")))?;
+        let block: Block = deserialize(raw.value())
+            .map_err(|e| StoreError::Corrupt(format!("block at {height}: {e}")))?;
+        let undo = match undos.get(&hash)? {
+            Some(u) => decode_undo(u.value())?,
+            None => return Err(StoreError::Corrupt(format!("no undo data at {height}"))),
+        };
+        let mut spent = undo.into_iter();
+        for (index, tx) in block.txdata.iter().enumerate() {
+            if index > 0 {
+                for input in &tx.input {
+                    let coin = spent.next().ok_or_else(|| {
+                        StoreError::Corrupt(format!("undo data at {height} too short"))
+                    })?;
+                    deltas.insert(
+                        &delta_key(
+                            &script_hash(&coin.txout.script_pubkey),
+                            height,
+                            DELTA_SPENT,
+                            &input.previous_output,
+                        ),
+                        &encode_script_entry(coin.txout.value.to_sat(), coin.height, coin.coinbase),
+                    )?;
+                }
+            }
+            let txid = tx.compute_txid();
+            for (vout, out) in tx.output.iter().enumerate() {
+                if out.script_pubkey.is_op_return() {
+                    continue;
+                }
+                deltas.insert(
+                    &delta_key(
+                        &script_hash(&out.script_pubkey),
+                        height,
+                        DELTA_CREATED,
+                        &bitcoin::OutPoint::new(txid, vout as u32),
+                    ),
+                    &encode_script_entry(out.value.to_sat(), height, index == 0),
+                )?;
+            }
         }
     }
     Ok(())

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use bitcoin::block::Header;
 use bitcoin::consensus::deserialize;
 use bitcoin::hashes::Hash;
-use bitcoin::{Block, BlockHash, OutPoint, Script, Txid};
+use bitcoin::{BlockHash, OutPoint, Script, Txid};
 use hemi_btc_view::{
     AsOf, BitcoinView, BlockRef, IndexedTx, KeystonePublication, SpentBy, TxLocation, Utxo,
     ViewError,
@@ -15,8 +15,8 @@ use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 
 use crate::codec::*;
 use crate::{
-    ChainStore, StoreError, BLOCKS, CHAIN, KEYSTONES, MAX_ASOF_DEPTH, SCRIPT_UTXOS, SPENT_BY, TXS,
-    UNDO,
+    ChainStore, StoreError, BLOCKS, CHAIN, KEYSTONES, MAX_ASOF_DEPTH, SCRIPT_DELTAS, SCRIPT_UTXOS,
+    SPENT_BY, TXS,
 };
 
 impl ChainStore {
@@ -69,27 +69,6 @@ impl ChainStore {
             }
         };
         Ok((tip, target))
-    }
-
-    fn snap_block_and_undo(
-        r: &ReadTransaction,
-        hash: &BlockHash,
-    ) -> Result<(Block, Vec<SpentCoin>), StoreError> {
-        let raw = r
-            .open_table(BLOCKS)?
-            .get(hash.as_byte_array())?
-            .ok_or_else(|| StoreError::Corrupt(format!("indexed block {hash} has no data")))?
-            .value()
-            .to_vec();
-        let block: Block =
-            deserialize(&raw).map_err(|e| StoreError::Corrupt(format!("block {hash}: {e}")))?;
-        let undo = r
-            .open_table(UNDO)?
-            .get(hash.as_byte_array())?
-            .ok_or_else(|| StoreError::Corrupt(format!("no undo data for {hash}")))?
-            .value()
-            .to_vec();
-        Ok((block, decode_undo(&undo)?))
     }
 }
 
@@ -156,41 +135,39 @@ impl BitcoinView for ChainStore {
                 },
             );
         }
-        // Walk back from the tip to `target`, undoing each block's effect on this script.
-        for height in (target.height + 1..=tip.height).rev() {
-            let hash = Self::snap_hash_at(&r, height)?
-                .ok_or_else(|| StoreError::Corrupt(format!("chain gap at {height}")))?;
-            let (block, undo) = Self::snap_block_and_undo(&r, &hash)?;
-            // Undo the block exactly as disconnecting it would: transactions last to first,
-            // outputs before inputs, so an output created and spent inside the block stays gone.
-            let mut spent = undo.into_iter().rev();
-            for (i, tx) in block.txdata.iter().enumerate().rev() {
-                let txid = tx.compute_txid();
-                for (vout, out) in tx.output.iter().enumerate() {
-                    if out.script_pubkey.as_script() == script {
-                        set.remove(&OutPoint::new(txid, vout as u32));
+        // Undo what the blocks above `target` did to this script: an output they created was
+        // not there yet; one they spent that existed at `target` (created at or below it) was.
+        // Order does not matter, so an output created and spent above `target` stays gone.
+        let deltas = r.open_table(SCRIPT_DELTAS).map_err(StoreError::from)?;
+        for h in target.height + 1..=tip.height {
+            let lo = delta_key(&sh, h, 0, &OutPoint::null());
+            let mut hi = delta_key(&sh, h, 0xff, &OutPoint::null());
+            hi[37..].fill(0xff);
+            for row in deltas
+                .range::<&DeltaKey>(&lo..=&hi)
+                .map_err(StoreError::from)?
+            {
+                let (k, v) = row.map_err(StoreError::from)?;
+                let k = k.value();
+                let op = outpoint_from_key(&k[37..]);
+                let (value, height, coinbase) = decode_script_entry(v.value())?;
+                match k[36] {
+                    DELTA_CREATED => {
+                        set.remove(&op);
                     }
-                }
-                if i == 0 {
-                    continue;
-                }
-                for input in tx.input.iter().rev() {
-                    let coin = spent.next().ok_or_else(|| {
-                        StoreError::Corrupt(format!("undo data of {hash} too short"))
-                    })?;
-                    if coin.txout.script_pubkey.as_script() == script {
-                        let op = input.previous_output;
+                    _ if height <= target.height => {
                         set.insert(
                             op,
                             Utxo {
                                 outpoint: op,
-                                value: coin.txout.value.to_sat(),
+                                value,
                                 script_pubkey: script.to_owned(),
-                                height: coin.height,
-                                coinbase: coin.coinbase,
+                                height,
+                                coinbase,
                             },
                         );
                     }
+                    _ => {}
                 }
             }
         }

@@ -879,6 +879,56 @@ fn opening_a_database_of_another_schema_version_is_refused() {
 }
 
 #[test]
+fn a_schema_1_database_is_upgraded_on_open_and_answers_as_of_queries_as_before() {
+    // Schema 1 had no script-delta table: make one by dropping it and writing version 1.
+    const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+    const DELTAS: redb::TableDefinition<&[u8; 73], &[u8; 13]> =
+        redb::TableDefinition::new("script_deltas");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("chain.redb");
+    let mut gen = ChainGen::new("upgrade", scripts("upgrade", 6));
+    gen.extend(130);
+    let depths = [0u32, 1, 7, 30];
+    let answers = |store: &ChainStore| -> Vec<Vec<hemi_btc_view::Utxo>> {
+        depths
+            .iter()
+            .flat_map(|d| {
+                let at = AsOf::Block(gen.hash_at(gen.height() - d));
+                gen.scripts
+                    .iter()
+                    .map(move |s| store.utxos_by_script(s, at).expect("as of"))
+            })
+            .collect()
+    };
+    let before = {
+        let store = ChainStore::open(&path, params()).expect("create");
+        connect_all(&store, &gen.blocks);
+        answers(&store)
+    };
+    assert!(before.iter().any(|u| !u.is_empty()));
+    {
+        let db = redb::Database::open(&path).expect("redb open");
+        let w = db.begin_write().expect("begin_write");
+        assert!(
+            w.delete_table(DELTAS).expect("delete"),
+            "schema 2 has the table"
+        );
+        w.open_table(META)
+            .expect("meta")
+            .insert("schema_version", 1u32.to_le_bytes().as_slice())
+            .expect("insert");
+        w.commit().expect("commit");
+    }
+    let store = ChainStore::open(&path, params()).expect("upgrade");
+    assert_eq!(answers(&store), before, "as-of answers after the upgrade");
+    drop(store);
+    let store = ChainStore::open(&path, params()).expect("reopen at schema 2");
+    assert_eq!(answers(&store), before);
+    connect_all(&store, &gen.extend(3));
+    assert_matches_model(&store, &gen);
+}
+
+#[test]
 fn opening_a_database_of_another_network_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("chain.redb");
