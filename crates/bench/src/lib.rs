@@ -18,6 +18,7 @@ use hemi_btc_wallet::{build_payment, Key, KeyKind};
 use hemi_testkit::BitcoinCore;
 
 mod devnet;
+mod hvm;
 mod l2;
 mod pop;
 mod tunnel;
@@ -29,6 +30,9 @@ pub enum BenchCommand {
     BitcoinSync(SyncArgs),
     /// L2 block execution + state root + commit at 10k..1M existing accounts (Mgas/s).
     L2Exec(crate::l2::L2ExecArgs),
+    /// An L2 block of hVM balance calls re-executed at its pin, and 100 / 1,000 Bitcoin blocks
+    /// after it.
+    HvmPin(crate::hvm::HvmPinArgs),
     /// Devnet time from an L2 block to superfinality vs Bitcoin's bound; hemi_getFinality
     /// requests per second and latency.
     Finality(crate::pop::FinalityArgs),
@@ -57,6 +61,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::BitcoinSync(a) => bitcoin_sync(a).await,
         BenchCommand::L2Exec(a) => tokio::task::spawn_blocking(|| crate::l2::run(a)).await?,
+        BenchCommand::HvmPin(a) => tokio::task::spawn_blocking(|| crate::hvm::run(a)).await?,
         BenchCommand::Finality(a) => crate::pop::run(a).await,
         BenchCommand::Tunnel(a) => crate::tunnel::run(a).await,
     }
