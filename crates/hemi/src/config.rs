@@ -257,6 +257,40 @@ fn resolve_peers(list: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
 }
 
 /// Parses a network name the way Bitcoin Core's `-chain` does.
+/// A secp256k1 secret key given as 64 hex digits (optionally `0x`-prefixed) in `flag`.
+pub(crate) fn parse_secret_key(flag: &str, s: &str) -> anyhow::Result<hemi_btc_wallet::Key> {
+    let secret: [u8; 32] = hex::decode(s.trim_start_matches("0x"))
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .with_context(|| format!("{flag} must be 64 hex digits"))?;
+    hemi_btc_wallet::Key::from_secret_bytes(secret).with_context(|| flag.to_string())
+}
+
+/// One JSON-RPC 2.0 call to a hemi node: its `result`, or its `error` message.
+pub(crate) async fn l2_call(
+    url: &str,
+    method: &str,
+    params: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let resp: serde_json::Value = reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .with_context(|| format!("calling {url}"))?
+        .json()
+        .await
+        .with_context(|| format!("reading {method}'s answer"))?;
+    if let Some(e) = resp.get("error") {
+        bail!(
+            "{method}: {}",
+            e["message"].as_str().unwrap_or(&e.to_string())
+        );
+    }
+    Ok(resp["result"].clone())
+}
+
 pub(crate) fn parse_network(s: &str) -> anyhow::Result<Network> {
     Ok(match s {
         "main" | "mainnet" | "bitcoin" => Network::Bitcoin,

@@ -11,11 +11,11 @@ use bitcoin::key::Keypair;
 use bitcoin::{Address, Amount, Denomination, Network, OutPoint, ScriptBuf, TxOut, XOnlyPublicKey};
 use clap::{Args, Subcommand};
 use hemi_btc_rpc_client::{BitcoinRpc, RpcError};
-use hemi_btc_wallet::{build_payment, Key, KeyKind};
+use hemi_btc_wallet::{build_payment, select_largest_first, Key, KeyKind};
 use hemi_tunnel::deposit::op_return_script;
 use hemi_tunnel::TaprootDeposit;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// `hemi deposit` flags (or its `reclaim` subcommand).
 #[derive(Debug, Args)]
@@ -140,11 +140,7 @@ fn parse_key(k: &KeyArgs) -> anyhow::Result<(Key, KeyKind, Network)> {
         .key
         .as_deref()
         .context("--key (or HEMI_DEPOSIT_KEY) is required: the depositor's secret key")?;
-    let secret: [u8; 32] = hex::decode(hexkey.trim_start_matches("0x"))
-        .ok()
-        .and_then(|v| v.try_into().ok())
-        .context("--key must be 64 hex digits")?;
-    let key = Key::from_secret_bytes(secret).context("--key")?;
+    let key = crate::config::parse_secret_key("--key", hexkey)?;
     let kind = crate::popm::key_kind(&k.key_type)?;
     let network = crate::config::parse_network(&k.network)?;
     if !(1..=10_000).contains(&k.fee_rate) {
@@ -166,26 +162,6 @@ fn bitcoin_rpc(k: &KeyArgs) -> anyhow::Result<Option<BitcoinRpc>> {
     ))
 }
 
-async fn l2_call(url: &str, method: &str, params: Value) -> anyhow::Result<Value> {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let resp: Value = reqwest::Client::new()
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .with_context(|| format!("calling {url}"))?
-        .json()
-        .await
-        .with_context(|| format!("reading {method}'s answer"))?;
-    if let Some(e) = resp.get("error") {
-        bail!(
-            "{method}: {}",
-            e["message"].as_str().unwrap_or(&e.to_string())
-        );
-    }
-    Ok(resp["result"].clone())
-}
-
 fn parse_btc(s: &str) -> anyhow::Result<Amount> {
     Amount::from_str_in(s, Denomination::Bitcoin)
         .with_context(|| format!("--amount {s:?} is not an amount of BTC (e.g. 1.5)"))
@@ -203,7 +179,7 @@ async fn make(args: MakeArgs) -> anyhow::Result<()> {
     if recipient == L2Address::ZERO {
         bail!("--recipient is the zero address: hemiBTC minted to it would be burnt");
     }
-    let tunnel = l2_call(&args.rpc_url, "hemi_getTunnel", json!([])).await?;
+    let tunnel = crate::config::l2_call(&args.rpc_url, "hemi_getTunnel", json!([])).await?;
     let vault = Address::from_str(tunnel["vaultAddress"].as_str().unwrap_or_default())
         .ok()
         .and_then(|a| a.require_network(network).ok())
@@ -218,7 +194,7 @@ async fn make(args: MakeArgs) -> anyhow::Result<()> {
     if amount.to_sat() < min {
         bail!("{amount} is below the tunnel's minimum deposit of {min} sat: it would be refused");
     }
-    let chain_id = l2_call(&args.rpc_url, "eth_chainId", json!([])).await?;
+    let chain_id = crate::config::l2_call(&args.rpc_url, "eth_chainId", json!([])).await?;
     let chain_id =
         u64::from_str_radix(chain_id.as_str().unwrap_or("").trim_start_matches("0x"), 16)
             .context("the node's eth_chainId")?;
@@ -246,16 +222,11 @@ async fn make(args: MakeArgs) -> anyhow::Result<()> {
             if args.reclaim_after == 0 {
                 bail!("--reclaim-after must be 1..=65535 blocks");
             }
-            let vault_key: XOnlyPublicKey =
-                serde_json::from_value(tunnel["vaultOutputKey"].clone())
-                    .ok()
-                    .or_else(|| {
-                        XOnlyPublicKey::from_str(
-                            tunnel["vaultOutputKey"].as_str()?.trim_start_matches("0x"),
-                        )
-                        .ok()
-                    })
-                    .context("the node's vaultOutputKey")?;
+            // hemi_getTunnel gives the x-only key as 0x-prefixed hex (a B256).
+            let vault_key = tunnel["vaultOutputKey"]
+                .as_str()
+                .and_then(|k| XOnlyPublicKey::from_str(k.trim_start_matches("0x")).ok())
+                .context("the node's vaultOutputKey")?;
             let d = TaprootDeposit {
                 chain_id,
                 recipient,
@@ -281,9 +252,10 @@ async fn make(args: MakeArgs) -> anyhow::Result<()> {
 
     // Fund it from the key's confirmed outputs as the node indexes Bitcoin (mature coinbases).
     let from = key.address(kind, network);
-    let tip = l2_call(&args.rpc_url, "hemi_btcTip", json!([])).await?;
+    let tip = crate::config::l2_call(&args.rpc_url, "hemi_btcTip", json!([])).await?;
     let tip = tip["height"].as_u64().context("the node's hemi_btcTip")?;
-    let listed = l2_call(&args.rpc_url, "hemi_btcUtxos", json!([from.to_string()])).await?;
+    let listed =
+        crate::config::l2_call(&args.rpc_url, "hemi_btcUtxos", json!([from.to_string()])).await?;
     let mut utxos: Vec<(OutPoint, TxOut)> = Vec::new();
     for u in listed.as_array().context("hemi_btcUtxos")? {
         let height = u["height"].as_u64().unwrap_or(u64::MAX);
@@ -304,17 +276,9 @@ async fn make(args: MakeArgs) -> anyhow::Result<()> {
             },
         ));
     }
-    utxos.sort_by(|a, b| b.1.value.cmp(&a.1.value).then(a.0.cmp(&b.0)));
     let margin = Amount::from_sat(args.key.fee_rate * 1_000);
-    let mut chosen = Vec::new();
-    let mut sum = Amount::ZERO;
-    for u in utxos {
-        if sum >= amount + margin {
-            break;
-        }
-        sum += u.1.value;
-        chosen.push(u);
-    }
+    let chosen = select_largest_first(utxos, amount + margin);
+    let sum: Amount = chosen.iter().map(|(_, o)| o.value).sum();
     if chosen.is_empty() {
         bail!(
             "{from} has no confirmed, mature outputs as the node at {} sees Bitcoin",

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use hemi_btc_rpc_client::BitcoinRpc;
-use hemi_btc_wallet::{Key, KeyKind};
+use hemi_btc_wallet::KeyKind;
 use hemi_pop::{MinerConfig, PopMiner};
 
 /// `hemi popm` flags.
@@ -68,11 +68,7 @@ pub(crate) fn key_kind(s: &str) -> anyhow::Result<KeyKind> {
 /// Bad flags, an unreadable record.
 pub(crate) async fn run(args: PopmArgs) -> anyhow::Result<()> {
     let network = crate::config::parse_network(&args.network)?;
-    let secret: [u8; 32] = hex::decode(args.key.trim_start_matches("0x"))
-        .ok()
-        .and_then(|v| v.try_into().ok())
-        .context("--key must be 64 hex digits")?;
-    let key = Key::from_secret_bytes(secret).context("--key")?;
+    let key = crate::config::parse_secret_key("--key", &args.key)?;
     let kind = key_kind(&args.key_type)?;
     let bitcoin = match &args.bitcoin_rpc_cookie {
         Some(c) => BitcoinRpc::with_cookie_file(&args.bitcoin_rpc, c),

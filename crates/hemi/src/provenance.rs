@@ -44,25 +44,10 @@ pub(crate) struct VerifyArgs {
 
 /// `hemi provenance`.
 pub(crate) async fn provenance(args: ProvenanceArgs) -> anyhow::Result<()> {
-    let body =
-        json!({"jsonrpc": "2.0", "id": 1, "method": "hemi_getProvenance", "params": [args.id]});
-    let resp: Value = reqwest::Client::new()
-        .post(&args.rpc_url)
-        .json(&body)
-        .send()
-        .await
-        .with_context(|| format!("calling {}", args.rpc_url))?
-        .json()
-        .await
-        .context("reading the node's answer")?;
-    if let Some(e) = resp.get("error") {
-        bail!(
-            "hemi_getProvenance: {}",
-            e["message"].as_str().unwrap_or(&e.to_string())
-        );
-    }
-    let doc: Provenance = serde_json::from_value(resp["result"].clone())
-        .context("the node's answer is not a provenance document")?;
+    let result =
+        crate::config::l2_call(&args.rpc_url, "hemi_getProvenance", json!([args.id])).await?;
+    let doc: Provenance =
+        serde_json::from_value(result).context("the node's answer is not a provenance document")?;
     let text = doc.to_json() + "\n";
     match &args.output {
         Some(path) => {

@@ -792,6 +792,25 @@ async fn withdrawals_are_paid_in_one_bitcoin_transaction_and_an_unpaid_one_is_ch
         report.is_err(),
         "a finalized payout is not reportable: {report:?}"
     );
+    // … and refused for that reason, not another: the revert data decodes to NotInvalid.
+    let data = hemi_tunnel::contracts::report_invalid_spend_calldata(
+        hemi_tunnel::contracts::txid_display(&payout_txid),
+        0,
+    );
+    let err = hemi
+        .call("eth_call", json!([{"to": manager, "data": data}, "latest"]))
+        .await
+        .err()
+        .context("eth_call of reportInvalidSpend on a real payout succeeded")?
+        .to_string();
+    let revert = err
+        .split("\"data\":\"0x")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|h| hex::decode(h).ok())
+        .with_context(|| format!("no revert data in {err}"))?;
+    let reason = hemi_tunnel::contracts::revert_reason(&revert);
+    assert!(reason.starts_with("not an invalid spend"), "{reason}");
 
     // Request 4 is still pending; its requester challenges it after the deadline.
     let w = hemi.call("hemi_getWithdrawal", json!([4])).await?;

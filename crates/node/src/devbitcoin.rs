@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bitcoin::{Address, Amount, Denomination, Network, OutPoint, TxOut};
 use hemi_btc_rpc_client::BitcoinRpc;
 use hemi_btc_view::{AsOf, BitcoinView};
-use hemi_btc_wallet::{build_payment, Key, KeyKind};
+use hemi_btc_wallet::{build_payment, select_largest_first, Key, KeyKind};
 use jsonrpsee::types::ErrorObjectOwned;
 use serde_json::{json, Value};
 
@@ -94,7 +94,7 @@ impl DevBitcoin {
         }
         let script = self.key.script_pubkey(KeyKind::P2wpkh);
         let tip = self.view.tip().map_err(failed)?.height;
-        let mut coins: Vec<(OutPoint, TxOut)> = self
+        let coins: Vec<(OutPoint, TxOut)> = self
             .view
             .utxos_by_script(&script, AsOf::Tip)
             .map_err(failed)?
@@ -111,17 +111,7 @@ impl DevBitcoin {
                 )
             })
             .collect();
-        coins.sort_by(|a, b| b.1.value.cmp(&a.1.value).then(a.0.cmp(&b.0)));
-        let mut chosen = Vec::new();
-        let mut sum = Amount::ZERO;
-        let margin = Amount::from_sat(10_000);
-        for c in coins {
-            if sum >= amount + margin {
-                break;
-            }
-            sum += c.1.value;
-            chosen.push(c);
-        }
+        let chosen = select_largest_first(coins, amount + Amount::from_sat(10_000));
         if chosen.is_empty() {
             return Err(failed(
                 "the devnet's Bitcoin key has no mature, unspent outputs yet (hemi_mineBitcoin)",

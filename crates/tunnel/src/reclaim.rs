@@ -128,7 +128,7 @@ mod tests {
     use alloy_primitives::Address;
     use bitcoin::hashes::Hash;
     use bitcoin::secp256k1::schnorr;
-    use bitcoin::{Txid, XOnlyPublicKey};
+    use bitcoin::Txid;
 
     fn keypair(b: u8) -> Keypair {
         Keypair::from_seckey_slice(&Secp256k1::new(), &[b; 32]).unwrap()
@@ -211,6 +211,5 @@ mod tests {
             reclaim_transaction(&d, op, Amount::from_sat(100_000), to, 0, &kp),
             Err(ReclaimError::FeeRate(0))
         );
-        let _: XOnlyPublicKey = d.depositor_key;
     }
 }

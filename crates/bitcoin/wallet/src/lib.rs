@@ -37,8 +37,8 @@ pub use error::{ScriptError, ScriptFailure, WalletError};
 pub use key::{Key, KeyKind};
 pub use multisig::{Multisig, MAX_MULTISIG_KEYS};
 pub use sign::{
-    build_payment, dust_threshold, sign_multisig_input, sign_transaction, Prevout, Signer,
-    RBF_SEQUENCE,
+    build_payment, dust_threshold, select_largest_first, sign_multisig_input, sign_transaction,
+    Prevout, Signer, RBF_SEQUENCE,
 };
 pub use verify::{verify_input, verify_transaction};
 

@@ -285,6 +285,26 @@ pub fn dust_threshold(script: &Script) -> Amount {
     script.minimal_non_dust()
 }
 
+/// Largest-first coin selection for [`build_payment`]: the fewest of `utxos` (biggest value
+/// first, ties by outpoint) whose sum reaches `target`, or all of them if none does.
+pub fn select_largest_first(
+    mut utxos: Vec<(OutPoint, TxOut)>,
+    target: Amount,
+) -> Vec<(OutPoint, TxOut)> {
+    utxos.sort_by(|a, b| b.1.value.cmp(&a.1.value).then(a.0.cmp(&b.0)));
+    let mut sum = Amount::ZERO;
+    let mut take = 0;
+    for (_, out) in &utxos {
+        if sum >= target {
+            break;
+        }
+        sum += out.value;
+        take += 1;
+    }
+    utxos.truncate(take);
+    utxos
+}
+
 /// Builds and signs a payment from `key`'s `kind` outputs: spends all of `utxos`, pays
 /// `outputs` (in order), and sends the rest less the fee back to `key`'s `kind` address as a last
 /// output when that change is not dust (else it goes to the fee). The fee is
