@@ -31,11 +31,29 @@ import {HemiBTC} from "./HemiBTC.sol";
 /// A deposit is Hemi's format: exactly one output pays the vault, exactly one OP_RETURN names the
 /// recipient as `6a 14 <20 bytes>` or `6a 28 <40 ASCII hex digits>` (the push opcode must say
 /// the length it carries; Hemi's contract does not check it), at most 128 outputs.
+/// Or it is a taproot deposit with a refund path: output `vout` is a P2TR output whose key is
+/// the NUMS point tweaked (BIP-341) by a tree of two leaves,
+///   deposit: `<version ‖ chain id ‖ recipient ‖ max fee> OP_DROP <vaultKey> OP_CHECKSIG`,
+///   reclaim: `<N> OP_CHECKSEQUENCEVERIFY OP_DROP <depositor key> OP_CHECKSIG`,
+/// and the transaction's one OP_RETURN is the hint `6a 4b "HEMT" ‖ version ‖ chain id ‖
+/// recipient ‖ max fee ‖ depositor key ‖ N` that rebuilds them. The contract rebuilds both
+/// leaves, their TapLeaf/TapBranch/TapTweak hashes (sha256 precompile) and the tweaked key
+/// (NUMS + t·G through ecrecover, the y coordinate of the output key through modexp), and mints
+/// only if it is the output's key, the chain id is this chain's, the fee is within the max fee
+/// and the reclaim path stays shut for `SWEEP_BLOCKS` more blocks (the custodians' time to
+/// sweep the deposit into the vault through its deposit leaf).
 contract TunnelManager {
     /// @notice The hemiBTC token.
     HemiBTC public constant TOKEN = HemiBTC(0x4200000000000000000000000000000000000061);
     /// @notice The most outputs a deposit transaction may have (what one 0x42 call returns).
     uint256 public constant MAX_OUTPUTS = 128;
+    /// @notice Bitcoin blocks a taproot deposit's reclaim path must stay shut after its mint.
+    uint256 public constant SWEEP_BLOCKS = 6;
+    /// @notice BIP-341's NUMS point H (x-only, even y), the internal key of a taproot deposit.
+    bytes32 public constant NUMS = 0x50929b74c1a04954b78b4b6035e97a5e078a5a0f28ec96d547bfee9ace803ac0;
+    /// @dev secp256k1's field prime and group order.
+    uint256 private constant FIELD_P = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFC2F;
+    uint256 private constant ORDER_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141;
 
     /// @notice The tag after OP_RETURN OP_PUSHDATA1 <len> in a payout's id list.
     bytes4 public constant PAYOUT_TAG = "HEMW";
@@ -111,6 +129,9 @@ contract TunnelManager {
     error BadHex();
     error ZeroRecipient();
     error BelowMinimum(uint64 amount, uint256 minimum);
+    error BadTaprootDeposit(string reason);
+    error ReclaimOpensTooSoon(uint16 reclaimAfter, uint256 needed);
+    error NotDepositOutput(bytes32 txid, uint32 vout);
 
     /// @notice Whether output `vout` of Bitcoin transaction `txid` (display order) was minted.
     function isMinted(bytes32 txid, uint32 vout) external view returns (bool) {
@@ -118,7 +139,8 @@ contract TunnelManager {
     }
 
     /// @notice Mints hemiBTC for the deposit in output `vout` of Bitcoin transaction `txid`
-    /// (display order): its amount minus `depositFee`, to the recipient its OP_RETURN names.
+    /// (display order): its amount minus `depositFee`, to the recipient its OP_RETURN (or, for a
+    /// taproot deposit, its deposit leaf) names.
     /// @return net The hemiBTC units minted.
     function confirmDeposit(bytes32 txid, uint32 vout) external returns (uint64 net) {
         bytes32 key = _key(txid, vout);
@@ -136,7 +158,7 @@ contract TunnelManager {
         if (!ok || out.length < 2) revert UnknownTransaction(txid);
         uint64 gross;
         address recipient;
-        (gross, recipient) = _parse(txid, vout, out);
+        (gross, recipient) = _parse(txid, vout, out, confirmations);
         if (gross < minDeposit) revert BelowMinimum(gross, minDeposit);
         net = gross - uint64(depositFee);
 
@@ -313,32 +335,119 @@ contract TunnelManager {
         uint256 opReturnLength;
     }
 
-    function _parse(bytes32 txid, uint32 vout, bytes memory out) private view returns (uint64, address) {
+    function _parse(bytes32 txid, uint32 vout, bytes memory out, uint32 confirmations)
+        private
+        view
+        returns (uint64, address)
+    {
         uint256 count = uint16(bytes2(_word(out, 0)));
         if (count > MAX_OUTPUTS) revert TooManyOutputs(count);
         bytes32 vaultHash = keccak256(abi.encodePacked(bytes2(0x5120), vaultKey));
         Scan memory scan;
+        Out memory atVout;
         uint256 at = 2;
         for (uint256 i = 0; i < count; i++) {
-            (uint64 value, uint256 fullLength, bytes memory script, uint256 next) = _output(txid, out, at);
-            at = next;
-            if (fullLength == 34 && keccak256(script) == vaultHash) {
+            Out memory o;
+            (o.value, o.fullLength, o.script, at) = _output(txid, out, at);
+            if (i == vout) atVout = o;
+            if (o.fullLength == 34 && keccak256(o.script) == vaultHash) {
                 scan.vaultOutputs++;
                 if (i == vout) {
                     scan.paysAtVout = true;
-                    scan.gross = value;
+                    scan.gross = o.value;
                 }
-            } else if (fullLength > 0 && script[0] == 0x6a) {
+            } else if (o.fullLength > 0 && o.script[0] == 0x6a) {
                 scan.opReturns++;
-                scan.opReturn = script;
-                scan.opReturnLength = fullLength;
+                scan.opReturn = o.script;
+                scan.opReturnLength = o.fullLength;
             }
         }
         if (scan.vaultOutputs > 1) revert MultipleVaultOutputs(scan.vaultOutputs);
-        if (!scan.paysAtVout) revert NotVaultOutput(txid, vout);
+        if (!scan.paysAtVout) {
+            bool p2tr = atVout.fullLength == 34 && atVout.script[0] == 0x51 && atVout.script[1] == 0x20;
+            if (p2tr && scan.opReturns == 1 && _isHint(scan.opReturn, scan.opReturnLength)) {
+                return (atVout.value, _taproot(txid, vout, _word(atVout.script, 2), scan.opReturn, confirmations));
+            }
+            revert NotVaultOutput(txid, vout);
+        }
         if (scan.opReturns == 0) revert NoRecipient();
         if (scan.opReturns > 1) revert MultipleOpReturns(scan.opReturns);
         return (scan.gross, _recipient(scan.opReturn, scan.opReturnLength));
+    }
+
+    /// @dev `6a 4b "HEMT" …`: a taproot deposit's 75-byte hint.
+    function _isHint(bytes memory s, uint256 length) private pure returns (bool) {
+        return length == 77 && s[1] == 0x4b && bytes4(_word(s, 2)) == "HEMT";
+    }
+
+    /// @dev The recipient of the taproot deposit whose output key is `outputKey` and whose hint
+    /// is `hint`, after checking that the hint's leaves build that key (see the contract docs).
+    function _taproot(bytes32 txid, uint32 vout, bytes32 outputKey, bytes memory hint, uint32 confirmations)
+        private
+        view
+        returns (address recipient)
+    {
+        if (uint8(hint[6]) != 1) revert BadTaprootDeposit("unknown version");
+        uint64 chainId = uint64(bytes8(_word(hint, 7)));
+        if (chainId != block.chainid) revert BadTaprootDeposit("for another chain id");
+        recipient = address(bytes20(_word(hint, 15)));
+        if (recipient == address(0)) revert ZeroRecipient();
+        uint64 maxFee = uint64(bytes8(_word(hint, 35)));
+        if (depositFee > maxFee) revert BadTaprootDeposit("the tunnel's fee is above the deposit's max fee");
+        uint16 reclaimAfter = uint16(bytes2(_word(hint, 75)));
+        if (uint256(confirmations) + SWEEP_BLOCKS > reclaimAfter) {
+            revert ReclaimOpensTooSoon(reclaimAfter, uint256(confirmations) + SWEEP_BLOCKS);
+        }
+        bytes memory depositLeaf = abi.encodePacked(
+            uint8(0x25), uint8(1), chainId, recipient, maxFee, bytes2(0x7520), vaultKey, uint8(0xac)
+        );
+        bytes memory reclaimLeaf =
+            abi.encodePacked(_scriptNum(reclaimAfter), bytes3(0xb27520), _word(hint, 43), uint8(0xac));
+        if (!_commits(outputKey, depositLeaf, reclaimLeaf)) revert NotDepositOutput(txid, vout);
+    }
+
+    /// @dev A minimal script number push of 1..=65535, as Bitcoin Core's CScript << n writes it.
+    function _scriptNum(uint16 n) private pure returns (bytes memory) {
+        if (n <= 16) return abi.encodePacked(uint8(0x50 + n));
+        if (n < 0x80) return abi.encodePacked(uint8(1), uint8(n));
+        if (n < 0x8000) return abi.encodePacked(uint8(2), uint8(n), uint8(n >> 8));
+        return abi.encodePacked(uint8(3), uint8(n), uint8(n >> 8), uint8(0));
+    }
+
+    /// @dev BIP-340's tagged hash.
+    function _tagged(string memory tag, bytes memory data) private pure returns (bytes32) {
+        bytes32 t = sha256(bytes(tag));
+        return sha256(abi.encodePacked(t, t, data));
+    }
+
+    function _tapLeaf(bytes memory script) private pure returns (bytes32) {
+        return _tagged("TapLeaf", abi.encodePacked(uint8(0xc0), uint8(script.length), script));
+    }
+
+    /// @dev Whether x-only key `outputKey` is NUMS tweaked by the tree of leaves `a` and `b`:
+    /// Q = NUMS + t·G, computed as ecrecover(−t·r, even, r, r) with r = NUMS.x (ecrecover returns
+    /// r⁻¹(s·R − z·G) = R + t·G), compared with the address of (x, ±y) for the output key's x.
+    function _commits(bytes32 outputKey, bytes memory a, bytes memory b) private view returns (bool) {
+        bytes32 la = _tapLeaf(a);
+        bytes32 lb = _tapLeaf(b);
+        bytes32 root = la < lb ? _tagged("TapBranch", abi.encodePacked(la, lb)) : _tagged("TapBranch", abi.encodePacked(lb, la));
+        uint256 t = uint256(_tagged("TapTweak", abi.encodePacked(NUMS, root)));
+        if (t >= ORDER_N) return false;
+        uint256 z = mulmod(t, uint256(NUMS), ORDER_N);
+        address q = ecrecover(bytes32(z == 0 ? 0 : ORDER_N - z), 27, NUMS, NUMS);
+        if (q == address(0)) return false;
+        uint256 x = uint256(outputKey);
+        if (x >= FIELD_P) return false;
+        uint256 y2 = addmod(mulmod(mulmod(x, x, FIELD_P), x, FIELD_P), 7, FIELD_P);
+        (bool ok, bytes memory r) = address(0x05).staticcall(abi.encode(32, 32, 32, y2, (FIELD_P + 1) / 4, FIELD_P));
+        if (!ok || r.length != 32) return false;
+        uint256 y = uint256(bytes32(r));
+        if (mulmod(y, y, FIELD_P) != y2) return false;
+        return q == _ethAddress(x, y) || q == _ethAddress(x, FIELD_P - y);
+    }
+
+    function _ethAddress(uint256 x, uint256 y) private pure returns (address) {
+        return address(uint160(uint256(keccak256(abi.encodePacked(x, y)))));
     }
 
     /// @dev One output of a 0x42 answer at `at`: value, full script length, the script (cut at

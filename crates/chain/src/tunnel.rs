@@ -7,8 +7,10 @@
 //! of the block's pin and the parent block's state ([`eligible_deposits`]): the vault's unspent
 //! outputs with at least `deposit_confirmations`, that are well-formed deposits
 //! ([`hemi_tunnel::parse_op_return_deposit`]) of at least `min_deposit`, not yet minted, oldest
-//! first, at most [`MAX_DEPOSITS_PER_BLOCK`]. The contract checks each again through the hVM
-//! precompiles; the rule only saves the sequencer from sending calls it would refuse.
+//! first, at most [`MAX_DEPOSITS_PER_BLOCK`]; and the taproot deposits whose `HEMT` hint sits
+//! in one of the [`contracts::SWEEP_BLOCKS`] Bitcoin blocks that just reached those
+//! confirmations, passing the contract's taproot rules. The contract checks each again through
+//! the hVM precompiles; the rule only saves the sequencer from sending calls it would refuse.
 
 use alloy_primitives::{Address, B256, U256};
 use alloy_rlp::{Decodable, Encodable, RlpDecodable, RlpEncodable};
@@ -147,6 +149,7 @@ pub fn frozen_at(state: &StateView) -> Result<Option<u64>, ChainError> {
 /// # Errors
 /// Bitcoin view or database errors.
 pub fn eligible_deposits(
+    chain_id: u64,
     params: &TunnelParams,
     view: &dyn BitcoinView,
     pinned: BlockRef,
@@ -186,12 +189,144 @@ pub fn eligible_deposits(
             },
         ));
     }
+    for (order, d) in taproot_deposits(chain_id, params, view, pinned)? {
+        if minted_in(parent, d.txid, d.vout)?.is_none() {
+            found.push((order, d));
+        }
+    }
     found.sort_by_key(|(order, _)| *order);
     Ok(found
         .into_iter()
         .take(MAX_DEPOSITS_PER_BLOCK)
         .map(|(_, d)| d)
         .collect())
+}
+
+/// A taproot deposit found through its `HEMT` hint in a Bitcoin block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundTaproot {
+    /// Where it is: (height, transaction index, vout) — the rule's order.
+    pub order: (u32, u32, u32),
+    /// Its parameters.
+    pub deposit: hemi_tunnel::TaprootDeposit,
+    /// The deposit output.
+    pub outpoint: bitcoin::OutPoint,
+    /// Its value, satoshis.
+    pub value: u64,
+}
+
+/// The well-formed taproot deposits (with a `HEMT` hint, for the vault key `vault_key`) in
+/// best-chain Bitcoin block `hash` at `height`, in block order. Blocks are immutable by hash,
+/// so the answer is cached (the rule scans the same few blocks for many L2 blocks in a row).
+///
+/// # Errors
+/// [`ChainError::BitcoinNotReady`] if the block's data is not in the view.
+pub fn taproot_deposits_in(
+    view: &dyn BitcoinView,
+    height: u32,
+    hash: bitcoin::BlockHash,
+    vault_key: bitcoin::XOnlyPublicKey,
+) -> Result<std::sync::Arc<Vec<FoundTaproot>>, ChainError> {
+    use std::sync::{Arc, Mutex};
+    type Cache = std::collections::VecDeque<(
+        bitcoin::BlockHash,
+        bitcoin::XOnlyPublicKey,
+        Arc<Vec<FoundTaproot>>,
+    )>;
+    static CACHE: Mutex<Cache> = Mutex::new(Cache::new());
+    const KEEP: usize = 64;
+    if let Ok(c) = CACHE.lock() {
+        if let Some((_, _, found)) = c.iter().find(|(h, k, _)| *h == hash && *k == vault_key) {
+            return Ok(found.clone());
+        }
+    }
+    let txs = view
+        .block_transactions(&hash)
+        .map_err(|e| ChainError::BitcoinNotReady(e.to_string()))?
+        .ok_or_else(|| {
+            ChainError::BitcoinNotReady(format!("block {hash} at height {height} is not indexed"))
+        })?;
+    let mut found = Vec::new();
+    for (index, tx) in txs.iter().enumerate() {
+        if tx.output.len() > contracts::MAX_DEPOSIT_OUTPUTS {
+            continue;
+        }
+        // The contract reads the one OP_RETURN as the hint.
+        if tx
+            .output
+            .iter()
+            .filter(|o| o.script_pubkey.is_op_return())
+            .count()
+            != 1
+        {
+            continue;
+        }
+        if let Ok(Some((deposit, dep))) = hemi_tunnel::find_taproot_deposit(tx, vault_key) {
+            found.push(FoundTaproot {
+                order: (height, index as u32, dep.outpoint.vout),
+                deposit,
+                outpoint: dep.outpoint,
+                value: dep.amount.to_sat(),
+            });
+        }
+    }
+    let found = Arc::new(found);
+    if let Ok(mut c) = CACHE.lock() {
+        if c.len() >= KEEP {
+            c.pop_front();
+        }
+        c.push_back((hash, vault_key, found.clone()));
+    }
+    Ok(found)
+}
+
+/// Taproot deposits the block pinned to `pinned` may confirm: found through their `HEMT` hint
+/// in the [`contracts::SWEEP_BLOCKS`] Bitcoin blocks that have from `deposit_confirmations`
+/// to `deposit_confirmations + SWEEP_BLOCKS - 1` confirmations, of at least `min_deposit`,
+/// passing the contract's taproot rules ([`hemi_tunnel::TaprootDeposit::mint_refusal`]) at
+/// their confirmations. (Older ones can still be minted by anyone calling `confirmDeposit`.)
+///
+/// # Errors
+/// Bitcoin view errors.
+fn taproot_deposits(
+    chain_id: u64,
+    params: &TunnelParams,
+    view: &dyn BitcoinView,
+    pinned: BlockRef,
+) -> Result<Vec<((u32, u32, u32), DepositTx)>, ChainError> {
+    let btc = |e: hemi_btc_view::ViewError| ChainError::BitcoinNotReady(e.to_string());
+    let Ok(vault_key) = bitcoin::XOnlyPublicKey::from_slice(params.vault_output_key.as_slice())
+    else {
+        return Ok(Vec::new());
+    };
+    let needed = params.deposit_confirmations.max(1);
+    let mut out = Vec::new();
+    for back in 0..contracts::SWEEP_BLOCKS {
+        let confirmations = needed + back;
+        let Some(height) = (pinned.height + 1).checked_sub(confirmations) else {
+            break;
+        };
+        let Some((block, _)) = view.header_at(height).map_err(btc)? else {
+            continue;
+        };
+        for f in taproot_deposits_in(view, height, block.hash, vault_key)?.iter() {
+            if f.value < params.min_deposit
+                || f.deposit
+                    .mint_refusal(chain_id, params.deposit_fee, confirmations)
+                    .is_some()
+            {
+                continue;
+            }
+            out.push((
+                f.order,
+                DepositTx {
+                    txid: contracts::txid_display(&f.outpoint.txid),
+                    vout: f.outpoint.vout,
+                },
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// The custodian payouts the block pinned to `pinned` finalizes on top of `parent` state: vault

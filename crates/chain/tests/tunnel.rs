@@ -882,3 +882,145 @@ fn a_vault_spend_that_pays_no_request_is_reported_and_freezes_new_deposits() {
     assert_eq!(balance(&a, &pin, user.address), before);
     assert_eq!(a.head(), b.head(), "the follower agrees on every block");
 }
+
+/// The calls `confirmDeposit(txid, 0)` refused by the manager, as sentences.
+fn refusal(chain: &Chain, pin: &BitcoinPin, tx: &Transaction) -> String {
+    manager_revert(
+        chain,
+        pin,
+        contracts::confirm_deposit_calldata(contracts::txid_display(&tx.compute_txid()), 0),
+    )
+    .unwrap_or_else(|| "minted".to_string())
+}
+
+#[test]
+fn a_taproot_deposit_is_minted_through_its_hint_and_swept_into_the_vault_by_its_deposit_leaf() {
+    use hemi_tunnel::sweep::{build_sweep, sign_sweep, SweepInput};
+    use hemi_tunnel::TaprootDeposit;
+
+    let mut w = World::new();
+    let a = Chain::open(None, w.spec()).expect("chain a");
+    let b = Chain::open(None, w.spec()).expect("chain b");
+    let pin = w.pin();
+    build(&a, &pin, 1);
+    import(&b, &a, 1, &pin).expect("activation");
+
+    let r = Address::repeat_byte(0x5a);
+    let deposit = |reclaim_after: u16, chain_id: u64, max_fee: u64| TaprootDeposit {
+        chain_id,
+        recipient: r,
+        max_fee: Amount::from_sat(max_fee),
+        vault_key: w.vault.output_key(),
+        depositor_key: Key::from_seed("taproot depositor").x_only(),
+        reclaim_after,
+    };
+    let outputs = |d: &TaprootDeposit, hint: &TaprootDeposit, sats: u64| {
+        vec![
+            TxOut {
+                value: Amount::from_sat(sats),
+                script_pubkey: d.script_pubkey(),
+            },
+            TxOut {
+                value: Amount::ZERO,
+                script_pubkey: hint.hint_script(),
+            },
+        ]
+    };
+    let soon = deposit(5, 31337, FEE);
+    let other_chain = deposit(144, 1, FEE);
+    let low_fee = deposit(144, 31337, FEE - 1);
+    let good = deposit(144, 31337, FEE);
+    let mismatched = deposit(145, 31337, FEE);
+    let bad: Vec<Transaction> = vec![
+        w.send(1, outputs(&soon, &soon, 50_000)),
+        w.send(1, outputs(&other_chain, &other_chain, 50_000)),
+        w.send(1, outputs(&low_fee, &low_fee, 50_000)),
+        // The output is one deposit, the hint describes another.
+        w.send(1, outputs(&good, &mismatched, 50_000)),
+    ];
+    // 100 BTC, the seed story's amount, from three coinbases.
+    let gross = 100 * 100_000_000;
+    let tx = w.send(3, outputs(&good, &good, gross));
+    w.mine(CONFIRMATIONS - 1);
+
+    let pin = w.pin();
+    let built = build(&a, &pin, 2);
+    let txid = contracts::txid_display(&tx.compute_txid());
+    assert_eq!(
+        deposits(&built),
+        vec![DepositTx { txid, vout: 0 }],
+        "only the good taproot deposit, found through its hint"
+    );
+    let at = built
+        .block
+        .txs
+        .iter()
+        .position(|t| matches!(t.tx, L2Tx::Deposit(_)))
+        .expect("deposit tx");
+    assert!(
+        built.receipts[at].receipt.status.coerce_status(),
+        "the mint failed: {}",
+        refusal(&a, &pin, &tx)
+    );
+    assert_eq!(balance(&a, &pin, r), U256::from(gross - FEE));
+    import(&b, &a, 2, &pin).expect("the follower re-executes the taproot mint");
+    assert_eq!(
+        a.header(2).expect("h").expect("h").state_root,
+        b.header(2).expect("h").expect("h").state_root
+    );
+    assert_eq!(refusal(&a, &pin, &tx), "already minted");
+
+    // The others, asked of the contract by anyone: refused, each with its reason.
+    let reasons: Vec<String> = bad.iter().map(|t| refusal(&a, &pin, t)).collect();
+    // Sent four blocks before the good one: 4 more confirmations, plus the 6 sweep blocks.
+    let soon_confs = CONFIRMATIONS + 4 + 6;
+    assert_eq!(
+        reasons,
+        vec![
+            format!(
+                "the deposit's reclaim path opens after 5 blocks; minting needs at least \
+                 {soon_confs}"
+            ),
+            "taproot deposit: for another chain id".to_string(),
+            "taproot deposit: the tunnel's fee is above the deposit's max fee".to_string(),
+            "output 0 is not the taproot deposit its HEMT hint describes".to_string(),
+        ]
+    );
+    // The same rules in Rust (what the sequencer and hemi_getDeposit use).
+    assert!(soon.mint_refusal(31337, FEE, 3).is_some());
+    assert!(other_chain.mint_refusal(31337, FEE, 3).is_some());
+    assert!(low_fee.mint_refusal(31337, FEE, 3).is_some());
+    assert_eq!(good.mint_refusal(31337, FEE, 3), None);
+    assert!(
+        hemi_tunnel::find_taproot_deposit(&bad[3], w.vault.output_key()).is_err(),
+        "a hint that does not build the output is refused"
+    );
+
+    // The custodians sweep it into the vault through the deposit leaf; the node accepts it.
+    let inputs = [SweepInput {
+        outpoint: OutPoint::new(tx.compute_txid(), 0),
+        value: Amount::from_sat(gross),
+        deposit: good,
+    }];
+    let mut sweep = build_sweep(&w.vault, &inputs, 2).expect("sweep");
+    let mut rng =
+        <rand_chacha::ChaCha20Rng as rand_chacha::rand_core::SeedableRng>::from_seed([3; 32]);
+    sign_sweep(&w.custody, &w.vault, &mut sweep, &inputs, &[1, 3], &mut rng).expect("sign");
+    let vault_before = w
+        .store
+        .balance_by_script(&w.params.vault_script(), hemi_btc_view::AsOf::Tip)
+        .expect("balance");
+    w.node
+        .submit_transaction(sweep.clone(), None)
+        .unwrap_or_else(|e| panic!("sweep refused: {e:?}"));
+    w.mine(1);
+    let vault_after = w
+        .store
+        .balance_by_script(&w.params.vault_script(), hemi_btc_view::AsOf::Tip)
+        .expect("balance");
+    assert_eq!(vault_after - vault_before, sweep.output[0].value.to_sat());
+    assert!(
+        gross - sweep.output[0].value.to_sat() < FEE,
+        "the sweep's fee fits the tunnel's fee"
+    );
+}

@@ -351,6 +351,16 @@ async fn make(args: MakeArgs) -> anyhow::Result<()> {
             path.display(),
             d.reclaim_after
         );
+        let needed = confs.max(1) + u64::from(hemi_tunnel::contracts::SWEEP_BLOCKS);
+        if u64::from(d.reclaim_after) < needed {
+            eprintln!(
+                "  warning: its reclaim path opens after {} blocks, before the {needed} the \
+                 tunnel needs ({confs} confirmations + {} for the custodians' sweep): it will \
+                 not be minted, only reclaimed",
+                d.reclaim_after,
+                hemi_tunnel::contracts::SWEEP_BLOCKS
+            );
+        }
     }
     if args.key.bitcoin_rpc.is_some() {
         println!("{txid}");

@@ -863,11 +863,12 @@ async fn withdrawals_are_paid_in_one_bitcoin_transaction_and_an_unpaid_one_is_ch
 }
 
 /// `hemi deposit` end to end, funded by the devnet's `hemi_sendBitcoin` / `hemi_mineBitcoin`:
-/// a Hemi-format deposit it builds from a key is minted; a taproot
-/// deposit it builds (with a reclaim leaf and a HEMT hint) is refused by this tunnel contract
-/// with the height it becomes reclaimable at; `hemi deposit reclaim` is refused by Bitcoin Core
-/// one block before the timelock opens and accepted (and mined) at it; a second reclaim is
-/// refused because the output is spent.
+/// a Hemi-format deposit it builds from a key is minted; a taproot deposit it builds (with a
+/// reclaim leaf and a HEMT hint) whose reclaim path opens too soon is refused with the height it
+/// becomes reclaimable at; `hemi deposit reclaim` is refused by Bitcoin Core one block before
+/// the timelock opens and accepted (and mined) at it; a second reclaim is refused because the
+/// output is spent. A taproot deposit with the default 144-block reclaim leaf is minted in the
+/// block after its confirmations and swept into the vault through its deposit leaf.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hemi_deposit_mints_and_an_unminted_taproot_deposit_is_reclaimed_after_its_timelock(
 ) -> anyhow::Result<()> {
@@ -1070,6 +1071,106 @@ async fn hemi_deposit_mints_and_an_unminted_taproot_deposit_is_reclaimed_after_i
     assert!(!ok && err.contains("already reclaimed"), "{err}");
     let elsewhere = sink.to_string();
     let (ok, _, err) = reclaim(&[&btc_flags[..], &["--to", elsewhere.as_str()]].concat())?;
+    assert!(!ok && err.contains("is spent"), "{err}");
+    let s = deposit_status(&hemi, &txid).await?;
+    assert_eq!(s["status"], "refused", "{s}");
+    assert_eq!(s["spentIn"]["txid"], reclaim_txid.to_string(), "{s}");
+
+    // A taproot deposit whose reclaim path stays shut long enough (the default 144 blocks) is
+    // minted through its hint, checked by the tunnel contract through the hVM (the tweaked
+    // output key rebuilt from the leaves), and the custodians sweep it into the vault through
+    // its deposit leaf before the depositor could reclaim it.
+    let record = dir.path().join("taproot-minted.json");
+    let (ok, out, err) = cli(&[
+        &[
+            "--amount",
+            "2.5",
+            "--recipient",
+            RECIPIENT,
+            "--format",
+            "taproot",
+            "-o",
+            record.to_str().context("path")?,
+        ][..],
+        &common,
+    ]
+    .concat())?;
+    assert!(ok, "hemi deposit --format taproot failed: {err}");
+    assert!(!err.contains("warning"), "{err}");
+    let txid = bitcoin::Txid::from_str(out.trim())?;
+    hemi.call("hemi_mineBitcoin", json!([1, sink.to_string()]))
+        .await?;
+    let s = wait_status(&hemi, &txid, "confirming").await?;
+    assert_eq!(s["format"], "taproot", "{s}");
+    hemi.call(
+        "hemi_mineBitcoin",
+        json!([CONFIRMATIONS - 1, sink.to_string()]),
+    )
+    .await?;
+    let s = wait_status(&hemi, &txid, "minted").await?;
+    assert_eq!(s["net"], 250_000_000 - FEE, "{s}");
+    assert_eq!(
+        s["recipient"].as_str().map(str::to_lowercase),
+        Some(RECIPIENT.to_lowercase())
+    );
+    let minted_in = s["mintedIn"]["block"].as_u64().context("mintedIn")?;
+    // The mint is in the first L2 block pinned at the confirming height.
+    let deposit_height = s["bitcoinBlock"]["height"].as_u64().context("height")?;
+    assert_eq!(
+        pinned_height(&hemi, minted_in).await?,
+        deposit_height + CONFIRMATIONS - 1
+    );
+    assert!(pinned_height(&hemi, minted_in - 1).await? < deposit_height + CONFIRMATIONS - 1);
+    // The custodians' sweep reaches Core's mempool; mine it.
+    let vault = hemi.call("hemi_getTunnel", json!([])).await?;
+    let vault_addr = bitcoin::Address::from_str(vault["vaultAddress"].as_str().context("vault")?)?
+        .assume_checked();
+    let sweep = wait_for(60, "the custodians' sweep in Core's mempool", || async {
+        for t in rpc.get_raw_mempool().await.ok()? {
+            let tx = rpc.get_raw_transaction(&t).await.ok()?;
+            if tx
+                .input
+                .iter()
+                .any(|i| i.previous_output == bitcoin::OutPoint::new(txid, 0))
+            {
+                return Some(tx);
+            }
+        }
+        None
+    })
+    .await?;
+    assert_eq!(sweep.output[0].script_pubkey, vault_addr.script_pubkey());
+    assert_eq!(
+        sweep.input[0].witness.len(),
+        3,
+        "a script-path spend: sig, leaf, control block"
+    );
+    rpc.generate_to_address(1, &sink).await?;
+    let s = wait_for(60, "the deposit to show its sweep", || async {
+        let s = deposit_status(&hemi, &txid).await.ok()?;
+        s.get("sweptIn").is_some().then_some(s)
+    })
+    .await?;
+    assert_eq!(
+        s["sweptIn"]["txid"],
+        sweep.compute_txid().to_string(),
+        "{s}"
+    );
+    eprintln!(
+        "taproot deposit minted in L2 block {minted_in}, swept in {} ({} vB)",
+        sweep.compute_txid(),
+        sweep.vsize()
+    );
+    // Its depositor can no longer reclaim it.
+    let (ok, _, err) = hemi_cli(&[
+        "deposit",
+        "reclaim",
+        record.to_str().unwrap_or("?"),
+        "--key",
+        secret.as_str(),
+        "--bitcoin-rpc",
+        btc.as_str(),
+    ])?;
     assert!(!ok && err.contains("is spent"), "{err}");
     Ok(())
 }

@@ -3,7 +3,9 @@
 //! outputs that are minted deposits or earlier payouts' change, build one payout for every
 //! request whose fee share fits its maximum, sign it with a quorum (another quorum if one
 //! fails), and broadcast it through the Bitcoin RPC. The chain finalizes it once it has its
-//! confirmations (the `0x7B` system transaction).
+//! confirmations (the `0x7B` system transaction). Minted taproot deposits are swept into the
+//! vault through their deposit leaf in the same loop (one sweep transaction, FROST-signed),
+//! before their depositor's reclaim leaf opens.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use hemi_btc_view::{AsOf, BitcoinView};
 use hemi_chain::{CallOutcome, Chain};
 use hemi_tunnel::contracts::{self, ITunnelManager, TUNNEL_MANAGER_ADDRESS};
 use hemi_tunnel::payout::{build_payout, sign_payout, PayoutError, Request};
+use hemi_tunnel::sweep::{build_sweep, sign_sweep, SweepInput};
 use hemi_tunnel::Custody;
 
 use crate::tunnel::Tunnel;
@@ -107,6 +110,7 @@ impl Custodians {
             state
                 .inputs
                 .retain(|_, t| now.duration_since(*t) < IN_FLIGHT);
+            me.sweep_round(&mut state, now).await;
             let requests: Vec<Request> = payable
                 .into_iter()
                 .filter(|r| !state.requests.contains_key(&u64::from(r.id)))
@@ -139,6 +143,99 @@ impl Custodians {
         }
     }
 
+    /// Sweeps the minted, unswept taproot deposits (not held by a sweep in flight) into the
+    /// vault and broadcasts the sweep.
+    async fn sweep_round(self: &Arc<Self>, state: &mut InFlight, now: Instant) {
+        let m = self.clone();
+        let busy: HashSet<OutPoint> = state.inputs.keys().copied().collect();
+        let made = tokio::task::spawn_blocking(move || m.sweep(&busy)).await;
+        let tx = match made {
+            Ok(Ok(Some(tx))) => tx,
+            Ok(Ok(None)) | Err(_) => return,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "custodians: no sweep");
+                return;
+            }
+        };
+        match self.rpc.send_raw_transaction(&tx).await {
+            Ok(txid) => {
+                tracing::info!(%txid, deposits = tx.input.len(), "custodians: taproot deposits swept into the vault");
+                for i in &tx.input {
+                    state.inputs.insert(i.previous_output, now);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "custodians: sweep refused by Bitcoin"),
+        }
+    }
+
+    /// The minted taproot deposits still unspent at the Bitcoin tip, found through their hints
+    /// in the blocks that can hold one (the mint window plus the sweep window, twice over).
+    fn sweepable(&self, busy: &HashSet<OutPoint>) -> anyhow::Result<Vec<SweepInput>> {
+        let params = &self.tunnel.spec.params;
+        let state = self.chain.state_at(self.chain.head().0)?;
+        let tip = self.store.tip()?;
+        let lookback = 2 * (params.deposit_confirmations + contracts::SWEEP_BLOCKS);
+        let vault_key = self.tunnel.vault.output_key();
+        let mut out = Vec::new();
+        for back in 0..lookback {
+            let Some(height) = tip.height.checked_sub(back) else {
+                break;
+            };
+            let Some((block, _)) = self.store.header_at(height)? else {
+                continue;
+            };
+            let found = hemi_chain::tunnel::taproot_deposits_in(
+                self.store.as_ref(),
+                height,
+                block.hash,
+                vault_key,
+            )?;
+            for f in found.iter() {
+                if busy.contains(&f.outpoint) || self.store.utxo(&f.outpoint)?.is_none() {
+                    continue;
+                }
+                let display = contracts::txid_display(&f.outpoint.txid);
+                if hemi_chain::tunnel::minted_in(&state, display, f.outpoint.vout)?.is_some() {
+                    out.push(SweepInput {
+                        outpoint: f.outpoint,
+                        value: bitcoin::Amount::from_sat(f.value),
+                        deposit: f.deposit,
+                    });
+                }
+            }
+        }
+        out.truncate(hemi_tunnel::sweep::MAX_SWEEP_INPUTS);
+        Ok(out)
+    }
+
+    /// One signed sweep of every sweepable deposit, if there is one.
+    fn sweep(&self, busy: &HashSet<OutPoint>) -> anyhow::Result<Option<bitcoin::Transaction>> {
+        let inputs = self.sweepable(busy)?;
+        if inputs.is_empty() {
+            return Ok(None);
+        }
+        let mut tx = build_sweep(&self.tunnel.vault, &inputs, FEE_RATE)?;
+        let mut rng = rand::rngs::OsRng;
+        let mut last = None;
+        for quorum in QUORUMS {
+            match sign_sweep(
+                &self.custody,
+                &self.tunnel.vault,
+                &mut tx,
+                &inputs,
+                &quorum,
+                &mut rng,
+            ) {
+                Ok(()) => return Ok(Some(tx)),
+                Err(e) => {
+                    tracing::warn!(?quorum, error = %e, "custodians: sweep signing round failed; trying another quorum");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.map_or_else(|| anyhow::anyhow!("no quorum"), Into::into))
+    }
+
     /// The pending requests (from `first_open` on) and the first id still open.
     fn plan(&self, first_open: u64) -> anyhow::Result<(Vec<Request>, u64)> {
         let count = withdrawal_count(&self.chain)?;
@@ -161,7 +258,7 @@ impl Custodians {
         Ok((out, open.unwrap_or(count + 1)))
     }
 
-    /// The vault outputs the custodians may spend: minted deposits and payouts' change, at
+    /// The vault outputs the custodians may spend: minted deposits, payouts' change and sweeps, at
     /// least one confirmation deep, not held by a payout in flight.
     fn spendable(&self, busy: &HashSet<OutPoint>) -> anyhow::Result<Vec<(OutPoint, TxOut)>> {
         let vault = self.tunnel.vault.script_pubkey();
@@ -181,7 +278,9 @@ impl Custodians {
                 && self
                     .store
                     .transaction(&u.outpoint.txid, AsOf::Tip)?
-                    .is_some_and(|t| hemi_tunnel::payout::is_payout(&t.tx));
+                    .is_some_and(|t| {
+                        hemi_tunnel::payout::is_payout(&t.tx) || hemi_tunnel::sweep::is_sweep(&t.tx)
+                    });
             if minted || change {
                 out.push((
                     u.outpoint,

@@ -92,8 +92,9 @@ impl Tunnel {
             "minDeposit": p.min_deposit,
             "withdrawalDeadline": p.withdrawal_deadline,
             "activationBlock": self.spec.activation,
-            "depositFormats": ["opReturnAddress", "opReturnHex"],
+            "depositFormats": ["opReturnAddress", "opReturnHex", "taproot"],
             "reclaimableFormats": ["taproot"],
+            "taprootSweepBlocks": contracts::SWEEP_BLOCKS,
         })
     }
 }
@@ -143,41 +144,28 @@ impl TunnelContext {
         let confirmations = tip.height.saturating_sub(block.height) + 1;
         out["confirmations"] = json!(confirmations);
         let vault = self.tunnel.vault.script_pubkey();
-        let deposit = match hemi_tunnel::parse_op_return_deposit(&indexed.tx, &vault) {
-            Ok(Some(d)) => d,
+        let (deposit, taproot) = match hemi_tunnel::parse_op_return_deposit(&indexed.tx, &vault) {
+            Ok(Some(d)) => (d, None),
             Ok(None) => {
                 match hemi_tunnel::find_taproot_deposit(&indexed.tx, self.tunnel.vault.output_key())
                 {
-                    Ok(Some((d, found))) => {
-                        out["vout"] = json!(found.outpoint.vout);
-                        out["amount"] = json!(found.amount.to_sat());
-                        out["recipient"] = json!(d.recipient);
-                        out["format"] = json!("taproot");
-                        out["reclaimAfter"] = json!(d.reclaim_after);
-                        let at = u64::from(block.height) + u64::from(d.reclaim_after);
-                        out["reclaimableAtHeight"] = json!(at);
+                    Ok(Some((d, found))) => (found, Some(d)),
+                    Ok(None) => {
                         let why = format!(
-                            "a taproot deposit with a reclaim leaf: this tunnel contract mints \
-                             only the OP_RETURN formats, so it is not minted; its depositor can \
-                             take it back from Bitcoin height {at} (`hemi deposit reclaim`)"
+                            "the transaction does not pay the vault {}",
+                            self.tunnel.address()
                         );
                         return refused(out, why);
                     }
-                    Ok(None) => {}
                     Err(e) => return refused(out, format!("taproot deposit: {e}")),
                 }
-                let why = format!(
-                    "the transaction does not pay the vault {}",
-                    self.tunnel.address()
-                );
-                return refused(out, why);
             }
             Err(e) => return refused(out, e.to_string()),
         };
         out["vout"] = json!(deposit.outpoint.vout);
         if let Some(v) = vout.filter(|v| *v != deposit.outpoint.vout) {
             let why = format!(
-                "output {v} does not pay the vault (output {} does)",
+                "output {v} is not the deposit (output {} is)",
                 deposit.outpoint.vout
             );
             return refused(out, why);
@@ -190,6 +178,27 @@ impl TunnelContext {
             hemi_tunnel::DepositFormat::OpReturnHex => "opReturnHex",
             hemi_tunnel::DepositFormat::Taproot => "taproot",
         });
+        // A taproot deposit's output may be spent: by the custodians' sweep into the vault
+        // (after its mint), or by its depositor through the reclaim leaf.
+        let spent = match taproot {
+            Some(d) => {
+                out["reclaimAfter"] = json!(d.reclaim_after);
+                let at = u64::from(block.height) + u64::from(d.reclaim_after);
+                out["reclaimableAtHeight"] = json!(at);
+                let spent = self.bitcoin.spent_by(&deposit.outpoint).map_err(internal)?;
+                if let Some(by) = &spent {
+                    let sweep = self
+                        .bitcoin
+                        .transaction(&by.txid, AsOf::Tip)
+                        .map_err(internal)?
+                        .is_some_and(|t| hemi_tunnel::sweep::is_sweep(&t.tx));
+                    out[if sweep { "sweptIn" } else { "spentIn" }] =
+                        json!({"txid": by.txid.to_string(), "height": by.height});
+                }
+                spent
+            }
+            None => None,
+        };
         if amount < p.min_deposit {
             let why = format!(
                 "{amount} sat is below the minimum deposit of {} sat",
@@ -208,6 +217,38 @@ impl TunnelContext {
             out["status"] = json!("minted");
             out["mintedIn"] = self.mint_location(n, display, deposit.outpoint.vout)?;
             return Ok(out);
+        }
+        if let Some(d) = taproot {
+            let at = u64::from(block.height) + u64::from(d.reclaim_after);
+            if let Some(by) = spent {
+                let why = format!(
+                    "not minted, and its output was spent by {} at Bitcoin height {} (the \
+                     depositor's reclaim)",
+                    by.txid, by.height
+                );
+                return refused(out, why);
+            }
+            let chain_id = self.chain.spec().chain_id;
+            let at_confirmations = confirmations.max(p.deposit_confirmations);
+            if let Some(why) = d.mint_refusal(chain_id, p.deposit_fee, at_confirmations) {
+                let why = format!(
+                    "{why}; so it is not minted, and its depositor can take it back from \
+                     Bitcoin height {at} (`hemi deposit reclaim`)"
+                );
+                return refused(out, why);
+            }
+            let window = p.deposit_confirmations.max(1) + contracts::SWEEP_BLOCKS;
+            if confirmations >= window {
+                out["status"] = json!("eligible");
+                out["reason"] = json!(format!(
+                    "confirmed, past the sequencer's window of {} blocks for taproot deposits: \
+                     anyone may mint it with TunnelManager.confirmDeposit(txid, {}) while its \
+                     reclaim path stays shut",
+                    contracts::SWEEP_BLOCKS,
+                    deposit.outpoint.vout
+                ));
+                return Ok(out);
+            }
         }
         if let Some(n) = hemi_chain::tunnel::frozen_at(&state).map_err(internal)? {
             let why = format!(

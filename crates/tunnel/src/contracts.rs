@@ -39,6 +39,9 @@ pub const SLOT_FROZEN_AT: u64 = 10;
 
 /// Most outputs a deposit transaction may have (what one 0x42 call returns).
 pub const MAX_DEPOSIT_OUTPUTS: usize = 128;
+/// Bitcoin blocks a taproot deposit's reclaim path must stay shut after the block that mints
+/// it (`TunnelManager.SWEEP_BLOCKS`): the custodians' time to sweep it into the vault.
+pub const SWEEP_BLOCKS: u32 = 6;
 
 sol! {
     /// The manager's ABI (contracts/src/tunnel/TunnelManager.sol).
@@ -59,6 +62,9 @@ sol! {
         error BadHex();
         error ZeroRecipient();
         error BelowMinimum(uint64 amount, uint256 minimum);
+        error BadTaprootDeposit(string reason);
+        error ReclaimOpensTooSoon(uint16 reclaimAfter, uint256 needed);
+        error NotDepositOutput(bytes32 txid, uint32 vout);
 
         event WithdrawalRequested(uint256 indexed id, address indexed requester, bytes script, uint64 amount, uint64 maxFee);
         event WithdrawalPaid(uint256 indexed id, bytes32 indexed txid, uint32 vout, uint64 value);
@@ -254,6 +260,15 @@ pub fn revert_reason(data: &[u8]) -> String {
             E::BelowMinimum(c) => format!(
                 "{} sat is below the minimum deposit of {} sat",
                 c.amount, c.minimum
+            ),
+            E::BadTaprootDeposit(c) => format!("taproot deposit: {}", c.reason),
+            E::ReclaimOpensTooSoon(c) => format!(
+                "the deposit's reclaim path opens after {} blocks; minting needs at least {}",
+                c.reclaimAfter, c.needed
+            ),
+            E::NotDepositOutput(c) => format!(
+                "output {} is not the taproot deposit its HEMT hint describes",
+                c.vout
             ),
             E::BadWithdrawal(c) => format!("bad withdrawal: {}", c.reason),
             E::AlreadyProcessed(_) => "payout already processed".into(),

@@ -449,6 +449,40 @@ impl TaprootDeposit {
         }))
     }
 
+    /// Why `TunnelManager.confirmDeposit` would refuse this deposit at `confirmations` on L2
+    /// chain `chain_id` with the tunnel's `deposit_fee` (satoshis), as a sentence; `None` if
+    /// these rules pass (the amount, the minimum and "minted once" are checked as for every
+    /// deposit). The contract's rules, in its order.
+    pub fn mint_refusal(
+        &self,
+        chain_id: u64,
+        deposit_fee: u64,
+        confirmations: u32,
+    ) -> Option<String> {
+        if self.chain_id != chain_id {
+            return Some(format!(
+                "a taproot deposit for chain id {}, not this chain's {chain_id}",
+                self.chain_id
+            ));
+        }
+        if deposit_fee > self.max_fee.to_sat() {
+            return Some(format!(
+                "the tunnel's fee of {deposit_fee} sat is above the deposit's max fee of {} sat",
+                self.max_fee.to_sat()
+            ));
+        }
+        let needed = u64::from(confirmations) + u64::from(crate::contracts::SWEEP_BLOCKS);
+        if needed > u64::from(self.reclaim_after) {
+            return Some(format!(
+                "its reclaim path opens after {} blocks; minting at {confirmations} \
+                 confirmations needs at least {needed} (the custodians' {} blocks to sweep it)",
+                self.reclaim_after,
+                crate::contracts::SWEEP_BLOCKS
+            ));
+        }
+        None
+    }
+
     /// The output of `tx` this deposit locks, as a [`Deposit`]; `None` if no output pays it.
     ///
     /// # Errors

@@ -16,6 +16,7 @@
 //!   signing.
 //! - [`payout`]: withdrawal payouts — many requests in one vault transaction, an id list in
 //!   `OP_RETURN`, FROST key-path signatures.
+//! - [`sweep`]: minted taproot deposits moved into the vault through their deposit leaf.
 //! - [`contracts`]: the L2 side — `TunnelManager` and `HemiBTC`'s addresses, runtime code,
 //!   storage layout and ABI.
 
@@ -24,6 +25,7 @@ pub mod custody;
 pub mod deposit;
 pub mod payout;
 pub mod reclaim;
+pub mod sweep;
 pub mod vault;
 
 pub use contracts::TunnelParams;

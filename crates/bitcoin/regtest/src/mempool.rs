@@ -391,6 +391,16 @@ impl Mempool {
                     ));
                 }
             }
+            // BIP-68 relative height locks of version-2 transactions, as Core's
+            // CheckSequenceLocks for the next block (an in-mempool parent counts as tip + 1).
+            // Time-based relative locks are not checked here.
+            let seq = input.sequence.0;
+            if tx.version.0 >= 2 && seq & (1 << 31) == 0 && seq & (1 << 22) == 0 {
+                let from = coin.height.unwrap_or(tip_height + 1);
+                if u64::from(from) + u64::from(seq & 0xffff) > u64::from(tip_height) + 1 {
+                    return Err(Reject::policy("non-BIP68-final"));
+                }
+            }
             value_in = value_in.saturating_add(coin.txout.value.to_sat());
             prevouts.push(coin.txout);
         }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use bitcoin::block::Header;
 use bitcoin::consensus::deserialize;
 use bitcoin::hashes::Hash;
-use bitcoin::{BlockHash, OutPoint, Script, Txid};
+use bitcoin::{BlockHash, OutPoint, Script, Transaction, Txid};
 use hemi_btc_view::{
     AsOf, BitcoinView, BlockRef, IndexedTx, KeystonePublication, SpentBy, TxLocation, Utxo,
     ViewError,
@@ -229,6 +229,13 @@ impl BitcoinView for ChainStore {
                 height: u32::from_le_bytes([b[36], b[37], b[38], b[39]]),
             }
         }))
+    }
+
+    fn block_transactions(&self, hash: &BlockHash) -> Result<Option<Vec<Transaction>>, ViewError> {
+        if self.header_by_hash(hash)?.is_none() {
+            return Ok(None);
+        }
+        Ok(self.block(hash)?.map(|b| b.txdata))
     }
 
     fn keystone_publications(

@@ -150,6 +150,16 @@ pub trait BitcoinView: Send + Sync {
     /// [`ViewError::Storage`] if the store cannot be read.
     fn spent_by(&self, outpoint: &OutPoint) -> Result<Option<SpentBy>, ViewError>;
 
+    /// The transactions of best-chain block `hash`, in block order (`None` if the block is
+    /// not on the best chain or its data is not indexed).
+    ///
+    /// # Errors
+    /// [`ViewError::Storage`] if the store cannot be read.
+    fn block_transactions(
+        &self,
+        hash: &BlockHash,
+    ) -> Result<Option<Vec<bitcoin::Transaction>>, ViewError>;
+
     /// All best-chain publications of a keystone, earliest first (the first one counts).
     ///
     /// # Errors
@@ -220,6 +230,12 @@ impl<T: BitcoinView + ?Sized> BitcoinView for std::sync::Arc<T> {
     }
     fn spent_by(&self, outpoint: &OutPoint) -> Result<Option<SpentBy>, ViewError> {
         (**self).spent_by(outpoint)
+    }
+    fn block_transactions(
+        &self,
+        hash: &BlockHash,
+    ) -> Result<Option<Vec<bitcoin::Transaction>>, ViewError> {
+        (**self).block_transactions(hash)
     }
     fn keystone_publications(
         &self,

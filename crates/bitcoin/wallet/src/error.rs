@@ -287,6 +287,24 @@ pub enum ScriptFailure {
     SchnorrSig,
     /// `SCRIPT_ERR_SIG_FINDANDDELETE`
     SigFindAndDelete,
+    /// `SCRIPT_ERR_VERIFY`
+    Verify,
+    /// `SCRIPT_ERR_CHECKSIGVERIFY`
+    CheckSigVerify,
+    /// `SCRIPT_ERR_NUMEQUALVERIFY`
+    NumEqualVerify,
+    /// `SCRIPT_ERR_NEGATIVE_LOCKTIME`
+    NegativeLocktime,
+    /// `SCRIPT_ERR_UNSATISFIED_LOCKTIME`
+    UnsatisfiedLocktime,
+    /// `SCRIPT_ERR_UNKNOWN_ERROR` (Core's answer to a script number too long, say)
+    UnknownError,
+    /// `SCRIPT_ERR_TAPROOT_WRONG_CONTROL_SIZE`
+    TaprootWrongControlSize,
+    /// `SCRIPT_ERR_TAPSCRIPT_VALIDATION_WEIGHT`
+    TapscriptValidationWeight,
+    /// `SCRIPT_ERR_TAPSCRIPT_CHECKMULTISIG`
+    TapscriptCheckMultisig,
 }
 
 impl ScriptFailure {
@@ -323,6 +341,19 @@ impl ScriptFailure {
             Self::SchnorrSigHashtype => "Invalid Schnorr signature hash type",
             Self::SchnorrSig => "Invalid Schnorr signature",
             Self::SigFindAndDelete => "Signature is found in scriptCode",
+            Self::Verify => "Script failed an OP_VERIFY operation",
+            Self::CheckSigVerify => "Script failed an OP_CHECKSIGVERIFY operation",
+            Self::NumEqualVerify => "Script failed an OP_NUMEQUALVERIFY operation",
+            Self::NegativeLocktime => "Negative locktime",
+            Self::UnsatisfiedLocktime => "Locktime requirement not satisfied",
+            Self::UnknownError => "unknown error",
+            Self::TaprootWrongControlSize => "Invalid Taproot control block size",
+            Self::TapscriptValidationWeight => {
+                "Too much signature validation relative to witness weight"
+            }
+            Self::TapscriptCheckMultisig => {
+                "OP_CHECKMULTISIG(VERIFY) is not available in tapscript"
+            }
         }
     }
 }

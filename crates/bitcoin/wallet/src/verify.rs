@@ -8,8 +8,11 @@
 //! checker runs the consensus rules to the end and remembers the first policy-only failure on
 //! the way (where a standard-flags run would have stopped): see [`Eval`].
 //!
-//! Anything else — P2SH, P2PK, bare multisig, taproot script paths, P2WSH scripts other than
-//! `OP_m <keys> OP_n OP_CHECKMULTISIG` — is [`ScriptError::Unsupported`], never guessed.
+//! Taproot script paths run when their leaf uses only the opcodes the tunnel's leaves need
+//! (pushes, `OP_DROP`, `OP_VERIFY`, `OP_CHECKSIG(VERIFY)`, `OP_CHECKSIGADD`,
+//! `OP_NUMEQUAL(VERIFY)`, `OP_CHECKSEQUENCEVERIFY`). Anything else — P2SH, P2PK, bare multisig,
+//! other tapscripts, P2WSH scripts other than `OP_m <keys> OP_n OP_CHECKMULTISIG` — is
+//! [`ScriptError::Unsupported`], never guessed.
 
 use bitcoin::blockdata::opcodes::all::{
     OP_CHECKMULTISIG, OP_CHECKSIG, OP_DUP, OP_EQUALVERIFY, OP_HASH160,
@@ -459,7 +462,7 @@ impl<'a> Checker<'a> {
             _ => (stack, None),
         };
         let [sig] = stack else {
-            return Err(Stop::Unsupported("taproot script path spend".to_owned()));
+            return self.tapscript(index, program, stack, annex);
         };
         let (sig, hash_type) = match sig.len() {
             64 => (*sig, TapSighashType::Default),
@@ -490,6 +493,220 @@ impl<'a> Checker<'a> {
         secp()
             .verify_schnorr(&sig, &Message::from_digest(sighash.to_byte_array()), &key)
             .map_err(|_| ScriptFailure::SchnorrSig.into())
+    }
+
+    /// Taproot script path (BIP-341/342): `stack` is the leaf's inputs, the leaf script and the
+    /// control block. The commitment is checked in full; the leaf runs if it uses only pushes,
+    /// `OP_DROP`, `OP_VERIFY`, `OP_CHECKSIG(VERIFY)`, `OP_CHECKSIGADD`, `OP_NUMEQUAL(VERIFY)` and
+    /// `OP_CHECKSEQUENCEVERIFY` (what the tunnel's deposit, reclaim, multisig and recovery leaves
+    /// use); anything else is [`Stop::Unsupported`], never guessed.
+    fn tapscript(
+        &mut self,
+        index: usize,
+        program: &[u8],
+        stack: &[&[u8]],
+        annex: Option<Annex<'_>>,
+    ) -> Result<(), Stop> {
+        let [inputs @ .., script, control] = stack else {
+            return Err(ScriptFailure::WitnessProgramWitnessEmpty.into());
+        };
+        if control.len() < 33 || (control.len() - 33) % 32 != 0 || control.len() > 33 + 128 * 32 {
+            return Err(ScriptFailure::TaprootWrongControlSize.into());
+        }
+        let script = Script::from_bytes(script);
+        let (Ok(block), Ok(output_key)) = (
+            bitcoin::taproot::ControlBlock::decode(control),
+            XOnlyPublicKey::from_slice(program),
+        ) else {
+            return Err(ScriptFailure::WitnessProgramMismatch.into());
+        };
+        if !block.verify_taproot_commitment(secp(), output_key, script) {
+            return Err(ScriptFailure::WitnessProgramMismatch.into());
+        }
+        if control[0] & 0xfe != TAPSCRIPT_LEAF {
+            return Err(Stop::Unsupported(format!(
+                "taproot leaf version 0x{:02x}",
+                control[0] & 0xfe
+            )));
+        }
+        let leaf = bitcoin::taproot::TapLeafHash::from_script(
+            script,
+            bitcoin::taproot::LeafVersion::TapScript,
+        );
+        // BIP-342's budget: the witness's serialized size plus 50, 50 per signature checked.
+        let witness = &self.tx.input[index].witness;
+        let mut budget = bitcoin::consensus::serialize(witness).len() as i64 + 50;
+        let mut st: Vec<Vec<u8>> = inputs.iter().map(|i| i.to_vec()).collect();
+        let pop = |st: &mut Vec<Vec<u8>>| {
+            st.pop()
+                .ok_or(Stop::from(ScriptFailure::InvalidStackOperation))
+        };
+        for ins in script.instructions() {
+            let ins = ins.map_err(|_| ScriptFailure::BadOpcode)?;
+            let op = match ins {
+                Instruction::PushBytes(b) => {
+                    if b.len() > MAX_SCRIPT_ELEMENT_SIZE {
+                        return Err(ScriptFailure::PushSize.into());
+                    }
+                    st.push(b.as_bytes().to_vec());
+                    continue;
+                }
+                Instruction::Op(op) => op.to_u8(),
+            };
+            match op {
+                OP_1NEGATE => st.push(vec![0x81]),
+                OP_1..=OP_16 => st.push(vec![op - OP_1 + 1]),
+                0x69 => {
+                    // OP_VERIFY
+                    if !cast_to_bool(&pop(&mut st)?) {
+                        return Err(ScriptFailure::Verify.into());
+                    }
+                }
+                0x75 => {
+                    // OP_DROP
+                    pop(&mut st)?;
+                }
+                0x9c | 0x9d => {
+                    // OP_NUMEQUAL(VERIFY)
+                    let b = script_num(&pop(&mut st)?, 4)?;
+                    let a = script_num(&pop(&mut st)?, 4)?;
+                    if op == 0x9d {
+                        if a != b {
+                            return Err(ScriptFailure::NumEqualVerify.into());
+                        }
+                    } else {
+                        st.push(if a == b { vec![1] } else { vec![] });
+                    }
+                }
+                0xac | 0xad | 0xba => {
+                    // OP_CHECKSIG, OP_CHECKSIGVERIFY, OP_CHECKSIGADD
+                    let key = pop(&mut st)?;
+                    let n = if op == 0xba {
+                        Some(script_num(&pop(&mut st)?, 4)?)
+                    } else {
+                        None
+                    };
+                    let sig = pop(&mut st)?;
+                    let ok = self.check_tapscript_sig(
+                        index,
+                        &sig,
+                        &key,
+                        leaf,
+                        annex.clone(),
+                        &mut budget,
+                    )?;
+                    match (op, n) {
+                        (0xad, _) if !ok => return Err(ScriptFailure::CheckSigVerify.into()),
+                        (0xad, _) => {}
+                        (_, Some(n)) => st.push(script_num_bytes(n + i64::from(ok))),
+                        _ => st.push(if ok { vec![1] } else { vec![] }),
+                    }
+                }
+                0xae | 0xaf => return Err(ScriptFailure::TapscriptCheckMultisig.into()),
+                0xb2 => {
+                    // OP_CHECKSEQUENCEVERIFY (BIP-112): the stack is left as it is.
+                    let top = st.last().ok_or(ScriptFailure::InvalidStackOperation)?;
+                    self.check_sequence(index, script_num(top, 5)?)?;
+                }
+                other => {
+                    return Err(Stop::Unsupported(format!(
+                        "tapscript opcode 0x{other:02x} (only the tunnel's leaf shapes run here)"
+                    )))
+                }
+            }
+            if st.len() > MAX_STACK_SIZE {
+                return Err(ScriptFailure::StackSize.into());
+            }
+        }
+        // Tapscript's clean stack is a consensus rule: exactly one true element.
+        match st.as_slice() {
+            [top] if cast_to_bool(top) => Ok(()),
+            [_] => Err(ScriptFailure::EvalFalse.into()),
+            _ => Err(ScriptFailure::CleanStack.into()),
+        }
+    }
+
+    /// BIP-342 signature check: an empty signature is false; a 32-byte key needs a valid
+    /// signature (else the script fails); other key sizes are upgradable (unsupported here).
+    fn check_tapscript_sig(
+        &mut self,
+        index: usize,
+        sig: &[u8],
+        key: &[u8],
+        leaf: bitcoin::taproot::TapLeafHash,
+        annex: Option<Annex<'_>>,
+        budget: &mut i64,
+    ) -> Result<bool, Stop> {
+        if key.is_empty() {
+            return Err(ScriptFailure::PubkeyType.into());
+        }
+        if sig.is_empty() {
+            return Ok(false);
+        }
+        *budget -= 50;
+        if *budget < 0 {
+            return Err(ScriptFailure::TapscriptValidationWeight.into());
+        }
+        if key.len() != 32 {
+            return Err(Stop::Unsupported(format!(
+                "a {}-byte tapscript key",
+                key.len()
+            )));
+        }
+        let (sig, hash_type) = match sig.len() {
+            64 => (sig, TapSighashType::Default),
+            65 => match sig[64] {
+                0 => return Err(ScriptFailure::SchnorrSigHashtype.into()),
+                b => (
+                    &sig[..64],
+                    TapSighashType::from_consensus_u8(b)
+                        .map_err(|_| ScriptFailure::SchnorrSigHashtype)?,
+                ),
+            },
+            _ => return Err(ScriptFailure::SchnorrSigSize.into()),
+        };
+        let sighash = self
+            .cache
+            .taproot_signature_hash(
+                index,
+                &Prevouts::All(self.prevouts),
+                annex,
+                Some((leaf, u32::MAX)),
+                hash_type,
+            )
+            .map_err(|_| ScriptFailure::SchnorrSigHashtype)?;
+        let (Ok(key), Ok(sig)) = (
+            XOnlyPublicKey::from_slice(key),
+            schnorr::Signature::from_slice(sig),
+        ) else {
+            return Err(ScriptFailure::SchnorrSig.into());
+        };
+        secp()
+            .verify_schnorr(&sig, &Message::from_digest(sighash.to_byte_array()), &key)
+            .map(|()| true)
+            .map_err(|_| ScriptFailure::SchnorrSig.into())
+    }
+
+    /// BIP-112's `CheckSequence` for input `index` against the script's `required` value.
+    fn check_sequence(&self, index: usize, required: i64) -> Result<(), Stop> {
+        const DISABLE: i64 = 1 << 31;
+        const TYPE: i64 = 1 << 22;
+        const MASK: i64 = TYPE | 0xffff;
+        if required < 0 {
+            return Err(ScriptFailure::NegativeLocktime.into());
+        }
+        if required & DISABLE != 0 {
+            return Ok(()); // a NOP
+        }
+        let seq = i64::from(self.tx.input[index].sequence.0);
+        let unsatisfied = self.tx.version.0 < 2
+            || seq & DISABLE != 0
+            || (required & TYPE) != (seq & TYPE)
+            || (required & MASK) > (seq & MASK);
+        if unsatisfied {
+            return Err(ScriptFailure::UnsatisfiedLocktime.into());
+        }
+        Ok(())
     }
 
     /// Legacy P2PKH: the scriptSig's pushes, then `DUP HASH160 <hash> EQUALVERIFY CHECKSIG`.
@@ -672,6 +889,48 @@ fn describe(script: &Script) -> String {
 }
 
 /// Core's `CastToBool`: any non-zero byte, except a lone sign bit at the end (negative zero).
+/// Core's `CScriptNum` of at most `max` bytes, minimally encoded (tapscript's rule).
+fn script_num(bytes: &[u8], max: usize) -> Result<i64, Stop> {
+    if bytes.len() > max {
+        return Err(ScriptFailure::UnknownError.into());
+    }
+    if let Some((last, rest)) = bytes.split_last() {
+        if *last & 0x7f == 0 && rest.last().is_none_or(|b| b & 0x80 == 0) {
+            return Err(ScriptFailure::MinimalData.into());
+        }
+    }
+    let mut v: i64 = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        v |= i64::from(*b) << (8 * i);
+    }
+    match bytes.last() {
+        Some(last) if last & 0x80 != 0 => {
+            let top = 0x80i64 << (8 * (bytes.len() - 1));
+            Ok(-(v & !top))
+        }
+        _ => Ok(v),
+    }
+}
+
+/// The minimal encoding of `n`.
+fn script_num_bytes(n: i64) -> Vec<u8> {
+    let mut out = Vec::new();
+    let neg = n < 0;
+    let mut abs = n.unsigned_abs();
+    while abs > 0 {
+        out.push((abs & 0xff) as u8);
+        abs >>= 8;
+    }
+    if let Some(last) = out.last_mut() {
+        if *last & 0x80 != 0 {
+            out.push(if neg { 0x80 } else { 0 });
+        } else if neg {
+            *last |= 0x80;
+        }
+    }
+    out
+}
+
 fn cast_to_bool(bytes: &[u8]) -> bool {
     match bytes.split_last() {
         None => false,

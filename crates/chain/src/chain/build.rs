@@ -110,7 +110,13 @@ impl Chain {
             Some(t) if number >= t.activation => {
                 let (parent, _) = self.latest_view()?;
                 let (view, pinned) = (bitcoin.view.as_ref(), bitcoin.pinned);
-                let deposits = crate::tunnel::eligible_deposits(&t.params, view, pinned, &parent)?;
+                let deposits = crate::tunnel::eligible_deposits(
+                    self.spec.chain_id,
+                    &t.params,
+                    view,
+                    pinned,
+                    &parent,
+                )?;
                 let payouts = crate::tunnel::eligible_payouts(&t.params, view, pinned, &parent)?;
                 let activation =
                     (number == t.activation).then(|| TunnelActivationTx::new(&t.params));

@@ -121,6 +121,12 @@ impl BitcoinView for FakeBitcoin {
     fn spent_by(&self, _: &OutPoint) -> Result<Option<SpentBy>, ViewError> {
         Ok(None)
     }
+    fn block_transactions(
+        &self,
+        _: &BlockHash,
+    ) -> Result<Option<Vec<bitcoin::Transaction>>, ViewError> {
+        Ok(None)
+    }
     fn keystone_publications(&self, id: &[u8; 32]) -> Result<Vec<KeystonePublication>, ViewError> {
         let c = self.chain.read();
         let mut v: Vec<KeystonePublication> = self

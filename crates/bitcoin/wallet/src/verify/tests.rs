@@ -487,10 +487,12 @@ fn malformed_taproot_witnesses_fail_cleanly() {
     flipped[10] ^= 1;
     assert_eq!(check(&[&flipped]), consensus(0, SchnorrSig));
     assert_eq!(check(&[&[0u8; 64]]), consensus(0, SchnorrSig));
-    assert!(matches!(
+    // A script path whose control block commits to nothing in the output key (Core:
+    // SCRIPT_ERR_WITNESS_PROGRAM_MISMATCH).
+    assert_eq!(
         check(&[&sig, &[0xc0; 33]]),
-        Err(ScriptError::Unsupported(_))
-    ));
+        consensus(0, WitnessProgramMismatch)
+    );
     assert_eq!(
         check(&[&sig, &[ANNEX_TAG, 1]]),
         nonstandard(0, "bad-witness-nonstandard")
@@ -1228,4 +1230,155 @@ proptest! {
 fn wallet_error_wraps_script_errors() {
     let err: WalletError = ScriptError::Unsupported("x".to_owned()).into();
     assert!(err.to_string().contains("unsupported script: x"));
+}
+
+// ---------------------------------------------------------------- taproot script paths
+
+/// A taproot output over `internal` with leaves `a` and `b` (both at depth 1).
+fn two_leaf_tree(
+    internal: &Key,
+    a: &ScriptBuf,
+    b: &ScriptBuf,
+) -> bitcoin::taproot::TaprootSpendInfo {
+    bitcoin::taproot::TaprootBuilder::new()
+        .add_leaf(1, a.clone())
+        .and_then(|t| t.add_leaf(1, b.clone()))
+        .expect("tree")
+        .finalize(secp(), internal.x_only())
+        .expect("finalize")
+}
+
+/// `tx` with input 0 spending leaf `leaf` of `info`, signed by `key` (or `sig` as given).
+fn leaf_spend(
+    tx: &Transaction,
+    prevouts: &[TxOut],
+    info: &bitcoin::taproot::TaprootSpendInfo,
+    leaf: &ScriptBuf,
+    key: &Key,
+) -> Transaction {
+    use bitcoin::taproot::{LeafVersion, TapLeafHash};
+    let hash = TapLeafHash::from_script(leaf, LeafVersion::TapScript);
+    let sighash = SighashCache::new(tx)
+        .taproot_script_spend_signature_hash(
+            0,
+            &Prevouts::All(prevouts),
+            hash,
+            TapSighashType::Default,
+        )
+        .expect("sighash");
+    let keypair = bitcoin::key::Keypair::from_secret_key(secp(), key.secret_key());
+    let sig =
+        secp().sign_schnorr_no_aux_rand(&Message::from_digest(sighash.to_byte_array()), &keypair);
+    let control = info
+        .control_block(&(leaf.clone(), LeafVersion::TapScript))
+        .expect("leaf in tree")
+        .serialize();
+    with_witness(tx, 0, &[sig.as_ref(), leaf.as_bytes(), &control])
+}
+
+#[test]
+fn tapscript_leaves_of_the_tunnels_shapes_run_with_core_s_rules() {
+    use bitcoin::opcodes::all::{OP_CHECKSIG, OP_CSV, OP_DROP, OP_SHA256};
+    let (depositor, vault, internal) = (
+        Key::from_seed("depositor"),
+        Key::from_seed("vault"),
+        Key::from_seed("internal"),
+    );
+    let reclaim = bitcoin::script::Builder::new()
+        .push_int(144)
+        .push_opcode(OP_CSV)
+        .push_opcode(OP_DROP)
+        .push_x_only_key(&depositor.x_only())
+        .push_opcode(OP_CHECKSIG)
+        .into_script();
+    let deposit = bitcoin::script::Builder::new()
+        .push_slice([7u8; 37])
+        .push_opcode(OP_DROP)
+        .push_x_only_key(&vault.x_only())
+        .push_opcode(OP_CHECKSIG)
+        .into_script();
+    let info = two_leaf_tree(&internal, &deposit, &reclaim);
+    let prevouts = [txout(
+        100_000,
+        ScriptBuf::new_p2tr_tweaked(info.output_key()),
+    )];
+    let tx = spending(&prevouts);
+
+    // The deposit leaf, signed by the vault key.
+    let ok = leaf_spend(&tx, &prevouts, &info, &deposit, &vault);
+    assert_eq!(verify_transaction(&ok, &prevouts), Ok(()));
+    // Signed by another key: the signature fails (a consensus failure in tapscript).
+    let wrong = leaf_spend(&tx, &prevouts, &info, &deposit, &depositor);
+    assert_eq!(
+        verify_transaction(&wrong, &prevouts),
+        consensus(0, ScriptFailure::SchnorrSig)
+    );
+    // An empty signature makes OP_CHECKSIG false.
+    let mut items = witness_items(&ok, 0);
+    items[0].clear();
+    let refs: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
+    assert_eq!(
+        verify_transaction(&with_witness(&tx, 0, &refs), &prevouts),
+        consensus(0, ScriptFailure::EvalFalse)
+    );
+    // The leaf swapped for one the output does not commit to.
+    let mut items = witness_items(&ok, 0);
+    items[1] = reclaim.to_bytes();
+    let refs: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
+    assert_eq!(
+        verify_transaction(&with_witness(&tx, 0, &refs), &prevouts),
+        consensus(0, ScriptFailure::WitnessProgramMismatch)
+    );
+    // A control block of a wrong size.
+    let mut items = witness_items(&ok, 0);
+    items[2].push(0);
+    let refs: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
+    assert_eq!(
+        verify_transaction(&with_witness(&tx, 0, &refs), &prevouts),
+        consensus(0, ScriptFailure::TaprootWrongControlSize)
+    );
+
+    // The reclaim leaf: only with nSequence >= 144 blocks in a version-2 transaction.
+    let mut early = tx.clone();
+    early.input[0].sequence = bitcoin::Sequence::from_height(143);
+    let early = leaf_spend(&early, &prevouts, &info, &reclaim, &depositor);
+    assert_eq!(
+        verify_transaction(&early, &prevouts),
+        consensus(0, ScriptFailure::UnsatisfiedLocktime)
+    );
+    let mut due = tx.clone();
+    due.input[0].sequence = bitcoin::Sequence::from_height(144);
+    let due_signed = leaf_spend(&due, &prevouts, &info, &reclaim, &depositor);
+    assert_eq!(verify_transaction(&due_signed, &prevouts), Ok(()));
+    let mut v1 = due.clone();
+    v1.version = Version::ONE;
+    let v1 = leaf_spend(&v1, &prevouts, &info, &reclaim, &depositor);
+    assert_eq!(
+        verify_transaction(&v1, &prevouts),
+        consensus(0, ScriptFailure::UnsatisfiedLocktime)
+    );
+    // The RBF sequence has BIP-68's disable bit: OP_CSV fails.
+    let rbf = leaf_spend(&tx, &prevouts, &info, &reclaim, &depositor);
+    assert_eq!(
+        verify_transaction(&rbf, &prevouts),
+        consensus(0, ScriptFailure::UnsatisfiedLocktime)
+    );
+
+    // Other opcodes are not guessed at.
+    let hashing = bitcoin::script::Builder::new()
+        .push_opcode(OP_SHA256)
+        .push_x_only_key(&vault.x_only())
+        .push_opcode(OP_CHECKSIG)
+        .into_script();
+    let info = two_leaf_tree(&internal, &hashing, &reclaim);
+    let prevouts = [txout(
+        100_000,
+        ScriptBuf::new_p2tr_tweaked(info.output_key()),
+    )];
+    let tx = spending(&prevouts);
+    let spend = leaf_spend(&tx, &prevouts, &info, &hashing, &vault);
+    assert!(matches!(
+        verify_transaction(&spend, &prevouts),
+        Err(ScriptError::Unsupported(_))
+    ));
 }
