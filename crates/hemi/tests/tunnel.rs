@@ -440,7 +440,7 @@ async fn provenance_of_each_deposit_format_verifies_offline_and_in_bitcoin_core(
     let miner_addr =
         Key::from_seed("hemi-devnet-bitcoin-key-0").address(KeyKind::P2wpkh, Network::Regtest);
     core.mine(30, &miner_addr).await?;
-    core.mine(4, &depositor_addr).await?;
+    core.mine(7, &depositor_addr).await?;
     core.mine(100, &sink).await?;
     let hemi = Hemi::devnet_on(
         &core,
@@ -488,12 +488,53 @@ async fn provenance_of_each_deposit_format_verifies_offline_and_in_bitcoin_core(
         ],
         2.0,
     )?;
-    let deposits = [by_address.compute_txid(), by_hex.compute_txid()];
+    // The taproot format: 100 BTC to a NUMS-keyed output with a deposit leaf naming the vault
+    // key and a 144-block reclaim leaf, and its HEMT hint.
+    let vault_key = bitcoin::XOnlyPublicKey::from_str(
+        tunnel["vaultOutputKey"]
+            .as_str()
+            .context("vaultOutputKey")?
+            .trim_start_matches("0x"),
+    )?;
+    let taproot = hemi_tunnel::TaprootDeposit {
+        chain_id: 31337,
+        recipient: alloy_primitives::Address::from_str(RECIPIENT)?,
+        max_fee: Amount::from_sat(FEE),
+        vault_key,
+        depositor_key: depositor.x_only(),
+        reclaim_after: 144,
+    };
+    let by_taproot = build_payment(
+        &depositor,
+        KeyKind::P2wpkh,
+        &coins.drain(..3).collect::<Vec<_>>(),
+        vec![
+            TxOut {
+                value: Amount::from_sat(100 * 100_000_000),
+                script_pubkey: taproot.script_pubkey(),
+            },
+            TxOut {
+                value: Amount::ZERO,
+                script_pubkey: taproot.hint_script(),
+            },
+        ],
+        2.0,
+    )?;
+    let deposits = [
+        by_address.compute_txid(),
+        by_hex.compute_txid(),
+        by_taproot.compute_txid(),
+    ];
     rpc.send_raw_transaction(&by_address).await?;
     rpc.send_raw_transaction(&by_hex).await?;
+    rpc.send_raw_transaction(&by_taproot).await?;
     rpc.generate_to_address(CONFIRMATIONS, &sink).await?;
     for txid in &deposits {
-        wait_status(&hemi, txid, "minted").await?;
+        let s = wait_status(&hemi, txid, "minted").await?;
+        eprintln!(
+            "deposit {txid}: {} minted in {}",
+            s["format"], s["mintedIn"]
+        );
     }
     // Bitcoin blocks until both mints are anchored by a PoP publication, then superfinal.
     let mut anchored = false;

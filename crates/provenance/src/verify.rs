@@ -286,13 +286,25 @@ pub fn verify(doc: &Provenance, opts: &VerifyOptions) -> Result<Report, VerifyEr
     let txid = parse_txid(&d.txid, Link::Deposit)?;
     let lock = check_inclusion(&d.inclusion, txid, network, Link::Deposit)?;
     let vault = bitcoin::ScriptBuf::from_bytes(d.vault_script.clone());
-    let deposit = match hemi_tunnel::parse_op_return_deposit(&lock.tx, &vault) {
+    // Hemi's OP_RETURN formats pay the vault itself; a taproot deposit pays an output whose
+    // deposit leaf names the vault's output key (rebuilt from its HEMT hint).
+    let found = match hemi_tunnel::parse_op_return_deposit(&lock.tx, &vault) {
+        Ok(None) if vault.is_p2tr() => {
+            match bitcoin::XOnlyPublicKey::from_slice(&vault.as_bytes()[2..]) {
+                Ok(key) => hemi_tunnel::find_taproot_deposit(&lock.tx, key)
+                    .map(|found| found.map(|(_, dep)| dep)),
+                Err(_) => Ok(None),
+            }
+        }
+        other => other,
+    };
+    let deposit = match found {
         Ok(Some(dep)) if dep.outpoint.vout == d.vout => dep,
         Ok(Some(dep)) => {
             return Err(VerifyError::new(
                 Link::Deposit,
                 format!(
-                    "output {} pays the vault, not output {}",
+                    "output {} is the deposit, not output {}",
                     dep.outpoint.vout, d.vout
                 ),
             ))
