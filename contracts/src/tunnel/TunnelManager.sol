@@ -91,6 +91,9 @@ contract TunnelManager {
     bool public faulty;
     uint256 public frozenAt;
     mapping(bytes32 => uint256) public strayOutputs;
+    /// @notice Satoshis a finalized payout gave to miners beyond what its paid requests' fee
+    /// shares cover (the vault paid them): reportable like a stray output.
+    mapping(bytes32 => uint256) public overpaidFee;
 
     /// @notice A deposit minted: `gross` satoshis locked, `net` hemiBTC units minted.
     event DepositConfirmed(address indexed recipient, bytes32 indexed txid, uint32 vout, uint64 gross, uint64 net);
@@ -204,27 +207,61 @@ contract TunnelManager {
         (uint256[] memory ids, uint256 idCount) = _payoutIds(txid, out, count);
         if (idCount == 0) revert NotAPayout(txid);
         payoutProcessed[txid] = true;
+        Tally memory t = _settle(txid, out, count, ids, idCount);
+        uint256 inTotal = _inputTotal(txid);
+        if (inTotal > t.outTotal + t.shares) overpaidFee[txid] = inTotal - t.outTotal - t.shares;
+    }
+
+    /// @dev What `_settle` adds up over a payout's outputs.
+    struct Tally {
+        uint256 paid;
+        uint256 at;
+        /// All outputs' values.
+        uint256 outTotal;
+        /// What the paid requests' fee shares cover: their amounts less what they received.
+        uint256 shares;
+    }
+
+    /// @dev Pays the listed requests from the payout's outputs, in order; counts stray outputs.
+    function _settle(bytes32 txid, bytes memory out, uint256 count, uint256[] memory ids, uint256 idCount)
+        private
+        returns (Tally memory t)
+    {
         bytes32 vaultHash = keccak256(abi.encodePacked(bytes2(0x5120), vaultKey));
-        uint256 paid = 0;
-        uint256 at = 2;
+        t.at = 2;
         for (uint256 i = 0; i < count; i++) {
             Out memory o;
-            (o.value, o.fullLength, o.script, at) = _output(txid, out, at);
+            (o.value, o.fullLength, o.script, t.at) = _output(txid, out, t.at);
+            t.outTotal += o.value;
             if (o.fullLength == 0 || o.script[0] == 0x6a) continue;
             if (o.fullLength == 34 && keccak256(o.script) == vaultHash) continue;
-            if (paid >= idCount) {
+            if (t.paid >= idCount) {
                 strayOutputs[txid]++;
                 continue;
             }
-            if (!_pay(ids[paid++], txid, uint32(i), o)) strayOutputs[txid]++;
+            uint256 id = ids[t.paid++];
+            uint64 asked = withdrawals[id].amount;
+            if (_pay(id, txid, uint32(i), o)) t.shares += asked - o.value;
+            else strayOutputs[txid]++;
         }
-        for (; paid < idCount; paid++) emit WithdrawalNotPaid(ids[paid], txid, "no output pays it");
+        for (; t.paid < idCount; t.paid++) emit WithdrawalNotPaid(ids[t.paid], txid, "no output pays it");
+    }
+
+    /// @dev The sum of the values the inputs of `txid` spend (0x42, inputs only, up to 128;
+    /// a transaction with more counts as spending everything: its fee is not provable here).
+    function _inputTotal(bytes32 txid) private view returns (uint256 total) {
+        (bool ok, bytes memory out) = address(0x42).staticcall{gas: 100_000}(abi.encodePacked(txid, bytes4(0x04003800)));
+        if (!ok || out.length < 2) revert UnknownTransaction(txid);
+        uint256 count = uint16(bytes2(_word(out, 0)));
+        if (count > 128 || out.length < 2 + count * 8) return type(uint128).max;
+        for (uint256 i = 0; i < count; i++) total += uint64(bytes8(_word(out, 2 + i * 8)));
     }
 
     /// @notice Reports input `vin` of Bitcoin transaction `txid` (display order, with
     /// `depositConfirmations`) as a spend of a vault output that pays no request: either the
     /// transaction lists no request ids, or it was finalized and one of its outputs paid neither
-    /// a request it lists nor the vault. Freezes new deposits. A payout not yet finalized must be
+    /// a request it lists nor the vault, or its fee was more than the fee shares its paid
+    /// requests gave up (the vault paid miners). Freezes new deposits. A payout not yet finalized must be
     /// finalized first (`finalizeWithdrawal`).
     function reportInvalidSpend(bytes32 txid, uint16 vin) external {
         if (frozenAt != 0) revert VaultFrozen(frozenAt);
@@ -249,8 +286,13 @@ contract TunnelManager {
 
         string memory reason;
         if (payoutProcessed[txid]) {
-            if (strayOutputs[txid] == 0) revert NotInvalid(txid, "a finalized payout: every output pays a request or the vault");
-            reason = "a payout with outputs that pay no request";
+            if (strayOutputs[txid] != 0) {
+                reason = "a payout with outputs that pay no request";
+            } else if (overpaidFee[txid] != 0) {
+                reason = "a payout whose fee the vault paid beyond the requests' fee shares";
+            } else {
+                revert NotInvalid(txid, "a finalized payout: every output pays a request or the vault, and the requests paid its fee");
+            }
         } else {
             (ok, out) = address(0x42).staticcall{gas: 100_000}(abi.encodePacked(txid, bytes4(0x00380703)));
             if (!ok || out.length < 2) revert UnknownTransaction(txid);

@@ -795,6 +795,72 @@ fn a_vault_spend_that_pays_no_request_is_reported_and_freezes_new_deposits() {
         Some("input 0 does not spend a vault output")
     );
 
+    // A payout that pays its request as asked but gives miners 50,000 sat more of the vault's
+    // change than the request's fee share covers: reportable once finalized (the contract adds
+    // up its inputs through 0x42).
+    let payee2 = Key::from_seed("report payee 2").script_pubkey(KeyKind::P2wpkh);
+    step(
+        &w,
+        vec![user_call(Bytes::from(
+            initiateWithdrawalCall {
+                script: payee2.to_bytes().into(),
+                amount: 50_000_000,
+                maxFee: 10_000,
+            }
+            .abi_encode(),
+        ))],
+    );
+    let vault_script = w.params.vault_script();
+    let at = payout
+        .output
+        .iter()
+        .position(|o| o.script_pubkey == vault_script)
+        .expect("change");
+    let change1 = (
+        OutPoint::new(payout.compute_txid(), at as u32),
+        payout.output[at].clone(),
+    );
+    let req2 = hemi_tunnel::payout::Request {
+        id: 2,
+        script: payee2,
+        amount: 50_000_000,
+        max_fee: 10_000,
+    };
+    let mut greedy = hemi_tunnel::payout::build_payout(
+        &w.vault,
+        std::slice::from_ref(&change1),
+        std::slice::from_ref(&req2),
+        2,
+    )
+    .expect("payout");
+    for o in &mut greedy.output {
+        if o.script_pubkey == vault_script {
+            o.value -= Amount::from_sat(50_000);
+        }
+    }
+    hemi_tunnel::payout::sign_payout(
+        &w.custody,
+        &w.vault,
+        &mut greedy,
+        std::slice::from_ref(&change1.1),
+        &[2, 3],
+        &mut rng,
+    )
+    .expect("sign");
+    w.node
+        .submit_transaction(greedy.clone(), None)
+        .expect("the regtest node accepts the overpaying payout");
+    w.mine(CONFIRMATIONS);
+    step(&w, vec![]);
+    let pin = w.pin();
+    assert_eq!(withdrawal(&a, &pin, 2).status, 2, "its request was paid");
+    assert_eq!(
+        manager_revert(&a, &pin, report(&greedy.compute_txid(), 0)),
+        None,
+        "the overpaid fee is reportable"
+    );
+    let payout = greedy;
+
     // The custodians (2 of them suffice) take the change somewhere else: no id list.
     let change_vout = payout
         .output
