@@ -202,11 +202,15 @@ pub fn eligible_deposits(
         .collect())
 }
 
+/// Where a deposit is in Bitcoin: (height, transaction index, vout) — the order deposits are
+/// minted in.
+pub type DepositOrder = (u32, u32, u32);
+
 /// A taproot deposit found through its `HEMT` hint in a Bitcoin block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FoundTaproot {
     /// Where it is: (height, transaction index, vout) — the rule's order.
-    pub order: (u32, u32, u32),
+    pub order: DepositOrder,
     /// Its parameters.
     pub deposit: hemi_tunnel::TaprootDeposit,
     /// The deposit output.
@@ -293,7 +297,7 @@ fn taproot_deposits(
     params: &TunnelParams,
     view: &dyn BitcoinView,
     pinned: BlockRef,
-) -> Result<Vec<((u32, u32, u32), DepositTx)>, ChainError> {
+) -> Result<Vec<(DepositOrder, DepositTx)>, ChainError> {
     let btc = |e: hemi_btc_view::ViewError| ChainError::BitcoinNotReady(e.to_string());
     let Ok(vault_key) = bitcoin::XOnlyPublicKey::from_slice(params.vault_output_key.as_slice())
     else {

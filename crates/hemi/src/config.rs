@@ -64,6 +64,10 @@ pub(crate) struct CommonArgs {
     /// back; default 600). Part of consensus.
     #[arg(long, env = "HEMI_WITHDRAWAL_DEADLINE")]
     pub withdrawal_deadline: Option<u64>,
+    /// The tunnel vault: the vault.json `hemi custodian keygen` wrote (default: the devnet's
+    /// deterministic 2-of-3 vault; a follower takes the followed node's). Part of consensus.
+    #[arg(long, env = "HEMI_VAULT")]
+    pub vault: Option<PathBuf>,
 }
 
 /// `hemi devnet` flags.
@@ -86,6 +90,14 @@ pub(crate) struct DevnetArgs {
     /// Do not run the built-in PoP miner (keystones then wait for an outside `hemi popm`).
     #[arg(long, env = "HEMI_NO_POPM")]
     pub no_popm: bool,
+    /// The peers file of `hemi custodian` processes that sign the vault's payouts and sweeps
+    /// (with --vault and --coordinator-key; default: the built-in set).
+    #[arg(long, env = "HEMI_CUSTODIANS")]
+    pub custodians: Option<PathBuf>,
+    /// The coordinator identity key file (`hemi custodian coordinator-key`) the custodians
+    /// accept requests from.
+    #[arg(long, env = "HEMI_COORDINATOR_KEY")]
+    pub coordinator_key: Option<PathBuf>,
 }
 
 /// `hemi node` flags.
@@ -128,6 +140,9 @@ struct FileConfig {
     pop_payout_delay: Option<u64>,
     deposit_confirmations: Option<u32>,
     withdrawal_deadline: Option<u64>,
+    vault: Option<PathBuf>,
+    custodians: Option<PathBuf>,
+    coordinator_key: Option<PathBuf>,
 }
 
 /// `follow` in the TOML file: one URL or a list.
@@ -333,7 +348,17 @@ impl DevnetArgs {
             .pop_payout_delay
             .or(f.pop_payout_delay)
             .unwrap_or(DEFAULT_POP_PAYOUT_DELAY);
+        let custodians = match (
+            self.custodians.or(f.custodians.clone()),
+            self.coordinator_key.or(f.coordinator_key.clone()),
+        ) {
+            (Some(p), Some(k)) => Some((p, k)),
+            (None, None) => None,
+            _ => bail!("--custodians and --coordinator-key go together"),
+        };
         let cfg = Config {
+            vault: self.common.vault.clone().or(f.vault.clone()),
+            custodians,
             keystone_interval,
             superfinality_depth,
             popm,
@@ -419,6 +444,8 @@ impl NodeArgs {
             .or(f.pop_payout_delay)
             .unwrap_or(DEFAULT_POP_PAYOUT_DELAY);
         let cfg = Config {
+            vault: self.common.vault.clone().or(f.vault.clone()),
+            custodians: None,
             keystone_interval,
             superfinality_depth,
             popm: false,

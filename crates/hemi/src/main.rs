@@ -1,10 +1,11 @@
 //! `hemi`: the hemi-rs binary, a CLI over the library crates. `hemi devnet` runs every part in
 //! one process (like anvil); `hemi node` follows an external Bitcoin Core; `hemi popm` runs the
-//! PoP miner; `hemi deposit` locks BTC in the tunnel; `hemi provenance` / `hemi verify` make
-//! and check a deposit's provenance document;
+//! PoP miner; `hemi custodian` runs a tunnel vault custodian; `hemi deposit` locks BTC in the
+//! tunnel; `hemi provenance` / `hemi verify` make and check a deposit's provenance document;
 //! `hemi bench` runs the benchmarks. The node itself is `hemi-node`.
 
 mod config;
+mod custodian;
 mod deposit;
 mod popm;
 mod provenance;
@@ -33,6 +34,10 @@ enum Command {
     Node(config::NodeArgs),
     /// The Proof-of-Proof miner: publishes every keystone in Bitcoin.
     Popm(popm::PopmArgs),
+    /// A tunnel vault custodian as its own process: identity, distributed key generation,
+    /// the signing service.
+    #[command(subcommand)]
+    Custodian(custodian::CustodianCommand),
     /// Lock BTC in the tunnel from a key (`--format hemi|hemi-hex|taproot`), or `reclaim` a
     /// taproot deposit after its timelock.
     Deposit(deposit::DepositArgs),
@@ -67,6 +72,7 @@ fn main() -> anyhow::Result<()> {
             Command::Devnet(args) => hemi_node::devnet(args.resolve()?).await,
             Command::Node(args) => hemi_node::node(args.resolve()?).await,
             Command::Popm(args) => popm::run(args).await,
+            Command::Custodian(cmd) => custodian::run(cmd).await,
             Command::Deposit(args) => deposit::run(args).await,
             Command::Provenance(args) => provenance::provenance(args).await,
             Command::Verify(args) => provenance::verify(args).await,

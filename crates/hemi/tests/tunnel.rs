@@ -1215,3 +1215,322 @@ async fn hemi_deposit_mints_and_an_unminted_taproot_deposit_is_reclaimed_after_i
     assert!(!ok && err.contains("is spent"), "{err}");
     Ok(())
 }
+
+/// Child processes killed (SIGKILL) when the test ends, however it ends.
+struct Children(Vec<std::process::Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The value after `label ` on a line of `out` (`hemi custodian` prints `identity <hex>` …).
+fn printed(out: &str, label: &str) -> anyhow::Result<String> {
+    out.lines()
+        .find_map(|l| l.strip_prefix(label).map(|v| v.trim().to_string()))
+        .with_context(|| format!("no {label:?} in {out:?}"))
+}
+
+/// Custodians as processes: three `hemi custodian` processes make the vault by DKG over
+/// JSON-RPC (each share stored encrypted; all three write the same vault.json); a devnet on
+/// Bitcoin Core uses that vault and asks them to sign; custodian 1 dies in the middle of the
+/// first signing round (after its commitments, before its share) and the payout of three
+/// requests still reaches Bitcoin Core through the other quorum and is finalized on L2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custodian_processes_make_the_vault_by_dkg_and_pay_though_one_dies_mid_round(
+) -> anyhow::Result<()> {
+    const PASS: &str = "correct horse battery staple";
+    let core = BitcoinCore::start().await?;
+    let rpc = core.rpc.clone();
+    let dir = tempfile::tempdir()?;
+    let depositor = Key::from_seed("tunnel-e2e-custodians-depositor");
+    let (_, sink) = hemi_testkit::regtest_p2wpkh(&[0x56; 32]).context("sink key")?;
+    core.mine(1, &depositor.address(KeyKind::P2wpkh, Network::Regtest))
+        .await?;
+    core.mine(100, &sink).await?;
+    let exe = env!("CARGO_BIN_EXE_hemi");
+    let cli = |args: &[&str]| -> anyhow::Result<String> {
+        let out = std::process::Command::new(exe)
+            .args(args)
+            .env("HEMI_CUSTODIAN_PASSPHRASE", PASS)
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "hemi {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+
+    // Identities, the coordinator's key, the peers file.
+    let dirs: Vec<std::path::PathBuf> = (1..=3).map(|i| dir.path().join(format!("c{i}"))).collect();
+    let ports: Vec<u16> = (0..3).map(|_| hemi_testkit::free_port()).collect();
+    let mut peers = String::from("threshold = 2\n\n");
+    for (i, d) in dirs.iter().enumerate() {
+        let out = cli(&["custodian", "init", "--dir", d.to_str().context("dir")?])?;
+        let identity = printed(&out, "identity ")?;
+        peers += &format!(
+            "[[custodian]]\nindex = {}\nurl = \"http://127.0.0.1:{}\"\nidentity = \"{identity}\"\n\n",
+            i + 1,
+            ports[i]
+        );
+    }
+    let coordinator_key = dir.path().join("coordinator.key");
+    let out = cli(&[
+        "custodian",
+        "coordinator-key",
+        "--out",
+        coordinator_key.to_str().context("path")?,
+    ])?;
+    peers += &format!(
+        "[coordinator]\nidentity = \"{}\"\n",
+        printed(&out, "coordinator identity ")?
+    );
+    let peers_file = dir.path().join("peers.toml");
+    std::fs::write(&peers_file, &peers)?;
+    let peers_s = peers_file.to_str().context("path")?.to_string();
+
+    // The DKG: three processes at once.
+    let keygens: Vec<std::process::Child> = (0..3)
+        .map(|i| {
+            std::process::Command::new(exe)
+                .args([
+                    "custodian",
+                    "keygen",
+                    "--dir",
+                    dirs[i].to_str().unwrap_or_default(),
+                    "--index",
+                    &(i + 1).to_string(),
+                    "--peers",
+                    &peers_s,
+                    "--listen",
+                    &format!("127.0.0.1:{}", ports[i]),
+                    "--timeout",
+                    "60",
+                ])
+                .env("HEMI_CUSTODIAN_PASSPHRASE", PASS)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+        })
+        .collect::<Result<_, _>>()?;
+    let mut vault_addresses = Vec::new();
+    for k in keygens {
+        let out = k.wait_with_output()?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        anyhow::ensure!(
+            out.status.success(),
+            "keygen: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        vault_addresses.push(printed(&stdout, "vault address ")?);
+    }
+    assert!(
+        vault_addresses.windows(2).all(|w| w[0] == w[1]),
+        "{vault_addresses:?}"
+    );
+    let vault_json = std::fs::read_to_string(dirs[0].join("vault.json"))?;
+    for d in &dirs[1..] {
+        assert_eq!(std::fs::read_to_string(d.join("vault.json"))?, vault_json);
+    }
+    // The key store holds no readable secret; a wrong passphrase opens nothing.
+    let store = std::fs::read_to_string(dirs[0].join("custodian.json"))?;
+    assert!(
+        !store.contains("signing_share") && !store.contains("signingShare"),
+        "{store}"
+    );
+    let out = std::process::Command::new(exe)
+        .args([
+            "custodian",
+            "run",
+            "--dir",
+            dirs[0].to_str().unwrap_or_default(),
+            "--peers",
+            &peers_s,
+            "--listen",
+            "127.0.0.1:1",
+            "--l2-rpc",
+            "http://127.0.0.1:1",
+        ])
+        .env("HEMI_CUSTODIAN_PASSPHRASE", "wrong")
+        .output()?;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("passphrase"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The devnet on that vault, its payouts signed by the processes.
+    let vault_path = dirs[0].join("vault.json");
+    let hemi = Hemi::devnet_on(
+        &core,
+        dir.path(),
+        &[
+            "--block-time",
+            "0.5",
+            "--deposit-confirmations",
+            "3",
+            "--no-popm",
+            "--vault",
+            vault_path.to_str().context("path")?,
+            "--custodians",
+            &peers_s,
+            "--coordinator-key",
+            coordinator_key.to_str().context("path")?,
+        ],
+    )
+    .await?;
+    let url = format!("http://{}", hemi.rpc_addr);
+    let tunnel = hemi.call("hemi_getTunnel", json!([])).await?;
+    assert_eq!(
+        tunnel["vaultAddress"],
+        vault_addresses[0].as_str(),
+        "{tunnel}"
+    );
+    let mut running = Children(Vec::new());
+    for (i, d) in dirs.iter().enumerate() {
+        let log = std::fs::File::create(dir.path().join(format!("custodian-{}.log", i + 1)))?;
+        let mut args = vec![
+            "custodian".to_string(),
+            "run".into(),
+            "--dir".into(),
+            d.to_string_lossy().into_owned(),
+            "--peers".into(),
+            peers_s.clone(),
+            "--listen".into(),
+            format!("127.0.0.1:{}", ports[i]),
+            "--l2-rpc".into(),
+            url.clone(),
+        ];
+        if i == 0 {
+            args.push("--exit-before-share".into());
+        }
+        running.0.push(
+            std::process::Command::new(exe)
+                .args(&args)
+                .env("HEMI_CUSTODIAN_PASSPHRASE", PASS)
+                .env("RUST_LOG", "info")
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()?,
+        );
+    }
+
+    // 10 BTC into the vault, minted; three withdrawal requests.
+    let manager = tunnel["tunnelAddress"]
+        .as_str()
+        .context("manager")?
+        .to_string();
+    let vault = bitcoin::Address::from_str(&vault_addresses[0])?
+        .require_network(Network::Regtest)?
+        .script_pubkey();
+    let coins = spendable(&rpc, &depositor, KeyKind::P2wpkh).await?;
+    let deposit = build_payment(
+        &depositor,
+        KeyKind::P2wpkh,
+        &coins[..1],
+        vec![
+            TxOut {
+                value: Amount::from_sat(10 * 100_000_000),
+                script_pubkey: vault,
+            },
+            op_return([vec![0x6a, 0x14], recipient_bytes()].concat()),
+        ],
+        2.0,
+    )?;
+    let txid = rpc.send_raw_transaction(&deposit).await?;
+    rpc.generate_to_address(CONFIRMATIONS, &sink).await?;
+    wait_status(&hemi, &txid, "minted").await?;
+    let payees: Vec<Key> = (0..3)
+        .map(|i| Key::from_seed(&format!("e2e custodians payee {i}")))
+        .collect();
+    let nonce = hex_u64(
+        &hemi
+            .call("eth_getTransactionCount", json!([RECIPIENT, "latest"]))
+            .await?,
+    );
+    for (i, payee) in payees.iter().enumerate() {
+        let script = format!(
+            "0x{}",
+            hex::encode(payee.script_pubkey(KeyKind::P2wpkh).as_bytes())
+        );
+        let n = (nonce + i as u64).to_string();
+        cast(&[
+            "send",
+            "--async",
+            "--rpc-url",
+            &url,
+            "--private-key",
+            RECIPIENT_KEY,
+            "--nonce",
+            &n,
+            &manager,
+            "initiateWithdrawal(bytes,uint64,uint64)",
+            &script,
+            "100000000",
+            "10000",
+        ])?;
+    }
+
+    // One payout for the three, through the quorum without custodian 1.
+    let payout = wait_for(60, "the custodians' payout in Core's mempool", || async {
+        for t in rpc.get_raw_mempool().await.ok()? {
+            let tx = rpc.get_raw_transaction(&t).await.ok()?;
+            if hemi_tunnel::payout::is_payout(&tx) {
+                return Some(tx);
+            }
+        }
+        None
+    })
+    .await
+    .with_context(|| {
+        let logs: Vec<String> = (1..=3)
+            .map(|i| {
+                std::fs::read_to_string(dir.path().join(format!("custodian-{i}.log")))
+                    .unwrap_or_default()
+            })
+            .collect();
+        format!(
+            "custodian logs: {logs:?}\nhemi log:\n{}",
+            tail(&hemi.log_text(), 30)
+        )
+    })?;
+    let ids: Vec<u32> = payout
+        .output
+        .iter()
+        .filter_map(|o| hemi_tunnel::payout::parse_id_list(&o.script_pubkey))
+        .flatten()
+        .collect();
+    assert_eq!(ids, vec![1, 2, 3]);
+    let status = running.0[0].try_wait()?;
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "custodian 1 died mid-round: {status:?}"
+    );
+    assert!(running.0[1].try_wait()?.is_none() && running.0[2].try_wait()?.is_none());
+    assert!(
+        hemi.log_text().contains("quorum"),
+        "the coordinator tried another quorum:\n{}",
+        tail(&hemi.log_text(), 30)
+    );
+    rpc.generate_to_address(CONFIRMATIONS, &sink).await?;
+    for id in 1..=3 {
+        let w = wait_for(60, "the request paid on L2", || async {
+            let w = hemi.call("hemi_getWithdrawal", json!([id])).await.ok()?;
+            (w["status"] == "paid").then_some(w)
+        })
+        .await?;
+        assert_eq!(w["payoutTxid"], payout.compute_txid().to_string(), "{w}");
+    }
+    eprintln!(
+        "payout {} by custodians 2 and 3 after custodian 1 died mid-round: {} vB",
+        payout.compute_txid(),
+        payout.vsize()
+    );
+    Ok(())
+}

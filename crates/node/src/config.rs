@@ -48,6 +48,12 @@ pub struct Config {
     pub deposit_confirmations: u32,
     /// `--withdrawal-deadline`: L2 blocks before an unpaid withdrawal can be challenged.
     pub withdrawal_deadline: u64,
+    /// `--vault FILE`: the tunnel vault (`vault.json` from `hemi custodian keygen`); `None` is
+    /// the devnet's deterministic 2-of-3 vault (a follower: the followed node's vault).
+    pub vault: Option<PathBuf>,
+    /// `--custodians FILE` and `--coordinator-key FILE` (devnet): `hemi custodian` processes
+    /// sign payouts and sweeps instead of the built-in set.
+    pub custodians: Option<(PathBuf, PathBuf)>,
     /// Whether `--keystone-interval` / `--pop-payout-delay` were given (a follower otherwise
     /// takes the sequencer's).
     pub consensus_params_set: bool,

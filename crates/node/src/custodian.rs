@@ -1,7 +1,8 @@
-//! The devnet's built-in custodians: the 2-of-3 FROST set pays pending withdrawal requests in
-//! batches. Every second: read the tunnel's pending requests from the chain, pick the vault
-//! outputs that are minted deposits or earlier payouts' change, build one payout for every
-//! request whose fee share fits its maximum, sign it with a quorum (another quorum if one
+//! The custodians' coordinator: pays pending withdrawal requests in batches. Every second: read
+//! the tunnel's pending requests from the chain, pick the vault outputs that are minted deposits
+//! or earlier payouts' change, build one payout for every request whose fee share fits its
+//! maximum, have it signed by a quorum of custodians through a [`VaultSigner`] (the devnet's
+//! in-process 2-of-3 set, or `hemi custodian` processes over JSON-RPC; another quorum if one
 //! fails), and broadcast it through the Bitcoin RPC. The chain finalizes it once it has its
 //! confirmations (the `0x7B` system transaction). Minted taproot deposits are swept into the
 //! vault through their deposit leaf in the same loop (one sweep transaction, FROST-signed),
@@ -18,10 +19,11 @@ use hemi_btc_rpc_client::BitcoinRpc;
 use hemi_btc_store::ChainStore;
 use hemi_btc_view::{AsOf, BitcoinView};
 use hemi_chain::{CallOutcome, Chain};
+use hemi_custodian::request::{deposit_leaf_witness, key_path_witness};
+use hemi_custodian::VaultSigner;
 use hemi_tunnel::contracts::{self, ITunnelManager, TUNNEL_MANAGER_ADDRESS};
-use hemi_tunnel::payout::{build_payout, sign_payout, PayoutError, Request};
-use hemi_tunnel::sweep::{build_sweep, sign_sweep, SweepInput};
-use hemi_tunnel::Custody;
+use hemi_tunnel::payout::{build_payout, PayoutError, Request};
+use hemi_tunnel::sweep::{build_sweep, SweepInput};
 
 use crate::tunnel::Tunnel;
 
@@ -31,8 +33,6 @@ const FEE_RATE: u64 = 2;
 const MAX_BATCH: usize = 100;
 /// How long a broadcast payout holds its requests and inputs before they are tried again.
 const IN_FLIGHT: Duration = Duration::from_secs(120);
-/// The quorums tried in turn (any two of the three).
-const QUORUMS: [[u16; 2]; 3] = [[1, 2], [2, 3], [1, 3]];
 
 /// A withdrawal request as the contract holds it.
 pub(crate) fn get_withdrawal(
@@ -69,9 +69,9 @@ pub(crate) fn withdrawal_count(chain: &Chain) -> anyhow::Result<u64> {
     Ok(u64::try_from(state.storage(&TUNNEL_MANAGER_ADDRESS, &slot)?).unwrap_or(u64::MAX))
 }
 
-/// The built-in custodian set.
+/// The coordinator of the custodian set.
 pub(crate) struct Custodians {
-    pub(crate) custody: Arc<Custody>,
+    pub(crate) signer: Arc<dyn VaultSigner>,
     pub(crate) tunnel: Tunnel,
     pub(crate) chain: Arc<Chain>,
     pub(crate) store: Arc<ChainStore>,
@@ -122,12 +122,24 @@ impl Custodians {
             let m = me.clone();
             let busy: HashSet<OutPoint> = state.inputs.keys().copied().collect();
             let made = tokio::task::spawn_blocking(move || m.pay(requests, &busy)).await;
-            let Ok(Ok(Some((tx, ids)))) = made else {
+            let Ok(Ok(Some((mut tx, prevouts, ids)))) = made else {
                 if let Ok(Err(e)) = made {
                     tracing::warn!(error = %e, "custodians: no payout");
                 }
                 continue;
             };
+            let leaves = vec![None; tx.input.len()];
+            match me.signer.sign_inputs(&tx, &prevouts, &leaves).await {
+                Ok(sigs) => {
+                    for (txin, sig) in tx.input.iter_mut().zip(sigs) {
+                        txin.witness = key_path_witness(sig);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, ?ids, "custodians: the payout was not signed");
+                    continue;
+                }
+            }
             match me.rpc.send_raw_transaction(&tx).await {
                 Ok(txid) => {
                     tracing::info!(%txid, ?ids, "custodians: payout broadcast");
@@ -149,14 +161,39 @@ impl Custodians {
         let m = self.clone();
         let busy: HashSet<OutPoint> = state.inputs.keys().copied().collect();
         let made = tokio::task::spawn_blocking(move || m.sweep(&busy)).await;
-        let tx = match made {
-            Ok(Ok(Some(tx))) => tx,
+        let (mut tx, inputs) = match made {
+            Ok(Ok(Some(v))) => v,
             Ok(Ok(None)) | Err(_) => return,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "custodians: no sweep");
                 return;
             }
         };
+        let prevouts: Vec<TxOut> = inputs
+            .iter()
+            .map(|i| TxOut {
+                value: i.value,
+                script_pubkey: i.deposit.script_pubkey(),
+            })
+            .collect();
+        let leaves: Vec<Option<ScriptBuf>> = inputs
+            .iter()
+            .map(|i| Some(i.deposit.deposit_leaf()))
+            .collect();
+        match self.signer.sign_inputs(&tx, &prevouts, &leaves).await {
+            Ok(sigs) => {
+                for ((txin, i), sig) in tx.input.iter_mut().zip(&inputs).zip(sigs) {
+                    match deposit_leaf_witness(sig, &i.deposit) {
+                        Some(w) => txin.witness = w,
+                        None => return,
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "custodians: the sweep was not signed");
+                return;
+            }
+        }
         match self.rpc.send_raw_transaction(&tx).await {
             Ok(txid) => {
                 tracing::info!(%txid, deposits = tx.input.len(), "custodians: taproot deposits swept into the vault");
@@ -208,32 +245,17 @@ impl Custodians {
         Ok(out)
     }
 
-    /// One signed sweep of every sweepable deposit, if there is one.
-    fn sweep(&self, busy: &HashSet<OutPoint>) -> anyhow::Result<Option<bitcoin::Transaction>> {
+    /// One unsigned sweep of every sweepable deposit, if there is one, with its inputs.
+    fn sweep(
+        &self,
+        busy: &HashSet<OutPoint>,
+    ) -> anyhow::Result<Option<(bitcoin::Transaction, Vec<SweepInput>)>> {
         let inputs = self.sweepable(busy)?;
         if inputs.is_empty() {
             return Ok(None);
         }
-        let mut tx = build_sweep(&self.tunnel.vault, &inputs, FEE_RATE)?;
-        let mut rng = rand::rngs::OsRng;
-        let mut last = None;
-        for quorum in QUORUMS {
-            match sign_sweep(
-                &self.custody,
-                &self.tunnel.vault,
-                &mut tx,
-                &inputs,
-                &quorum,
-                &mut rng,
-            ) {
-                Ok(()) => return Ok(Some(tx)),
-                Err(e) => {
-                    tracing::warn!(?quorum, error = %e, "custodians: sweep signing round failed; trying another quorum");
-                    last = Some(e);
-                }
-            }
-        }
-        Err(last.map_or_else(|| anyhow::anyhow!("no quorum"), Into::into))
+        let tx = build_sweep(&self.tunnel.vault, &inputs, FEE_RATE)?;
+        Ok(Some((tx, inputs)))
     }
 
     /// The pending requests (from `first_open` on) and the first id still open.
@@ -297,17 +319,19 @@ impl Custodians {
         Ok(out)
     }
 
-    /// Builds and signs one payout of as many of `requests` as can pay their fee share.
+    /// Builds one unsigned payout of as many of `requests` as can pay their fee share, with
+    /// the outputs it spends and the ids it pays.
+    #[allow(clippy::type_complexity)]
     fn pay(
         &self,
         mut requests: Vec<Request>,
         busy: &HashSet<OutPoint>,
-    ) -> anyhow::Result<Option<(bitcoin::Transaction, Vec<u32>)>> {
+    ) -> anyhow::Result<Option<(bitcoin::Transaction, Vec<TxOut>, Vec<u32>)>> {
         let utxos = self.spendable(busy)?;
         if utxos.is_empty() {
             return Ok(None);
         }
-        let mut tx = loop {
+        let tx = loop {
             if requests.is_empty() {
                 return Ok(None);
             }
@@ -322,30 +346,10 @@ impl Custodians {
             }
         };
         let prevouts: Vec<TxOut> = utxos.iter().map(|(_, o)| o.clone()).collect();
-        let mut rng = rand::rngs::OsRng;
-        let mut last = None;
-        for quorum in QUORUMS {
-            match sign_payout(
-                &self.custody,
-                &self.tunnel.vault,
-                &mut tx,
-                &prevouts,
-                &quorum,
-                &mut rng,
-            ) {
-                Ok(()) => {
-                    last = None;
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(?quorum, error = %e, "custodians: signing round failed; trying another quorum");
-                    last = Some(e);
-                }
-            }
-        }
-        if let Some(e) = last {
-            return Err(e.into());
-        }
-        Ok(Some((tx, requests.iter().map(|r| r.id).collect())))
+        Ok(Some((
+            tx,
+            prevouts,
+            requests.iter().map(|r| r.id).collect(),
+        )))
     }
 }

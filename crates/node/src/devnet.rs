@@ -97,11 +97,7 @@ pub async fn devnet(cfg: Config) -> anyhow::Result<()> {
         println!("State: in memory (use --persist to keep it)");
     }
     let client = BitcoinClient::spawn(client_store.clone(), ClientConfig::new(cfg.network, peers));
-    let (tunnel, custody) = crate::tunnel::Tunnel::devnet(
-        cfg.deposit_confirmations,
-        cfg.withdrawal_deadline,
-        Network::Regtest,
-    )?;
+    let (tunnel, signer) = devnet_tunnel(&cfg)?;
     let chain = open_chain(&cfg, &tunnel)?;
     let sequencer = Sequencer::new(
         chain.clone(),
@@ -141,7 +137,9 @@ pub async fn devnet(cfg: Config) -> anyhow::Result<()> {
     if cfg.popm && popm_rpc.is_none() {
         println!("PoP miner: off (an external Bitcoin node needs --bitcoin-rpc to broadcast)");
     }
-    let custodians = popm_rpc.clone().map(|url| (Arc::new(custody), url));
+    let custodians = popm_rpc
+        .clone()
+        .map(|url| (signer.0.clone(), signer.1.clone(), url));
     if custodians.is_none() {
         println!(
             "Custodians: payouts off (an external Bitcoin node needs --bitcoin-rpc to broadcast)"
@@ -158,6 +156,51 @@ pub async fn devnet(cfg: Config) -> anyhow::Result<()> {
         tunnel,
     };
     serve(&cfg, client_store, client, status, l2).await
+}
+
+/// A custodians' signer and the words that name it in the banner.
+type NamedSigner = (Arc<dyn hemi_custodian::VaultSigner>, String);
+
+/// The devnet's tunnel and the signer of its custodians, with a line naming them: the built-in
+/// deterministic 2-of-3 set, or, with `--vault` and `--custodians`, the `hemi custodian`
+/// processes that made that vault.
+fn devnet_tunnel(cfg: &Config) -> anyhow::Result<(crate::tunnel::Tunnel, NamedSigner)> {
+    let (confirmations, deadline) = (cfg.deposit_confirmations, cfg.withdrawal_deadline);
+    let Some(path) = &cfg.vault else {
+        if cfg.custodians.is_some() {
+            anyhow::bail!("--custodians needs --vault (the vault.json the custodians made)");
+        }
+        let (tunnel, custody) =
+            crate::tunnel::Tunnel::devnet(confirmations, deadline, Network::Regtest)?;
+        let signer = hemi_custodian::LocalSigner::new(Arc::new(custody), tunnel.vault.clone());
+        return Ok((tunnel, (Arc::new(signer), "built in".to_string())));
+    };
+    let (file, vault) = hemi_custodian::VaultFile::load(path)
+        .with_context(|| format!("--vault {}", path.display()))?;
+    if file.network != Network::Regtest {
+        anyhow::bail!(
+            "--vault {}: a vault for {}, the devnet is regtest",
+            path.display(),
+            file.network
+        );
+    }
+    let tunnel = crate::tunnel::Tunnel::new(vault, confirmations, deadline, Network::Regtest);
+    let Some((peers_path, key_path)) = &cfg.custodians else {
+        anyhow::bail!(
+            "--vault needs --custodians and --coordinator-key (the custodian processes that \
+             sign for it)"
+        );
+    };
+    let peers = hemi_custodian::Peers::load(peers_path)
+        .with_context(|| format!("--custodians {}", peers_path.display()))?;
+    let n = peers.len();
+    let identity = hemi_custodian::Identity::from_file(key_path)
+        .with_context(|| format!("--coordinator-key {}", key_path.display()))?;
+    let signer = hemi_custodian::RemoteSigner::new(peers, identity, &file)?;
+    Ok((
+        tunnel,
+        (Arc::new(signer), format!("{n} `hemi custodian` processes")),
+    ))
 }
 
 /// On an external regtest Bitcoin Core, makes sure the devnet key has mature coins.

@@ -50,11 +50,7 @@ pub async fn node(mut cfg: Config) -> anyhow::Result<()> {
         store.clone(),
         ClientConfig::new(cfg.network, cfg.bitcoin_peers.clone()),
     );
-    let (tunnel, _) = crate::tunnel::Tunnel::devnet(
-        cfg.deposit_confirmations,
-        cfg.withdrawal_deadline,
-        cfg.network,
-    )?;
+    let tunnel = node_tunnel(&cfg).await?;
     let chain = open_chain(&cfg, &tunnel)?;
     let follower = match cfg.follow.first() {
         Some(url) => {
@@ -106,4 +102,46 @@ pub async fn node(mut cfg: Config) -> anyhow::Result<()> {
         dev_bitcoin: None,
     };
     serve(&cfg, store, client, status, l2).await
+}
+
+/// The vault a node runs with: `--vault FILE`, else the followed node's (the vault is part of
+/// consensus: a different one gives different state roots), else the devnet's.
+async fn node_tunnel(cfg: &Config) -> anyhow::Result<crate::tunnel::Tunnel> {
+    let (confirmations, deadline) = (cfg.deposit_confirmations, cfg.withdrawal_deadline);
+    if let Some(path) = &cfg.vault {
+        let (file, vault) = hemi_custodian::VaultFile::load(path)
+            .with_context(|| format!("--vault {}", path.display()))?;
+        if file.network != cfg.network {
+            anyhow::bail!(
+                "--vault {}: a vault for {}, this node is on {}",
+                path.display(),
+                file.network,
+                cfg.network
+            );
+        }
+        return Ok(crate::tunnel::Tunnel::new(
+            vault,
+            confirmations,
+            deadline,
+            cfg.network,
+        ));
+    }
+    if let Some(url) = cfg.follow.first() {
+        let status = hemi_sync::node_status(url)
+            .await
+            .with_context(|| format!("asking {url} for its tunnel vault"))?;
+        let v = &status["tunnel"]["vault"];
+        if !v.is_null() {
+            let vault = crate::tunnel::Tunnel::vault_from_json(v)
+                .with_context(|| format!("the tunnel vault {url} reports"))?;
+            tracing::warn!(vault = %vault.address(cfg.network), "trusting the followed node for the tunnel vault; pass --vault to pin it");
+            return Ok(crate::tunnel::Tunnel::new(
+                vault,
+                confirmations,
+                deadline,
+                cfg.network,
+            ));
+        }
+    }
+    Ok(crate::tunnel::Tunnel::devnet(confirmations, deadline, cfg.network)?.0)
 }

@@ -27,8 +27,9 @@ pub(crate) struct L2 {
     pub(crate) popm: Option<(Key, String)>,
     /// The BTC tunnel.
     pub(crate) tunnel: crate::tunnel::Tunnel,
-    /// The built-in custodian set (devnet) and the Bitcoin RPC its payouts go through.
-    pub(crate) custodians: Option<(Arc<hemi_tunnel::Custody>, String)>,
+    /// The custodians' signer (the devnet's built-in set, or `hemi custodian` processes), a
+    /// line that says which, and the Bitcoin RPC payouts go through.
+    pub(crate) custodians: Option<(Arc<dyn hemi_custodian::VaultSigner>, String, String)>,
     /// The devnet's Bitcoin key and RPC for `hemi_mineBitcoin` / `hemi_sendBitcoin`.
     pub(crate) dev_bitcoin: Option<(Key, String)>,
 }
@@ -126,6 +127,7 @@ pub(crate) async fn serve(
     let pop_payout_delay = l2.chain.spec().pop_payout_delay;
     let tunnel_status = json!({
         "vaultAddress": l2.tunnel.address().to_string(),
+        "vault": l2.tunnel.vault_json(),
         "depositConfirmations": l2.tunnel.spec.params.deposit_confirmations,
         "withdrawalDeadline": l2.tunnel.spec.params.withdrawal_deadline,
         "tokenAddress": hemi_tunnel::contracts::HEMI_BTC_ADDRESS,
@@ -301,17 +303,17 @@ pub(crate) async fn serve(
         None => None,
     };
     let custodian_task = match &l2.custodians {
-        Some((custody, url)) => {
+        Some((signer, which, url)) => {
             let rpc =
                 hemi_btc_rpc_client::BitcoinRpc::new(url).context("custodians' Bitcoin RPC")?;
             println!(
-                "Custodians (built in): {}-of-{} FROST set, paying withdrawals through {url}",
-                custody.threshold,
-                custody.custodians().len()
+                "Custodians ({which}): {}-of-{} FROST set, paying withdrawals through {url}",
+                l2.tunnel.vault.threshold,
+                l2.tunnel.vault.custodian_keys.len()
             );
             Some(tokio::spawn(
                 crate::custodian::Custodians {
-                    custody: custody.clone(),
+                    signer: signer.clone(),
                     tunnel: l2.tunnel.clone(),
                     chain: l2.chain.clone(),
                     store: client_store.clone(),

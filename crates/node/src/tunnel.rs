@@ -34,17 +34,13 @@ pub(crate) struct Tunnel {
 }
 
 impl Tunnel {
-    /// The devnet's: the vault of the deterministic 2-of-3 FROST set ([`Custody::devnet`]),
-    /// and that set. (`hemi node` follows a devnet, so it takes the same vault and drops the
-    /// key shares.)
-    pub(crate) fn devnet(
+    /// The tunnel of `vault` with the devnet's fees.
+    pub(crate) fn new(
+        vault: Vault,
         deposit_confirmations: u32,
         withdrawal_deadline: u64,
         network: Network,
-    ) -> anyhow::Result<(Self, Custody)> {
-        let custody = Custody::devnet()?;
-        let recovery = Key::from_seed(DEVNET_RECOVERY_KEY_SEED).x_only();
-        let vault = custody.vault(recovery, DEVNET_RECOVERY_AFTER)?;
+    ) -> Self {
         let params = TunnelParams {
             vault_output_key: B256::from(vault.output_key().serialize()),
             deposit_fee: DEVNET_DEPOSIT_FEE,
@@ -56,14 +52,73 @@ impl Tunnel {
             activation: 1,
             params,
         };
+        Tunnel {
+            vault,
+            spec,
+            network,
+        }
+    }
+
+    /// The devnet's: the vault of the deterministic 2-of-3 FROST set ([`Custody::devnet`]),
+    /// and that set.
+    pub(crate) fn devnet(
+        deposit_confirmations: u32,
+        withdrawal_deadline: u64,
+        network: Network,
+    ) -> anyhow::Result<(Self, Custody)> {
+        let custody = Custody::devnet()?;
+        let recovery = Key::from_seed(DEVNET_RECOVERY_KEY_SEED).x_only();
+        let vault = custody.vault(recovery, DEVNET_RECOVERY_AFTER)?;
         Ok((
-            Tunnel {
-                vault,
-                spec,
-                network,
-            },
+            Self::new(vault, deposit_confirmations, withdrawal_deadline, network),
             custody,
         ))
+    }
+
+    /// The vault `hemi_getTunnel` / `hemi_nodeStatus` describe (`tunnel.vault` below): what a
+    /// follower takes from the node it follows when no `--vault` is given.
+    ///
+    /// # Errors
+    /// A missing or malformed field.
+    pub(crate) fn vault_from_json(v: &Value) -> anyhow::Result<Vault> {
+        use anyhow::Context;
+        let key = |name: &str| -> anyhow::Result<bitcoin::XOnlyPublicKey> {
+            let s = v[name]
+                .as_str()
+                .with_context(|| format!("{name} missing"))?;
+            bitcoin::XOnlyPublicKey::from_str(s).with_context(|| format!("{name}: {s:?}"))
+        };
+        let custodian_keys = v["custodianKeys"]
+            .as_array()
+            .context("custodianKeys missing")?
+            .iter()
+            .map(|k| {
+                let s = k.as_str().unwrap_or_default();
+                bitcoin::XOnlyPublicKey::from_str(s).with_context(|| format!("custodian key {s:?}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let threshold = v["threshold"].as_u64().context("threshold missing")?;
+        let recovery_after = v["recoveryAfter"]
+            .as_u64()
+            .context("recoveryAfter missing")?;
+        Ok(Vault::new(
+            key("groupKey")?,
+            usize::try_from(threshold)?,
+            custodian_keys,
+            key("recoveryKey")?,
+            u16::try_from(recovery_after)?,
+        )?)
+    }
+
+    /// The vault's description in `hemi_nodeStatus`.
+    pub(crate) fn vault_json(&self) -> Value {
+        json!({
+            "groupKey": self.vault.group_key.to_string(),
+            "threshold": self.vault.threshold,
+            "custodianKeys": self.vault.custodian_keys.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+            "recoveryKey": self.vault.recovery_key.to_string(),
+            "recoveryAfter": self.vault.recovery_after,
+        })
     }
 
     /// The vault's address.
