@@ -131,6 +131,18 @@ pub fn minted_in(state: &StateView, txid: B256, vout: u32) -> Result<Option<u64>
     Ok((v != U256::ZERO).then(|| u64::try_from(v).unwrap_or(u64::MAX)))
 }
 
+/// Whether the manager has processed payout `txid` (display order): `finalizeWithdrawal` ran.
+///
+/// # Errors
+/// Database errors.
+pub fn payout_processed(state: &StateView, txid: B256) -> Result<bool, ChainError> {
+    let slot = contracts::payout_processed_slot(txid);
+    Ok(state.storage(
+        &TUNNEL_MANAGER_ADDRESS,
+        &B256::from(slot.to_be_bytes::<32>()),
+    )? != U256::ZERO)
+}
+
 /// The L2 block whose `reportInvalidSpend` froze new deposits, if one did.
 ///
 /// # Errors
@@ -364,12 +376,7 @@ pub fn eligible_payouts(
             continue;
         }
         let txid = contracts::txid_display(&utxo.outpoint.txid);
-        let slot = contracts::payout_processed_slot(txid);
-        let processed = parent.storage(
-            &TUNNEL_MANAGER_ADDRESS,
-            &B256::from(slot.to_be_bytes::<32>()),
-        )? != U256::ZERO;
-        if processed {
+        if payout_processed(parent, txid)? {
             continue;
         }
         let order = (utxo.height, indexed.location.index);

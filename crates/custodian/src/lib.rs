@@ -19,11 +19,14 @@
 //!   `DIR/vault.json` a node loads.
 //! - [`dkg::run_dkg`]: FROST distributed key generation over JSON-RPC (`hemi custodian keygen`).
 //! - [`server::SigningService`]: the signing rounds a custodian serves (`hemi custodian run`).
+//! - [`fallback`]: the vault's `sortedmulti_a` leaf spent by k custodians' script keys through
+//!   a PSBT, when FROST signing is unavailable.
 //! - [`signer::VaultSigner`]: what the coordinator calls, with [`signer::LocalSigner`] (the
 //!   devnet's in-process set) and [`signer::RemoteSigner`] (custodian processes).
 
 pub mod client;
 pub mod dkg;
+pub mod fallback;
 pub mod identity;
 pub mod peers;
 pub mod policy;

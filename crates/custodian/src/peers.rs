@@ -26,6 +26,9 @@ use serde::Deserialize;
 use crate::identity::parse_public_key;
 use crate::CustodianError;
 
+/// The most custodians a set may have (the coordinator tries quorums among them).
+pub const MAX_CUSTODIANS: usize = 16;
+
 /// What is wrong in a peers file.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +44,9 @@ pub enum PeersError {
         /// n.
         custodians: usize,
     },
+    /// More custodians than [`MAX_CUSTODIANS`].
+    #[error("{0} custodians: at most {MAX_CUSTODIANS}")]
+    TooMany(usize),
     /// The indexes are not exactly 1..=n.
     #[error("custodian indexes must be 1..={custodians}, each once; found {found:?}")]
     Indexes {
@@ -131,7 +137,7 @@ impl Peers {
         })
     }
 
-    /// Parses and checks a peers file's text.
+    /// Parses and checks a peers file's text (at most [`MAX_CUSTODIANS`] custodians).
     ///
     /// # Errors
     /// [`PeersError`] naming the problem.
@@ -152,6 +158,9 @@ impl Peers {
                 found: listed,
             });
         }
+        if n > MAX_CUSTODIANS {
+            return Err(PeersError::TooMany(n));
+        }
         if raw.threshold < 2 || usize::from(raw.threshold) > n {
             return Err(PeersError::Threshold {
                 threshold: raw.threshold,
@@ -169,7 +178,9 @@ impl Peers {
             let rest = url
                 .strip_prefix("http://")
                 .or_else(|| url.strip_prefix("https://"));
-            if rest.is_none_or(|r| r.is_empty() || r.contains(char::is_whitespace)) {
+            // Host, port and path characters only (a URL written back into TOML as is).
+            let plain = |c: char| c.is_ascii_alphanumeric() || "-._~:/[]@%".contains(c);
+            if rest.is_none_or(|r| r.is_empty() || !r.chars().all(plain)) {
                 return Err(PeersError::Url {
                     index: c.index,
                     url: c.url,

@@ -7,9 +7,11 @@
 //!   (zero value) or change to the vault;
 //! - a **sweep** (the `HEMS` tag) spends only taproot deposits through their deposit leaf (whose
 //!   key is the vault's output key) that `hemi_getDeposit(txid, vout)` says are minted, for the
-//!   value the node indexed, and pays only the vault (and the zero-value tag).
+//!   value the node indexed, and pays only the vault (and the zero-value tag), with a fee no
+//!   more than the tunnel fees those deposits paid on L2.
 //!
-//! Anything else is refused, with the reason.
+//! First of all the node must run this vault (`hemi_getTunnel`'s output key): a node on another
+//! vault would have this one pay its withdrawals. Anything else is refused, with the reason.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -107,6 +109,8 @@ pub struct DepositStatus {
     pub amount: Option<u64>,
     /// `taproot`, `opReturnAddress`, `opReturnHex`.
     pub format: Option<String>,
+    /// The tunnel fee it paid when minted, satoshis.
+    pub fee: Option<u64>,
 }
 
 /// What the policy asks the node.
@@ -123,6 +127,12 @@ pub trait TunnelView: Send + Sync {
     /// # Errors
     /// [`PolicyError::Node`] if the node cannot answer.
     async fn deposit(&self, outpoint: OutPoint) -> Result<DepositStatus, PolicyError>;
+
+    /// The vault output key the node's tunnel runs (`hemi_getTunnel`'s `vaultOutputKey`).
+    ///
+    /// # Errors
+    /// [`PolicyError::Node`] if the node cannot answer.
+    async fn vault_output_key(&self) -> Result<bitcoin::XOnlyPublicKey, PolicyError>;
 }
 
 /// The node's JSON-RPC.
@@ -217,7 +227,17 @@ impl TunnelView for NodeView {
                 .and_then(|n| u32::try_from(n).ok()),
             amount: v.get("amount").and_then(as_u64),
             format: v.get("format").and_then(Value::as_str).map(str::to_string),
+            fee: v.get("fee").and_then(as_u64),
         })
+    }
+
+    async fn vault_output_key(&self) -> Result<bitcoin::XOnlyPublicKey, PolicyError> {
+        const M: &str = "hemi_getTunnel";
+        let v: Value = self.client.call(M, json!([])).await?;
+        v.get("vaultOutputKey")
+            .and_then(Value::as_str)
+            .and_then(|k| k.trim_start_matches("0x").parse().ok())
+            .ok_or_else(|| decode_err(&self.client, M, "no vaultOutputKey"))
     }
 }
 
@@ -311,15 +331,10 @@ impl<V: TunnelView> TunnelPolicy<V> {
                     w.amount
                 )));
             }
-            shares += w.amount - value;
+            shares = shares.saturating_add(w.amount - value);
         }
         // The requests pay the fee (their fee shares); the vault never does.
-        let spent: u64 = r.prevouts.iter().map(|o| o.value.to_sat()).sum();
-        let paid: u64 = r.tx.output.iter().map(|o| o.value.to_sat()).sum();
-        let fee = spent.checked_sub(paid).ok_or_else(|| PolicyError::Output {
-            output: 0,
-            reason: format!("outputs {paid} sat exceed the inputs' {spent}"),
-        })?;
+        let fee = fee(r)?;
         if fee > shares {
             return Err(PolicyError::Output {
                 output: 0,
@@ -335,6 +350,7 @@ impl<V: TunnelView> TunnelPolicy<V> {
     async fn check_sweep(&self, r: &SignRequest, vault: &Vault) -> Result<(), PolicyError> {
         let vault_spk = vault.script_pubkey();
         let tag = sweep_tag_script();
+        let mut fees = 0u64;
         for (input, ((txin, leaf), prevout)) in
             r.tx.input
                 .iter()
@@ -378,6 +394,18 @@ impl<V: TunnelView> TunnelPolicy<V> {
                     d.amount
                 )));
             }
+            fees = fees.saturating_add(d.fee.unwrap_or(0));
+        }
+        // The tunnel fees the deposits paid on L2 cover the sweep's fee; the vault pays none.
+        let fee = fee(r)?;
+        if fee > fees {
+            return Err(PolicyError::Output {
+                output: 0,
+                reason: format!(
+                    "the sweep's fee is {fee} sat, above the {fees} sat of tunnel fees its \
+                     deposits paid"
+                ),
+            });
         }
         let mut to_vault = false;
         for (output, o) in r.tx.output.iter().enumerate() {
@@ -400,9 +428,38 @@ impl<V: TunnelView> TunnelPolicy<V> {
     }
 }
 
+/// The transaction's fee: what its inputs spend less what its outputs pay.
+fn fee(r: &SignRequest) -> Result<u64, PolicyError> {
+    let overflow = || PolicyError::Output {
+        output: 0,
+        reason: "values overflow".into(),
+    };
+    let spent = r
+        .prevouts
+        .iter()
+        .try_fold(0u64, |a, o| a.checked_add(o.value.to_sat()))
+        .ok_or_else(overflow)?;
+    let paid =
+        r.tx.output
+            .iter()
+            .try_fold(0u64, |a, o| a.checked_add(o.value.to_sat()))
+            .ok_or_else(overflow)?;
+    spent.checked_sub(paid).ok_or_else(|| PolicyError::Output {
+        output: 0,
+        reason: format!("outputs {paid} sat exceed the inputs' {spent}"),
+    })
+}
+
 #[async_trait::async_trait]
 impl<V: TunnelView> Policy for TunnelPolicy<V> {
     async fn check(&self, request: &SignRequest, vault: &Vault) -> Result<(), PolicyError> {
+        let theirs = self.view.vault_output_key().await?;
+        if theirs != vault.output_key() {
+            return Err(PolicyError::Refused(format!(
+                "the L2 node runs the vault with output key {theirs}, not this custodian's {}",
+                vault.output_key()
+            )));
+        }
         let payout = hemi_tunnel::payout::is_payout(&request.tx);
         let sweep = is_sweep(&request.tx);
         match (payout, sweep) {
@@ -472,13 +529,22 @@ mod tests {
                 reason: "none in this table".into(),
             })
         }
+        async fn vault_output_key(&self) -> Result<bitcoin::XOnlyPublicKey, PolicyError> {
+            Ok(devnet_vault().output_key())
+        }
+    }
+
+    /// The vault of these tests: the devnet's custodians with a fixed recovery key.
+    fn devnet_vault() -> Vault {
+        let custody = hemi_tunnel::Custody::devnet().expect("devnet");
+        let recovery = Identity::from_secret_hex("recovery", &"07".repeat(32))
+            .expect("key")
+            .public();
+        custody.vault(recovery, 144).expect("vault")
     }
 
     fn setup() -> (Vault, SignRequest, Table) {
-        let custody = hemi_tunnel::Custody::devnet().expect("devnet");
-        let vault = custody
-            .vault(Identity::generate().public(), 144)
-            .expect("vault");
+        let vault = devnet_vault();
         let utxo = (
             OutPoint::new(Txid::from_byte_array([1; 32]), 0),
             TxOut {

@@ -15,6 +15,12 @@
 //! Requests are [`Envelope`]s from sender 0, signed by the coordinator's identity in the peers
 //! file; answers are signed by the custodian's identity. Shares of the key never leave the
 //! process; nonces are used once and dropped.
+//!
+//! A custodian remembers, on disk (`signed-payouts.json` beside its key store, written before
+//! the share leaves), which withdrawal requests it has signed a payout of and with which inputs.
+//! It signs another payout of the same request only if that one spends one of the same inputs
+//! (a replacement: both cannot confirm), so a coordinator cannot have one request paid twice
+//! while the first payout waits for its confirmations.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -112,6 +118,67 @@ struct Session {
     expires: Instant,
     sighashes: Vec<[u8; 32]>,
     nonces: Vec<frost::round1::SigningNonces>,
+    /// The withdrawal ids the transaction pays (none for a sweep) and what it spends.
+    payout_ids: Vec<u32>,
+    inputs: Vec<bitcoin::OutPoint>,
+}
+
+/// The payouts a custodian has signed: request id → the inputs of every payout of it signed.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Ledger {
+    version: u32,
+    signed: std::collections::BTreeMap<u32, Vec<bitcoin::OutPoint>>,
+}
+
+impl Ledger {
+    const VERSION: u32 = 1;
+
+    fn load(path: &std::path::Path) -> Result<Self, CustodianError> {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let l: Ledger =
+                    serde_json::from_slice(&bytes).map_err(|e| CustodianError::Encoding {
+                        what: "signed-payouts.json",
+                        reason: e.to_string(),
+                    })?;
+                if l.version != Self::VERSION {
+                    return Err(CustodianError::Encoding {
+                        what: "signed-payouts.json",
+                        reason: format!(
+                            "version {}; this build reads {}",
+                            l.version,
+                            Self::VERSION
+                        ),
+                    });
+                }
+                Ok(l)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Ledger {
+                version: Self::VERSION,
+                signed: Default::default(),
+            }),
+            Err(source) => Err(CustodianError::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    /// The first request of `ids` already signed in a payout that shares no input with
+    /// `inputs`, and that payout's inputs.
+    fn conflict(
+        &self,
+        ids: &[u32],
+        inputs: &[bitcoin::OutPoint],
+    ) -> Option<(u32, &[bitcoin::OutPoint])> {
+        ids.iter().find_map(|id| {
+            self.signed
+                .get(id)
+                .filter(|before| !before.iter().any(|o| inputs.contains(o)))
+                .map(|before| (*id, before.as_slice()))
+        })
+    }
 }
 
 /// A custodian's signing service.
@@ -122,6 +189,8 @@ pub struct SigningService {
     policy: Arc<dyn Policy>,
     sessions: Mutex<HashMap<String, Session>>,
     before_share: BeforeShare,
+    ledger_path: std::path::PathBuf,
+    ledger: Mutex<Ledger>,
 }
 
 impl std::fmt::Debug for SigningService {
@@ -146,6 +215,7 @@ impl SigningService {
     /// `policy` allows.
     ///
     /// # Errors
+    /// An unreadable `signed-payouts.json`;
     /// [`CustodianError::NoKeys`] before keygen; [`CustodianError::NotAPeer`] if the store's
     /// identity is not its custodian index in `peers`; [`CustodianError::Disagree`] if the
     /// threshold differs.
@@ -175,6 +245,8 @@ impl SigningService {
                 theirs: peers.threshold.to_string(),
             });
         }
+        let ledger_path = store.path().with_file_name("signed-payouts.json");
+        let ledger = Ledger::load(&ledger_path)?;
         Ok(SigningService {
             identity,
             peers,
@@ -182,6 +254,8 @@ impl SigningService {
             policy,
             sessions: Mutex::new(HashMap::new()),
             before_share: BeforeShare::Answer,
+            ledger_path,
+            ledger: Mutex::new(ledger),
         })
     }
 
@@ -234,6 +308,12 @@ impl SigningService {
         })
     }
 
+    fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.ledger
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
         self.sessions
             .lock()
@@ -283,6 +363,23 @@ impl SigningService {
             tracing::warn!(%session, txid = %request.tx.compute_txid(), reason = %e, "refused by policy");
             return Err(rpc_err(-32004, format!("refused by policy: {e}")));
         }
+        let payout_ids: Vec<u32> = request
+            .tx
+            .output
+            .iter()
+            .filter_map(|o| hemi_tunnel::payout::parse_id_list(&o.script_pubkey))
+            .flatten()
+            .collect();
+        let inputs: Vec<bitcoin::OutPoint> =
+            request.tx.input.iter().map(|i| i.previous_output).collect();
+        if let Some((id, before)) = self.ledger().conflict(&payout_ids, &inputs) {
+            let reason = format!(
+                "withdrawal {id} was already signed in a payout spending {before:?}; another \
+                 payout of it must replace that one (spend one of its inputs)"
+            );
+            tracing::warn!(%session, %reason, "refused: a second payout");
+            return Err(rpc_err(-32004, format!("refused by policy: {reason}")));
+        }
         let sighashes = request.sighashes().map_err(invalid)?;
         let share = self.keys.key_package().signing_share();
         let (nonces, commitments): (Vec<_>, Vec<_>) = sighashes
@@ -303,6 +400,8 @@ impl SigningService {
                     expires: Instant::now() + SESSION_TTL,
                     sighashes,
                     nonces,
+                    payout_ids,
+                    inputs,
                 },
             );
         }
@@ -370,6 +469,24 @@ impl SigningService {
             )
             .map_err(|e| invalid(format!("input {input}: {e}")))?;
             shares.push(share);
+        }
+        if !session.payout_ids.is_empty() {
+            // On disk before the share leaves: a restarted custodian remembers it too.
+            let mut ledger = self.ledger();
+            for id in &session.payout_ids {
+                let entry = ledger.signed.entry(*id).or_default();
+                for o in &session.inputs {
+                    if !entry.contains(o) {
+                        entry.push(*o);
+                    }
+                }
+            }
+            let bytes =
+                serde_json::to_vec_pretty(&*ledger).map_err(|e| rpc_err(-32603, e.to_string()))?;
+            crate::store::write_atomic(&self.ledger_path, &bytes, false).map_err(|e| {
+                tracing::error!(error = %e, "could not record the signed payout; not signing");
+                rpc_err(-32603, format!("recording the signed payout: {e}"))
+            })?;
         }
         tracing::info!(session = %body.session, inputs = shares.len(), "signed");
         let reply_body = SignReply {

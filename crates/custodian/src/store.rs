@@ -131,6 +131,19 @@ impl Keys {
         &self.key_package
     }
 
+    /// Signs every input of `psbt` that spends the vault's `sortedmulti_a` leaf with this
+    /// custodian's script key (the fallback when FROST signing is unavailable); returns how
+    /// many inputs it signed.
+    ///
+    /// # Errors
+    /// [`crate::fallback::FallbackError`] for a PSBT that spends no multisig leaf of this vault.
+    pub fn sign_fallback(
+        &self,
+        psbt: &mut bitcoin::psbt::Psbt,
+    ) -> Result<usize, crate::fallback::FallbackError> {
+        crate::fallback::sign_fallback(psbt, &self.vault, &self.script_key)
+    }
+
     /// This custodian's key in the vault's `sortedmulti_a` leaf.
     pub fn script_key(&self) -> XOnlyPublicKey {
         self.script_key.x_only_public_key().0

@@ -35,6 +35,7 @@ const PASS: &str = "a long test passphrase";
 struct Table {
     withdrawals: HashMap<u32, Withdrawal>,
     deposits: HashMap<OutPoint, DepositStatus>,
+    vault_key: Option<bitcoin::XOnlyPublicKey>,
 }
 
 #[async_trait::async_trait]
@@ -57,7 +58,12 @@ impl TunnelView for Table {
                 vout: None,
                 amount: None,
                 format: None,
+                fee: None,
             }))
+    }
+    async fn vault_output_key(&self) -> Result<bitcoin::XOnlyPublicKey, PolicyError> {
+        self.vault_key
+            .ok_or_else(|| PolicyError::Refused("this table names no vault".into()))
     }
 }
 
@@ -213,19 +219,11 @@ impl Set {
                 max_fee: 2_000,
             })
             .collect();
-        let utxos: Vec<(OutPoint, TxOut)> = (0..2u8)
-            .map(|n| {
-                (
-                    OutPoint::new(Txid::from_byte_array([n + 1; 32]), u32::from(n)),
-                    TxOut {
-                        value: Amount::from_sat(120_000),
-                        script_pubkey: self.vault.script_pubkey(),
-                    },
-                )
-            })
-            .collect();
-        let tx = build_payout(&self.vault, &utxos, &requests, 2).expect("payout");
-        let mut table = Table::default();
+        let (tx, prevouts) = self.payout_of(&requests, 1, 2);
+        let mut table = Table {
+            vault_key: Some(self.vault.output_key()),
+            ..Table::default()
+        };
         for r in &requests {
             table.withdrawals.insert(
                 r.id,
@@ -237,7 +235,114 @@ impl Set {
                 },
             );
         }
-        (tx, utxos.into_iter().map(|(_, o)| o).collect(), table)
+        (tx, prevouts, table)
+    }
+
+    /// A payout of `requests` from two vault outputs with txids made of `seed` and `seed + 1`,
+    /// at `fee_rate` sat/vB.
+    fn payout_of(
+        &self,
+        requests: &[Request],
+        seed: u8,
+        fee_rate: u64,
+    ) -> (bitcoin::Transaction, Vec<TxOut>) {
+        let utxos: Vec<(OutPoint, TxOut)> = (0..2u8)
+            .map(|n| {
+                (
+                    OutPoint::new(Txid::from_byte_array([seed + n; 32]), u32::from(n)),
+                    TxOut {
+                        value: Amount::from_sat(120_000),
+                        script_pubkey: self.vault.script_pubkey(),
+                    },
+                )
+            })
+            .collect();
+        let tx = build_payout(&self.vault, &utxos, requests, fee_rate).expect("payout");
+        (tx, utxos.into_iter().map(|(_, o)| o).collect())
+    }
+}
+
+/// The requests `tx` pays, as the table holds them.
+fn requests_of(tx: &bitcoin::Transaction, table: &Table) -> Vec<Request> {
+    let ids: Vec<u32> = tx
+        .output
+        .iter()
+        .filter_map(|o| hemi_tunnel::payout::parse_id_list(&o.script_pubkey))
+        .flatten()
+        .collect();
+    ids.iter()
+        .map(|id| {
+            let w = &table.withdrawals[id];
+            Request {
+                id: *id,
+                script: w.script.clone(),
+                amount: w.amount,
+                max_fee: w.max_fee,
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_is_signed_in_one_payout_or_its_replacement_never_in_a_second_and_only_for_this_vault(
+) {
+    let set = dkg_set().await;
+    let (tx, prevouts, table) = set.payout();
+    let requests = requests_of(&tx, &table);
+    let ok: Arc<dyn Policy> = Arc::new(TunnelPolicy::new(table.clone()));
+    let signer = set.signer();
+    let mut h: Vec<_> = (1..=3).map(|i| set.start(i, ok.clone())).collect();
+    signer
+        .sign_inputs(&tx, &prevouts, &[None, None])
+        .await
+        .expect("the first payout is signed");
+    // The same requests from other vault outputs: both could confirm; every custodian refuses.
+    let (second, second_prevouts) = set.payout_of(&requests, 10, 2);
+    let err = signer
+        .sign_inputs(&second, &second_prevouts, &[None, None])
+        .await
+        .expect_err("a second payout of the same requests");
+    assert!(err.to_string().contains("already signed"), "{err}");
+    // A replacement (same inputs, a higher fee rate) is signed: only one of the two confirms.
+    let (bumped, bumped_prevouts) = set.payout_of(&requests, 1, 3);
+    assert_ne!(bumped.compute_txid(), tx.compute_txid());
+    signer
+        .sign_inputs(&bumped, &bumped_prevouts, &[None, None])
+        .await
+        .expect("the replacement is signed");
+    // Restarted custodians remember it (signed-payouts.json).
+    for x in h.drain(..) {
+        let _ = x.stop();
+        x.stopped().await;
+    }
+    let h: Vec<_> = (1..=3).map(|i| set.start(i, ok.clone())).collect();
+    let err = signer
+        .sign_inputs(&second, &second_prevouts, &[None, None])
+        .await
+        .expect_err("still a second payout after a restart");
+    assert!(err.to_string().contains("already signed"), "{err}");
+    for x in h {
+        let _ = x.stop();
+        x.stopped().await;
+    }
+    // A node running another vault is never trusted for this one's withdrawals.
+    let other = Table {
+        vault_key: Some(Identity::generate().public()),
+        ..table
+    };
+    let wrong: Arc<dyn Policy> = Arc::new(TunnelPolicy::new(other));
+    let h: Vec<_> = (1..=3).map(|i| set.start(i, wrong.clone())).collect();
+    let (fresh, fresh_prevouts, _) = set.payout();
+    let err = signer
+        .sign_inputs(&fresh, &fresh_prevouts, &[None, None])
+        .await
+        .expect_err("another vault's node");
+    assert!(
+        err.to_string().contains("runs the vault with output key"),
+        "{err}"
+    );
+    for x in h {
+        let _ = x.stop();
     }
 }
 
@@ -339,6 +444,7 @@ async fn a_remote_signer_signs_a_payout_and_a_sweep_that_verify_against_the_vaul
                 vout: Some(i.outpoint.vout),
                 amount: Some(i.value.to_sat()),
                 format: Some("taproot".into()),
+                fee: Some(1_000),
             },
         );
     }

@@ -38,31 +38,72 @@ pub(crate) enum CustodianCommand {
     /// Serves the signing rounds to the coordinator, signing only what the L2 node says is
     /// owed (pending withdrawals) or minted (taproot deposits to sweep).
     Run(RunArgs),
+    /// Fallback when FROST signing is unavailable: a PSBT that spends vault outputs through
+    /// the vault's sortedmulti_a leaf (printed as base64).
+    FallbackPsbt(FallbackPsbtArgs),
+    /// Adds this custodian's script-key signature to a fallback PSBT (the file, in place).
+    FallbackSign(FallbackSignArgs),
+    /// Turns a fallback PSBT with k signatures into the Bitcoin transaction; prints it, or
+    /// broadcasts it with --bitcoin-rpc and prints its txid.
+    FallbackFinalize(FallbackFinalizeArgs),
+}
+
+/// `hemi custodian fallback-psbt` flags.
+#[derive(Debug, Args)]
+pub(crate) struct FallbackPsbtArgs {
+    /// The vault (vault.json from keygen).
+    #[arg(long)]
+    pub vault: PathBuf,
+    /// A vault output to spend, TXID:VOUT:SATOSHIS (repeatable; the amount is signed, so a
+    /// wrong one makes every signature invalid).
+    #[arg(long = "input", required = true)]
+    pub inputs: Vec<String>,
+    /// A payment, ADDRESS=BTC (repeatable).
+    #[arg(long = "pay", required = true)]
+    pub payments: Vec<String>,
+    /// Fee rate, sat/vB.
+    #[arg(long, default_value_t = 2)]
+    pub fee_rate: u64,
+}
+
+/// `hemi custodian fallback-sign` flags.
+#[derive(Debug, Args)]
+pub(crate) struct FallbackSignArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The PSBT file (base64), signed in place.
+    pub psbt: PathBuf,
+}
+
+/// `hemi custodian fallback-finalize` flags.
+#[derive(Debug, Args)]
+pub(crate) struct FallbackFinalizeArgs {
+    /// The vault (vault.json).
+    #[arg(long)]
+    pub vault: PathBuf,
+    /// The PSBT file (base64).
+    pub psbt: PathBuf,
+    /// Broadcast through this Bitcoin Core RPC (may carry user:password@).
+    #[arg(long, env = "HEMI_BITCOIN_RPC")]
+    pub bitcoin_rpc: Option<String>,
 }
 
 /// Where the key store is and how to open it.
 #[derive(Debug, Args)]
 pub(crate) struct StoreArgs {
     /// The custodian's directory (custodian.json, vault.json).
-    #[arg(long, env = "HEMI_DIR")]
+    #[arg(long, env = "HEMI_CUSTODIAN_DIR")]
     pub dir: PathBuf,
-    /// A file holding the key store's passphrase.
+    /// A file holding the key store's passphrase (else the environment variable
+    /// HEMI_CUSTODIAN_PASSPHRASE; never a flag, which would show in the process list).
     #[arg(long, env = "HEMI_CUSTODIAN_PASSPHRASE_FILE")]
     pub passphrase_file: Option<PathBuf>,
-    /// The passphrase itself: set it through HEMI_CUSTODIAN_PASSPHRASE (a flag would show in
-    /// the process list).
-    #[arg(
-        long,
-        env = "HEMI_CUSTODIAN_PASSPHRASE",
-        hide = true,
-        hide_env_values = true
-    )]
-    pub passphrase: Option<String>,
 }
 
 impl StoreArgs {
     fn passphrase(&self) -> anyhow::Result<Passphrase> {
-        match (&self.passphrase_file, &self.passphrase) {
+        let from_env = std::env::var("HEMI_CUSTODIAN_PASSPHRASE").ok();
+        match (&self.passphrase_file, &from_env) {
             (Some(f), _) => Passphrase::from_file(f).context("--passphrase-file"),
             (None, Some(p)) => Passphrase::new(p).context("HEMI_CUSTODIAN_PASSPHRASE"),
             (None, None) => {
@@ -159,7 +200,127 @@ pub(crate) async fn run(cmd: CustodianCommand) -> anyhow::Result<()> {
         CustodianCommand::CoordinatorKey(a) => coordinator_key(&a.out),
         CustodianCommand::Keygen(a) => keygen(a).await,
         CustodianCommand::Run(a) => serve(a).await,
+        CustodianCommand::FallbackPsbt(a) => fallback_psbt(&a),
+        CustodianCommand::FallbackSign(a) => fallback_sign(&a),
+        CustodianCommand::FallbackFinalize(a) => fallback_finalize(&a).await,
     }
+}
+
+/// A PSBT file: BIP-174's base64.
+fn read_psbt(path: &Path) -> anyhow::Result<bitcoin::psbt::Psbt> {
+    use base64::Engine;
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .with_context(|| format!("{} is not base64", path.display()))?;
+    bitcoin::psbt::Psbt::deserialize(&bytes)
+        .with_context(|| format!("{} is not a PSBT", path.display()))
+}
+
+/// A PSBT as BIP-174's base64.
+fn psbt_base64(psbt: &bitcoin::psbt::Psbt) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(psbt.serialize())
+}
+
+fn fallback_psbt(a: &FallbackPsbtArgs) -> anyhow::Result<()> {
+    use std::str::FromStr;
+    let (file, vault) = hemi_custodian::VaultFile::load(&a.vault)?;
+    let mut utxos = Vec::new();
+    for i in &a.inputs {
+        let mut parts = i.split(':');
+        let (Some(txid), Some(vout), Some(sats), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            bail!("--input {i:?}: expected TXID:VOUT:SATOSHIS");
+        };
+        let outpoint = bitcoin::OutPoint::new(
+            bitcoin::Txid::from_str(txid).with_context(|| format!("--input {i:?}: txid"))?,
+            vout.parse()
+                .with_context(|| format!("--input {i:?}: vout"))?,
+        );
+        let value = bitcoin::Amount::from_sat(
+            sats.parse()
+                .with_context(|| format!("--input {i:?}: satoshis"))?,
+        );
+        utxos.push((
+            outpoint,
+            bitcoin::TxOut {
+                value,
+                script_pubkey: vault.script_pubkey(),
+            },
+        ));
+    }
+    let mut payments = Vec::new();
+    for p in &a.payments {
+        let Some((addr, btc)) = p.split_once('=') else {
+            bail!("--pay {p:?}: expected ADDRESS=BTC");
+        };
+        let address = bitcoin::Address::from_str(addr)
+            .with_context(|| format!("--pay {p:?}: address"))?
+            .require_network(file.network)
+            .with_context(|| format!("--pay {p:?}: not a {} address", file.network))?;
+        let value = bitcoin::Amount::from_str_in(btc, bitcoin::Denomination::Bitcoin)
+            .with_context(|| format!("--pay {p:?}: amount"))?;
+        payments.push(bitcoin::TxOut {
+            value,
+            script_pubkey: address.script_pubkey(),
+        });
+    }
+    let psbt = hemi_custodian::fallback::fallback_psbt(&vault, &utxos, &payments, a.fee_rate)?;
+    println!("{}", psbt_base64(&psbt));
+    Ok(())
+}
+
+fn fallback_sign(a: &FallbackSignArgs) -> anyhow::Result<()> {
+    let pass = a.store.passphrase()?;
+    let store = KeyStore::open(&a.store.dir, &pass)?;
+    let keys = store
+        .keys()
+        .context("this custodian has no vault key yet (run `hemi custodian keygen`)")?;
+    let mut psbt = read_psbt(&a.psbt)?;
+    // Say what is being signed: every output, by address.
+    for o in &psbt.unsigned_tx.output {
+        let to = bitcoin::Address::from_script(&o.script_pubkey, keys.network)
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| hex::encode(o.script_pubkey.as_bytes()));
+        let vault = if o.script_pubkey == keys.vault.script_pubkey() {
+            " (the vault)"
+        } else {
+            ""
+        };
+        eprintln!("  pays {} to {to}{vault}", o.value);
+    }
+    let n = keys.sign_fallback(&mut psbt)?;
+    write_atomic(
+        &a.psbt,
+        format!("{}\n", psbt_base64(&psbt)).as_bytes(),
+        false,
+    )?;
+    println!(
+        "custodian {} signed {n} input(s) of {}",
+        keys.index,
+        a.psbt.display()
+    );
+    Ok(())
+}
+
+async fn fallback_finalize(a: &FallbackFinalizeArgs) -> anyhow::Result<()> {
+    let (_, vault) = hemi_custodian::VaultFile::load(&a.vault)?;
+    let psbt = read_psbt(&a.psbt)?;
+    let tx = hemi_custodian::fallback::finalize_fallback(&psbt, &vault)?;
+    match &a.bitcoin_rpc {
+        Some(url) => {
+            let rpc = hemi_btc_rpc_client::BitcoinRpc::new(url).context("--bitcoin-rpc")?;
+            let txid = rpc
+                .send_raw_transaction(&tx)
+                .await
+                .map_err(|e| anyhow::anyhow!("Bitcoin node refused the spend: {e}"))?;
+            println!("{txid}");
+        }
+        None => println!("{}", bitcoin::consensus::encode::serialize_hex(&tx)),
+    }
+    Ok(())
 }
 
 fn coordinator_key(out: &Path) -> anyhow::Result<()> {

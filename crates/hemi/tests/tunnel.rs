@@ -1239,7 +1239,9 @@ fn printed(out: &str, label: &str) -> anyhow::Result<String> {
 /// JSON-RPC (each share stored encrypted; all three write the same vault.json); a devnet on
 /// Bitcoin Core uses that vault and asks them to sign; custodian 1 dies in the middle of the
 /// first signing round (after its commitments, before its share) and the payout of three
-/// requests still reaches Bitcoin Core through the other quorum and is finalized on L2.
+/// requests still reaches Bitcoin Core through the other quorum and is finalized on L2. Then,
+/// without FROST, custodians 2 and 3 spend the payout's change through the vault's
+/// `sortedmulti_a` leaf by passing a PSBT, and Core mines it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custodian_processes_make_the_vault_by_dkg_and_pay_though_one_dies_mid_round(
 ) -> anyhow::Result<()> {
@@ -1531,6 +1533,95 @@ async fn custodian_processes_make_the_vault_by_dkg_and_pay_though_one_dies_mid_r
         "payout {} by custodians 2 and 3 after custodian 1 died mid-round: {} vB",
         payout.compute_txid(),
         payout.vsize()
+    );
+
+    // Without FROST: custodians 2 and 3 spend the payout's change through the vault's
+    // sortedmulti_a leaf, passing a PSBT; one signature is not enough; Core accepts two.
+    let vault_spk = bitcoin::Address::from_str(&vault_addresses[0])?
+        .assume_checked()
+        .script_pubkey();
+    let (change_vout, change) = payout
+        .output
+        .iter()
+        .enumerate()
+        .find(|(_, o)| o.script_pubkey == vault_spk)
+        .context("the payout's change")?;
+    let input = format!(
+        "{}:{change_vout}:{}",
+        payout.compute_txid(),
+        change.value.to_sat()
+    );
+    let pay = format!("{sink}=1");
+    let vault_s = vault_path.to_str().context("path")?;
+    let psbt = cli(&[
+        "custodian",
+        "fallback-psbt",
+        "--vault",
+        vault_s,
+        "--input",
+        &input,
+        "--pay",
+        &pay,
+    ])?;
+    let psbt_file = dir.path().join("fallback.psbt");
+    std::fs::write(&psbt_file, psbt)?;
+    let psbt_s = psbt_file.to_str().context("path")?;
+    let finalize = || {
+        std::process::Command::new(exe)
+            .args([
+                "custodian",
+                "fallback-finalize",
+                "--vault",
+                vault_s,
+                psbt_s,
+                "--bitcoin-rpc",
+                &core.rpc_url(),
+            ])
+            .output()
+    };
+    cli(&[
+        "custodian",
+        "fallback-sign",
+        "--dir",
+        dirs[2].to_str().context("dir")?,
+        psbt_s,
+    ])?;
+    let out = finalize()?;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 valid signatures; the vault needs 2"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cli(&[
+        "custodian",
+        "fallback-sign",
+        "--dir",
+        dirs[1].to_str().context("dir")?,
+        psbt_s,
+    ])?;
+    let out = finalize()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "fallback-finalize: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let spend = bitcoin::Txid::from_str(String::from_utf8_lossy(&out.stdout).trim())?;
+    let hash = rpc.generate_to_address(1, &sink).await?;
+    let block = rpc.get_block(&hash[0]).await?;
+    let mined = block
+        .txdata
+        .iter()
+        .find(|t| t.compute_txid() == spend)
+        .context("Core mined the multisig-leaf spend")?;
+    assert_eq!(
+        mined.input[0].witness.len(),
+        5,
+        "3 key slots, the leaf, the control block"
+    );
+    eprintln!(
+        "fallback spend {spend} through the sortedmulti_a leaf: {} vB",
+        mined.vsize()
     );
     Ok(())
 }

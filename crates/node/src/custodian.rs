@@ -80,8 +80,10 @@ pub(crate) struct Custodians {
 
 #[derive(Default)]
 struct InFlight {
+    /// Request id → the payout that pays it, and when it was broadcast.
     requests: HashMap<u64, (Txid, Instant)>,
-    inputs: HashMap<OutPoint, Instant>,
+    /// Input → the transaction that spends it, and when it was broadcast.
+    inputs: HashMap<OutPoint, (Txid, Instant)>,
 }
 
 impl Custodians {
@@ -104,12 +106,24 @@ impl Custodians {
             };
             first_open = open;
             let now = Instant::now();
+            // A request stays in flight while its payout is in Bitcoin's mempool or chain (it
+            // leaves `payable` once L2 finalizes it); one whose payout vanished is paid again,
+            // and its old inputs, free again, go into the new payout, which then replaces the
+            // old one (the custodians sign a second payout of a request only if it does).
+            let mut gone = Vec::new();
+            for (id, (txid, t)) in &state.requests {
+                if now.duration_since(*t) >= IN_FLIGHT && !me.known(txid).await {
+                    gone.push(*id);
+                }
+            }
+            let pending: HashSet<u64> = payable.iter().map(|r| u64::from(r.id)).collect();
             state
                 .requests
-                .retain(|_, (_, t)| now.duration_since(*t) < IN_FLIGHT);
+                .retain(|id, _| pending.contains(id) && !gone.contains(id));
+            let held: HashSet<Txid> = state.requests.values().map(|(t, _)| *t).collect();
             state
                 .inputs
-                .retain(|_, t| now.duration_since(*t) < IN_FLIGHT);
+                .retain(|_, (txid, t)| held.contains(txid) || now.duration_since(*t) < IN_FLIGHT);
             me.sweep_round(&mut state, now).await;
             let requests: Vec<Request> = payable
                 .into_iter()
@@ -147,7 +161,7 @@ impl Custodians {
                         state.requests.insert(u64::from(id), (txid, now));
                     }
                     for i in &tx.input {
-                        state.inputs.insert(i.previous_output, now);
+                        state.inputs.insert(i.previous_output, (txid, now));
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "custodians: payout refused by Bitcoin"),
@@ -198,11 +212,19 @@ impl Custodians {
             Ok(txid) => {
                 tracing::info!(%txid, deposits = tx.input.len(), "custodians: taproot deposits swept into the vault");
                 for i in &tx.input {
-                    state.inputs.insert(i.previous_output, now);
+                    state.inputs.insert(i.previous_output, (txid, now));
                 }
             }
             Err(e) => tracing::warn!(error = %e, "custodians: sweep refused by Bitcoin"),
         }
+    }
+
+    /// Whether Bitcoin still knows transaction `txid`: in the indexed chain or the mempool.
+    async fn known(&self, txid: &Txid) -> bool {
+        if matches!(self.store.transaction(txid, AsOf::Tip), Ok(Some(_))) {
+            return true;
+        }
+        self.rpc.get_mempool_entry(txid).await.is_ok()
     }
 
     /// The minted taproot deposits still unspent at the Bitcoin tip, found through their hints
@@ -280,8 +302,10 @@ impl Custodians {
         Ok((out, open.unwrap_or(count + 1)))
     }
 
-    /// The vault outputs the custodians may spend: minted deposits, payouts' change and sweeps, at
-    /// least one confirmation deep, not held by a payout in flight.
+    /// The vault outputs the custodians may spend, not held by a payout in flight: minted
+    /// deposits, sweeps' outputs, and the change of payouts L2 has finalized (a payout is found
+    /// for `finalizeWithdrawal` through its unspent change: spending it earlier would leave
+    /// the payout's requests pending).
     fn spendable(&self, busy: &HashSet<OutPoint>) -> anyhow::Result<Vec<(OutPoint, TxOut)>> {
         let vault = self.tunnel.vault.script_pubkey();
         let state = self.chain.state_at(self.chain.head().0)?;
@@ -297,12 +321,16 @@ impl Custodians {
             )?
             .is_some();
             let change = !minted
-                && self
-                    .store
-                    .transaction(&u.outpoint.txid, AsOf::Tip)?
-                    .is_some_and(|t| {
-                        hemi_tunnel::payout::is_payout(&t.tx) || hemi_tunnel::sweep::is_sweep(&t.tx)
-                    });
+                && match self.store.transaction(&u.outpoint.txid, AsOf::Tip)? {
+                    Some(t) if hemi_tunnel::sweep::is_sweep(&t.tx) => true,
+                    Some(t) if hemi_tunnel::payout::is_payout(&t.tx) => {
+                        hemi_chain::tunnel::payout_processed(
+                            &state,
+                            contracts::txid_display(&u.outpoint.txid),
+                        )?
+                    }
+                    _ => false,
+                };
             if minted || change {
                 out.push((
                     u.outpoint,

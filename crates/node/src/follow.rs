@@ -143,5 +143,12 @@ async fn node_tunnel(cfg: &Config) -> anyhow::Result<crate::tunnel::Tunnel> {
             ));
         }
     }
+    if cfg.network != bitcoin::Network::Regtest {
+        anyhow::bail!(
+            "no --vault: on {} a node needs the tunnel vault its custodians made (the devnet's \
+             vault, whose keys are public, is for regtest only)",
+            cfg.network
+        );
+    }
     Ok(crate::tunnel::Tunnel::devnet(confirmations, deadline, cfg.network)?.0)
 }
