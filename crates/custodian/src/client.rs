@@ -7,6 +7,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
+/// The largest answer read from a custodian or the L2 node.
+const MAX_ANSWER: usize = 8 << 20;
+
 /// Why a JSON-RPC call failed.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,9 +103,18 @@ impl RpcClient {
             .await
             .map_err(|e| transport(error_chain(&e)))?;
         let status = resp.status();
-        let answer: Value = resp.json().await.map_err(|e| {
+        // At most MAX_ANSWER bytes, however much the other side sends.
+        let mut resp = resp;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| transport(error_chain(&e)))? {
+            if bytes.len() + chunk.len() > MAX_ANSWER {
+                return Err(decode(format!("an answer over {MAX_ANSWER} bytes")));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let answer: Value = serde_json::from_slice(&bytes).map_err(|e| {
             if status.is_success() {
-                decode(format!("not JSON: {}", error_chain(&e)))
+                decode(format!("not JSON: {e}"))
             } else {
                 transport(format!("HTTP {status}"))
             }

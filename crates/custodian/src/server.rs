@@ -61,8 +61,22 @@ const MAX_INPUTS: usize = 1_000;
 pub struct CommitBody {
     /// A fresh id the coordinator picks.
     pub session: String,
+    /// The custodian asked (a request for one custodian is not replayed to another).
+    pub to: u16,
+    /// Unix time after which the request is void (at most [`MAX_REQUEST_LIFE`] ahead).
+    pub expires: u64,
     /// What to sign.
     pub request: WireSignRequest,
+}
+
+/// How far ahead a request's `expires` may be.
+pub const MAX_REQUEST_LIFE: Duration = Duration::from_secs(120);
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// `custodian_commit`'s answer.
@@ -191,6 +205,8 @@ pub struct SigningService {
     before_share: BeforeShare,
     ledger_path: std::path::PathBuf,
     ledger: Mutex<Ledger>,
+    /// Session ids seen, and until when (unix time) a request naming them could be valid.
+    used: Mutex<HashMap<String, u64>>,
 }
 
 impl std::fmt::Debug for SigningService {
@@ -256,6 +272,7 @@ impl SigningService {
             before_share: BeforeShare::Answer,
             ledger_path,
             ledger: Mutex::new(ledger),
+            used: Mutex::new(HashMap::new()),
         })
     }
 
@@ -308,6 +325,12 @@ impl SigningService {
         })
     }
 
+    fn used(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
         self.ledger
             .lock()
@@ -345,6 +368,28 @@ impl SigningService {
         let session = body.session;
         if session.is_empty() || session.len() > 128 {
             return Err(invalid("session: 1 to 128 characters"));
+        }
+        if body.to != self.keys.index {
+            return Err(invalid(format!(
+                "a request for custodian {}, this is custodian {}",
+                body.to, self.keys.index
+            )));
+        }
+        let now = unix_now();
+        if body.expires < now || body.expires > now + MAX_REQUEST_LIFE.as_secs() {
+            return Err(invalid(format!(
+                "the request expires at {}; now is {now} (expired, or more than {} s ahead)",
+                body.expires,
+                MAX_REQUEST_LIFE.as_secs()
+            )));
+        }
+        {
+            // A session id is used once, for as long as a request naming it could be valid.
+            let mut used = self.used();
+            used.retain(|_, until| *until >= now);
+            if used.insert(session.clone(), body.expires).is_some() {
+                return Err(invalid(format!("session {session:?} is already used")));
+            }
         }
         let request = SignRequest::from_wire(&body.request).map_err(invalid)?;
         let n = request.tx.input.len();

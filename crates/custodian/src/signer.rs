@@ -274,7 +274,7 @@ impl RemoteSigner {
         &self,
         members: &[&Peer],
         method: &'static str,
-        body: &B,
+        body: impl Fn(u16) -> B,
         deadline: Instant,
         check: impl Fn(&R) -> Result<(), String>,
     ) -> Result<BTreeMap<u16, R>, Attempt>
@@ -282,16 +282,16 @@ impl RemoteSigner {
         B: serde::Serialize,
         R: serde::de::DeserializeOwned + Send + 'static,
     {
-        let env = self
-            .identity
-            .seal_envelope(0, method, body)
-            .map_err(|e| Attempt::Fatal(SignerError::Config(e.to_string())))?;
         let left = deadline.saturating_duration_since(Instant::now());
         let timeout = left.min(self.request_timeout);
         let mut tasks = tokio::task::JoinSet::new();
         for p in members {
             let client = RpcClient::new(&p.url, timeout);
-            let env = env.clone();
+            // Each custodian's request names it, so it cannot be replayed to another.
+            let env = self
+                .identity
+                .seal_envelope(0, method, &body(p.index))
+                .map_err(|e| Attempt::Fatal(SignerError::Config(e.to_string())))?;
             let (index, key) = (p.index, p.identity);
             tasks.spawn(async move {
                 let answer = async {
@@ -347,6 +347,14 @@ impl RemoteSigner {
         let mut bytes = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         let session = hex::encode(bytes);
+        let expires = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+            + deadline
+                .saturating_duration_since(Instant::now())
+                .as_secs()
+                .clamp(1, crate::server::MAX_REQUEST_LIFE.as_secs());
         let inputs = sighashes.len();
         let fatal = |e: frost::Error| Attempt::Fatal(SignerError::Config(format!("FROST: {e}")));
         let id = |i: u16| frost::Identifier::try_from(i).map_err(fatal);
@@ -355,8 +363,10 @@ impl RemoteSigner {
             .round(
                 &members,
                 COMMIT,
-                &CommitBody {
+                |to| CommitBody {
                     session: session.clone(),
+                    to,
+                    expires,
                     request: wire.clone(),
                 },
                 deadline,
@@ -385,7 +395,7 @@ impl RemoteSigner {
             .round(
                 &members,
                 SIGN,
-                &SignBody {
+                |_| SignBody {
                     session: session.clone(),
                     packages: packages.clone(),
                 },

@@ -529,8 +529,10 @@ fn store_aad(
 
 fn derive_key(passphrase: &Passphrase, kdf: &Kdf) -> Result<[u8; 32], String> {
     let salt = hex::decode(&kdf.salt).map_err(|_| "kdf salt is not hex".to_string())?;
-    // Bounded so that a hostile file cannot make us allocate gigabytes.
-    if kdf.log_n > 20 || kdf.r > 32 || kdf.p > 16 {
+    // Bounded so that a hostile file cannot make us allocate gigabytes: scrypt's memory is
+    // 128 · r · 2^log_n bytes, here at most 256 MiB (this build writes 16 MiB).
+    let memory = (128u64 * u64::from(kdf.r)) << u32::from(kdf.log_n.min(40));
+    if kdf.log_n > 20 || kdf.r > 32 || kdf.p > 16 || memory > 256 << 20 {
         return Err(format!(
             "scrypt parameters log_n {} r {} p {} are above this build's limits",
             kdf.log_n, kdf.r, kdf.p

@@ -20,7 +20,7 @@ use hemi_custodian::request::{deposit_leaf_witness, key_path_witness};
 use hemi_custodian::server::{CommitBody, COMMIT};
 use hemi_custodian::store::{KeyStore, Passphrase, VaultFile, STORE_FILE, VAULT_FILE};
 use hemi_custodian::{
-    BeforeShare, CustodianError, FixedPolicy, Identity, Peer, Peers, Policy, PolicyError,
+    BeforeShare, CustodianError, Envelope, FixedPolicy, Identity, Peer, Peers, Policy, PolicyError,
     RemoteSigner, SignRequest, SignerError, SigningService, TunnelPolicy, VaultSigner,
 };
 use hemi_tunnel::payout::{build_payout, Request};
@@ -631,8 +631,14 @@ async fn a_request_signed_by_an_unknown_coordinator_key_is_refused() {
     assert!(err.to_string().contains("bad signature"), "{err}");
     // Straight to one custodian: refused with the reason, nothing committed.
     let request = SignRequest::new(tx, prevouts, vec![None, None]).expect("request");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
     let body = CommitBody {
         session: "rogue".into(),
+        to: 1,
+        expires: now + 60,
         request: request.to_wire(),
     };
     let client = RpcClient::new(&set.peers.custodians[0].url, Duration::from_secs(2));
@@ -654,6 +660,38 @@ async fn a_request_signed_by_an_unknown_coordinator_key_is_refused() {
         .call::<serde_json::Value>(COMMIT, json!([env]))
         .await
         .expect("the coordinator is heard");
+    // Replayed, sent to another custodian, or expired: refused.
+    let refused = |env: Envelope, want: &'static str| {
+        let client = client.clone();
+        async move {
+            let err = client
+                .call::<serde_json::Value>(COMMIT, json!([env]))
+                .await
+                .expect_err(want);
+            assert!(err.to_string().contains(want), "{err}");
+        }
+    };
+    refused(env, "already used").await;
+    let for_two = CommitBody {
+        session: "for two".into(),
+        to: 2,
+        ..body.clone()
+    };
+    let env = set
+        .coordinator
+        .seal_envelope(0, COMMIT, &for_two)
+        .expect("env");
+    refused(env, "a request for custodian 2").await;
+    let stale = CommitBody {
+        session: "stale".into(),
+        expires: now - 1,
+        ..body
+    };
+    let env = set
+        .coordinator
+        .seal_envelope(0, COMMIT, &stale)
+        .expect("env");
+    refused(env, "expired").await;
     for x in h {
         let _ = x.stop();
     }
