@@ -1,4 +1,5 @@
-//! `hemi deposit`: lock BTC in the tunnel from a key (either deposit format), and
+//! `hemi deposit`: lock BTC in the tunnel from a key (either deposit format), or print an
+//! unsigned PSBT (`--psbt --from ADDRESS`) for the depositor's own wallet to sign; and
 //! `hemi deposit reclaim`: take back a taproot deposit that was never swept, after its
 //! timelock.
 
@@ -82,6 +83,17 @@ pub(crate) struct MakeArgs {
     /// deposit-<txid>.json).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    /// Print an unsigned PSBT (BIP-174, base64) funded by --from's outputs, for a wallet to
+    /// sign and broadcast, instead of signing with --key.
+    #[arg(long, requires = "from")]
+    pub psbt: bool,
+    /// With --psbt: the P2WPKH or P2TR address whose confirmed outputs fund the deposit (and
+    /// takes the change).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// With --psbt --format taproot: the x-only key of the reclaim leaf (the depositor's).
+    #[arg(long)]
+    pub depositor_key: Option<String>,
     /// The hemi node's JSON-RPC (the vault, the fees, the chain id, the key's UTXOs).
     #[arg(long, env = "HEMI_L2_RPC", default_value = "http://127.0.0.1:8545")]
     pub rpc_url: String,
@@ -167,8 +179,152 @@ fn parse_btc(s: &str) -> anyhow::Result<Amount> {
         .with_context(|| format!("--amount {s:?} is not an amount of BTC (e.g. 1.5)"))
 }
 
+/// Who funds the deposit: a key that signs, or (`--psbt`) an address a wallet signs for.
+enum Funder {
+    Key(Key, KeyKind),
+    Address(KeyKind),
+}
+
+/// The unsigned deposit paying `outputs` from `utxos` (all of `kind`), change to `change`:
+/// sized with the witnesses a wallet will add (P2WPKH 72 + 33 bytes, P2TR 64).
+fn unsigned_deposit(
+    kind: KeyKind,
+    utxos: &[(OutPoint, TxOut)],
+    mut outputs: Vec<TxOut>,
+    change: ScriptBuf,
+    fee_rate: u64,
+) -> anyhow::Result<bitcoin::Transaction> {
+    let witness = match kind {
+        KeyKind::P2tr => bitcoin::Witness::from_slice(&[vec![0u8; 64]]),
+        _ => bitcoin::Witness::from_slice(&[vec![0u8; 72], vec![0u8; 33]]),
+    };
+    let have: Amount = utxos.iter().map(|(_, o)| o.value).sum();
+    let pay: Amount = outputs.iter().map(|o| o.value).sum();
+    let vsize = |outputs: &[TxOut]| {
+        let tx = bitcoin::Transaction {
+            version: bitcoin::transaction::Version::TWO,
+            lock_time: bitcoin::absolute::LockTime::ZERO,
+            input: utxos
+                .iter()
+                .map(|(o, _)| bitcoin::TxIn {
+                    previous_output: *o,
+                    sequence: bitcoin::Sequence::ENABLE_RBF_NO_LOCKTIME,
+                    witness: witness.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            output: outputs.to_vec(),
+        };
+        tx.vsize() as u64
+    };
+    let mut with_change = outputs.clone();
+    with_change.push(TxOut {
+        value: Amount::ZERO,
+        script_pubkey: change.clone(),
+    });
+    let fee = Amount::from_sat(vsize(&with_change) * fee_rate);
+    match have.checked_sub(pay + fee) {
+        Some(c) if c >= change.minimal_non_dust() => outputs.push(TxOut {
+            value: c,
+            script_pubkey: change,
+        }),
+        _ => {
+            let fee = Amount::from_sat(vsize(&outputs) * fee_rate);
+            if have < pay + fee {
+                bail!(
+                    "the outputs hold {have}; the deposit and its fee need {}",
+                    pay + fee
+                );
+            }
+        }
+    }
+    Ok(bitcoin::Transaction {
+        version: bitcoin::transaction::Version::TWO,
+        lock_time: bitcoin::absolute::LockTime::ZERO,
+        input: utxos
+            .iter()
+            .map(|(o, _)| bitcoin::TxIn {
+                previous_output: *o,
+                sequence: bitcoin::Sequence::ENABLE_RBF_NO_LOCKTIME,
+                ..Default::default()
+            })
+            .collect(),
+        output: outputs,
+    })
+}
+
+/// Writes a taproot deposit's record (what its depositor needs to reclaim it).
+fn write_record(
+    args: &MakeArgs,
+    network: Network,
+    txid: bitcoin::Txid,
+    amount: Amount,
+    chain_id: u64,
+    recipient: L2Address,
+    d: &TaprootDeposit,
+) -> anyhow::Result<PathBuf> {
+    let record = Record {
+        version: RECORD_VERSION.into(),
+        network: network.to_string(),
+        txid,
+        vout: 0,
+        amount: amount.to_sat(),
+        address: Address::from_script(&d.script_pubkey(), network)
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        script_pub_key: hex::encode(d.script_pubkey().as_bytes()),
+        chain_id,
+        recipient,
+        max_fee: d.max_fee.to_sat(),
+        vault_key: d.vault_key,
+        depositor_key: d.depositor_key,
+        reclaim_after: d.reclaim_after,
+    };
+    let path = args
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("deposit-{txid}.json")));
+    let text = serde_json::to_string_pretty(&record)? + "\n";
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!(
+        "  taproot deposit output {}; its record: {}",
+        record.address,
+        path.display()
+    );
+    Ok(path)
+}
+
 async fn make(args: MakeArgs) -> anyhow::Result<()> {
-    let (key, kind, network) = parse_key(&args.key)?;
+    let (funder, network, from) = if args.psbt {
+        let network = crate::config::parse_network(&args.key.network)?;
+        if !(1..=10_000).contains(&args.key.fee_rate) {
+            bail!(
+                "--fee-rate {} is outside 1..=10000 sat/vB",
+                args.key.fee_rate
+            );
+        }
+        let text = args
+            .from
+            .as_deref()
+            .context("--psbt needs --from ADDRESS")?;
+        let from = Address::from_str(text)
+            .with_context(|| format!("--from {text:?} is not a Bitcoin address"))?
+            .require_network(network)
+            .with_context(|| format!("--from {text:?} is not a {network} address"))?;
+        let script = from.script_pubkey();
+        let kind = if script.is_p2wpkh() {
+            KeyKind::P2wpkh
+        } else if script.is_p2tr() {
+            KeyKind::P2tr
+        } else {
+            bail!("--from {text:?}: a P2WPKH or P2TR address (the ones hemi deposit sizes)");
+        };
+        (Funder::Address(kind), network, from)
+    } else {
+        let (key, kind, network) = parse_key(&args.key)?;
+        let from = key.address(kind, network);
+        (Funder::Key(key, kind), network, from)
+    };
     let amount = parse_btc(args.amount.as_deref().context("--amount is required")?)?;
     let recipient_s = args
         .recipient
@@ -227,12 +383,20 @@ async fn make(args: MakeArgs) -> anyhow::Result<()> {
                 .as_str()
                 .and_then(|k| XOnlyPublicKey::from_str(k.trim_start_matches("0x")).ok())
                 .context("the node's vaultOutputKey")?;
+            let depositor_key = match (&funder, &args.depositor_key) {
+                (_, Some(k)) => XOnlyPublicKey::from_str(k.trim_start_matches("0x"))
+                    .with_context(|| format!("--depositor-key {k:?} is not an x-only key"))?,
+                (Funder::Key(key, _), None) => key.x_only(),
+                (Funder::Address(_), None) => bail!(
+                    "--psbt --format taproot needs --depositor-key: the key that may reclaim it"
+                ),
+            };
             let d = TaprootDeposit {
                 chain_id,
                 recipient,
                 max_fee: Amount::from_sat(args.max_fee.unwrap_or(fee)),
                 vault_key,
-                depositor_key: key.x_only(),
+                depositor_key,
                 reclaim_after: args.reclaim_after,
             };
             let outs = vec![
@@ -250,8 +414,7 @@ async fn make(args: MakeArgs) -> anyhow::Result<()> {
         other => bail!("--format {other:?}: use hemi, hemi-hex or taproot"),
     };
 
-    // Fund it from the key's confirmed outputs as the node indexes Bitcoin (mature coinbases).
-    let from = key.address(kind, network);
+    // Fund it from the confirmed outputs as the node indexes Bitcoin (mature coinbases).
     let tip = crate::config::l2_call(&args.rpc_url, "hemi_btcTip", json!([])).await?;
     let tip = tip["height"].as_u64().context("the node's hemi_btcTip")?;
     let listed =
@@ -285,14 +448,45 @@ async fn make(args: MakeArgs) -> anyhow::Result<()> {
             args.rpc_url
         );
     }
-    let tx = build_payment(&key, kind, &chosen, outputs, args.key.fee_rate as f64).with_context(
-        || {
-            format!(
-                "paying {amount} from {from} ({sum} in {} outputs)",
-                chosen.len()
+    let what = || {
+        format!(
+            "paying {amount} from {from} ({sum} in {} outputs)",
+            chosen.len()
+        )
+    };
+    let (key, kind) = match &funder {
+        Funder::Key(key, kind) => (key, *kind),
+        Funder::Address(kind) => {
+            let tx = unsigned_deposit(
+                *kind,
+                &chosen,
+                outputs,
+                from.script_pubkey(),
+                args.key.fee_rate,
             )
-        },
-    )?;
+            .with_context(what)?;
+            let txid = tx.compute_txid();
+            let mut psbt = bitcoin::psbt::Psbt::from_unsigned_tx(tx)?;
+            for (input, (_, prevout)) in psbt.inputs.iter_mut().zip(&chosen) {
+                input.witness_utxo = Some(prevout.clone());
+            }
+            use base64::Engine;
+            println!(
+                "{}",
+                base64::engine::general_purpose::STANDARD.encode(psbt.serialize())
+            );
+            eprintln!(
+                "unsigned PSBT of deposit {txid}: sign it with the wallet of {from} (e.g. \
+                 bitcoin-cli walletprocesspsbt) and broadcast it"
+            );
+            if let Some(d) = taproot {
+                write_record(&args, network, txid, amount, chain_id, recipient, &d)?;
+            }
+            return Ok(());
+        }
+    };
+    let tx =
+        build_payment(key, kind, &chosen, outputs, args.key.fee_rate as f64).with_context(what)?;
     let txid = tx.compute_txid();
     let raw = bitcoin::consensus::encode::serialize_hex(&tx);
 
@@ -318,34 +512,7 @@ async fn make(args: MakeArgs) -> anyhow::Result<()> {
     );
     eprintln!("  where it is: hemi_getDeposit [\"{txid}\"]");
     if let Some(d) = taproot {
-        let record = Record {
-            version: RECORD_VERSION.into(),
-            network: network.to_string(),
-            txid,
-            vout: 0,
-            amount: amount.to_sat(),
-            address: Address::from_script(&d.script_pubkey(), network)
-                .map(|a| a.to_string())
-                .unwrap_or_default(),
-            script_pub_key: hex::encode(d.script_pubkey().as_bytes()),
-            chain_id,
-            recipient,
-            max_fee: d.max_fee.to_sat(),
-            vault_key: d.vault_key,
-            depositor_key: d.depositor_key,
-            reclaim_after: d.reclaim_after,
-        };
-        let path = args
-            .output
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("deposit-{txid}.json")));
-        let text = serde_json::to_string_pretty(&record)? + "\n";
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-        eprintln!(
-            "  taproot deposit output {}; its record: {}",
-            record.address,
-            path.display()
-        );
+        let path = write_record(&args, network, txid, amount, chain_id, recipient, &d)?;
         eprintln!(
             "  if it is never minted: `hemi deposit reclaim {}` once it is {} blocks deep",
             path.display(),
