@@ -181,7 +181,7 @@ fn parse_btc(s: &str) -> anyhow::Result<Amount> {
 
 /// Who funds the deposit: a key that signs, or (`--psbt`) an address a wallet signs for.
 enum Funder {
-    Key(Key, KeyKind),
+    Key(Box<Key>, KeyKind),
     Address(KeyKind),
 }
 
@@ -323,7 +323,7 @@ async fn make(args: MakeArgs) -> anyhow::Result<()> {
     } else {
         let (key, kind, network) = parse_key(&args.key)?;
         let from = key.address(kind, network);
-        (Funder::Key(key, kind), network, from)
+        (Funder::Key(Box::new(key), kind), network, from)
     };
     let amount = parse_btc(args.amount.as_deref().context("--amount is required")?)?;
     let recipient_s = args
@@ -455,7 +455,7 @@ async fn make(args: MakeArgs) -> anyhow::Result<()> {
         )
     };
     let (key, kind) = match &funder {
-        Funder::Key(key, kind) => (key, *kind),
+        Funder::Key(key, kind) => (key.as_ref(), *kind),
         Funder::Address(kind) => {
             let tx = unsigned_deposit(
                 *kind,
