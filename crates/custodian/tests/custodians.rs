@@ -469,13 +469,7 @@ async fn a_remote_signer_signs_a_payout_and_a_sweep_that_verify_against_the_vaul
     }
 
     let mut sweep = build_sweep(&set.vault, &inputs, 2).expect("sweep");
-    let sweep_prevouts: Vec<TxOut> = inputs
-        .iter()
-        .map(|i| TxOut {
-            value: i.value,
-            script_pubkey: i.deposit.script_pubkey(),
-        })
-        .collect();
+    let sweep_prevouts: Vec<TxOut> = inputs.iter().map(SweepInput::prevout).collect();
     let leaves: Vec<Option<ScriptBuf>> = inputs
         .iter()
         .map(|i| Some(i.deposit.deposit_leaf()))

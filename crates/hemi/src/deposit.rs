@@ -200,23 +200,22 @@ fn unsigned_deposit(
     };
     let have: Amount = utxos.iter().map(|(_, o)| o.value).sum();
     let pay: Amount = outputs.iter().map(|o| o.value).sum();
-    let vsize = |outputs: &[TxOut]| {
-        let tx = bitcoin::Transaction {
-            version: bitcoin::transaction::Version::TWO,
-            lock_time: bitcoin::absolute::LockTime::ZERO,
-            input: utxos
-                .iter()
-                .map(|(o, _)| bitcoin::TxIn {
-                    previous_output: *o,
-                    sequence: bitcoin::Sequence::ENABLE_RBF_NO_LOCKTIME,
-                    witness: witness.clone(),
-                    ..Default::default()
-                })
-                .collect(),
-            output: outputs.to_vec(),
-        };
-        tx.vsize() as u64
+    // The transaction paying `outputs`, its inputs carrying `witness`.
+    let tx_of = |outputs: Vec<TxOut>, witness: &bitcoin::Witness| bitcoin::Transaction {
+        version: bitcoin::transaction::Version::TWO,
+        lock_time: bitcoin::absolute::LockTime::ZERO,
+        input: utxos
+            .iter()
+            .map(|(o, _)| bitcoin::TxIn {
+                previous_output: *o,
+                sequence: bitcoin::Sequence::ENABLE_RBF_NO_LOCKTIME,
+                witness: witness.clone(),
+                ..Default::default()
+            })
+            .collect(),
+        output: outputs,
     };
+    let vsize = |outputs: &[TxOut]| tx_of(outputs.to_vec(), &witness).vsize() as u64;
     let mut with_change = outputs.clone();
     with_change.push(TxOut {
         value: Amount::ZERO,
@@ -238,19 +237,7 @@ fn unsigned_deposit(
             }
         }
     }
-    Ok(bitcoin::Transaction {
-        version: bitcoin::transaction::Version::TWO,
-        lock_time: bitcoin::absolute::LockTime::ZERO,
-        input: utxos
-            .iter()
-            .map(|(o, _)| bitcoin::TxIn {
-                previous_output: *o,
-                sequence: bitcoin::Sequence::ENABLE_RBF_NO_LOCKTIME,
-                ..Default::default()
-            })
-            .collect(),
-        output: outputs,
-    })
+    Ok(tx_of(outputs, &bitcoin::Witness::new()))
 }
 
 /// Writes a taproot deposit's record (what its depositor needs to reclaim it).

@@ -652,6 +652,82 @@ async fn provenance_of_each_deposit_format_verifies_offline_and_in_bitcoin_core(
 /// Anvil's account 1's key (the recipient's).
 const RECIPIENT_KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 
+/// Locks `btc` whole BTC in `vault` from `depositor`'s first confirmed coin, for RECIPIENT
+/// (Hemi's `6a 14` form), and waits until it is minted `CONFIRMATIONS` blocks later.
+async fn mint_from_vault_deposit(
+    hemi: &Hemi,
+    rpc: &hemi_btc_rpc_client::BitcoinRpc,
+    depositor: &Key,
+    vault: ScriptBuf,
+    btc: u64,
+    sink: &bitcoin::Address,
+) -> anyhow::Result<bitcoin::Txid> {
+    let coins = spendable(rpc, depositor, KeyKind::P2wpkh).await?;
+    let deposit = build_payment(
+        depositor,
+        KeyKind::P2wpkh,
+        &coins[..1],
+        vec![
+            TxOut {
+                value: Amount::from_sat(btc * 100_000_000),
+                script_pubkey: vault,
+            },
+            op_return([vec![0x6a, 0x14], recipient_bytes()].concat()),
+        ],
+        2.0,
+    )?;
+    let txid = rpc.send_raw_transaction(&deposit).await?;
+    rpc.generate_to_address(CONFIRMATIONS, sink).await?;
+    wait_status(hemi, &txid, "minted").await?;
+    Ok(txid)
+}
+
+/// `initiateWithdrawal(script, amount, maxFee)` from RECIPIENT through cast, one per
+/// `(payee, amount, max fee)`, with explicit nonces (`--async`: all in one L2 block); the
+/// transaction hashes.
+fn request_withdrawals(
+    url: &str,
+    manager: &str,
+    nonce: u64,
+    requests: &[(&Key, u64, u64)],
+) -> anyhow::Result<Vec<String>> {
+    let mut hashes = Vec::new();
+    for (i, (payee, amount, max_fee)) in requests.iter().enumerate() {
+        let script = format!(
+            "0x{}",
+            hex::encode(payee.script_pubkey(KeyKind::P2wpkh).as_bytes())
+        );
+        let n = (nonce + i as u64).to_string();
+        hashes.push(cast(&[
+            "send",
+            "--async",
+            "--rpc-url",
+            url,
+            "--private-key",
+            RECIPIENT_KEY,
+            "--nonce",
+            &n,
+            manager,
+            "initiateWithdrawal(bytes,uint64,uint64)",
+            &script,
+            &amount.to_string(),
+            &max_fee.to_string(),
+        ])?);
+    }
+    Ok(hashes)
+}
+
+/// The first payout (a transaction with a HEMW id list) in Core's mempool.
+async fn payout_in_mempool(rpc: &hemi_btc_rpc_client::BitcoinRpc) -> Option<Transaction> {
+    for t in rpc.get_raw_mempool().await.ok()? {
+        let tx = rpc.get_raw_transaction(&t).await.ok()?;
+        if hemi_tunnel::payout::is_payout(&tx) {
+            return Some(tx);
+        }
+    }
+    None
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn withdrawals_are_paid_in_one_bitcoin_transaction_and_an_unpaid_one_is_challenged(
 ) -> anyhow::Result<()> {
@@ -686,23 +762,7 @@ async fn withdrawals_are_paid_in_one_bitcoin_transaction_and_an_unpaid_one_is_ch
     let vault = bitcoin::Address::from_str(tunnel["vaultAddress"].as_str().context("vault")?)?
         .require_network(Network::Regtest)?
         .script_pubkey();
-    let coins = spendable(&rpc, &depositor, KeyKind::P2wpkh).await?;
-    let deposit = build_payment(
-        &depositor,
-        KeyKind::P2wpkh,
-        &coins[..1],
-        vec![
-            TxOut {
-                value: Amount::from_sat(10 * 100_000_000),
-                script_pubkey: vault.clone(),
-            },
-            op_return([vec![0x6a, 0x14], recipient_bytes()].concat()),
-        ],
-        2.0,
-    )?;
-    let txid = rpc.send_raw_transaction(&deposit).await?;
-    rpc.generate_to_address(CONFIRMATIONS, &sink).await?;
-    wait_status(&hemi, &txid, "minted").await?;
+    let txid = mint_from_vault_deposit(&hemi, &rpc, &depositor, vault.clone(), 10, &sink).await?;
 
     // Four requests through cast, in one L2 block (explicit nonces, --async): three with room
     // for the fee, one that allows 1 sat (the custodians leave it).
@@ -714,32 +774,12 @@ async fn withdrawals_are_paid_in_one_bitcoin_transaction_and_an_unpaid_one_is_ch
             .call("eth_getTransactionCount", json!([RECIPIENT, "latest"]))
             .await?,
     );
-    let mut hashes = Vec::new();
-    for (i, payee) in payees.iter().enumerate() {
-        let script = format!(
-            "0x{}",
-            hex::encode(payee.script_pubkey(KeyKind::P2wpkh).as_bytes())
-        );
-        let amount = (100_000_000 + i as u64).to_string();
-        let max_fee = if i == 3 { "1" } else { "10000" };
-        let n = (nonce + i as u64).to_string();
-        let hash = cast(&[
-            "send",
-            "--async",
-            "--rpc-url",
-            &url,
-            "--private-key",
-            RECIPIENT_KEY,
-            "--nonce",
-            &n,
-            &manager,
-            "initiateWithdrawal(bytes,uint64,uint64)",
-            &script,
-            &amount,
-            max_fee,
-        ])?;
-        hashes.push(hash);
-    }
+    let asks: Vec<(&Key, u64, u64)> = payees
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p, 100_000_000 + i as u64, if i == 3 { 1 } else { 10_000 }))
+        .collect();
+    let hashes = request_withdrawals(&url, &manager, nonce, &asks)?;
     for h in &hashes {
         let r = wait_for(30, "a withdrawal request's receipt", || async {
             let r = hemi
@@ -764,15 +804,7 @@ async fn withdrawals_are_paid_in_one_bitcoin_transaction_and_an_unpaid_one_is_ch
     let payout = wait_for(
         60,
         "the custodians' payout in Bitcoin Core's mempool",
-        || async {
-            for t in rpc.get_raw_mempool().await.ok()? {
-                let tx = rpc.get_raw_transaction(&t).await.ok()?;
-                if hemi_tunnel::payout::is_payout(&tx) {
-                    return Some(tx);
-                }
-            }
-            None
-        },
+        || payout_in_mempool(&rpc),
     )
     .await
     .with_context(|| tail(&hemi.log_text(), 30))?;
@@ -1474,23 +1506,7 @@ async fn custodian_processes_make_the_vault_by_dkg_and_pay_though_one_dies_mid_r
     let vault = bitcoin::Address::from_str(&vault_addresses[0])?
         .require_network(Network::Regtest)?
         .script_pubkey();
-    let coins = spendable(&rpc, &depositor, KeyKind::P2wpkh).await?;
-    let deposit = build_payment(
-        &depositor,
-        KeyKind::P2wpkh,
-        &coins[..1],
-        vec![
-            TxOut {
-                value: Amount::from_sat(10 * 100_000_000),
-                script_pubkey: vault,
-            },
-            op_return([vec![0x6a, 0x14], recipient_bytes()].concat()),
-        ],
-        2.0,
-    )?;
-    let txid = rpc.send_raw_transaction(&deposit).await?;
-    rpc.generate_to_address(CONFIRMATIONS, &sink).await?;
-    wait_status(&hemi, &txid, "minted").await?;
+    mint_from_vault_deposit(&hemi, &rpc, &depositor, vault, 10, &sink).await?;
     let payees: Vec<Key> = (0..3)
         .map(|i| Key::from_seed(&format!("e2e custodians payee {i}")))
         .collect();
@@ -1499,38 +1515,12 @@ async fn custodian_processes_make_the_vault_by_dkg_and_pay_though_one_dies_mid_r
             .call("eth_getTransactionCount", json!([RECIPIENT, "latest"]))
             .await?,
     );
-    for (i, payee) in payees.iter().enumerate() {
-        let script = format!(
-            "0x{}",
-            hex::encode(payee.script_pubkey(KeyKind::P2wpkh).as_bytes())
-        );
-        let n = (nonce + i as u64).to_string();
-        cast(&[
-            "send",
-            "--async",
-            "--rpc-url",
-            &url,
-            "--private-key",
-            RECIPIENT_KEY,
-            "--nonce",
-            &n,
-            &manager,
-            "initiateWithdrawal(bytes,uint64,uint64)",
-            &script,
-            "100000000",
-            "10000",
-        ])?;
-    }
+    let asks: Vec<(&Key, u64, u64)> = payees.iter().map(|p| (p, 100_000_000, 10_000)).collect();
+    request_withdrawals(&url, &manager, nonce, &asks)?;
 
     // One payout for the three, through the quorum without custodian 1.
-    let payout = wait_for(60, "the custodians' payout in Core's mempool", || async {
-        for t in rpc.get_raw_mempool().await.ok()? {
-            let tx = rpc.get_raw_transaction(&t).await.ok()?;
-            if hemi_tunnel::payout::is_payout(&tx) {
-                return Some(tx);
-            }
-        }
-        None
+    let payout = wait_for(60, "the custodians' payout in Core's mempool", || {
+        payout_in_mempool(&rpc)
     })
     .await
     .with_context(|| {

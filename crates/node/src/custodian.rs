@@ -183,13 +183,7 @@ impl Custodians {
                 return;
             }
         };
-        let prevouts: Vec<TxOut> = inputs
-            .iter()
-            .map(|i| TxOut {
-                value: i.value,
-                script_pubkey: i.deposit.script_pubkey(),
-            })
-            .collect();
+        let prevouts: Vec<TxOut> = inputs.iter().map(SweepInput::prevout).collect();
         let leaves: Vec<Option<ScriptBuf>> = inputs
             .iter()
             .map(|i| Some(i.deposit.deposit_leaf()))

@@ -70,6 +70,16 @@ pub enum SweepError {
     Sighash(String),
 }
 
+impl SweepInput {
+    /// The output it spends (what a sighash commits to).
+    pub fn prevout(&self) -> TxOut {
+        TxOut {
+            value: self.value,
+            script_pubkey: self.deposit.script_pubkey(),
+        }
+    }
+}
+
 /// `OP_RETURN OP_PUSHDATA1 4 "HEMS"`.
 pub fn sweep_tag_script() -> ScriptBuf {
     let mut s = vec![0x6a, 0x4c, 4];
@@ -170,13 +180,7 @@ pub fn sign_sweep<R: RngCore + CryptoRng>(
     if inputs.len() != tx.input.len() {
         return Err(SweepError::Count(inputs.len()));
     }
-    let prevouts: Vec<TxOut> = inputs
-        .iter()
-        .map(|i| TxOut {
-            value: i.value,
-            script_pubkey: i.deposit.script_pubkey(),
-        })
-        .collect();
+    let prevouts: Vec<TxOut> = inputs.iter().map(SweepInput::prevout).collect();
     let secp = Secp256k1::verification_only();
     let mut sigs = Vec::with_capacity(inputs.len());
     {
