@@ -449,6 +449,20 @@ pub async fn run_dkg(
     config: DkgConfig,
     listener: TcpListener,
 ) -> Result<Keys, CustodianError> {
+    run_dkg_then(identity, config, listener, |_| Ok(())).await
+}
+
+/// [`run_dkg`], calling `save` with the keys as soon as they are made, before it lingers for
+/// the peers that have not fetched its result: a custodian stopped then keeps its share.
+///
+/// # Errors
+/// As [`run_dkg`], and what `save` returns.
+pub async fn run_dkg_then(
+    identity: &Identity,
+    config: DkgConfig,
+    listener: TcpListener,
+    save: impl FnOnce(&Keys) -> Result<(), CustodianError>,
+) -> Result<Keys, CustodianError> {
     let me = config.index;
     let peers = &config.peers;
     if peers.peer(me).map(|p| p.identity) != Some(identity.public()) {
@@ -484,7 +498,9 @@ pub async fn run_dkg(
         fetched_notify: tokio::sync::Notify::new(),
     });
     let handle = start_server(listener, module(served.clone())?)?;
-    let result = exchange(identity, &config, &served, secret1, round1, script_key).await;
+    let result = exchange(identity, &config, &served, secret1, round1, script_key)
+        .await
+        .and_then(|keys| save(&keys).map(|()| keys));
     if result.is_ok() {
         // Serve until every peer has our result (they need it to finish), or linger ends.
         let until = Instant::now() + config.linger;

@@ -359,7 +359,7 @@ impl KeyStore {
             identity: Identity::generate(),
             keys: None,
         };
-        store.write(passphrase)?;
+        store.write_to(passphrase, false)?;
         Ok(store)
     }
 
@@ -463,6 +463,11 @@ impl KeyStore {
     }
 
     fn write(&self, passphrase: &Passphrase) -> Result<(), CustodianError> {
+        self.write_to(passphrase, true)
+    }
+
+    /// Writes the store; `replace` false refuses a file that exists (a new store).
+    fn write_to(&self, passphrase: &Passphrase, replace: bool) -> Result<(), CustodianError> {
         let mut salt = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut salt);
         let kdf = Kdf {
@@ -506,7 +511,16 @@ impl KeyStore {
             reason: e.to_string(),
         })?;
         bytes.push(b'\n');
-        write_atomic(&self.path, &bytes, true)
+        match write_file(&self.path, &bytes, true, replace) {
+            Err(CustodianError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::AlreadyExists =>
+            {
+                Err(CustodianError::StoreExists {
+                    path: self.path.clone(),
+                })
+            }
+            other => other,
+        }
     }
 }
 
@@ -552,6 +566,24 @@ fn derive_key(passphrase: &Passphrase, kdf: &Kdf) -> Result<[u8; 32], String> {
 /// # Errors
 /// [`CustodianError::Io`].
 pub fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<(), CustodianError> {
+    write_file(path, bytes, private, true)
+}
+
+/// [`write_atomic`] for a file that must not exist yet: it fails (`AlreadyExists`) rather than
+/// replace one, even one that appeared a moment ago (the temp file is hard-linked, not renamed).
+///
+/// # Errors
+/// [`CustodianError::Io`], with `AlreadyExists` if `path` exists.
+pub fn write_new(path: &Path, bytes: &[u8], private: bool) -> Result<(), CustodianError> {
+    write_file(path, bytes, private, false)
+}
+
+fn write_file(
+    path: &Path,
+    bytes: &[u8],
+    private: bool,
+    replace: bool,
+) -> Result<(), CustodianError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -575,7 +607,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<(), Cust
         f.write_all(bytes).map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
         drop(f);
-        std::fs::rename(&tmp, path).map_err(io_err(path))?;
+        if replace {
+            std::fs::rename(&tmp, path).map_err(io_err(path))?;
+        } else {
+            std::fs::hard_link(&tmp, path).map_err(io_err(path))?;
+            std::fs::remove_file(&tmp).map_err(io_err(&tmp))?;
+        }
         #[cfg(unix)]
         std::fs::File::open(&dir)
             .and_then(|d| d.sync_all())

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use hemi_custodian::dkg::{run_dkg, DkgConfig};
+use hemi_custodian::dkg::{run_dkg_then, DkgConfig};
 use hemi_custodian::store::{write_atomic, VAULT_FILE};
 use hemi_custodian::{
     BeforeShare, Identity, KeyStore, Passphrase, Peers, SigningService, TunnelPolicy,
@@ -331,7 +331,8 @@ fn coordinator_key(out: &Path) -> anyhow::Result<()> {
         );
     }
     let id = Identity::generate();
-    write_atomic(out, format!("{}\n", id.secret_hex()).as_bytes(), true)?;
+    // Never replaces a key, even one that appeared since the check above.
+    hemi_custodian::store::write_new(out, format!("{}\n", id.secret_hex()).as_bytes(), true)?;
     println!("coordinator identity {}", id.public());
     println!("key file {}", out.display());
     Ok(())
@@ -371,11 +372,15 @@ async fn keygen(a: KeygenArgs) -> anyhow::Result<()> {
         network,
     );
     config.timeout = Duration::from_secs(a.timeout);
-    let keys = run_dkg(store.identity(), config, listener).await?;
-    let vault_file = keys.vault_file();
-    store.save_keys(keys, &pass)?;
     let vault_path = a.store.dir.join(VAULT_FILE);
-    vault_file.write(&vault_path)?;
+    let identity = store.identity().clone();
+    // Stored (share encrypted, vault.json written) before lingering for slower peers.
+    let keys = run_dkg_then(&identity, config, listener, |keys| {
+        store.save_keys(keys.clone(), &pass)?;
+        keys.vault_file().write(&vault_path)
+    })
+    .await?;
+    let vault_file = keys.vault_file();
     println!("vault address {}", vault_file.address);
     println!("group key {}", vault_file.group_key);
     println!("output key {}", vault_file.output_key);
