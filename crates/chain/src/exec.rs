@@ -2,6 +2,7 @@
 
 use alloy_consensus::{Receipt, Transaction, TxEnvelope};
 use alloy_primitives::{Address, Bytes, Log, B256, U256};
+use alloy_rpc_types_trace::geth::GethTrace;
 use hemi_hvm::{BitcoinPin, HvmPrecompiles};
 use revm::context::{BlockEnv, TxEnv};
 use revm::context_interface::result::{EVMError, InvalidTransaction};
@@ -9,8 +10,10 @@ use revm::database::states::bundle_state::BundleRetention;
 use revm::database::{BundleState, State};
 use revm::database_interface::{DatabaseCommitExt, WrapDatabaseRef};
 use revm::handler::SystemCallCommitEvm;
+use revm::inspector::NoOpInspector;
 use revm::primitives::hardfork::SpecId;
-use revm::{Context, ExecuteCommitEvm, MainBuilder, MainContext};
+use revm::{Context, ExecuteCommitEvm, InspectEvm, MainBuilder, MainContext};
+use revm_inspectors::tracing::{DebugInspector, TransactionContext};
 
 use crate::block::L2Receipt;
 use crate::state::StateView;
@@ -135,11 +138,68 @@ pub fn execute(
     txs: Vec<SignedTx>,
     mode: Mode,
 ) -> Result<Executed, ChainError> {
+    match run(view, block, pin, txs, mode, None)? {
+        Run::Executed(e) => Ok(e),
+        Run::Traced(_) => Err(ChainError::Call("a trace where none was asked".into())),
+    }
+}
+
+/// Re-executes block `block`'s `txs` on `view` (the parent's state) as an import does, up to
+/// the user transaction at `target`, which runs under `inspector` (revm-inspectors' geth
+/// tracers: `debug_traceTransaction`).
+///
+/// # Errors
+/// [`ChainError::Call`] if `target` is not a user transaction of `txs`; what import refuses;
+/// the tracer's errors.
+pub fn trace(
+    view: StateView,
+    block: &BlockContext,
+    pin: BitcoinPin,
+    txs: Vec<SignedTx>,
+    target: usize,
+    inspector: DebugInspector,
+) -> Result<GethTrace, ChainError> {
+    match run(
+        view,
+        block,
+        pin,
+        txs,
+        Mode::Import,
+        Some((target, inspector)),
+    )? {
+        Run::Traced(t) => Ok(*t),
+        Run::Executed(_) => Err(ChainError::Call(format!(
+            "transaction {target} of block {} is not a user transaction",
+            block.number
+        ))),
+    }
+}
+
+/// What [`run`] did: executed the block, or traced one of its transactions.
+enum Run {
+    Executed(Executed),
+    Traced(Box<GethTrace>),
+}
+
+/// The block's execution ([`execute`]), stopping at a traced transaction ([`trace`]).
+fn run(
+    view: StateView,
+    block: &BlockContext,
+    pin: BitcoinPin,
+    txs: Vec<SignedTx>,
+    mode: Mode,
+    traced: Option<(usize, DebugInspector)>,
+) -> Result<Run, ChainError> {
     let state = State::builder()
         .with_database(WrapDatabaseRef(view))
         .with_bundle_update()
         .build();
     let chain_id = block.chain_id;
+    let (target, inspector) = match traced {
+        Some((t, i)) => (Some(t), i),
+        // Never called: untraced transactions run with `transact_commit`.
+        None => (None, DebugInspector::Noop(NoOpInspector)),
+    };
     let mut evm = Context::mainnet()
         .with_db(state)
         .modify_cfg_chained(|c| {
@@ -147,7 +207,7 @@ pub fn execute(
             c.chain_id = chain_id;
         })
         .with_block(block.block_env())
-        .build_mainnet()
+        .build_mainnet_with_inspector(inspector)
         .with_precompiles(HvmPrecompiles::new(SPEC, pin));
     let mut out = Executed {
         txs: Vec::with_capacity(txs.len()),
@@ -272,6 +332,30 @@ pub fn execute(
                 Mode::Import => return Err(BlockError::TxOverGasLimit(stx.hash).into()),
             }
         }
+        if target == Some(i) {
+            let tx = tx_env(env, stx.sender);
+            let res = evm.inspect_tx(tx.clone()).map_err(|e| match e {
+                EVMError::Database(e) => db_error(e),
+                other => ChainError::Call(other.to_string()),
+            })?;
+            let context = TransactionContext {
+                block_hash: None,
+                tx_index: Some(i),
+                tx_hash: Some(stx.hash),
+            };
+            let block_env = block.block_env();
+            let trace = evm
+                .inspector
+                .get_result(
+                    Some(context),
+                    &tx,
+                    &block_env,
+                    &res,
+                    &mut evm.ctx.journaled_state.database,
+                )
+                .map_err(|e| ChainError::Call(format!("tracer: {e}")))?;
+            return Ok(Run::Traced(Box::new(trace)));
+        }
         let result = match evm.transact_commit(tx_env(env, stx.sender)) {
             Ok(r) => r,
             Err(EVMError::Transaction(e)) => {
@@ -319,7 +403,7 @@ pub fn execute(
     let mut state = evm.ctx.journaled_state.database;
     state.merge_transitions(BundleRetention::Reverts);
     out.bundle = state.take_bundle();
-    Ok(out)
+    Ok(Run::Executed(out))
 }
 
 /// The outcome of a call that is not committed (`eth_call`, `eth_estimateGas`).

@@ -93,6 +93,9 @@ async fn ethereum_clients_hvm_contracts_and_a_follower_on_real_bitcoin_core() ->
     assert_eq!(ethers["chainId"], 31337);
     let cast_out = node_script(&hemi, "cast.mjs", &[])?;
     assert_eq!(cast_out["ok"], true, "{cast_out}");
+    // geth's tracing API: the same traces as anvil's for the same transactions.
+    let traced = node_script(&hemi, "trace.mjs", &[])?;
+    assert_eq!(traced["ok"], true, "{traced}");
     // web3.py v7: transfers, ERC-20 deploy/transfer/calls, logs, filters, full blocks with the
     // 0x7C transaction, fee history, gas estimates, error paths, WS newHeads.
     let web3 = web3_py(&hemi, &python)?;

@@ -1,17 +1,36 @@
-//! The `debug_` methods that expose L2 internals for followers: `debug_getRawBlock` (geth's
-//! name), which serves [`hemi_chain::L2Block::encode`]'s bytes.
+//! The `debug_` methods: `debug_getRawBlock` (geth's name), which serves
+//! [`hemi_chain::L2Block::encode`]'s bytes to followers, and geth's tracing API —
+//! `debug_traceTransaction`, `debug_traceCall`, `debug_traceBlockByNumber`,
+//! `debug_traceBlockByHash` — with revm-inspectors' tracers (struct logger, `callTracer`,
+//! `prestateTracer` with diff mode, `4byteTracer`, `flatCallTracer`, `muxTracer`, `noopTracer`),
+//! re-executing against the block's own Bitcoin pin so hVM calls trace as they ran.
 
 use std::sync::Arc;
 
+use alloy_primitives::B256;
+use alloy_rpc_types_eth::TransactionRequest;
+use alloy_rpc_types_trace::geth::{GethDebugTracingCallOptions, GethDebugTracingOptions};
+use hemi_btc_view::BitcoinView;
 use hemi_chain::Chain;
 use hemi_finality::FinalityTracker;
 use jsonrpsee::types::ErrorObjectOwned;
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// What the `debug_` methods read: the chain, and finality for the `safe`/`finalized` tags.
 pub(crate) struct DebugContext {
     pub(crate) chain: Arc<Chain>,
     pub(crate) finality: Arc<FinalityTracker>,
+    /// Bitcoin, for the pin each traced block executed against.
+    pub(crate) bitcoin: Arc<dyn BitcoinView>,
+    pub(crate) network: bitcoin::Network,
+}
+
+fn invalid(m: impl Into<String>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(-32602, m.into(), None::<()>)
+}
+
+fn failed(e: impl std::fmt::Display) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(-32000, e.to_string(), None::<()>)
 }
 
 impl DebugContext {
@@ -29,6 +48,59 @@ impl DebugContext {
                 ErrorObjectOwned::owned(-32602, format!("invalid block number {hex:?}"), None::<()>)
             })?,
         })
+    }
+}
+
+impl DebugContext {
+    /// The trace of user transaction `index` of block `number`.
+    fn trace_tx(
+        &self,
+        number: u64,
+        index: usize,
+        opts: GethDebugTracingOptions,
+    ) -> Result<Value, ErrorObjectOwned> {
+        let pin = hemi_chain::pin::pin_for(&self.chain, &self.bitcoin, self.network, number)
+            .map_err(failed)?;
+        let trace = self
+            .chain
+            .trace_transaction(number, index, pin, opts)
+            .map_err(failed)?;
+        serde_json::to_value(trace).map_err(failed)
+    }
+
+    /// Every user transaction of block `number`, traced: geth's `[{txHash, result}]`.
+    fn trace_block(
+        &self,
+        number: u64,
+        opts: GethDebugTracingOptions,
+    ) -> Result<Value, ErrorObjectOwned> {
+        let block = self
+            .chain
+            .block(number)
+            .map_err(failed)?
+            .ok_or_else(|| failed(format!("block #{number} not found")))?;
+        let mut out = Vec::new();
+        for (i, tx) in block.txs.iter().enumerate() {
+            if !matches!(tx.tx, hemi_chain::L2Tx::Eth(_)) {
+                continue;
+            }
+            let result = self.trace_tx(number, i, opts.clone())?;
+            out.push(json!({"txHash": tx.hash, "result": result}));
+        }
+        Ok(Value::Array(out))
+    }
+}
+
+/// Parses the optional tracer options at `params[at]` (geth: absent means the struct logger).
+fn tracing_options<T: serde::de::DeserializeOwned + Default>(
+    v: &[Value],
+    at: usize,
+) -> Result<T, ErrorObjectOwned> {
+    match v.get(at) {
+        None | Some(Value::Null) => Ok(T::default()),
+        Some(o) => {
+            serde_json::from_value(o.clone()).map_err(|e| invalid(format!("tracer options: {e}")))
+        }
     }
 }
 
@@ -58,6 +130,95 @@ pub(crate) fn debug_module(
                 )),
                 Err(e) => Err(ErrorObjectOwned::owned(-32603, e.to_string(), None::<()>)),
             }
+        },
+    )?;
+    m.register_blocking_method(
+        "debug_traceTransaction",
+        |params, ctx, _| -> Result<Value, ErrorObjectOwned> {
+            let v: Vec<Value> = params
+                .parse()
+                .map_err(|_| invalid("expected [txHash, options?]"))?;
+            let hash: B256 = v
+                .first()
+                .and_then(|h| serde_json::from_value(h.clone()).ok())
+                .ok_or_else(|| invalid("expected [txHash, options?]: a 32-byte hash"))?;
+            let opts: GethDebugTracingOptions = tracing_options(&v, 1)?;
+            let (number, index) = ctx
+                .chain
+                .tx_location(&hash)
+                .map_err(failed)?
+                .ok_or_else(|| failed(format!("transaction {hash} not found")))?;
+            let index = usize::try_from(index).map_err(failed)?;
+            ctx.trace_tx(number, index, opts)
+        },
+    )?;
+    m.register_blocking_method(
+        "debug_traceBlockByNumber",
+        |params, ctx, _| -> Result<Value, ErrorObjectOwned> {
+            let v: Vec<Value> = params
+                .parse()
+                .map_err(|_| invalid("expected [blockNumber, options?]"))?;
+            let s = v
+                .first()
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid("expected [blockNumber, options?]"))?;
+            let n = ctx.number(s)?;
+            let opts: GethDebugTracingOptions = tracing_options(&v, 1)?;
+            ctx.trace_block(n, opts)
+        },
+    )?;
+    m.register_blocking_method(
+        "debug_traceBlockByHash",
+        |params, ctx, _| -> Result<Value, ErrorObjectOwned> {
+            let v: Vec<Value> = params
+                .parse()
+                .map_err(|_| invalid("expected [blockHash, options?]"))?;
+            let hash: B256 = v
+                .first()
+                .and_then(|h| serde_json::from_value(h.clone()).ok())
+                .ok_or_else(|| invalid("expected [blockHash, options?]: a 32-byte hash"))?;
+            let n = ctx
+                .chain
+                .number_of(&hash)
+                .map_err(failed)?
+                .ok_or_else(|| failed(format!("block {hash} not found")))?;
+            let opts: GethDebugTracingOptions = tracing_options(&v, 1)?;
+            ctx.trace_block(n, opts)
+        },
+    )?;
+    m.register_blocking_method(
+        "debug_traceCall",
+        |params, ctx, _| -> Result<Value, ErrorObjectOwned> {
+            let v: Vec<Value> = params
+                .parse()
+                .map_err(|_| invalid("expected [call, blockNumber?, options?]"))?;
+            let request: TransactionRequest = v
+                .first()
+                .and_then(|r| serde_json::from_value(r.clone()).ok())
+                .ok_or_else(|| invalid("expected [call, blockNumber?, options?]: a call object"))?;
+            let n = match v.get(1).and_then(Value::as_str) {
+                Some(s) => ctx.number(s)?,
+                None => ctx.chain.head().0,
+            };
+            let opts: GethDebugTracingCallOptions = tracing_options(&v, 2)?;
+            let tx = crate::eth::tx_env_of(
+                ctx.chain.spec().chain_id,
+                &request,
+                crate::eth::CALL_GAS_CAP,
+            );
+            let pin = hemi_chain::pin::pin_for(&ctx.chain, &ctx.bitcoin, ctx.network, n)
+                .map_err(failed)?;
+            let trace = ctx
+                .chain
+                .trace_call(
+                    n,
+                    tx,
+                    opts.state_overrides.as_ref(),
+                    pin,
+                    opts.tracing_options,
+                )
+                .map_err(failed)?;
+            serde_json::to_value(trace).map_err(failed)
         },
     )?;
     Ok(m)

@@ -24,7 +24,7 @@ use tokio::sync::broadcast;
 /// Suggested priority fee (1 gwei, as anvil suggests).
 const SUGGESTED_TIP: u128 = 1_000_000_000;
 /// Largest gas an `eth_call`/`eth_estimateGas` may use (geth's RPCGasCap).
-const CALL_GAS_CAP: u64 = 50_000_000;
+pub(crate) const CALL_GAS_CAP: u64 = 50_000_000;
 
 /// The node as `eth_` sees it.
 pub struct NodeBackend {
@@ -253,32 +253,7 @@ impl NodeBackend {
     }
 
     fn tx_env(&self, req: &TransactionRequest, gas_cap: u64) -> TxEnv {
-        let gas_price = req.max_fee_per_gas.or(req.gas_price).unwrap_or_default();
-        let ty = if req.max_fee_per_gas.is_some() || req.max_priority_fee_per_gas.is_some() {
-            2
-        } else if req.access_list.is_some() {
-            1
-        } else {
-            0
-        };
-        TxEnv {
-            tx_type: ty,
-            caller: req.from.unwrap_or_default(),
-            gas_limit: req.gas.unwrap_or(gas_cap).min(gas_cap),
-            gas_price,
-            kind: req.to.unwrap_or(TxKind::Create),
-            value: req.value.unwrap_or_default(),
-            data: req.input.input().cloned().unwrap_or_default(),
-            nonce: req.nonce.unwrap_or_default(),
-            chain_id: Some(self.chain.spec().chain_id),
-            access_list: req.access_list.clone().unwrap_or_default(),
-            gas_priority_fee: if ty == 2 {
-                Some(req.max_priority_fee_per_gas.unwrap_or_default())
-            } else {
-                None
-            },
-            ..Default::default()
-        }
+        tx_env_of(self.chain.spec().chain_id, req, gas_cap)
     }
 
     fn run_call(
@@ -734,5 +709,36 @@ impl EthBackend for NodeBackend {
         seq.produce()
             .map(|b| b.block.header.number)
             .map_err(chain_err)
+    }
+}
+
+/// The transaction an `eth_call`-style request describes on chain `chain_id`, its gas capped at
+/// `gas_cap` (also what `debug_traceCall` runs).
+pub(crate) fn tx_env_of(chain_id: u64, req: &TransactionRequest, gas_cap: u64) -> TxEnv {
+    let gas_price = req.max_fee_per_gas.or(req.gas_price).unwrap_or_default();
+    let ty = if req.max_fee_per_gas.is_some() || req.max_priority_fee_per_gas.is_some() {
+        2
+    } else if req.access_list.is_some() {
+        1
+    } else {
+        0
+    };
+    TxEnv {
+        tx_type: ty,
+        caller: req.from.unwrap_or_default(),
+        gas_limit: req.gas.unwrap_or(gas_cap).min(gas_cap),
+        gas_price,
+        kind: req.to.unwrap_or(TxKind::Create),
+        value: req.value.unwrap_or_default(),
+        data: req.input.input().cloned().unwrap_or_default(),
+        nonce: req.nonce.unwrap_or_default(),
+        chain_id: Some(chain_id),
+        access_list: req.access_list.clone().unwrap_or_default(),
+        gas_priority_fee: if ty == 2 {
+            Some(req.max_priority_fee_per_gas.unwrap_or_default())
+        } else {
+            None
+        },
+        ..Default::default()
     }
 }

@@ -207,6 +207,8 @@ pub(crate) async fn serve(
         crate::debug::debug_module(crate::debug::DebugContext {
             chain: l2.chain.clone(),
             finality: tracker.clone(),
+            bitcoin: client_store.clone() as Arc<dyn BitcoinView>,
+            network,
         })?
         .remove_context(),
     )?;

@@ -2,20 +2,29 @@
 
 use alloy_primitives::{keccak256, Address, Bloom, Log, B256, U256};
 use alloy_rpc_types_eth::state::StateOverride;
+use alloy_rpc_types_trace::geth::{GethDebugTracingOptions, GethTrace};
 use alloy_trie::EMPTY_ROOT_HASH;
 use hemi_hvm::BitcoinPin;
 use revm::context::TxEnv;
 use revm::context_interface::result::{EVMError, ExecutionResult};
 use revm::database::CacheDB;
 use revm::database_interface::WrapDatabaseRef;
+use revm::inspector::NoOpInspector;
 use revm::state::{AccountInfo, Bytecode};
-use revm::{Context, ExecuteEvm, MainBuilder, MainContext};
+use revm::{Context, ExecuteEvm, InspectEvm, MainBuilder, MainContext};
+use revm_inspectors::tracing::DebugInspector;
 
 use super::{AccountProof, Chain, LocatedLog};
 use crate::db::StoredAccount;
 use crate::exec::{self, CallOutcome, SPEC};
 use crate::state::StateView;
 use crate::ChainError;
+
+/// What a call gave: its outcome, or its trace.
+enum Called {
+    Outcome(CallOutcome),
+    Traced(Box<GethTrace>),
+}
 
 impl Chain {
     /// Runs a call on the state after block `number` without committing it.
@@ -31,6 +40,70 @@ impl Chain {
         bitcoin: BitcoinPin,
         timestamp: Option<u64>,
     ) -> Result<CallOutcome, ChainError> {
+        match self.call_inner(number, tx, overrides, bitcoin, timestamp, None)? {
+            Called::Outcome(o) => Ok(o),
+            Called::Traced(_) => Err(ChainError::Call("a trace where none was asked".into())),
+        }
+    }
+
+    /// [`Chain::call`] under a geth tracer (`debug_traceCall`).
+    ///
+    /// # Errors
+    /// As [`Chain::call`]; the tracer's errors.
+    pub fn trace_call(
+        &self,
+        number: u64,
+        tx: TxEnv,
+        overrides: Option<&StateOverride>,
+        bitcoin: BitcoinPin,
+        opts: GethDebugTracingOptions,
+    ) -> Result<GethTrace, ChainError> {
+        let inspector =
+            DebugInspector::new(opts).map_err(|e| ChainError::Call(format!("tracer: {e}")))?;
+        match self.call_inner(number, tx, overrides, bitcoin, None, Some(inspector))? {
+            Called::Traced(t) => Ok(*t),
+            Called::Outcome(_) => Err(ChainError::Call("no trace".into())),
+        }
+    }
+
+    /// User transaction `index` of block `number` re-executed under a geth tracer on its
+    /// parent's state, after the block's transactions before it (`debug_traceTransaction`).
+    ///
+    /// # Errors
+    /// [`ChainError::UnknownBlock`]; [`ChainError::Call`] for a system transaction or a bad
+    /// tracer configuration; database errors.
+    pub fn trace_transaction(
+        &self,
+        number: u64,
+        index: usize,
+        bitcoin: BitcoinPin,
+        opts: GethDebugTracingOptions,
+    ) -> Result<GethTrace, ChainError> {
+        let block = self
+            .block(number)?
+            .ok_or(ChainError::UnknownBlock(number))?;
+        let parent = number
+            .checked_sub(1)
+            .map(|p| self.header(p))
+            .transpose()?
+            .flatten()
+            .ok_or(ChainError::UnknownBlock(number))?;
+        let inspector =
+            DebugInspector::new(opts).map_err(|e| ChainError::Call(format!("tracer: {e}")))?;
+        let ctx = self.block_context(&parent, block.header.timestamp, block.header.beneficiary);
+        let view = self.state_at(parent.number)?;
+        exec::trace(view, &ctx, bitcoin, block.txs, index, inspector)
+    }
+
+    fn call_inner(
+        &self,
+        number: u64,
+        tx: TxEnv,
+        overrides: Option<&StateOverride>,
+        bitcoin: BitcoinPin,
+        timestamp: Option<u64>,
+        inspector: Option<DebugInspector>,
+    ) -> Result<Called, ChainError> {
         let header = self
             .header(number)?
             .ok_or(ChainError::UnknownBlock(number))?;
@@ -60,9 +133,29 @@ impl Chain {
                 c.disable_eip3607 = true;
             })
             .with_block(ctx.block_env())
-            .build_mainnet()
+            .build_mainnet_with_inspector(DebugInspector::Noop(NoOpInspector))
             .with_precompiles(hemi_hvm::HvmPrecompiles::new(SPEC, bitcoin));
-        match evm.transact(tx) {
+        if let Some(inspector) = inspector {
+            evm.inspector = inspector;
+            let res = evm.inspect_tx(tx.clone()).map_err(|e| match e {
+                EVMError::Transaction(e) => ChainError::Call(exec::invalid_tx_message(&e)),
+                EVMError::Database(e) => e,
+                other => ChainError::Call(other.to_string()),
+            })?;
+            let block_env = ctx.block_env();
+            let trace = evm
+                .inspector
+                .get_result(
+                    None,
+                    &tx,
+                    &block_env,
+                    &res,
+                    &mut evm.ctx.journaled_state.database,
+                )
+                .map_err(|e| ChainError::Call(format!("tracer: {e}")))?;
+            return Ok(Called::Traced(Box::new(trace)));
+        }
+        let outcome = match evm.transact(tx) {
             Ok(r) => Ok(match r.result {
                 ExecutionResult::Success { output, gas, .. } => CallOutcome::Success {
                     output: output.into_data(),
@@ -80,7 +173,8 @@ impl Chain {
             Err(EVMError::Transaction(e)) => Err(ChainError::Call(exec::invalid_tx_message(&e))),
             Err(EVMError::Database(e)) => Err(e),
             Err(e) => Err(ChainError::Call(e.to_string())),
-        }
+        };
+        outcome.map(Called::Outcome)
     }
 
     /// Logs of blocks `from..=to` whose block bloom passes `bloom` and that `matches` accepts;
