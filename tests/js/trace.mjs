@@ -1,7 +1,7 @@
 // geth's tracing API on the hemi devnet, differentially against anvil: the same contracts and
 // transactions from the same account on both chains, then debug_traceTransaction with the
 // callTracer, the prestateTracer (plain and diff mode) and the default struct logger, and
-// debug_traceCall, must give the same answers (anvil and hemi both trace with revm-inspectors;
+// debug_traceCall and eth_createAccessList, must give the same answers (anvil and hemi both trace with revm-inspectors;
 // what differs by chain — the sender's and the fee recipient's balances — is left out of the
 // prestate comparison). Also debug_traceBlockByNumber's shape.
 import assert from 'node:assert/strict'
@@ -75,10 +75,17 @@ await runScript('trace.mjs', async (step) => {
     assert.ok(mine, JSON.stringify(blockH))
     assert.deepStrictEqual(lower(mine.result), lower(callH))
 
+    // eth_createAccessList: the callee and its slot (the sender, the called contract and the
+    // precompiles left out, as geth), and the gas with the list attached: the same as anvil's.
+    const listCall = (s) => [{ from: devWallet(SENDER).address, to: s.caller, data: s.data, gas: '0x493e0' }, 'latest']
+    const [alH, alA] = await step('eth_createAccessList', () => both('eth_createAccessList', listCall))
+    assert.deepStrictEqual(lower(alH), lower(alA))
+    assert.ok(alH.accessList.some((e) => e.address.toLowerCase() === callee && e.storageKeys.length === 1), JSON.stringify(alH))
+
     const bad = await step('bad options', () => hemi.send('debug_traceTransaction', [a.hash, { tracer: 'noSuchTracer' }]).then(() => null, (e) => e.message))
     assert.ok(bad && /tracer|unknown variant/i.test(bad), bad)
 
-    return { ok: true, structLogs: logH.structLogs.length, calls: callH.calls.length, gasUsed: callH.gasUsed }
+    return { ok: true, structLogs: logH.structLogs.length, calls: callH.calls.length, gasUsed: callH.gasUsed, accessListGas: alH.gasUsed }
   } finally {
     anvil.stop()
   }

@@ -468,6 +468,32 @@ impl EthBackend for NodeBackend {
         Ok(hi)
     }
 
+    fn create_access_list(
+        &self,
+        request: TransactionRequest,
+        at: StateAt,
+        state_overrides: Option<StateOverride>,
+    ) -> BackendResult<hemi_rpc::eth::AccessListResult> {
+        let number = self.number(at);
+        let tx = self.tx_env(&request, CALL_GAS_CAP);
+        let pin = hemi_chain::pin::pin_for(&self.chain, &self.bitcoin, self.network, number)
+            .map_err(chain_err)?;
+        let (access_list, outcome) = self
+            .chain
+            .create_access_list(number, tx, state_overrides.as_ref(), pin)
+            .map_err(chain_err)?;
+        let (gas_used, error) = match outcome {
+            CallOutcome::Success { gas_used, .. } => (gas_used, None),
+            CallOutcome::Revert { gas_used, .. } => (gas_used, Some("execution reverted".into())),
+            CallOutcome::Halt { reason, gas_used } => (gas_used, Some(reason)),
+        };
+        Ok(hemi_rpc::eth::AccessListResult {
+            access_list,
+            gas_used,
+            error,
+        })
+    }
+
     fn send_raw_transaction(&self, raw: Bytes) -> BackendResult<B256> {
         let Some(seq) = &self.sequencer else {
             return Err(BackendError::TxRejected(

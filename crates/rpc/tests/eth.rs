@@ -203,6 +203,16 @@ impl EthBackend for FakeChain {
             21_000
         })
     }
+    fn create_access_list(
+        &self,
+        _r: TransactionRequest,
+        _at: StateAt,
+        _s: Option<StateOverride>,
+    ) -> BackendResult<hemi_rpc::eth::AccessListResult> {
+        Err(BackendError::Execution(
+            "no access lists in this fake".into(),
+        ))
+    }
     fn send_raw_transaction(&self, raw: Bytes) -> BackendResult<B256> {
         if raw.first() == Some(&0x01) {
             return Err(BackendError::TxRejected(

@@ -1,17 +1,19 @@
-//! Queries on state that commit nothing: `eth_call`, logs, `eth_getProof`.
+//! Queries on state that commit nothing: `eth_call`, logs, `eth_getProof`, access lists and
+//! traces.
 
+use alloy_eips::eip2930::AccessList;
 use alloy_primitives::{keccak256, Address, Bloom, Log, B256, U256};
 use alloy_rpc_types_eth::state::StateOverride;
 use alloy_rpc_types_trace::geth::{GethDebugTracingOptions, GethTrace};
 use alloy_trie::EMPTY_ROOT_HASH;
 use hemi_hvm::BitcoinPin;
 use revm::context::TxEnv;
-use revm::context_interface::result::{EVMError, ExecutionResult};
+use revm::context_interface::result::{EVMError, ExecutionResult, ResultAndState};
 use revm::database::CacheDB;
 use revm::database_interface::WrapDatabaseRef;
-use revm::inspector::NoOpInspector;
 use revm::state::{AccountInfo, Bytecode};
 use revm::{Context, ExecuteEvm, InspectEvm, MainBuilder, MainContext};
+use revm_inspectors::access_list::AccessListInspector;
 use revm_inspectors::tracing::DebugInspector;
 
 use super::{AccountProof, Chain, LocatedLog};
@@ -20,10 +22,17 @@ use crate::exec::{self, CallOutcome, SPEC};
 use crate::state::StateView;
 use crate::ChainError;
 
-/// What a call gave: its outcome, or its trace.
-enum Called {
-    Outcome(CallOutcome),
-    Traced(Box<GethTrace>),
+/// The database a call runs on: the state after a block, with overrides on top.
+type CallDb = CacheDB<WrapDatabaseRef<StateView>>;
+
+/// A call's execution left uncommitted under an inspector: the inspector, the transaction, the
+/// block it ran in, its result and state changes, and the database before them.
+struct Inspected<I> {
+    inspector: I,
+    tx: TxEnv,
+    block: revm::context::BlockEnv,
+    result: ResultAndState,
+    db: CallDb,
 }
 
 impl Chain {
@@ -40,10 +49,100 @@ impl Chain {
         bitcoin: BitcoinPin,
         timestamp: Option<u64>,
     ) -> Result<CallOutcome, ChainError> {
-        match self.call_inner(number, tx, overrides, bitcoin, timestamp, None)? {
-            Called::Outcome(o) => Ok(o),
-            Called::Traced(_) => Err(ChainError::Call("a trace where none was asked".into())),
+        let ctx = self.call_context(number, &tx, overrides, timestamp)?;
+        let mut evm = ctx
+            .build_mainnet()
+            .with_precompiles(hemi_hvm::HvmPrecompiles::new(SPEC, bitcoin));
+        match evm.transact(tx) {
+            Ok(r) => Ok(match r.result {
+                ExecutionResult::Success { output, gas, .. } => CallOutcome::Success {
+                    output: output.into_data(),
+                    gas_used: gas.tx_gas_used(),
+                },
+                ExecutionResult::Revert { output, gas, .. } => CallOutcome::Revert {
+                    output,
+                    gas_used: gas.tx_gas_used(),
+                },
+                ExecutionResult::Halt { reason, gas, .. } => CallOutcome::Halt {
+                    reason: halt_message(&reason),
+                    gas_used: gas.tx_gas_used(),
+                },
+            }),
+            Err(EVMError::Transaction(e)) => Err(ChainError::Call(exec::invalid_tx_message(&e))),
+            Err(EVMError::Database(e)) => Err(e),
+            Err(e) => Err(ChainError::Call(e.to_string())),
         }
+    }
+
+    /// The EVM context of a call on the state after block `number` (a call sees the block
+    /// after it, as geth's pending-block semantics for calls): no nonce, base fee, block gas
+    /// limit or EIP-3607 checks, and no balance check for a call that pays nothing.
+    fn call_context(
+        &self,
+        number: u64,
+        tx: &TxEnv,
+        overrides: Option<&StateOverride>,
+        timestamp: Option<u64>,
+    ) -> Result<revm::handler::MainnetContext<CallDb>, ChainError> {
+        let header = self
+            .header(number)?
+            .ok_or(ChainError::UnknownBlock(number))?;
+        let view = self.state_at(number)?;
+        let mut db = CacheDB::new(WrapDatabaseRef(view));
+        if let Some(o) = overrides {
+            apply_overrides(&mut db, o)?;
+        }
+        let mut ctx = self.block_context(
+            &header,
+            timestamp.unwrap_or(header.timestamp),
+            header.beneficiary,
+        );
+        ctx.number = header.number + 1;
+        let zero_price = tx.gas_price == 0 && tx.gas_priority_fee.unwrap_or(0) == 0;
+        let chain_id = self.spec.chain_id;
+        Ok(Context::mainnet()
+            .with_db(db)
+            .modify_cfg_chained(|c| {
+                c.spec = SPEC;
+                c.chain_id = chain_id;
+                c.disable_nonce_check = true;
+                c.disable_base_fee = true;
+                c.disable_balance_check = zero_price;
+                c.disable_block_gas_limit = true;
+                c.disable_eip3607 = true;
+            })
+            .with_block(ctx.block_env()))
+    }
+
+    /// [`Chain::call`] under `inspector`, uncommitted.
+    fn inspect_call<I>(
+        &self,
+        number: u64,
+        tx: TxEnv,
+        overrides: Option<&StateOverride>,
+        bitcoin: BitcoinPin,
+        inspector: I,
+    ) -> Result<Inspected<I>, ChainError>
+    where
+        I: revm::Inspector<revm::handler::MainnetContext<CallDb>>,
+    {
+        let ctx = self.call_context(number, &tx, overrides, None)?;
+        let block = ctx.block.clone();
+        let mut evm = ctx
+            .build_mainnet_with_inspector(inspector)
+            .with_precompiles(hemi_hvm::HvmPrecompiles::new(SPEC, bitcoin));
+        let result = evm.inspect_tx(tx.clone()).map_err(|e| match e {
+            EVMError::Transaction(e) => ChainError::Call(exec::invalid_tx_message(&e)),
+            EVMError::Database(e) => e,
+            other => ChainError::Call(other.to_string()),
+        })?;
+        Ok(Inspected {
+            inspector: evm.inspector,
+            tx,
+            block,
+            result,
+            db: evm.ctx.journaled_state.database,
+        })
     }
 
     /// [`Chain::call`] under a geth tracer (`debug_traceCall`).
@@ -60,10 +159,42 @@ impl Chain {
     ) -> Result<GethTrace, ChainError> {
         let inspector =
             DebugInspector::new(opts).map_err(|e| ChainError::Call(format!("tracer: {e}")))?;
-        match self.call_inner(number, tx, overrides, bitcoin, None, Some(inspector))? {
-            Called::Traced(t) => Ok(*t),
-            Called::Outcome(_) => Err(ChainError::Call("no trace".into())),
-        }
+        let mut run = self.inspect_call(number, tx, overrides, bitcoin, inspector)?;
+        run.inspector
+            .get_result(None, &run.tx, &run.block, &run.result, &mut run.db)
+            .map_err(|e| ChainError::Call(format!("tracer: {e}")))
+    }
+
+    /// `eth_createAccessList`: the storage slots and accounts a call touches (leaving out the
+    /// sender, the callee and the precompiles, as geth), and the gas the call uses with that
+    /// list attached.
+    ///
+    /// # Errors
+    /// As [`Chain::call`].
+    pub fn create_access_list(
+        &self,
+        number: u64,
+        tx: TxEnv,
+        overrides: Option<&StateOverride>,
+        bitcoin: BitcoinPin,
+    ) -> Result<(AccessList, CallOutcome), ChainError> {
+        let seed = tx.access_list.clone();
+        let run = self.inspect_call(
+            number,
+            tx.clone(),
+            overrides,
+            bitcoin.clone(),
+            AccessListInspector::new(seed),
+        )?;
+        let list = run.inspector.into_access_list();
+        let with_list = TxEnv {
+            access_list: list.clone(),
+            // An access list makes it an EIP-2930 transaction at least.
+            tx_type: tx.tx_type.max(1),
+            ..tx
+        };
+        let outcome = self.call(number, with_list, overrides, bitcoin, None)?;
+        Ok((list, outcome))
     }
 
     /// User transaction `index` of block `number` re-executed under a geth tracer on its
@@ -93,88 +224,6 @@ impl Chain {
         let ctx = self.block_context(&parent, block.header.timestamp, block.header.beneficiary);
         let view = self.state_at(parent.number)?;
         exec::trace(view, &ctx, bitcoin, block.txs, index, inspector)
-    }
-
-    fn call_inner(
-        &self,
-        number: u64,
-        tx: TxEnv,
-        overrides: Option<&StateOverride>,
-        bitcoin: BitcoinPin,
-        timestamp: Option<u64>,
-        inspector: Option<DebugInspector>,
-    ) -> Result<Called, ChainError> {
-        let header = self
-            .header(number)?
-            .ok_or(ChainError::UnknownBlock(number))?;
-        let view = self.state_at(number)?;
-        let mut db = CacheDB::new(WrapDatabaseRef(view));
-        if let Some(o) = overrides {
-            apply_overrides(&mut db, o)?;
-        }
-        let mut ctx = self.block_context(
-            &header,
-            timestamp.unwrap_or(header.timestamp),
-            header.beneficiary,
-        );
-        // A call sees the block after `number` (like geth's pending-block semantics for call).
-        ctx.number = header.number + 1;
-        let zero_price = tx.gas_price == 0 && tx.gas_priority_fee.unwrap_or(0) == 0;
-        let chain_id = self.spec.chain_id;
-        let mut evm = Context::mainnet()
-            .with_db(db)
-            .modify_cfg_chained(|c| {
-                c.spec = SPEC;
-                c.chain_id = chain_id;
-                c.disable_nonce_check = true;
-                c.disable_base_fee = true;
-                c.disable_balance_check = zero_price;
-                c.disable_block_gas_limit = true;
-                c.disable_eip3607 = true;
-            })
-            .with_block(ctx.block_env())
-            .build_mainnet_with_inspector(DebugInspector::Noop(NoOpInspector))
-            .with_precompiles(hemi_hvm::HvmPrecompiles::new(SPEC, bitcoin));
-        if let Some(inspector) = inspector {
-            evm.inspector = inspector;
-            let res = evm.inspect_tx(tx.clone()).map_err(|e| match e {
-                EVMError::Transaction(e) => ChainError::Call(exec::invalid_tx_message(&e)),
-                EVMError::Database(e) => e,
-                other => ChainError::Call(other.to_string()),
-            })?;
-            let block_env = ctx.block_env();
-            let trace = evm
-                .inspector
-                .get_result(
-                    None,
-                    &tx,
-                    &block_env,
-                    &res,
-                    &mut evm.ctx.journaled_state.database,
-                )
-                .map_err(|e| ChainError::Call(format!("tracer: {e}")))?;
-            return Ok(Called::Traced(Box::new(trace)));
-        }
-        let outcome = match evm.transact(tx) {
-            Ok(r) => Ok(match r.result {
-                ExecutionResult::Success { output, gas, .. } => CallOutcome::Success {
-                    output: output.into_data(),
-                    gas_used: gas.tx_gas_used(),
-                },
-                ExecutionResult::Revert { output, gas, .. } => CallOutcome::Revert {
-                    output,
-                    gas_used: gas.tx_gas_used(),
-                },
-                ExecutionResult::Halt { reason, gas, .. } => CallOutcome::Halt {
-                    reason: halt_message(&reason),
-                    gas_used: gas.tx_gas_used(),
-                },
-            }),
-            Err(EVMError::Transaction(e)) => Err(ChainError::Call(exec::invalid_tx_message(&e))),
-            Err(EVMError::Database(e)) => Err(e),
-            Err(e) => Err(ChainError::Call(e.to_string())),
-        };
-        outcome.map(Called::Outcome)
     }
 
     /// Logs of blocks `from..=to` whose block bloom passes `bloom` and that `matches` accepts;

@@ -64,6 +64,20 @@ pub enum BackendError {
     Internal(String),
 }
 
+/// `eth_createAccessList`'s answer, as geth writes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessListResult {
+    /// Accounts and slots touched (the sender, the callee and precompiles left out).
+    pub access_list: alloy_rpc_types_eth::AccessList,
+    /// Gas the call uses with the list attached.
+    #[serde(with = "alloy_serde::quantity")]
+    pub gas_used: u64,
+    /// Why the call failed, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// Result of a backend call.
 pub type BackendResult<T> = Result<T, BackendError>;
 
@@ -115,6 +129,15 @@ pub trait EthBackend: Send + Sync + 'static {
         at: StateAt,
         state_overrides: Option<StateOverride>,
     ) -> BackendResult<u64>;
+    /// `eth_createAccessList`: what the call touches, the gas it uses with that list, and the
+    /// revert or halt reason if it fails (geth answers a failing call with `error`, not an
+    /// RPC error).
+    fn create_access_list(
+        &self,
+        request: TransactionRequest,
+        at: StateAt,
+        state_overrides: Option<StateOverride>,
+    ) -> BackendResult<AccessListResult>;
     /// Adds a signed EIP-2718 transaction to the pool; returns its hash.
     fn send_raw_transaction(&self, raw: Bytes) -> BackendResult<B256>;
     /// Logs of blocks `from..=to` matching `filter`'s addresses and topics (the block range in

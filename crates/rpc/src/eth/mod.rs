@@ -28,7 +28,7 @@ use jsonrpsee::RpcModule;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-pub use backend::{BackendError, BackendResult, EthBackend, StateAt, Tag};
+pub use backend::{AccessListResult, BackendError, BackendResult, EthBackend, StateAt, Tag};
 pub use compat::{method_set, GethCompat};
 pub use errors::{backend_error, decode_revert_reason, revert_error};
 pub use filters::{log_matches, too_many_logs, FilterStore, LogLimits};
@@ -446,6 +446,17 @@ fn register_execution(m: &mut RpcModule<EthContext>) -> Result<(), RegisterMetho
                 .estimate_gas(tx, at, state)
                 .map_err(backend_error)?,
         ))
+    })?;
+    blocking(m, "eth_createAccessList", |c, p| {
+        let a = Args::parse(p, 3)?;
+        let tx = call_request(&a)?;
+        let at = resolve_state(&*c.backend, a.block_or(1, BlockParam::PENDING)?)?;
+        let state: Option<StateOverride> = a.opt(2)?;
+        to_json(
+            c.backend
+                .create_access_list(tx, at, state)
+                .map_err(backend_error)?,
+        )
     })?;
     // Inline, not on the blocking pool: a batch of 100 submissions as 100 blocking tasks spent
     // more time in thread wake-ups than in signature recovery (docs/BENCHMARKS.md).
