@@ -82,6 +82,11 @@ await runScript('trace.mjs', async (step) => {
     assert.deepStrictEqual(lower(alH), lower(alA))
     assert.ok(alH.accessList.some((e) => e.address.toLowerCase() === callee && e.storageKeys.length === 1), JSON.stringify(alH))
 
+    // Receipts and blocks carry the fields anvil's do (blockTimestamp on receipts and logs).
+    const [rcH, rcA] = await step('receipt fields', () => both('eth_getTransactionReceipt', (s) => [s.hash]))
+    assert.deepStrictEqual(Object.keys(rcH).sort(), Object.keys(rcA).sort())
+    assert.deepStrictEqual(Object.keys(rcH.logs[0]).sort(), Object.keys(rcA.logs[0]).sort())
+
     const bad = await step('bad options', () => hemi.send('debug_traceTransaction', [a.hash, { tracer: 'noSuchTracer' }]).then(() => null, (e) => e.message))
     assert.ok(bad && /tracer|unknown variant/i.test(bad), bad)
 

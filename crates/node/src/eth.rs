@@ -239,11 +239,15 @@ impl NodeBackend {
             "transactionIndex": hex_u64(index as u64),
             "blockHash": block.hash,
             "blockNumber": hex_u64(block.header.number),
+            "blockTimestamp": hex_u64(block.header.timestamp),
             "from": tx.sender,
             "to": to,
             "cumulativeGasUsed": hex_u64(r.receipt.cumulative_gas_used),
             "gasUsed": hex_u64(gas_used_by(receipts, index)),
             "effectiveGasPrice": hex_u128(price),
+            // No blob transactions here: the blob base fee stays at its floor, 1 wei (what
+            // anvil reports on every receipt).
+            "blobGasPrice": "0x1",
             "contractAddress": created_address(tx),
             "logs": logs,
             "logsBloom": r.bloom(),
