@@ -89,6 +89,10 @@ await runScript('trace.mjs', async (step) => {
 
     const bad = await step('bad options', () => hemi.send('debug_traceTransaction', [a.hash, { tracer: 'noSuchTracer' }]).then(() => null, (e) => e.message))
     assert.ok(bad && /tracer|unknown variant/i.test(bad), bad)
+    const refused = (method, params) => hemi.send(method, params).then(() => null, (e) => e.message)
+    assert.match(await refused('debug_traceTransaction', ['0x12']), /expected \[txHash/)
+    assert.match(await refused('debug_traceTransaction', ['0x' + '11'.repeat(32)]), /not found/)
+    assert.match(await refused('debug_traceBlockByNumber', []), /expected \[blockNumber/)
 
     return { ok: true, structLogs: logH.structLogs.length, calls: callH.calls.length, gasUsed: callH.gasUsed, accessListGas: alH.gasUsed }
   } finally {

@@ -91,6 +91,22 @@ impl DebugContext {
     }
 }
 
+/// The parameter list of a `debug_` call whose usage is `usage` (e.g. `[txHash, options?]`),
+/// and its first parameter as a `T`.
+fn first_param<T: serde::de::DeserializeOwned>(
+    params: jsonrpsee::types::Params<'_>,
+    usage: &str,
+) -> Result<(Vec<Value>, T), ErrorObjectOwned> {
+    let v: Vec<Value> = params
+        .parse()
+        .map_err(|_| invalid(format!("expected {usage}")))?;
+    let first = v
+        .first()
+        .and_then(|x| serde_json::from_value(x.clone()).ok())
+        .ok_or_else(|| invalid(format!("expected {usage}")))?;
+    Ok((v, first))
+}
+
 /// Parses the optional tracer options at `params[at]` (geth: absent means the struct logger).
 fn tracing_options<T: serde::de::DeserializeOwned + Default>(
     v: &[Value],
@@ -135,13 +151,7 @@ pub(crate) fn debug_module(
     m.register_blocking_method(
         "debug_traceTransaction",
         |params, ctx, _| -> Result<Value, ErrorObjectOwned> {
-            let v: Vec<Value> = params
-                .parse()
-                .map_err(|_| invalid("expected [txHash, options?]"))?;
-            let hash: B256 = v
-                .first()
-                .and_then(|h| serde_json::from_value(h.clone()).ok())
-                .ok_or_else(|| invalid("expected [txHash, options?]: a 32-byte hash"))?;
+            let (v, hash): (_, B256) = first_param(params, "[txHash, options?]")?;
             let opts: GethDebugTracingOptions = tracing_options(&v, 1)?;
             let (number, index) = ctx
                 .chain
@@ -155,14 +165,8 @@ pub(crate) fn debug_module(
     m.register_blocking_method(
         "debug_traceBlockByNumber",
         |params, ctx, _| -> Result<Value, ErrorObjectOwned> {
-            let v: Vec<Value> = params
-                .parse()
-                .map_err(|_| invalid("expected [blockNumber, options?]"))?;
-            let s = v
-                .first()
-                .and_then(Value::as_str)
-                .ok_or_else(|| invalid("expected [blockNumber, options?]"))?;
-            let n = ctx.number(s)?;
+            let (v, s): (_, String) = first_param(params, "[blockNumber, options?]")?;
+            let n = ctx.number(&s)?;
             let opts: GethDebugTracingOptions = tracing_options(&v, 1)?;
             ctx.trace_block(n, opts)
         },
@@ -170,13 +174,7 @@ pub(crate) fn debug_module(
     m.register_blocking_method(
         "debug_traceBlockByHash",
         |params, ctx, _| -> Result<Value, ErrorObjectOwned> {
-            let v: Vec<Value> = params
-                .parse()
-                .map_err(|_| invalid("expected [blockHash, options?]"))?;
-            let hash: B256 = v
-                .first()
-                .and_then(|h| serde_json::from_value(h.clone()).ok())
-                .ok_or_else(|| invalid("expected [blockHash, options?]: a 32-byte hash"))?;
+            let (v, hash): (_, B256) = first_param(params, "[blockHash, options?]")?;
             let n = ctx
                 .chain
                 .number_of(&hash)
@@ -189,13 +187,8 @@ pub(crate) fn debug_module(
     m.register_blocking_method(
         "debug_traceCall",
         |params, ctx, _| -> Result<Value, ErrorObjectOwned> {
-            let v: Vec<Value> = params
-                .parse()
-                .map_err(|_| invalid("expected [call, blockNumber?, options?]"))?;
-            let request: TransactionRequest = v
-                .first()
-                .and_then(|r| serde_json::from_value(r.clone()).ok())
-                .ok_or_else(|| invalid("expected [call, blockNumber?, options?]: a call object"))?;
+            let (v, request): (_, TransactionRequest) =
+                first_param(params, "[call, blockNumber?, options?]")?;
             let n = match v.get(1).and_then(Value::as_str) {
                 Some(s) => ctx.number(s)?,
                 None => ctx.chain.head().0,
