@@ -300,5 +300,20 @@ async fn ethereum_clients_hvm_contracts_and_a_follower_on_real_bitcoin_core() ->
         (follower.call("eth_syncing", json!([])).await.ok()? == false).then_some(())
     })
     .await?;
+
+    // Last (it moves the devnet's clock): anvil's clock and mining tools behave as anvil's,
+    // and the follower takes the time-travelled blocks too.
+    let tools = node_script(&hemi, "anvil-tools.mjs", &[])?;
+    assert_eq!(tools["ok"], true, "{tools}");
+    let head = hex_u64(&hemi.call("eth_blockNumber", json!([])).await?);
+    wait_for(
+        60,
+        "the follower to take the time-travelled blocks",
+        || async {
+            let n = hex_u64(&follower.call("eth_blockNumber", json!([])).await.ok()?);
+            (n >= head).then_some(())
+        },
+    )
+    .await?;
     Ok(())
 }

@@ -740,6 +740,28 @@ impl EthBackend for NodeBackend {
             .map(|b| b.block.header.number)
             .map_err(chain_err)
     }
+
+    fn increase_time(&self, seconds: u64) -> BackendResult<u64> {
+        match &self.sequencer {
+            Some(seq) => Ok(seq.increase_time(seconds)),
+            None => Err(BackendError::Execution(
+                "only the sequencer keeps the clock".into(),
+            )),
+        }
+    }
+
+    fn set_next_block_timestamp(&self, timestamp: u64) -> BackendResult<()> {
+        match &self.sequencer {
+            // anvil answers a timestamp in the past as invalid params (-32602).
+            Some(seq) => seq.set_next_timestamp(timestamp).map_err(|e| match e {
+                ChainError::Call(m) => BackendError::InvalidParams(m),
+                other => chain_err(other),
+            }),
+            None => Err(BackendError::Execution(
+                "only the sequencer keeps the clock".into(),
+            )),
+        }
+    }
 }
 
 /// The transaction an `eth_call`-style request describes on chain `chain_id`, its gas capped at

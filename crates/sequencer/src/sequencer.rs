@@ -56,6 +56,9 @@ pub struct Sequencer {
     pool: Mutex<TxPool>,
     pool_config: PoolConfig,
     produce: Mutex<()>,
+    /// anvil's clock: seconds added to the wall clock (`evm_increaseTime`), and the next
+    /// block's timestamp if one was set (`evm_setNextBlockTimestamp`).
+    clock: Mutex<Clock>,
     blocks: broadcast::Sender<u64>,
     pending: broadcast::Sender<B256>,
 }
@@ -66,6 +69,13 @@ impl std::fmt::Debug for Sequencer {
             .field("address", &self.address)
             .finish()
     }
+}
+
+/// The sequencer's clock adjustments (devnet tools, as anvil's).
+#[derive(Debug, Default)]
+struct Clock {
+    offset: u64,
+    next: Option<u64>,
 }
 
 fn now_secs() -> u64 {
@@ -117,6 +127,7 @@ impl Sequencer {
             pool_config: pool.config().clone(),
             pool: Mutex::new(pool),
             produce: Mutex::new(()),
+            clock: Mutex::new(Clock::default()),
             blocks: broadcast::channel(1024).0,
             pending: broadcast::channel(8192).0,
             config,
@@ -170,6 +181,36 @@ impl Sequencer {
         hemi_chain::pin::pin_for(&self.chain, &self.bitcoin, self.config.network, number)
     }
 
+    /// anvil's `evm_increaseTime`: later blocks' timestamps run `seconds` ahead of the wall
+    /// clock (on top of earlier increases); returns the total.
+    pub fn increase_time(&self, seconds: u64) -> u64 {
+        let mut clock = self.clock.lock();
+        clock.offset = clock.offset.saturating_add(seconds);
+        clock.offset
+    }
+
+    /// anvil's `evm_setNextBlockTimestamp`: the next block's timestamp; later blocks go on
+    /// from it (the offset becomes `timestamp − now`).
+    ///
+    /// # Errors
+    /// [`ChainError::Call`] if it is before the head's timestamp (anvil's rule and words).
+    pub fn set_next_timestamp(&self, timestamp: u64) -> Result<(), ChainError> {
+        let head = self.chain.head().0;
+        let parent = self
+            .chain
+            .header(head)?
+            .ok_or(ChainError::UnknownBlock(head))?;
+        if timestamp < parent.timestamp {
+            return Err(ChainError::Call(format!(
+                "Timestamp error: {timestamp} is lower than previous block's timestamp"
+            )));
+        }
+        let mut clock = self.clock.lock();
+        clock.next = Some(timestamp);
+        clock.offset = timestamp.saturating_sub(now_secs());
+        Ok(())
+    }
+
     /// Builds, seals and commits the next block now.
     ///
     /// # Errors
@@ -202,11 +243,18 @@ impl Sequencer {
             pinned,
             network: self.config.network,
         };
+        let timestamp = {
+            let mut clock = self.clock.lock();
+            clock
+                .next
+                .take()
+                .unwrap_or_else(|| now_secs().saturating_add(clock.offset))
+        };
         let built = self.chain.build_block(
             &pin,
             &attrs,
             candidates,
-            now_secs(),
+            timestamp,
             self.config.sealer.as_ref(),
         )?;
         {

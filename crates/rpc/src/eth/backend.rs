@@ -175,6 +175,21 @@ pub trait EthBackend: Send + Sync + 'static {
     fn subscribe_pending(&self) -> broadcast::Receiver<B256>;
     /// Anvil/hardhat `evm_mine`: produce a block now (devnet only; others return an error).
     fn mine(&self) -> BackendResult<u64>;
+    /// anvil's `evm_increaseTime`: later blocks run `seconds` ahead; the total adjustment
+    /// (devnet only).
+    fn increase_time(&self, seconds: u64) -> BackendResult<u64> {
+        let _ = seconds;
+        Err(BackendError::Execution(
+            "only the devnet's sequencer keeps anvil's clock".into(),
+        ))
+    }
+    /// anvil's `evm_setNextBlockTimestamp` (devnet only).
+    fn set_next_block_timestamp(&self, timestamp: u64) -> BackendResult<()> {
+        let _ = timestamp;
+        Err(BackendError::Execution(
+            "only the devnet's sequencer keeps anvil's clock".into(),
+        ))
+    }
     /// New keystones as JSON (`eth_subscribe("newKeystones")`); `None` where there are none.
     fn subscribe_keystones(&self) -> Option<broadcast::Receiver<Value>> {
         None

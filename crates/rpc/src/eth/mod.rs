@@ -617,5 +617,51 @@ fn register_misc(m: &mut RpcModule<EthContext>) -> Result<(), RegisterMethodErro
         c.backend.mine().map_err(backend_error)?;
         Ok(json!("0x0"))
     })?;
+    // anvil_mine(blocks?, interval?) and its hardhat_ alias: that many blocks now (at most
+    // 10,000 in one call), `interval` seconds apart when given.
+    for name in ["anvil_mine", "hardhat_mine"] {
+        blocking(m, name, |c, p| {
+            let a = Args::parse(p, 2)?;
+            let n: Option<alloy_primitives::U64> = a.opt(0)?;
+            let interval: Option<alloy_primitives::U64> = a.opt(1)?;
+            let n = n.map_or(1, |n| n.to::<u64>());
+            if n > 10_000 {
+                return Err(invalid_params(format!(
+                    "{n} blocks: at most 10000 per call"
+                )));
+            }
+            for i in 0..n {
+                if let (Some(step), true) = (interval, i > 0) {
+                    c.backend
+                        .increase_time(step.to::<u64>())
+                        .map_err(backend_error)?;
+                }
+                c.backend.mine().map_err(backend_error)?;
+            }
+            Ok(Value::Null)
+        })?;
+    }
+    for name in ["evm_increaseTime", "anvil_increaseTime"] {
+        blocking(m, name, |c, p| {
+            let a = Args::parse(p, 1)?;
+            let secs: alloy_primitives::U64 = a.req(0)?;
+            let total = c
+                .backend
+                .increase_time(secs.to::<u64>())
+                .map_err(backend_error)?;
+            // anvil answers with the total adjustment as a JSON number.
+            Ok(json!(total))
+        })?;
+    }
+    for name in ["evm_setNextBlockTimestamp", "anvil_setNextBlockTimestamp"] {
+        blocking(m, name, |c, p| {
+            let a = Args::parse(p, 1)?;
+            let ts: alloy_primitives::U64 = a.req(0)?;
+            c.backend
+                .set_next_block_timestamp(ts.to::<u64>())
+                .map_err(backend_error)?;
+            Ok(Value::Null)
+        })?;
+    }
     Ok(())
 }
