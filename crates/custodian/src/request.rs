@@ -234,13 +234,5 @@ pub fn key_path_witness(sig: schnorr::Signature) -> Witness {
 
 /// The witness of a sweep input: `sig` ‖ the deposit leaf ‖ its control block.
 pub fn deposit_leaf_witness(sig: schnorr::Signature, deposit: &TaprootDeposit) -> Option<Witness> {
-    let leaf = deposit.deposit_leaf();
-    let control = deposit
-        .spend_info()
-        .control_block(&(leaf.clone(), LeafVersion::TapScript))?;
-    let mut w = Witness::new();
-    w.push(sig.as_ref());
-    w.push(leaf.as_bytes());
-    w.push(control.serialize());
-    Some(w)
+    hemi_tunnel::sweep::deposit_leaf_witness(deposit, sig.as_ref())
 }

@@ -110,7 +110,8 @@ impl Tunnel {
         )?)
     }
 
-    /// The vault's description in `hemi_nodeStatus`.
+    /// The vault's keys and timelock (in `hemi_nodeStatus`, and the start of `hemi_getTunnel`);
+    /// [`Tunnel::vault_from_json`] reads them back.
     pub(crate) fn vault_json(&self) -> Value {
         json!({
             "groupKey": self.vault.group_key.to_string(),
@@ -129,15 +130,11 @@ impl Tunnel {
     /// `hemi_getTunnel`.
     pub(crate) fn json(&self) -> Value {
         let p = &self.spec.params;
-        json!({
+        let mut out = self.vault_json();
+        let rest = json!({
             "vaultAddress": self.address().to_string(),
             "vaultOutputKey": p.vault_output_key,
-            "groupKey": self.vault.group_key.to_string(),
-            "threshold": self.vault.threshold,
             "custodians": self.vault.custodian_keys.len(),
-            "custodianKeys": self.vault.custodian_keys.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
-            "recoveryKey": self.vault.recovery_key.to_string(),
-            "recoveryAfter": self.vault.recovery_after,
             "tokenAddress": HEMI_BTC_ADDRESS,
             "tunnelAddress": TUNNEL_MANAGER_ADDRESS,
             "tokenSymbol": "hemiBTC",
@@ -150,7 +147,11 @@ impl Tunnel {
             "depositFormats": ["opReturnAddress", "opReturnHex", "taproot"],
             "reclaimableFormats": ["taproot"],
             "taprootSweepBlocks": contracts::SWEEP_BLOCKS,
-        })
+        });
+        if let (Value::Object(out), Value::Object(rest)) = (&mut out, rest) {
+            out.extend(rest);
+        }
+        out
     }
 }
 

@@ -93,18 +93,23 @@ pub fn is_sweep(tx: &Transaction) -> bool {
     tx.output.iter().any(|o| o.script_pubkey == tag)
 }
 
-/// The witness of a deposit-leaf spend with signature `sig`.
-fn witness(d: &TaprootDeposit, sig: &[u8]) -> Result<Witness, SweepError> {
+/// The witness that spends deposit `d` through its deposit leaf with signature `sig`:
+/// `sig ‖ leaf ‖ control block` (`None` only if the leaf were not in the deposit's tree).
+pub fn deposit_leaf_witness(d: &TaprootDeposit, sig: &[u8]) -> Option<Witness> {
     let leaf = d.deposit_leaf();
     let control = d
         .spend_info()
-        .control_block(&(leaf.clone(), LeafVersion::TapScript))
-        .ok_or_else(|| SweepError::Sighash("the deposit leaf is not in the tree".into()))?;
+        .control_block(&(leaf.clone(), LeafVersion::TapScript))?;
     let mut w = Witness::new();
     w.push(sig);
     w.push(leaf.as_bytes());
     w.push(control.serialize());
-    Ok(w)
+    Some(w)
+}
+
+fn witness(d: &TaprootDeposit, sig: &[u8]) -> Result<Witness, SweepError> {
+    deposit_leaf_witness(d, sig)
+        .ok_or_else(|| SweepError::Sighash("the deposit leaf is not in the tree".into()))
 }
 
 /// An unsigned sweep of `inputs` into `vault` at `fee_rate` sat/vB (its size is final: a
