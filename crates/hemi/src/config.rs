@@ -68,6 +68,14 @@ pub(crate) struct CommonArgs {
     /// deterministic 2-of-3 vault; a follower takes the followed node's). Part of consensus.
     #[arg(long, env = "HEMI_VAULT")]
     pub vault: Option<PathBuf>,
+    /// Join the L2's p2p network (libp2p: blocks and transactions gossiped, missed blocks
+    /// fetched from peers), listening on HOST:PORT.
+    #[arg(long, env = "HEMI_P2P_ADDR")]
+    pub p2p_addr: Option<SocketAddr>,
+    /// A p2p peer to dial, `/ip4/HOST/tcp/PORT/p2p/PEER_ID` as another node prints it
+    /// (repeatable).
+    #[arg(long = "bootnode", env = "HEMI_BOOTNODE", value_delimiter = ',')]
+    pub bootnode: Vec<String>,
 }
 
 /// `hemi devnet` flags.
@@ -143,6 +151,8 @@ struct FileConfig {
     vault: Option<PathBuf>,
     custodians: Option<PathBuf>,
     coordinator_key: Option<PathBuf>,
+    p2p_addr: Option<SocketAddr>,
+    bootnode: Option<Vec<String>>,
 }
 
 /// `follow` in the TOML file: one URL or a list.
@@ -395,6 +405,8 @@ impl DevnetArgs {
                 .unwrap_or(DEFAULT_GAS_LIMIT),
             follow: Vec::new(),
             sequencer_address: None,
+            p2p_addr: self.common.p2p_addr.or(f.p2p_addr),
+            bootnodes: bootnodes(self.common.bootnode, f.bootnode.clone()),
             dir,
         };
         if cfg.bitcoin_rpc.is_some() && cfg.bitcoin_peers.is_empty() {
@@ -481,12 +493,26 @@ impl NodeArgs {
                 self.follow
             },
             sequencer_address: self.sequencer_address.or(f.sequencer_address),
+            p2p_addr: self.common.p2p_addr.or(f.p2p_addr),
+            bootnodes: bootnodes(self.common.bootnode, f.bootnode.clone()),
             dir,
         };
         if cfg.bitcoin_peers.is_empty() {
             bail!("hemi node needs --bitcoin-peer HOST:PORT (a Bitcoin Core to follow)");
         }
+        if !cfg.bootnodes.is_empty() && cfg.p2p_addr.is_none() {
+            bail!("--bootnode needs --p2p-addr HOST:PORT (where this node listens for peers)");
+        }
         Ok(cfg)
+    }
+}
+
+/// `--bootnode`s: the flags', else the file's.
+fn bootnodes(flags: Vec<String>, file: Option<Vec<String>>) -> Vec<String> {
+    if flags.is_empty() {
+        file.unwrap_or_default()
+    } else {
+        flags
     }
 }
 

@@ -34,6 +34,10 @@ pub struct Config {
     pub gas_limit: u64,
     /// `--follow URL`s (node only; empty: not following).
     pub follow: Vec<String>,
+    /// `--p2p-addr`: join the L2's p2p network, listening here.
+    pub p2p_addr: Option<SocketAddr>,
+    /// `--bootnode` multiaddrs to dial.
+    pub bootnodes: Vec<String>,
     /// `--sequencer-address` (node only).
     pub sequencer_address: Option<String>,
     /// Keystone interval, L2 blocks.

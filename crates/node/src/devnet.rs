@@ -114,6 +114,11 @@ pub async fn devnet(cfg: Config) -> anyhow::Result<()> {
             pool_limits: Some((DEVNET_POOL_PER_SENDER, DEVNET_POOL_TOTAL)),
         },
     )?;
+    let net = crate::p2p::start(&cfg).await?;
+    if let Some((_, app)) = &net {
+        let _ = app.chain.set(chain.clone());
+        let _ = app.sequencer.set(sequencer.clone());
+    }
     let accounts = hemi_chain::dev_accounts(hemi_chain::DEV_MNEMONIC, 10)?;
     println!(
         "L2 (chain id {}, block time {:?}, gas limit {})",
@@ -151,6 +156,8 @@ pub async fn devnet(cfg: Config) -> anyhow::Result<()> {
         chain,
         sequencer: Some(sequencer),
         follower: None,
+        wake: None,
+        net,
         accounts: accounts.iter().map(|a| a.address).collect(),
         popm: popm_rpc.filter(|_| cfg.popm).map(|url| (key.clone(), url)),
         tunnel,

@@ -48,6 +48,8 @@ pub struct NodeBackend {
     pub keystones: broadcast::Sender<Value>,
     /// The follower (node --follow): its catch-up is `eth_syncing`.
     pub follower: Option<Arc<hemi_sync::Follower>>,
+    /// The p2p network: a follower gossips the transactions it is sent to the sequencers.
+    pub net: Option<Arc<hemi_net::Network>>,
 }
 
 fn chain_err(e: ChainError) -> BackendError {
@@ -500,14 +502,32 @@ impl EthBackend for NodeBackend {
 
     fn send_raw_transaction(&self, raw: Bytes) -> BackendResult<B256> {
         let Some(seq) = &self.sequencer else {
-            return Err(BackendError::TxRejected(
-                "this node follows a sequencer; send transactions to the sequencer".into(),
-            ));
+            let Some(net) = &self.net else {
+                return Err(BackendError::TxRejected(
+                    "this node follows a sequencer; send transactions to the sequencer".into(),
+                ));
+            };
+            // Checked as the sequencer's pool checks it without state (a bad transaction is
+            // refused here, not gossiped), then gossiped.
+            let spec = self.chain.spec();
+            let checked = hemi_txpool::TxPool::check(
+                &raw,
+                &hemi_txpool::PoolConfig::new(spec.chain_id, spec.gas_limit),
+            )
+            .map_err(|e| BackendError::TxRejected(e.to_string()))?;
+            net.publish_tx_now(raw.to_vec())
+                .map_err(|e| BackendError::TxRejected(e.to_string()))?;
+            return Ok(checked.hash());
         };
-        seq.submit(&raw).map_err(|e| match e {
+        let hash = seq.submit(&raw).map_err(|e| match e {
             SubmitError::Pool(p) => BackendError::TxRejected(p.to_string()),
             SubmitError::Chain(c) => chain_err(c),
-        })
+        })?;
+        if let Some(net) = &self.net {
+            // Other nodes (and sequencers of a set) hear it too.
+            let _ = net.publish_tx_now(raw.to_vec());
+        }
+        Ok(hash)
     }
 
     fn logs(&self, from: u64, to: u64, filter: &Filter, limit: usize) -> BackendResult<Vec<Log>> {

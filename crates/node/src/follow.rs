@@ -2,12 +2,13 @@
 
 use std::sync::Arc;
 
+use alloy_primitives::Address;
 use anyhow::Context;
 use hemi_btc_client::{BitcoinClient, ClientConfig};
 use hemi_btc_view::BitcoinView;
-use hemi_chain::SequencerAddress;
-use hemi_sync::{Follower, RpcSource};
-use serde_json::json;
+use hemi_chain::{SealVerifier, SequencerAddress};
+use hemi_sync::{Follower, P2pSource, RpcSource};
+use serde_json::{json, Value};
 
 use crate::serve::{serve, L2};
 use crate::storage::{open_chain, open_store};
@@ -15,18 +16,33 @@ use crate::Config;
 
 /// `hemi node`.
 pub async fn node(mut cfg: Config) -> anyhow::Result<()> {
-    if let (Some(url), false) = (cfg.follow.first(), cfg.consensus_params_set) {
+    let net = crate::p2p::start(&cfg).await?;
+    // The node we learn the chain's parameters from: the first `--follow` URL, else a p2p
+    // bootnode; asked only for what is not pinned by flags.
+    let needs_status =
+        !cfg.consensus_params_set || cfg.sequencer_address.is_none() || cfg.vault.is_none();
+    let remote: Option<(String, Value)> = match (cfg.follow.first(), &net) {
+        _ if !needs_status => None,
+        (Some(url), _) => Some((
+            url.clone(),
+            hemi_sync::node_status(url)
+                .await
+                .with_context(|| format!("asking {url} for the chain's parameters"))?,
+        )),
+        (None, Some((net, _))) if !cfg.bootnodes.is_empty() => {
+            Some(crate::p2p::peer_status(net).await?)
+        }
+        _ => None,
+    };
+    if let (Some((from, status)), false) = (&remote, cfg.consensus_params_set) {
         // Keystones, PoP payouts and deposit confirmations are part of consensus: take the
         // followed node's.
-        let status = hemi_sync::node_status(url)
-            .await
-            .with_context(|| format!("asking {url} for its keystone interval"))?;
         let fin = &status["finality"];
         if let (Some(i), Some(d)) = (
             fin["keystoneInterval"].as_u64(),
             fin["popPayoutDelay"].as_u64(),
         ) {
-            tracing::info!(keystone_interval = i, pop_payout_delay = d, "using the followed node's PoP parameters; pass --keystone-interval/--pop-payout-delay to pin them");
+            tracing::info!(keystone_interval = i, pop_payout_delay = d, %from, "using the followed node's PoP parameters; pass --keystone-interval/--pop-payout-delay to pin them");
             cfg.keystone_interval = i;
             cfg.pop_payout_delay = d;
         }
@@ -50,51 +66,77 @@ pub async fn node(mut cfg: Config) -> anyhow::Result<()> {
         store.clone(),
         ClientConfig::new(cfg.network, cfg.bitcoin_peers.clone()),
     );
-    let tunnel = node_tunnel(&cfg).await?;
+    let tunnel = node_tunnel(&cfg, remote.as_ref()).await?;
     let chain = open_chain(&cfg, &tunnel)?;
-    let follower = match cfg.follow.first() {
-        Some(url) => {
-            let sequencer = match &cfg.sequencer_address {
-                Some(a) => a
-                    .parse()
-                    .with_context(|| format!("--sequencer-address {a:?} is not an address"))?,
-                None => {
-                    let a = hemi_sync::sequencer_address(url)
-                        .await
-                        .with_context(|| format!("asking {url} for its sequencer address"))?;
-                    tracing::warn!(sequencer = %a, "trusting the followed node for the sequencer address; pass --sequencer-address to pin it");
-                    a
-                }
-            };
-            println!(
-                "Following {} (blocks sealed by {sequencer})",
-                cfg.follow.join(", ")
-            );
-            status["following"] = if cfg.follow.len() == 1 {
-                json!(url)
-            } else {
-                json!(cfg.follow)
-            };
-            status["sequencer"] = json!(sequencer);
-            Some(Arc::new(Follower::new(
+    let follows_p2p = net.is_some() && (remote.is_some() || cfg.sequencer_address.is_some());
+    let follower = if cfg.follow.is_empty() && !follows_p2p {
+        None
+    } else {
+        let sequencer: Address = match (&cfg.sequencer_address, &remote) {
+            (Some(a), _) => a
+                .parse()
+                .with_context(|| format!("--sequencer-address {a:?} is not an address"))?,
+            (None, Some((from, status))) => {
+                let a = status["sequencer"]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .with_context(|| format!("{from} reports no sequencer address"))?;
+                tracing::warn!(sequencer = %a, %from, "trusting the followed node for the sequencer address; pass --sequencer-address to pin it");
+                a
+            }
+            (None, None) => anyhow::bail!("following needs --sequencer-address or a node to ask"),
+        };
+        let verifier: Arc<dyn SealVerifier> = Arc::new(SequencerAddress(sequencer));
+        let mut sources: Vec<Arc<dyn hemi_sync::BlockSource>> = cfg
+            .follow
+            .iter()
+            .map(|url| Arc::new(RpcSource::new(url.clone())) as Arc<dyn hemi_sync::BlockSource>)
+            .collect();
+        let mut wake = None;
+        if let Some((net, app)) = &net {
+            let source = P2pSource::new(net.clone(), chain.clone(), verifier.clone());
+            wake = Some(source.wake());
+            let _ = app.source.set(source.clone());
+            sources.push(source);
+        }
+        let mut where_ = cfg.follow.clone();
+        if net.is_some() {
+            where_.push("the p2p network".into());
+        }
+        println!(
+            "Following {} (blocks sealed by {sequencer})",
+            where_.join(", ")
+        );
+        status["following"] = if cfg.follow.len() == 1 && net.is_none() {
+            json!(cfg.follow[0])
+        } else {
+            json!(where_)
+        };
+        status["sequencer"] = json!(sequencer);
+        Some((
+            Arc::new(Follower::new(
                 chain.clone(),
                 store.clone() as Arc<dyn BitcoinView>,
                 cfg.network,
-                cfg.follow
-                    .iter()
-                    .map(|url| {
-                        Arc::new(RpcSource::new(url.clone())) as Arc<dyn hemi_sync::BlockSource>
-                    })
-                    .collect(),
-                Arc::new(SequencerAddress(sequencer)),
-            )))
-        }
-        None => None,
+                sources,
+                verifier,
+            )),
+            wake,
+        ))
+    };
+    if let Some((_, app)) = &net {
+        let _ = app.chain.set(chain.clone());
+    }
+    let (follower, wake) = match follower {
+        Some((f, w)) => (Some(f), w),
+        None => (None, None),
     };
     let l2 = L2 {
         chain,
         sequencer: None,
         follower,
+        wake,
+        net,
         accounts: Vec::new(),
         popm: None,
         tunnel,
@@ -106,7 +148,10 @@ pub async fn node(mut cfg: Config) -> anyhow::Result<()> {
 
 /// The vault a node runs with: `--vault FILE`, else the followed node's (the vault is part of
 /// consensus: a different one gives different state roots), else the devnet's.
-async fn node_tunnel(cfg: &Config) -> anyhow::Result<crate::tunnel::Tunnel> {
+async fn node_tunnel(
+    cfg: &Config,
+    remote: Option<&(String, Value)>,
+) -> anyhow::Result<crate::tunnel::Tunnel> {
     let (confirmations, deadline) = (cfg.deposit_confirmations, cfg.withdrawal_deadline);
     if let Some(path) = &cfg.vault {
         let (file, vault) = hemi_custodian::VaultFile::load(path)
@@ -126,10 +171,7 @@ async fn node_tunnel(cfg: &Config) -> anyhow::Result<crate::tunnel::Tunnel> {
             cfg.network,
         ));
     }
-    if let Some(url) = cfg.follow.first() {
-        let status = hemi_sync::node_status(url)
-            .await
-            .with_context(|| format!("asking {url} for its tunnel vault"))?;
+    if let Some((url, status)) = remote {
         let v = &status["tunnel"]["vault"];
         if !v.is_null() {
             let vault = crate::tunnel::Tunnel::vault_from_json(v)

@@ -22,6 +22,10 @@ pub(crate) struct L2 {
     pub(crate) chain: Arc<Chain>,
     pub(crate) sequencer: Option<Arc<Sequencer>>,
     pub(crate) follower: Option<Arc<Follower>>,
+    /// Wakes the follower when gossip brings a block.
+    pub(crate) wake: Option<Arc<tokio::sync::Notify>>,
+    /// The p2p network (`--p2p-addr`) and what it serves.
+    pub(crate) net: Option<(Arc<hemi_net::Network>, Arc<crate::p2p::NodeNet>)>,
     pub(crate) accounts: Vec<alloy_primitives::Address>,
     /// The built-in PoP miner (devnet): its key and the Bitcoin RPC it broadcasts through.
     pub(crate) popm: Option<(Key, String)>,
@@ -133,29 +137,45 @@ pub(crate) async fn serve(
         "tokenAddress": hemi_tunnel::contracts::HEMI_BTC_ADDRESS,
         "tunnelAddress": hemi_tunnel::contracts::TUNNEL_MANAGER_ADDRESS,
     });
+    let p2p = l2.net.as_ref().map(|(n, _)| n.clone());
+    let node_status: Arc<dyn Fn() -> serde_json::Value + Send + Sync> = Arc::new(move || {
+        let mut v = extra_status.clone();
+        v["bitcoin"] = serde_json::to_value(c2.status()).unwrap_or_default();
+        v["network"] = json!(network.to_core_arg());
+        v["version"] = json!(env!("CARGO_PKG_VERSION"));
+        v["finality"] = json!({
+            "keystoneInterval": tr.params().keystone_interval,
+            "popPayoutDelay": pop_payout_delay,
+            "superfinalityDepth": tr.params().superfinality_depth,
+            "keystones": tr.keystone_count(),
+            "safe": tr.safe(),
+            "finalized": tr.finalized(),
+        });
+        v["tunnel"] = tunnel_status.clone();
+        if let Some(m) = ms.get() {
+            v["popm"] = serde_json::to_value(&*m.lock()).unwrap_or_default();
+        }
+        if let Some(net) = &p2p {
+            v["p2p"] = crate::p2p::status_json(net);
+        }
+        v
+    });
+    let mut forwards = Vec::new();
+    if let Some((net, app)) = &l2.net {
+        let _ = app.status.set(node_status.clone());
+        if let Some(seq) = &l2.sequencer {
+            forwards.push(crate::p2p::spawn_block_publisher(
+                net.clone(),
+                l2.chain.clone(),
+                seq.subscribe_blocks(),
+            ));
+        }
+    }
     let ctx = hemi_rpc::RpcContext {
         bitcoin: client_store.clone() as Arc<dyn BitcoinView>,
         network,
         sync_status: Arc::new(move || serde_json::to_value(c1.status()).unwrap_or_default()),
-        node_status: Arc::new(move || {
-            let mut v = extra_status.clone();
-            v["bitcoin"] = serde_json::to_value(c2.status()).unwrap_or_default();
-            v["network"] = json!(network.to_core_arg());
-            v["version"] = json!(env!("CARGO_PKG_VERSION"));
-            v["finality"] = json!({
-                "keystoneInterval": tr.params().keystone_interval,
-                "popPayoutDelay": pop_payout_delay,
-                "superfinalityDepth": tr.params().superfinality_depth,
-                "keystones": tr.keystone_count(),
-                "safe": tr.safe(),
-                "finalized": tr.finalized(),
-            });
-            v["tunnel"] = tunnel_status.clone();
-            if let Some(m) = ms.get() {
-                v["popm"] = serde_json::to_value(&*m.lock()).unwrap_or_default();
-            }
-            v
-        }),
+        node_status,
     };
     let rpc_cfg = hemi_rpc::RpcConfig {
         addr: cfg.rpc_addr,
@@ -163,7 +183,6 @@ pub(crate) async fn serve(
     };
     let (blocks, _) = tokio::sync::broadcast::channel(1024);
     let (pending, _) = tokio::sync::broadcast::channel(8192);
-    let mut forwards = Vec::new();
     if let Some(seq) = &l2.sequencer {
         forwards.push(forward(seq.subscribe_blocks(), blocks.clone()));
         forwards.push(forward(seq.subscribe_pending(), pending.clone()));
@@ -194,6 +213,7 @@ pub(crate) async fn serve(
         finality: tracker.clone(),
         keystones,
         follower: l2.follower.clone(),
+        net: l2.net.as_ref().map(|(n, _)| n.clone()),
     };
     let mut module = hemi_rpc::hemi_module(ctx)?.remove_context();
     module.merge(
@@ -328,10 +348,9 @@ pub(crate) async fn serve(
     };
     println!();
     let producer = l2.sequencer.as_ref().map(|s| s.spawn(cfg.block_time));
-    let follower = l2
-        .follower
-        .clone()
-        .map(|f| tokio::spawn(f.run(cfg.block_time.min(Duration::from_secs(1)))));
+    let follower = l2.follower.clone().map(|f| {
+        tokio::spawn(f.run_with_wake(cfg.block_time.min(Duration::from_secs(1)), l2.wake.clone()))
+    });
     crate::shutdown_signal().await;
     tracing::info!("shutting down");
     if let Some(p) = producer {

@@ -22,7 +22,7 @@ use hemi_chain::pin::resolve_pin;
 use hemi_chain::{BlockError, Chain, ChainError, L2Block, SealVerifier};
 use hemi_finality::FinalityError;
 use parking_lot::Mutex;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, Notify};
 
 use crate::{BlockSource, FollowError};
 
@@ -459,7 +459,11 @@ impl Follower {
                 return Ok(imported);
             }
             let hash = b.hash();
-            match self.offer(b).await? {
+            let offered = self.offer(b).await;
+            if let Err(e @ FollowError::Refused { .. }) = &offered {
+                source.refused(n + 1, e);
+            }
+            match offered? {
                 Offered::NotReady => break,
                 Offered::Imported => imported += 1,
                 Offered::Known | Offered::Side => {}
@@ -474,12 +478,22 @@ impl Follower {
     /// Follows forever: polls every source and imports new blocks, then runs fork choice. A
     /// refused block is logged and retried after a pause (the chain does not move past it).
     pub async fn run(self: Arc<Self>, poll: Duration) {
+        self.run_with_wake(poll, None).await;
+    }
+
+    /// [`Follower::run`], also syncing as soon as `wake` is notified (a p2p source's gossip).
+    pub async fn run_with_wake(self: Arc<Self>, poll: Duration, wake: Option<Arc<Notify>>) {
         loop {
             match self.sync_once().await {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "following"),
             }
-            tokio::time::sleep(poll).await;
+            match &wake {
+                Some(w) => {
+                    let _ = tokio::time::timeout(poll, w.notified()).await;
+                }
+                None => tokio::time::sleep(poll).await,
+            }
         }
     }
 

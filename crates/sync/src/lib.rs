@@ -17,9 +17,11 @@
 mod error;
 mod follower;
 mod fork;
+mod p2p;
 mod source;
 
 pub use error::FollowError;
 pub use follower::{BranchBlock, Follower, ForkRule, ForkScore, ForkTip};
 pub use fork::{fork_choice_json, PopForkRule};
+pub use p2p::{P2pSource, GOSSIP_MAX_AGE, GOSSIP_MAX_FUTURE, GOSSIP_MAX_PER_HEIGHT};
 pub use source::{node_status, sequencer_address, BlockSource, RpcSource};

@@ -28,6 +28,12 @@ pub trait BlockSource: Send + Sync + std::fmt::Debug {
     /// [`FollowError::Rpc`] when the source cannot be reached or does not serve the block;
     /// [`FollowError::Refused`] when the bytes it serves are not a block.
     async fn block(&self, number: u64) -> Result<L2Block, FollowError>;
+
+    /// The follower refused block `number` this source handed it (a p2p source blames the
+    /// peer that served it). The default does nothing.
+    fn refused(&self, number: u64, error: &FollowError) {
+        let _ = (number, error);
+    }
 }
 
 /// A hemi node's JSON-RPC as a block source: `eth_blockNumber` and `debug_getRawBlock`

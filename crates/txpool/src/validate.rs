@@ -74,6 +74,18 @@ pub struct Checked {
     pub(crate) cost: U256,
 }
 
+impl Checked {
+    /// The transaction hash.
+    pub fn hash(&self) -> alloy_primitives::B256 {
+        *self.envelope.tx_hash()
+    }
+
+    /// The recovered sender.
+    pub fn sender(&self) -> Address {
+        self.sender
+    }
+}
+
 /// Runs every check that needs no account state, in geth's order (cheap ones first, signature
 /// recovery last).
 pub(crate) fn check_stateless(bytes: &[u8], config: &PoolConfig) -> Result<Checked, PoolError> {

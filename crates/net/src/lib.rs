@@ -1,0 +1,880 @@
+//! The L2's p2p network on rust-libp2p: sealed blocks and transactions gossiped, missed blocks
+//! fetched by request-response, peers that send invalid data dropped.
+//!
+//! # Wire
+//!
+//! - Transport: TCP, Noise XX (ed25519 peer identities), yamux.
+//! - Gossipsub (strict signing: every message names its publishing peer), two topics per chain:
+//!   `/hemi/<chain id>/blocks/1` carries a sealed block as `debug_getRawBlock` serves it
+//!   (`rlp([header, [tx, …], seal])`), `/hemi/<chain id>/txs/1` one EIP-2718 transaction. The
+//!   message id is the SHA-256 of the data, so the same block or transaction from two
+//!   publishers is one message. Nothing is forwarded before the application ([`NetApp`]) has
+//!   accepted it; a rejected message costs its sender gossipsub score and a strike here.
+//! - Request-response `/hemi/<chain id>/sync/1` (CBOR, [`Request`] / [`Response`]): a peer's
+//!   head, a block by number or hash, and its status (the parameters a follower needs).
+//!
+//! A peer with [`MAX_STRIKES`] strikes (rejected gossip, a block that did not decode or
+//! verify, see [`Network::penalize`]) is disconnected and blocked for the life of the process.
+//! This crate moves bytes and keeps peers; what a valid block is, is the application's.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{allow_block_list, connection_limits, identify, identity, ping, StreamProtocol};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+pub use libp2p::{Multiaddr, PeerId};
+
+/// Strikes after which a peer is dropped and blocked.
+pub const MAX_STRIKES: u32 = 3;
+
+/// Largest gossip message (a block of a 2e9-gas devnet holds ~2 MB of transfers).
+pub const MAX_MESSAGE: usize = 16 << 20;
+
+/// Largest request-response answer.
+pub const MAX_RESPONSE: u64 = 32 << 20;
+
+/// How long a request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What the network asks the node it serves.
+pub trait NetApp: Send + Sync + 'static {
+    /// Judges a gossiped block (raw bytes). Accepted blocks are forwarded to other peers and
+    /// handed to [`Network::subscribe_blocks`].
+    fn check_block(&self, from: &PeerId, bytes: &[u8]) -> Verdict;
+    /// Judges (and, on a sequencer, takes) a gossiped transaction (EIP-2718 bytes).
+    fn check_tx(&self, from: &PeerId, bytes: &[u8]) -> Verdict;
+    /// Answers a peer's request.
+    fn serve(&self, request: &Request) -> Response;
+}
+
+/// What the application makes of a gossiped message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid: deliver and forward.
+    Accept,
+    /// Not forwarded, no penalty (a duplicate, too old, not ready).
+    Ignore,
+    /// Invalid: not forwarded, the sender is penalised; the reason is logged.
+    Reject(String),
+}
+
+/// A request-response request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// The peer's head.
+    Head,
+    /// A block by number (of the peer's canonical chain).
+    BlockByNumber(u64),
+    /// A block by hash.
+    BlockByHash(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// The peer's status (JSON: what `hemi_nodeStatus` reports).
+    Status,
+}
+
+/// A request-response answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The peer's head: number and hash.
+    Head {
+        /// Block number.
+        number: u64,
+        /// Block hash (32 bytes).
+        #[serde(with = "serde_bytes")]
+        hash: Vec<u8>,
+    },
+    /// A raw sealed block.
+    Block(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// The peer's status, JSON text.
+    Status(String),
+    /// The peer does not have it.
+    NotFound,
+    /// The peer could not answer.
+    Error(String),
+}
+
+/// Errors of the network.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// Starting the swarm failed (bad listen address, transport).
+    #[error("p2p: {0}")]
+    Start(String),
+    /// No connected peer to ask or publish to.
+    #[error("no p2p peers connected")]
+    NoPeers,
+    /// A request failed (timeout, connection closed, the peer does not speak the protocol).
+    #[error("p2p request to {peer}: {why}")]
+    Request {
+        /// Who was asked.
+        peer: PeerId,
+        /// What went wrong.
+        why: String,
+    },
+    /// Publishing failed.
+    #[error("p2p publish: {0}")]
+    Publish(String),
+    /// The network task has stopped.
+    #[error("p2p network stopped")]
+    Stopped,
+    /// The node key file could not be read or written.
+    #[error("p2p key {path}: {why}")]
+    Key {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        why: String,
+    },
+}
+
+/// Configuration of a [`Network`].
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// The chain id: topics and protocol names carry it, so chains never mix.
+    pub chain_id: u64,
+    /// Where to listen (`--p2p-addr`).
+    pub listen: SocketAddr,
+    /// Peers to dial at start and redial while disconnected (`--bootnode`).
+    pub bootnodes: Vec<Multiaddr>,
+}
+
+/// A connected peer as [`Network::peers`] reports it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerInfo {
+    /// The peer id.
+    pub peer_id: String,
+    /// The address we are connected on.
+    pub address: String,
+    /// The head it last reported.
+    pub head: Option<u64>,
+    /// Strikes so far.
+    pub strikes: u32,
+}
+
+/// A block accepted from gossip.
+#[derive(Debug, Clone)]
+pub struct GossipBlock {
+    /// The peer that forwarded it.
+    pub from: PeerId,
+    /// Its raw bytes.
+    pub bytes: Arc<Vec<u8>>,
+}
+
+#[derive(Default)]
+struct Peers {
+    connected: HashMap<PeerId, (Multiaddr, Option<u64>)>,
+    strikes: HashMap<PeerId, u32>,
+    banned: Vec<(PeerId, String)>,
+    listening: Vec<Multiaddr>,
+}
+
+enum Command {
+    Publish(
+        Topic,
+        Vec<u8>,
+        Option<oneshot::Sender<Result<(), NetError>>>,
+    ),
+    Request(PeerId, Request, oneshot::Sender<Result<Response, NetError>>),
+    Penalize(PeerId, String),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Topic {
+    Blocks,
+    Txs,
+}
+
+/// A running p2p network; cheap to share (`Arc`). Dropping every handle stops it.
+pub struct Network {
+    peer_id: PeerId,
+    commands: mpsc::Sender<Command>,
+    peers: Arc<Mutex<Peers>>,
+    blocks: broadcast::Sender<GossipBlock>,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("peer_id", &self.peer_id)
+            .finish()
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    limits: connection_limits::Behaviour,
+    gossip: gossipsub::Behaviour,
+    sync: request_response::cbor::Behaviour<Request, Response>,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+}
+
+/// Loads the node's p2p identity from `path` (protobuf-encoded ed25519 keypair, as libp2p
+/// writes it), creating it on first use; `None`: a new identity for this run.
+///
+/// # Errors
+/// [`NetError::Key`] when the file cannot be read, parsed or written.
+pub fn load_or_create_key(path: Option<&Path>) -> Result<identity::Keypair, NetError> {
+    let Some(path) = path else {
+        return Ok(identity::Keypair::generate_ed25519());
+    };
+    let err = |why: String| NetError::Key {
+        path: path.display().to_string(),
+        why,
+    };
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            identity::Keypair::from_protobuf_encoding(&bytes).map_err(|e| err(e.to_string()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = identity::Keypair::generate_ed25519();
+            let bytes = key.to_protobuf_encoding().map_err(|e| err(e.to_string()))?;
+            // Written aside and renamed: a crash never leaves half a key.
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, bytes)
+                .and_then(|()| std::fs::rename(&tmp, path))
+                .map_err(|e| err(e.to_string()))?;
+            Ok(key)
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+fn topic(chain_id: u64, which: Topic) -> IdentTopic {
+    match which {
+        Topic::Blocks => IdentTopic::new(format!("/hemi/{chain_id}/blocks/1")),
+        Topic::Txs => IdentTopic::new(format!("/hemi/{chain_id}/txs/1")),
+    }
+}
+
+/// `/ip4/HOST/tcp/PORT` (or ip6) of a socket address.
+pub fn tcp_multiaddr(addr: SocketAddr) -> Multiaddr {
+    let mut m = Multiaddr::empty();
+    m.push(match addr.ip() {
+        std::net::IpAddr::V4(ip) => libp2p::multiaddr::Protocol::Ip4(ip),
+        std::net::IpAddr::V6(ip) => libp2p::multiaddr::Protocol::Ip6(ip),
+    });
+    m.push(libp2p::multiaddr::Protocol::Tcp(addr.port()));
+    m
+}
+
+fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
+}
+
+impl Network {
+    /// Starts the network: listens on `config.listen`, dials the bootnodes and serves `app`.
+    /// Returns once listening.
+    ///
+    /// # Errors
+    /// [`NetError::Start`] when the swarm cannot be built or the address cannot be bound.
+    pub async fn start(
+        config: NetConfig,
+        key: identity::Keypair,
+        app: Arc<dyn NetApp>,
+    ) -> Result<Arc<Network>, NetError> {
+        let start = |e: String| NetError::Start(e);
+        let chain_id = config.chain_id;
+        let sync_protocol = StreamProtocol::try_from_owned(format!("/hemi/{chain_id}/sync/1"))
+            .map_err(|e| start(e.to_string()))?;
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_tcp(
+                libp2p::tcp::Config::default().nodelay(true),
+                libp2p::noise::Config::new,
+                libp2p::yamux::Config::default,
+            )
+            .map_err(|e| start(e.to_string()))?
+            .with_behaviour(|key| {
+                let gossip_config = gossipsub::ConfigBuilder::default()
+                    .validation_mode(gossipsub::ValidationMode::Strict)
+                    .validate_messages()
+                    .max_transmit_size(MAX_MESSAGE)
+                    .heartbeat_interval(Duration::from_millis(500))
+                    .message_id_fn(|m: &gossipsub::Message| {
+                        use sha2::Digest;
+                        gossipsub::MessageId::from(sha2::Sha256::digest(&m.data).to_vec())
+                    })
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let mut gossip = gossipsub::Behaviour::new(
+                    MessageAuthenticity::Signed(key.clone()),
+                    gossip_config,
+                )?;
+                let mut score = gossipsub::PeerScoreParams::default();
+                for which in [Topic::Blocks, Topic::Txs] {
+                    score.topics.insert(
+                        topic(chain_id, which).hash(),
+                        gossipsub::TopicScoreParams {
+                            // P4 is the square of the count: -10, -40, -90 — the third
+                            // invalid message still reaches us (graylisting starts at -80), so
+                            // the peer gets its third strike and is blocked.
+                            invalid_message_deliveries_weight: -10.0,
+                            invalid_message_deliveries_decay: 0.9,
+                            ..Default::default()
+                        },
+                    );
+                }
+                gossip.with_peer_score(score, gossipsub::PeerScoreThresholds::default())?;
+                let codec = request_response::cbor::codec::Codec::<Request, Response>::default()
+                    .set_request_size_maximum(64 << 10)
+                    .set_response_size_maximum(MAX_RESPONSE);
+                let sync = request_response::Behaviour::with_codec(
+                    codec,
+                    [(sync_protocol.clone(), ProtocolSupport::Full)],
+                    request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
+                );
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Behaviour {
+                    blocked: Default::default(),
+                    limits: connection_limits::Behaviour::new(
+                        connection_limits::ConnectionLimits::default()
+                            .with_max_established(Some(128))
+                            .with_max_established_per_peer(Some(2)),
+                    ),
+                    gossip,
+                    sync,
+                    identify: identify::Behaviour::new(identify::Config::new(
+                        format!("/hemi/{chain_id}/1"),
+                        key.public(),
+                    )),
+                    ping: ping::Behaviour::default(),
+                })
+            })
+            .map_err(|e| start(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+            .build();
+        for which in [Topic::Blocks, Topic::Txs] {
+            swarm
+                .behaviour_mut()
+                .gossip
+                .subscribe(&topic(chain_id, which))
+                .map_err(|e| start(e.to_string()))?;
+        }
+        swarm
+            .listen_on(tcp_multiaddr(config.listen))
+            .map_err(|e| start(format!("listening on {}: {e}", config.listen)))?;
+        let peers = Arc::new(Mutex::new(Peers::default()));
+        // The first listen address, so callers can print it.
+        loop {
+            match swarm.next().await {
+                Some(SwarmEvent::NewListenAddr { address, .. }) => {
+                    peers.lock().listening.push(address);
+                    break;
+                }
+                Some(SwarmEvent::ListenerError { error, .. })
+                | Some(SwarmEvent::ListenerClosed {
+                    reason: Err(error), ..
+                }) => return Err(start(format!("listening on {}: {error}", config.listen))),
+                Some(_) => {}
+                None => return Err(start("swarm ended".into())),
+            }
+        }
+        let (commands, rx) = mpsc::channel(4096);
+        let (blocks, _) = broadcast::channel(256);
+        let net = Arc::new(Network {
+            peer_id: *swarm.local_peer_id(),
+            commands,
+            peers: peers.clone(),
+            blocks: blocks.clone(),
+        });
+        let driver = Driver {
+            swarm,
+            app,
+            chain_id,
+            bootnodes: config.bootnodes,
+            peers,
+            blocks,
+            pending: HashMap::new(),
+            dialing: HashSet::new(),
+        };
+        tokio::spawn(driver.run(rx));
+        Ok(net)
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Where this node listens, each with `/p2p/<peer id>` (what another node passes as
+    /// `--bootnode`).
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        let me = self.peer_id;
+        self.peers
+            .lock()
+            .listening
+            .iter()
+            .map(|a| a.clone().with(libp2p::multiaddr::Protocol::P2p(me)))
+            .collect()
+    }
+
+    /// The connected peers.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        let p = self.peers.lock();
+        let mut v: Vec<PeerInfo> = p
+            .connected
+            .iter()
+            .map(|(id, (addr, head))| PeerInfo {
+                peer_id: id.to_string(),
+                address: addr.to_string(),
+                head: *head,
+                strikes: p.strikes.get(id).copied().unwrap_or(0),
+            })
+            .collect();
+        v.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        v
+    }
+
+    /// Peers dropped for bad data, with the last reason.
+    pub fn banned(&self) -> Vec<(PeerId, String)> {
+        self.peers.lock().banned.clone()
+    }
+
+    /// Connected peers with the head each last reported, highest first.
+    pub fn peer_heads(&self) -> Vec<(PeerId, Option<u64>)> {
+        let mut v: Vec<(PeerId, Option<u64>)> = self
+            .peers
+            .lock()
+            .connected
+            .iter()
+            .map(|(id, (_, h))| (*id, *h))
+            .collect();
+        v.sort_by_key(|(_, h)| std::cmp::Reverse(*h));
+        v
+    }
+
+    /// Blocks accepted from gossip, as they arrive.
+    pub fn subscribe_blocks(&self) -> broadcast::Receiver<GossipBlock> {
+        self.blocks.subscribe()
+    }
+
+    /// Gossips a sealed block this node made or imported (raw bytes). A block no peer hears
+    /// now is fetched later by request.
+    pub fn publish_block(&self, bytes: Vec<u8>) {
+        let _ = self
+            .commands
+            .try_send(Command::Publish(Topic::Blocks, bytes, None));
+    }
+
+    /// Gossips a transaction (EIP-2718 bytes).
+    ///
+    /// # Errors
+    /// [`NetError::NoPeers`] when no peer is subscribed, [`NetError::Publish`] otherwise.
+    pub async fn publish_tx(&self, bytes: Vec<u8>) -> Result<(), NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Publish(Topic::Txs, bytes, Some(tx)))
+            .await
+            .map_err(|_| NetError::Stopped)?;
+        rx.await.map_err(|_| NetError::Stopped)?
+    }
+
+    /// Gossips a transaction without waiting (for callers that cannot await).
+    ///
+    /// # Errors
+    /// [`NetError::NoPeers`] when no peer is connected, [`NetError::Stopped`] when the queue is
+    /// full or the network stopped.
+    pub fn publish_tx_now(&self, bytes: Vec<u8>) -> Result<(), NetError> {
+        if self.peers.lock().connected.is_empty() {
+            return Err(NetError::NoPeers);
+        }
+        self.commands
+            .try_send(Command::Publish(Topic::Txs, bytes, None))
+            .map_err(|_| NetError::Stopped)
+    }
+
+    /// Asks `peer`.
+    ///
+    /// # Errors
+    /// [`NetError::Request`] (timeout, closed, refused), [`NetError::Stopped`].
+    pub async fn request(&self, peer: PeerId, request: Request) -> Result<Response, NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Request(peer, request, tx))
+            .await
+            .map_err(|_| NetError::Stopped)?;
+        rx.await.map_err(|_| NetError::Stopped)?
+    }
+
+    /// Gives `peer` a strike for bad data (a block that did not decode, verify or execute);
+    /// at [`MAX_STRIKES`] it is disconnected and blocked.
+    pub fn penalize(&self, peer: PeerId, why: impl Into<String>) {
+        let _ = self.commands.try_send(Command::Penalize(peer, why.into()));
+    }
+
+    /// Waits until at least one peer is connected, at most `timeout`.
+    ///
+    /// # Errors
+    /// [`NetError::NoPeers`] after `timeout`.
+    pub async fn wait_for_peer(&self, timeout: Duration) -> Result<PeerId, NetError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(p) = self.peers.lock().connected.keys().next() {
+                return Ok(*p);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(NetError::NoPeers);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+struct Driver {
+    swarm: libp2p::Swarm<Behaviour>,
+    app: Arc<dyn NetApp>,
+    chain_id: u64,
+    bootnodes: Vec<Multiaddr>,
+    peers: Arc<Mutex<Peers>>,
+    blocks: broadcast::Sender<GossipBlock>,
+    pending: HashMap<request_response::OutboundRequestId, Pending>,
+    dialing: HashSet<Multiaddr>,
+}
+
+enum Pending {
+    /// A caller's request.
+    Caller(oneshot::Sender<Result<Response, NetError>>),
+    /// Our periodic head poll.
+    Head(PeerId),
+}
+
+impl Driver {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        self.dial_bootnodes();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut ticks = 0u64;
+        loop {
+            tokio::select! {
+                ev = self.swarm.next() => match ev {
+                    Some(ev) => self.on_event(ev),
+                    None => return,
+                },
+                cmd = commands.recv() => match cmd {
+                    Some(cmd) => self.on_command(cmd),
+                    // Every handle dropped: stop.
+                    None => return,
+                },
+                _ = tick.tick() => {
+                    ticks += 1;
+                    self.poll_heads();
+                    if ticks.is_multiple_of(5) {
+                        self.dial_bootnodes();
+                    }
+                }
+            }
+        }
+    }
+
+    fn dial_bootnodes(&mut self) {
+        let connected: HashSet<PeerId> = self.peers.lock().connected.keys().copied().collect();
+        for addr in self.bootnodes.clone() {
+            if peer_of(&addr).is_some_and(|p| connected.contains(&p))
+                || self.dialing.contains(&addr)
+            {
+                continue;
+            }
+            if peer_of(&addr).is_none() && !connected.is_empty() {
+                continue;
+            }
+            match self.swarm.dial(addr.clone()) {
+                Ok(()) => {
+                    self.dialing.insert(addr);
+                }
+                Err(e) => tracing::debug!(%addr, error = %e, "dialing bootnode"),
+            }
+        }
+    }
+
+    fn poll_heads(&mut self) {
+        let peers: Vec<PeerId> = self.peers.lock().connected.keys().copied().collect();
+        for peer in peers {
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .sync
+                .send_request(&peer, Request::Head);
+            self.pending.insert(id, Pending::Head(peer));
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Publish(which, data, reply) => {
+                let t = topic(self.chain_id, which);
+                let r = match self.swarm.behaviour_mut().gossip.publish(t, data) {
+                    Ok(_) | Err(gossipsub::PublishError::Duplicate) => Ok(()),
+                    Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
+                        Err(NetError::NoPeers)
+                    }
+                    Err(e) => Err(NetError::Publish(e.to_string())),
+                };
+                if let Err(e) = &r {
+                    tracing::debug!(error = %e, "gossip publish");
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(r);
+                }
+            }
+            Command::Request(peer, request, reply) => {
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                self.pending.insert(id, Pending::Caller(reply));
+            }
+            Command::Penalize(peer, why) => self.strike(peer, why),
+        }
+    }
+
+    fn strike(&mut self, peer: PeerId, why: String) {
+        let strikes = {
+            let mut p = self.peers.lock();
+            let s = p.strikes.entry(peer).or_insert(0);
+            *s += 1;
+            *s
+        };
+        tracing::warn!(%peer, strikes, %why, "p2p peer sent bad data");
+        if strikes >= MAX_STRIKES {
+            tracing::warn!(%peer, "p2p peer dropped and blocked");
+            self.swarm.behaviour_mut().blocked.block_peer(peer);
+            self.swarm.behaviour_mut().gossip.blacklist_peer(&peer);
+            let mut p = self.peers.lock();
+            p.connected.remove(&peer);
+            p.banned.push((peer, why));
+        }
+    }
+
+    fn on_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => self.peers.lock().listening.push(address),
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                let addr = endpoint.get_remote_address().clone();
+                self.dialing.remove(&addr);
+                self.dialing.retain(|a| peer_of(a) != Some(peer_id));
+                tracing::info!(peer = %peer_id, %addr, "p2p peer connected");
+                self.peers
+                    .lock()
+                    .connected
+                    .entry(peer_id)
+                    .or_insert((addr, None));
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_request(&peer_id, Request::Head);
+                self.pending.insert(id, Pending::Head(peer_id));
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                tracing::info!(peer = %peer_id, "p2p peer disconnected");
+                self.peers.lock().connected.remove(&peer_id);
+            }
+            SwarmEvent::OutgoingConnectionError { error, peer_id, .. } => {
+                tracing::debug!(peer = ?peer_id, error = %error, "p2p dial failed");
+                self.dialing.clear();
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => {
+                let blocks = topic(self.chain_id, Topic::Blocks).hash();
+                let verdict = if message.topic == blocks {
+                    self.app.check_block(&propagation_source, &message.data)
+                } else {
+                    self.app.check_tx(&propagation_source, &message.data)
+                };
+                let acceptance = match &verdict {
+                    Verdict::Accept => MessageAcceptance::Accept,
+                    Verdict::Ignore => MessageAcceptance::Ignore,
+                    Verdict::Reject(_) => MessageAcceptance::Reject,
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossip
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                match verdict {
+                    Verdict::Accept if message.topic == blocks => {
+                        let _ = self.blocks.send(GossipBlock {
+                            from: propagation_source,
+                            bytes: Arc::new(message.data),
+                        });
+                    }
+                    Verdict::Reject(why) => self.strike(propagation_source, why),
+                    _ => {}
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync(ev),
+            _ => {}
+        }
+    }
+
+    fn on_sync(&mut self, ev: request_response::Event<Request, Response>) {
+        match ev {
+            request_response::Event::Message { message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let answer = self.app.serve(&request);
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_response(channel, answer);
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => match self.pending.remove(&request_id) {
+                    Some(Pending::Caller(reply)) => {
+                        let _ = reply.send(Ok(response));
+                    }
+                    Some(Pending::Head(p)) => {
+                        if let Response::Head { number, .. } = response {
+                            if let Some(e) = self.peers.lock().connected.get_mut(&p) {
+                                e.1 = Some(number);
+                            }
+                        }
+                    }
+                    None => {}
+                },
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some(Pending::Caller(reply)) = self.pending.remove(&request_id) {
+                    let _ = reply.send(Err(NetError::Request {
+                        peer,
+                        why: error.to_string(),
+                    }));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Echo;
+    impl NetApp for Echo {
+        fn check_block(&self, _: &PeerId, bytes: &[u8]) -> Verdict {
+            if bytes.starts_with(b"bad") {
+                Verdict::Reject("bad block".into())
+            } else {
+                Verdict::Accept
+            }
+        }
+        fn check_tx(&self, _: &PeerId, _: &[u8]) -> Verdict {
+            Verdict::Accept
+        }
+        fn serve(&self, request: &Request) -> Response {
+            match request {
+                Request::Head => Response::Head {
+                    number: 7,
+                    hash: vec![7; 32],
+                },
+                Request::BlockByNumber(n) if *n < 8 => Response::Block(vec![*n as u8; 100_000]),
+                _ => Response::NotFound,
+            }
+        }
+    }
+
+    fn config(bootnodes: Vec<Multiaddr>) -> NetConfig {
+        NetConfig {
+            chain_id: 7,
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            bootnodes,
+        }
+    }
+
+    #[tokio::test]
+    async fn gossip_requests_and_strikes() {
+        let a = Network::start(
+            config(vec![]),
+            identity::Keypair::generate_ed25519(),
+            Arc::new(Echo),
+        )
+        .await
+        .expect("a");
+        let b = Network::start(
+            config(a.listen_addrs()),
+            identity::Keypair::generate_ed25519(),
+            Arc::new(Echo),
+        )
+        .await
+        .expect("b");
+        let peer = b
+            .wait_for_peer(Duration::from_secs(10))
+            .await
+            .expect("peer");
+        assert_eq!(peer, a.peer_id());
+        // A request answered with a 100 kB block.
+        let r = b
+            .request(peer, Request::BlockByNumber(3))
+            .await
+            .expect("block");
+        assert_eq!(r, Response::Block(vec![3; 100_000]));
+        assert_eq!(
+            b.request(peer, Request::BlockByNumber(9))
+                .await
+                .expect("nf"),
+            Response::NotFound
+        );
+        // The head poll fills the peer's head.
+        for _ in 0..50 {
+            if b.peer_heads().first().and_then(|p| p.1) == Some(7) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(b.peer_heads(), vec![(a.peer_id(), Some(7))]);
+        // Gossip: a block published by a reaches b once the mesh has formed.
+        let mut rx = b.subscribe_blocks();
+        let got = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                a.publish_block(b"good block".to_vec());
+                match tokio::time::timeout(Duration::from_millis(600), rx.recv()).await {
+                    Ok(Ok(g)) => return g,
+                    _ => continue,
+                }
+            }
+        })
+        .await
+        .expect("gossip");
+        assert_eq!(got.from, a.peer_id());
+        assert_eq!(&got.bytes[..], b"good block");
+        // Three rejected blocks: a is dropped and blocked by b.
+        for i in 0..3u8 {
+            a.publish_block(vec![b'b', b'a', b'd', i]);
+        }
+        for _ in 0..50 {
+            if !b.banned().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(b.banned().len(), 1, "{:?}", b.peers());
+        assert!(b.peers().is_empty());
+    }
+}
