@@ -281,6 +281,19 @@ pub enum BlockError {
         /// Its hash.
         hash: B256,
     },
+    /// A forced transaction whose deadline is this block, valid here, is not in it.
+    #[error(
+        "block {number} leaves out forced transaction {tx} (published in Bitcoin transaction \
+         {btc_txid}), valid and due by this block"
+    )]
+    ForcedTxMissing {
+        /// The block's number.
+        number: u64,
+        /// The L2 transaction hash.
+        tx: B256,
+        /// The Bitcoin transaction that published it.
+        btc_txid: String,
+    },
 }
 
 /// A PoP payout as a refusal names it: the keystone it pays and to how many publications.

@@ -96,6 +96,9 @@ pub struct ChainSpec {
     /// The BTC tunnel, if this chain has one: when it starts and its vault and fees.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tunnel: Option<crate::tunnel::TunnelSpec>,
+    /// Forced inclusion through Bitcoin ([`crate::forced`]); `None`: no such rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forced_inclusion: Option<crate::forced::ForcedInclusionParams>,
 }
 
 fn default_keystone_interval() -> u64 {
@@ -132,6 +135,7 @@ impl ChainSpec {
             pop_payout_delay: default_pop_payout_delay(),
             pop_reward: default_pop_reward(),
             tunnel: None,
+            forced_inclusion: None,
         })
     }
 

@@ -12,6 +12,7 @@ mod chain;
 pub mod db;
 mod error;
 pub mod exec;
+pub mod forced;
 mod genesis;
 pub mod pin;
 pub mod pop_rewards;

@@ -68,6 +68,14 @@ pub(crate) struct CommonArgs {
     /// deterministic 2-of-3 vault; a follower takes the followed node's). Part of consensus.
     #[arg(long, env = "HEMI_VAULT")]
     pub vault: Option<PathBuf>,
+    /// Bitcoin confirmations a forced transaction (`hemi force-tx`) needs in an L2 block's
+    /// pinned view before its inclusion window opens (devnet default 3, node 6). Consensus.
+    #[arg(long, env = "HEMI_FORCED_INCLUSION_CONFIRMATIONS")]
+    pub forced_inclusion_confirmations: Option<u32>,
+    /// L2 blocks within which a confirmed forced transaction must be included (default 10);
+    /// followers refuse a block that lets the window pass without it. Consensus.
+    #[arg(long, env = "HEMI_FORCED_INCLUSION_WINDOW")]
+    pub forced_inclusion_window: Option<u64>,
     /// Join the L2's p2p network (libp2p: blocks and transactions gossiped, missed blocks
     /// fetched from peers), listening on HOST:PORT.
     #[arg(long, env = "HEMI_P2P_ADDR")]
@@ -106,6 +114,12 @@ pub(crate) struct DevnetArgs {
     /// accept requests from.
     #[arg(long, env = "HEMI_COORDINATOR_KEY")]
     pub coordinator_key: Option<PathBuf>,
+    /// Test-only: refuse transactions from this sender (a censoring sequencer; repeatable).
+    #[arg(long, hide = true, value_delimiter = ',')]
+    pub censor: Vec<alloy_primitives::Address>,
+    /// Test-only: leave due forced transactions out of blocks (followers refuse them).
+    #[arg(long, hide = true)]
+    pub skip_forced_txs: bool,
 }
 
 /// `hemi node` flags.
@@ -153,6 +167,8 @@ struct FileConfig {
     coordinator_key: Option<PathBuf>,
     p2p_addr: Option<SocketAddr>,
     bootnode: Option<Vec<String>>,
+    forced_inclusion_confirmations: Option<u32>,
+    forced_inclusion_window: Option<u64>,
 }
 
 /// `follow` in the TOML file: one URL or a list.
@@ -347,6 +363,7 @@ impl DevnetArgs {
         let deposit_confirmations =
             deposit_confirmations(&self.common, &f, DEVNET_DEPOSIT_CONFIRMATIONS)?;
         let withdrawal_deadline = withdrawal_deadline(&self.common, &f)?;
+        let forced_inclusion = forced_inclusion(&self.common, &f, DEVNET_FORCED_CONFIRMATIONS)?;
         let popm = !(self.no_popm || f.no_popm.unwrap_or(false));
         let peers = if self.common.bitcoin_peer.is_empty() {
             f.bitcoin_peer.clone().unwrap_or_default()
@@ -367,6 +384,9 @@ impl DevnetArgs {
             _ => bail!("--custodians and --coordinator-key go together"),
         };
         let cfg = Config {
+            forced_inclusion,
+            censor: self.censor.clone(),
+            skip_forced: self.skip_forced_txs,
             vault: self.common.vault.clone().or(f.vault.clone()),
             custodians,
             keystone_interval,
@@ -430,6 +450,7 @@ impl NodeArgs {
         let deposit_confirmations =
             deposit_confirmations(&self.common, &f, NODE_DEPOSIT_CONFIRMATIONS)?;
         let withdrawal_deadline = withdrawal_deadline(&self.common, &f)?;
+        let forced_inclusion = forced_inclusion(&self.common, &f, NODE_FORCED_CONFIRMATIONS)?;
         let peers = if self.common.bitcoin_peer.is_empty() {
             f.bitcoin_peer.clone().unwrap_or_default()
         } else {
@@ -448,7 +469,11 @@ impl NodeArgs {
             || self.common.deposit_confirmations.is_some()
             || f.deposit_confirmations.is_some()
             || self.common.withdrawal_deadline.is_some()
-            || f.withdrawal_deadline.is_some();
+            || f.withdrawal_deadline.is_some()
+            || self.common.forced_inclusion_confirmations.is_some()
+            || f.forced_inclusion_confirmations.is_some()
+            || self.common.forced_inclusion_window.is_some()
+            || f.forced_inclusion_window.is_some();
 
         let pop_payout_delay = self
             .common
@@ -456,6 +481,9 @@ impl NodeArgs {
             .or(f.pop_payout_delay)
             .unwrap_or(DEFAULT_POP_PAYOUT_DELAY);
         let cfg = Config {
+            forced_inclusion,
+            censor: Vec::new(),
+            skip_forced: false,
             vault: self.common.vault.clone().or(f.vault.clone()),
             custodians: None,
             keystone_interval,
@@ -505,6 +533,39 @@ impl NodeArgs {
         }
         Ok(cfg)
     }
+}
+
+/// Devnet forced-inclusion confirmations.
+pub(crate) const DEVNET_FORCED_CONFIRMATIONS: u32 = 3;
+/// A node's forced-inclusion confirmations.
+pub(crate) const NODE_FORCED_CONFIRMATIONS: u32 = 6;
+/// The forced-inclusion window, L2 blocks.
+pub(crate) const DEFAULT_FORCED_WINDOW: u64 = 10;
+
+/// `--forced-inclusion-confirmations` and `--forced-inclusion-window`, checked.
+fn forced_inclusion(
+    common: &CommonArgs,
+    f: &FileConfig,
+    default_confirmations: u32,
+) -> anyhow::Result<hemi_chain::forced::ForcedInclusionParams> {
+    let confirmations = common
+        .forced_inclusion_confirmations
+        .or(f.forced_inclusion_confirmations)
+        .unwrap_or(default_confirmations);
+    if !(1..=1_000).contains(&confirmations) {
+        bail!("--forced-inclusion-confirmations {confirmations} is outside 1..=1000");
+    }
+    let window = common
+        .forced_inclusion_window
+        .or(f.forced_inclusion_window)
+        .unwrap_or(DEFAULT_FORCED_WINDOW);
+    if !(1..=100_000).contains(&window) {
+        bail!("--forced-inclusion-window {window} is outside 1..=100000");
+    }
+    Ok(hemi_chain::forced::ForcedInclusionParams {
+        confirmations,
+        window,
+    })
 }
 
 /// `--bootnode`s: the flags', else the file's.

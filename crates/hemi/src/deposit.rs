@@ -147,7 +147,43 @@ pub(crate) async fn run(args: DepositArgs) -> anyhow::Result<()> {
     }
 }
 
-fn parse_key(k: &KeyArgs) -> anyhow::Result<(Key, KeyKind, Network)> {
+/// `from`'s confirmed outputs that can be spent now (coinbases once mature), as the hemi node
+/// at `rpc_url` indexes Bitcoin.
+///
+/// # Errors
+/// The node could not be asked or answered nonsense.
+pub(crate) async fn spendable_utxos(
+    rpc_url: &str,
+    from: &Address,
+) -> anyhow::Result<Vec<(OutPoint, TxOut)>> {
+    let tip = crate::config::l2_call(rpc_url, "hemi_btcTip", json!([])).await?;
+    let tip = tip["height"].as_u64().context("the node's hemi_btcTip")?;
+    let listed =
+        crate::config::l2_call(rpc_url, "hemi_btcUtxos", json!([from.to_string()])).await?;
+    let mut utxos: Vec<(OutPoint, TxOut)> = Vec::new();
+    for u in listed.as_array().context("hemi_btcUtxos")? {
+        let height = u["height"].as_u64().unwrap_or(u64::MAX);
+        if u["coinbase"].as_bool() == Some(true) && tip + 1 < height + 100 {
+            continue;
+        }
+        let txid = bitcoin::Txid::from_str(u["txid"].as_str().unwrap_or_default())?;
+        let vout = u["vout"]
+            .as_u64()
+            .and_then(|v| u32::try_from(v).ok())
+            .context("vout")?;
+        let value = Amount::from_sat(u["value"].as_u64().context("value")?);
+        utxos.push((
+            OutPoint::new(txid, vout),
+            TxOut {
+                value,
+                script_pubkey: from.script_pubkey(),
+            },
+        ));
+    }
+    Ok(utxos)
+}
+
+pub(crate) fn parse_key(k: &KeyArgs) -> anyhow::Result<(Key, KeyKind, Network)> {
     let hexkey = k
         .key
         .as_deref()
@@ -161,7 +197,7 @@ fn parse_key(k: &KeyArgs) -> anyhow::Result<(Key, KeyKind, Network)> {
     Ok((key, kind, network))
 }
 
-fn bitcoin_rpc(k: &KeyArgs) -> anyhow::Result<Option<BitcoinRpc>> {
+pub(crate) fn bitcoin_rpc(k: &KeyArgs) -> anyhow::Result<Option<BitcoinRpc>> {
     let Some(url) = &k.bitcoin_rpc else {
         return Ok(None);
     };
@@ -402,30 +438,7 @@ async fn make(args: MakeArgs) -> anyhow::Result<()> {
     };
 
     // Fund it from the confirmed outputs as the node indexes Bitcoin (mature coinbases).
-    let tip = crate::config::l2_call(&args.rpc_url, "hemi_btcTip", json!([])).await?;
-    let tip = tip["height"].as_u64().context("the node's hemi_btcTip")?;
-    let listed =
-        crate::config::l2_call(&args.rpc_url, "hemi_btcUtxos", json!([from.to_string()])).await?;
-    let mut utxos: Vec<(OutPoint, TxOut)> = Vec::new();
-    for u in listed.as_array().context("hemi_btcUtxos")? {
-        let height = u["height"].as_u64().unwrap_or(u64::MAX);
-        if u["coinbase"].as_bool() == Some(true) && tip + 1 < height + 100 {
-            continue;
-        }
-        let txid = bitcoin::Txid::from_str(u["txid"].as_str().unwrap_or_default())?;
-        let vout = u["vout"]
-            .as_u64()
-            .and_then(|v| u32::try_from(v).ok())
-            .context("vout")?;
-        let value = Amount::from_sat(u["value"].as_u64().context("value")?);
-        utxos.push((
-            OutPoint::new(txid, vout),
-            TxOut {
-                value,
-                script_pubkey: from.script_pubkey(),
-            },
-        ));
-    }
+    let utxos = spendable_utxos(&args.rpc_url, &from).await?;
     let margin = Amount::from_sat(args.key.fee_rate * 1_000);
     let chosen = select_largest_first(utxos, amount + margin);
     let sum: Amount = chosen.iter().map(|(_, o)| o.value).sum();

@@ -7,6 +7,7 @@
 mod config;
 mod custodian;
 mod deposit;
+mod force_tx;
 mod popm;
 mod provenance;
 
@@ -41,6 +42,9 @@ enum Command {
     /// Lock BTC in the tunnel from a key (`--format hemi|hemi-hex|taproot`), or `reclaim` a
     /// taproot deposit after its timelock.
     Deposit(deposit::DepositArgs),
+    /// Publish a signed L2 transaction in Bitcoin: the sequencers must include it within the
+    /// forced-inclusion window once Bitcoin confirms it.
+    ForceTx(force_tx::ForceTxArgs),
     /// A minted deposit's provenance document (BTC lock, L2 ordering, PoP anchoring) from a node.
     Provenance(provenance::ProvenanceArgs),
     /// Checks a provenance document offline: every hash, Merkle branch, trie proof, seal,
@@ -74,6 +78,7 @@ fn main() -> anyhow::Result<()> {
             Command::Popm(args) => popm::run(args).await,
             Command::Custodian(cmd) => custodian::run(cmd).await,
             Command::Deposit(args) => deposit::run(args).await,
+            Command::ForceTx(args) => force_tx::run(args).await,
             Command::Provenance(args) => provenance::provenance(args).await,
             Command::Verify(args) => provenance::verify(args).await,
             Command::Bench(cmd) => hemi_bench::run(cmd).await,

@@ -58,6 +58,12 @@ pub struct Config {
     /// `--custodians FILE` and `--coordinator-key FILE` (devnet): `hemi custodian` processes
     /// sign payouts and sweeps instead of the built-in set.
     pub custodians: Option<(PathBuf, PathBuf)>,
+    /// `--forced-inclusion-confirmations` and `--forced-inclusion-window` (consensus).
+    pub forced_inclusion: hemi_chain::forced::ForcedInclusionParams,
+    /// Test-only (devnet): senders the sequencer refuses (`--censor`).
+    pub censor: Vec<alloy_primitives::Address>,
+    /// Test-only (devnet): build blocks without their due forced transactions.
+    pub skip_forced: bool,
     /// Whether `--keystone-interval` / `--pop-payout-delay` were given (a follower otherwise
     /// takes the sequencer's).
     pub consensus_params_set: bool,

@@ -112,8 +112,13 @@ pub async fn devnet(cfg: Config) -> anyhow::Result<()> {
             journal: cfg.persist.then(|| cfg.dir.join("txpool.journal")),
             // A development chain takes what a script throws at it, as anvil does.
             pool_limits: Some((DEVNET_POOL_PER_SENDER, DEVNET_POOL_TOTAL)),
+            censor: cfg.censor.clone(),
         },
     )?;
+    if cfg.skip_forced {
+        tracing::warn!("test flag --skip-forced-txs: blocks leave out due forced transactions; followers refuse them");
+        chain.set_skip_forced(true);
+    }
     let net = crate::p2p::start(&cfg).await?;
     if let Some((_, app)) = &net {
         let _ = app.chain.set(chain.clone());

@@ -522,6 +522,7 @@ impl EthBackend for NodeBackend {
         let hash = seq.submit(&raw).map_err(|e| match e {
             SubmitError::Pool(p) => BackendError::TxRejected(p.to_string()),
             SubmitError::Chain(c) => chain_err(c),
+            e @ SubmitError::Censored(_) => BackendError::TxRejected(e.to_string()),
         })?;
         if let Some(net) = &self.net {
             // Other nodes (and sequencers of a set) hear it too.

@@ -52,6 +52,9 @@ pub async fn node(mut cfg: Config) -> anyhow::Result<()> {
         if let Some(n) = status["tunnel"]["withdrawalDeadline"].as_u64() {
             cfg.withdrawal_deadline = n;
         }
+        if let Ok(p) = serde_json::from_value(status["forcedInclusion"].clone()) {
+            cfg.forced_inclusion = p;
+        }
     }
     let store = open_store(&cfg, "bitcoin", cfg.network)?;
     println!(

@@ -17,6 +17,7 @@ mod devbitcoin;
 mod devnet;
 mod eth;
 mod follow;
+mod forced;
 mod p2p;
 mod popm;
 mod provenance;

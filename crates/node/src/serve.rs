@@ -138,6 +138,7 @@ pub(crate) async fn serve(
         "tunnelAddress": hemi_tunnel::contracts::TUNNEL_MANAGER_ADDRESS,
     });
     let p2p = l2.net.as_ref().map(|(n, _)| n.clone());
+    let forced = l2.chain.spec().forced_inclusion;
     let node_status: Arc<dyn Fn() -> serde_json::Value + Send + Sync> = Arc::new(move || {
         let mut v = extra_status.clone();
         v["bitcoin"] = serde_json::to_value(c2.status()).unwrap_or_default();
@@ -152,6 +153,7 @@ pub(crate) async fn serve(
             "finalized": tr.finalized(),
         });
         v["tunnel"] = tunnel_status.clone();
+        v["forcedInclusion"] = json!(forced);
         if let Some(m) = ms.get() {
             v["popm"] = serde_json::to_value(&*m.lock()).unwrap_or_default();
         }
@@ -255,6 +257,13 @@ pub(crate) async fn serve(
     module.merge(
         crate::tunnel::tunnel_module(crate::tunnel::TunnelContext {
             tunnel: l2.tunnel.clone(),
+            chain: l2.chain.clone(),
+            bitcoin: client_store.clone() as Arc<dyn BitcoinView>,
+        })?
+        .remove_context(),
+    )?;
+    module.merge(
+        crate::forced::forced_module(crate::forced::ForcedContext {
             chain: l2.chain.clone(),
             bitcoin: client_store.clone() as Arc<dyn BitcoinView>,
         })?

@@ -35,6 +35,7 @@ pub(crate) fn open_chain(cfg: &Config, tunnel: &Tunnel) -> anyhow::Result<Arc<Ch
     spec.keystone_interval = cfg.keystone_interval;
     spec.pop_payout_delay = cfg.pop_payout_delay;
     spec.tunnel = Some(tunnel.spec);
+    spec.forced_inclusion = Some(cfg.forced_inclusion);
     let chain = if cfg.persist {
         std::fs::create_dir_all(&cfg.dir)
             .with_context(|| format!("creating {}", cfg.dir.display()))?;

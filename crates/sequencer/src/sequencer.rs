@@ -25,6 +25,9 @@ pub struct SequencerConfig {
     pub journal: Option<PathBuf>,
     /// Pool limits `(per sender, total)`; `None` keeps geth-like defaults (64, 10,000).
     pub pool_limits: Option<(usize, usize)>,
+    /// Test-only: senders whose transactions this sequencer refuses (a censoring sequencer,
+    /// for forced inclusion through Bitcoin).
+    pub censor: Vec<Address>,
 }
 
 /// Reads nonces and balances for the pool from one state snapshot.
@@ -162,6 +165,9 @@ impl Sequencer {
         // Decoding and signature recovery run outside the pool lock, so batched submissions
         // use every core.
         let checked = TxPool::check(raw, &self.pool_config)?;
+        if self.config.censor.contains(&checked.sender()) {
+            return Err(SubmitError::Censored(checked.sender()));
+        }
         let snap = Snapshot(self.chain.state_at(self.chain.head().0)?);
         let hash = self.pool.lock().add_checked(checked, &snap)?;
         let _ = self.pending.send(hash);
@@ -328,4 +334,7 @@ pub enum SubmitError {
     /// Reading state failed.
     #[error(transparent)]
     Chain(#[from] ChainError),
+    /// The sender is censored (test-only `--censor`).
+    #[error("this sequencer censors {0} (test flag --censor): publish it with hemi force-tx")]
+    Censored(Address),
 }

@@ -133,6 +133,13 @@ impl Chain {
         })
     }
 
+    /// Test-only: from now on, build blocks without the forced transactions due in them (what a
+    /// censoring sequencer does; followers refuse such blocks).
+    pub fn set_skip_forced(&self, skip: bool) {
+        self.skip_forced
+            .store(skip, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Builds, seals and commits the next block, in phases: the Bitcoin pin (`attrs`, resolving
     /// to `bitcoin`) → the system transactions ([`crate::system`]) → as many of `candidates` as
     /// apply, in order → roots → the seal by `sealer` → commit.
@@ -158,7 +165,18 @@ impl Chain {
         for tx in system {
             txs.push(SignedTx::recover(tx)?);
         }
-        txs.extend(candidates);
+        // Forced transactions due in this block first (see `crate::forced`).
+        let due = if self.skip_forced.load(std::sync::atomic::Ordering::Relaxed) {
+            Vec::new()
+        } else {
+            self.forced_due(ctx.number, bitcoin)?
+        };
+        txs.extend(crate::forced::forced_signed(&due));
+        txs.extend(
+            candidates
+                .into_iter()
+                .filter(|c| !due.iter().any(|d| d.hash == c.hash)),
+        );
         let (view, snap) = self.latest_view()?;
         let executed = exec::execute(view, &ctx, bitcoin.clone(), txs, Mode::Build)?;
         let diff = compute_diff(&snap, ctx.number, &changes_of(&executed.bundle))?;
@@ -285,6 +303,7 @@ impl Chain {
         let pin = bitcoin(&attrs)?;
         let system = self.system_inputs(h.number, &attrs, &pin)?.txs();
         system::check(h.number, &block.txs, &system)?;
+        self.check_forced(&ctx, &pin, &system, &block.txs)?;
         let txs = block
             .txs
             .iter()

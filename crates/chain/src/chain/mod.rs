@@ -121,6 +121,8 @@ pub struct Chain {
     cache: Mutex<BTreeMap<u64, Arc<BlockWithReceipts>>>,
     /// The target of every unwind since the chain was opened, in order.
     unwinds: Mutex<Vec<u64>>,
+    /// Test-only: build blocks without their due forced transactions (a censoring sequencer).
+    skip_forced: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for Chain {
@@ -156,7 +158,7 @@ fn u256_word(v: U256) -> B256 {
 impl Chain {
     /// A view of the newest state, and its snapshot (which remembers what the view read, so
     /// the block's diff does not read it again).
-    fn latest_view(&self) -> Result<(StateView, Arc<Snapshot>), ChainError> {
+    pub(crate) fn latest_view(&self) -> Result<(StateView, Arc<Snapshot>), ChainError> {
         let snap = Arc::new(self.state.snapshot()?);
         Ok((
             StateView::new(snap.clone(), &self.db.begin_read()?, None)?,

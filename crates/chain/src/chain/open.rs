@@ -57,6 +57,7 @@ impl Chain {
             write: Mutex::new(()),
             cache: Mutex::new(BTreeMap::new()),
             unwinds: Mutex::new(Vec::new()),
+            skip_forced: Default::default(),
         };
         let (head, at_persisted) = {
             let r = chain.db.begin_read()?;

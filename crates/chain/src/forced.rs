@@ -1,0 +1,345 @@
+//! Forced inclusion through Bitcoin: an L2 transaction published in a Bitcoin transaction must
+//! be in the L2 chain within a window of blocks once Bitcoin has confirmed it, or followers
+//! refuse the block that lets the window pass.
+//!
+//! # Format (version 1)
+//!
+//! One Bitcoin output `OP_RETURN <push>…`, the pushes (each ≤ 520 bytes) concatenated:
+//!
+//! ```text
+//! "HEMF" ‖ 0x01 ‖ chain_id (8 bytes, big-endian) ‖ EIP-2718 transaction
+//! ```
+//!
+//! Bitcoin Core relays OP_RETURN outputs of up to 100,000 bytes since v30, so every transaction
+//! up to that size fits (a 128 KiB L2 transaction at the pool's limit does not).
+//!
+//! # The rule
+//!
+//! Let `C` = confirmations and `W` = window ([`ForcedInclusionParams`]). A forced transaction
+//! in the Bitcoin block at height `h` is *due* from the first L2 block `a` whose pinned Bitcoin
+//! tip has it `C` deep (`pin(a).height ≥ h + C − 1`); block `a + W − 1` is its deadline. The
+//! deadline block's due list is every forced transaction of the Bitcoin blocks at heights
+//! `(pin(a−1).height − C + 1, pin(a).height − C + 1]` on `pin(a)`'s chain, in Bitcoin order,
+//! not already in the L2 chain ([`Chain::forced_due`]). Of that list, those that are valid when
+//! executed in order right after the block's system transactions must be in the block
+//! ([`Chain::forced_required`]); the others (a bad signature, a spent nonce, no funds) are
+//! skipped by rule, the same on every node. A sequencer puts them first among its user
+//! transactions and may include them earlier.
+
+use std::sync::Arc;
+
+use alloy_primitives::B256;
+use bitcoin::blockdata::opcodes::all::OP_RETURN;
+use bitcoin::script::{Builder, Instruction, PushBytesBuf};
+use bitcoin::{BlockHash, Script, ScriptBuf, Txid};
+use hemi_btc_view::BitcoinView;
+use hemi_hvm::BitcoinPin;
+
+use crate::exec::{self, Mode};
+use crate::tx::{L2Tx, SignedTx};
+use crate::{BlockError, Chain, ChainError};
+
+/// The tag at the start of a forced transaction's data.
+pub const FORCED_TAG: &[u8; 4] = b"HEMF";
+/// The format version after the tag.
+pub const FORCED_VERSION: u8 = 1;
+/// Largest single push in the OP_RETURN output (Bitcoin's script element limit).
+pub const MAX_PUSH: usize = 520;
+/// Most forced transactions one block's due list holds (the rest wait: a later deadline).
+pub const MAX_FORCED_PER_BLOCK: usize = 64;
+/// Most Bitcoin blocks one deadline block scans (pins that jump further are scanned in part).
+pub const MAX_SCAN_BLOCKS: u32 = 1_008;
+
+/// The forced-inclusion parameters of a chain (part of consensus).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ForcedInclusionParams {
+    /// Bitcoin confirmations (in an L2 block's pinned view) before the window opens.
+    pub confirmations: u32,
+    /// L2 blocks from the first block that sees the confirmations to the deadline, inclusive.
+    pub window: u64,
+}
+
+/// A forced transaction found in Bitcoin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForcedTx {
+    /// The Bitcoin transaction that carries it.
+    pub btc_txid: Txid,
+    /// Its Bitcoin block's height.
+    pub height: u32,
+    /// Its Bitcoin block's hash.
+    pub block: BlockHash,
+    /// The L2 transaction.
+    pub tx: L2Tx,
+    /// The L2 transaction hash.
+    pub hash: B256,
+}
+
+/// The OP_RETURN script that publishes `raw_tx` (EIP-2718 bytes) for chain `chain_id`.
+pub fn forced_script(chain_id: u64, raw_tx: &[u8]) -> ScriptBuf {
+    let mut data = Vec::with_capacity(13 + raw_tx.len());
+    data.extend_from_slice(FORCED_TAG);
+    data.push(FORCED_VERSION);
+    data.extend_from_slice(&chain_id.to_be_bytes());
+    data.extend_from_slice(raw_tx);
+    let mut b = Builder::new().push_opcode(OP_RETURN);
+    for chunk in data.chunks(MAX_PUSH) {
+        let mut push = PushBytesBuf::new();
+        // A chunk is at most 520 bytes: always a valid push.
+        let _ = push.extend_from_slice(chunk);
+        b = b.push_slice(push);
+    }
+    b.into_script()
+}
+
+/// Reads a forced transaction's chain id and raw bytes from an output script; `None` unless it
+/// is an OP_RETURN of data pushes that starts with the tag and version 1.
+pub fn decode_forced_script(script: &Script) -> Option<(u64, Vec<u8>)> {
+    let mut ins = script.instructions();
+    match ins.next()? {
+        Ok(Instruction::Op(op)) if op == OP_RETURN => {}
+        _ => return None,
+    }
+    let mut data = Vec::new();
+    for i in ins {
+        match i.ok()? {
+            Instruction::PushBytes(p) => data.extend_from_slice(p.as_bytes()),
+            Instruction::Op(_) => return None,
+        }
+    }
+    if data.len() < 13 || &data[..4] != FORCED_TAG || data[4] != FORCED_VERSION {
+        return None;
+    }
+    let chain_id = u64::from_be_bytes(data[5..13].try_into().ok()?);
+    Some((chain_id, data[13..].to_vec()))
+}
+
+/// The forced transactions for chain `chain_id` in Bitcoin block `hash` (height `height`), in
+/// block order. Only user transaction types count; bytes that do not decode are skipped.
+/// Cached by block hash (blocks are immutable).
+///
+/// # Errors
+/// [`ChainError::BitcoinNotReady`] when the block's data is not in the view.
+pub fn forced_in(
+    view: &dyn BitcoinView,
+    height: u32,
+    hash: BlockHash,
+    chain_id: u64,
+) -> Result<Arc<Vec<ForcedTx>>, ChainError> {
+    use std::sync::Mutex;
+    type Cache = std::collections::VecDeque<(BlockHash, u64, Arc<Vec<ForcedTx>>)>;
+    static CACHE: Mutex<Cache> = Mutex::new(Cache::new());
+    const KEEP: usize = 256;
+    if let Ok(c) = CACHE.lock() {
+        if let Some((_, _, f)) = c.iter().find(|(h, id, _)| *h == hash && *id == chain_id) {
+            return Ok(f.clone());
+        }
+    }
+    let txs = view
+        .block_transactions(&hash)
+        .map_err(|e| ChainError::BitcoinNotReady(e.to_string()))?
+        .ok_or_else(|| {
+            ChainError::BitcoinNotReady(format!("block {hash} at height {height} is not indexed"))
+        })?;
+    let mut found = Vec::new();
+    for tx in &txs {
+        for out in &tx.output {
+            let Some((id, raw)) = decode_forced_script(&out.script_pubkey) else {
+                continue;
+            };
+            if id != chain_id {
+                continue;
+            }
+            if let Ok(l2 @ L2Tx::Eth(_)) = L2Tx::decode_2718(&raw) {
+                found.push(ForcedTx {
+                    btc_txid: tx.compute_txid(),
+                    height,
+                    block: hash,
+                    hash: l2.hash(),
+                    tx: l2,
+                });
+            }
+        }
+    }
+    let found = Arc::new(found);
+    if let Ok(mut c) = CACHE.lock() {
+        if c.len() >= KEEP {
+            c.pop_front();
+        }
+        c.push_back((hash, chain_id, found.clone()));
+    }
+    Ok(found)
+}
+
+impl Chain {
+    /// The due list of block `number` (see the [module](self) docs): forced transactions whose
+    /// deadline is `number`, not already in the chain. `pin` is block `number`'s own pin
+    /// (used when the window is one block).
+    ///
+    /// # Errors
+    /// Database errors; [`ChainError::BitcoinNotReady`] when a Bitcoin block to scan is not in
+    /// the view.
+    pub fn forced_due(&self, number: u64, pin: &BitcoinPin) -> Result<Vec<ForcedTx>, ChainError> {
+        let Some(p) = self.spec().forced_inclusion else {
+            return Ok(Vec::new());
+        };
+        let window = p.window.max(1);
+        let confirmations = p.confirmations.max(1);
+        let Some(a) = (number + 1).checked_sub(window).filter(|a| *a >= 1) else {
+            return Ok(Vec::new());
+        };
+        let pin_a = if a == number {
+            pin.pinned
+        } else {
+            self.pin(a)?
+                .ok_or_else(|| ChainError::Corrupt(format!("block {a} has no Bitcoin pin")))?
+        };
+        let Some(hi) = (pin_a.height + 1).checked_sub(confirmations) else {
+            return Ok(Vec::new());
+        };
+        let lo = self
+            .pin(a - 1)?
+            .and_then(|p| (p.height + 1).checked_sub(confirmations));
+        let start = match lo {
+            Some(lo) if lo >= hi => return Ok(Vec::new()),
+            Some(lo) => lo + 1,
+            None => hi,
+        }
+        .max(hi.saturating_sub(MAX_SCAN_BLOCKS - 1));
+        // The blocks at heights start..=hi on pin(a)'s chain: walk back from pin(a).
+        let view = pin.view.as_ref();
+        let not_ready = |e: hemi_btc_view::ViewError| ChainError::BitcoinNotReady(e.to_string());
+        let mut at = pin_a.hash;
+        let mut height = pin_a.height;
+        let mut blocks = Vec::new();
+        while height >= start {
+            let (_, header) = view
+                .header_by_hash(&at)
+                .map_err(not_ready)?
+                .ok_or_else(|| {
+                    ChainError::BitcoinNotReady(format!("Bitcoin block {at} is not indexed"))
+                })?;
+            if height <= hi {
+                blocks.push((height, at));
+            }
+            if height == 0 {
+                break;
+            }
+            at = header.prev_blockhash;
+            height -= 1;
+        }
+        blocks.reverse();
+        let mut due: Vec<ForcedTx> = Vec::new();
+        for (h, hash) in blocks {
+            for f in forced_in(view, h, hash, self.spec().chain_id)?.iter() {
+                if due.len() == MAX_FORCED_PER_BLOCK {
+                    return Ok(due);
+                }
+                if due.iter().any(|d| d.hash == f.hash) || self.tx_location(&f.hash)?.is_some() {
+                    continue;
+                }
+                due.push(f.clone());
+            }
+        }
+        Ok(due)
+    }
+
+    /// Of `due` (block `number`'s due list), the transactions block `number` must carry: those
+    /// valid when executed in order after `system` (the block's system transactions) on the
+    /// head's state. Their hashes, in order.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub(crate) fn forced_required(
+        &self,
+        ctx: &exec::BlockContext,
+        pin: &BitcoinPin,
+        system: &[L2Tx],
+        due: &[ForcedTx],
+    ) -> Result<Vec<B256>, ChainError> {
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut txs = Vec::with_capacity(system.len() + due.len());
+        for tx in system {
+            txs.push(SignedTx::recover(tx.clone())?);
+        }
+        txs.extend(forced_signed(due));
+        let (view, _) = self.latest_view()?;
+        let executed = exec::execute(view, ctx, pin.clone(), txs, Mode::Build)?;
+        Ok(executed
+            .txs
+            .iter()
+            .filter(|t| due.iter().any(|d| d.hash == t.hash))
+            .map(|t| t.hash)
+            .collect())
+    }
+
+    /// Checks that block `number` carries every forced transaction it must.
+    ///
+    /// # Errors
+    /// [`BlockError::ForcedTxMissing`] naming the first one left out.
+    pub(crate) fn check_forced(
+        &self,
+        ctx: &exec::BlockContext,
+        pin: &BitcoinPin,
+        system: &[L2Tx],
+        block_txs: &[L2Tx],
+    ) -> Result<(), ChainError> {
+        let due = self.forced_due(ctx.number, pin)?;
+        if due.is_empty() {
+            return Ok(());
+        }
+        for hash in self.forced_required(ctx, pin, system, &due)? {
+            if !block_txs.iter().any(|t| t.hash() == hash) {
+                let f = due.iter().find(|d| d.hash == hash);
+                return Err(BlockError::ForcedTxMissing {
+                    number: ctx.number,
+                    tx: hash,
+                    btc_txid: f.map(|f| f.btc_txid.to_string()).unwrap_or_default(),
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The due list's transactions with their senders (ones that do not recover are left out:
+/// invalid by rule).
+pub(crate) fn forced_signed(due: &[ForcedTx]) -> Vec<SignedTx> {
+    due.iter()
+        .filter_map(|f| SignedTx::recover(f.tx.clone()).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_round_trip_and_refusals() {
+        for len in [0usize, 1, 100, 507, 508, 1_500, 99_000] {
+            let raw: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let s = forced_script(31337, &raw);
+            assert!(s.is_op_return());
+            assert_eq!(decode_forced_script(&s), Some((31337, raw)));
+        }
+        // Another tag, another version, a non-push opcode, not OP_RETURN.
+        let mut s = forced_script(1, b"x").to_bytes();
+        s[3] = b'X';
+        assert_eq!(decode_forced_script(Script::from_bytes(&s)), None);
+        let mut s = forced_script(1, b"x").to_bytes();
+        s[6] = 2;
+        assert_eq!(decode_forced_script(Script::from_bytes(&s)), None);
+        let mut s = forced_script(1, b"x").to_bytes();
+        s.push(0xac);
+        assert_eq!(decode_forced_script(Script::from_bytes(&s)), None);
+        let s = forced_script(1, b"x").to_bytes();
+        assert_eq!(decode_forced_script(Script::from_bytes(&s[1..])), None);
+        assert_eq!(
+            decode_forced_script(Script::from_bytes(&[0x6a, 0x4d])),
+            None
+        );
+    }
+}

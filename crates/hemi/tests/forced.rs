@@ -1,0 +1,222 @@
+//! Forced inclusion through Bitcoin, end to end against Bitcoin Core: a sequencer that censors
+//! a sender (test flag `--censor`) must still include the sender's transaction once it is
+//! published in Bitcoin (`hemi force-tx`) and confirmed, by the window's deadline; a sequencer
+//! that leaves a due forced transaction out (test flag `--skip-forced-txs`) makes blocks its
+//! follower refuses.
+
+mod common;
+
+use std::process::Command;
+
+use anyhow::{bail, Context};
+use common::{cast, tail, wait_for, wait_synced, Hemi};
+use hemi_btc_wallet::{Key, KeyKind};
+use hemi_testkit::BitcoinCore;
+use serde_json::{json, Value};
+
+async fn head_of(hemi: &Hemi) -> anyhow::Result<u64> {
+    let v = hemi.call("eth_blockNumber", json!([])).await?;
+    Ok(u64::from_str_radix(
+        v.as_str().context("number")?.trim_start_matches("0x"),
+        16,
+    )?)
+}
+
+/// `hemi force-tx` of `raw`, paid by `key`; the Bitcoin txid.
+fn force_tx(hemi: &Hemi, core: &BitcoinCore, key: &Key, raw: &str) -> anyhow::Result<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_hemi"))
+        .args(["force-tx", "--raw", raw])
+        .args(["--key", &hex::encode(key.secret_bytes())])
+        .args(["--bitcoin-rpc", &core.rpc_url()])
+        .args(["--rpc-url", &format!("http://{}", hemi.rpc_addr)])
+        .output()?;
+    if !out.status.success() {
+        bail!("hemi force-tx: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The entry of `hash` in `hemi_getForcedTransactions`.
+async fn forced_entry(hemi: &Hemi, hash: &str) -> anyhow::Result<Option<Value>> {
+    let v = hemi.call("hemi_getForcedTransactions", json!([])).await?;
+    Ok(v["transactions"]
+        .as_array()
+        .context("transactions")?
+        .iter()
+        .find(|t| t["hash"] == hash)
+        .cloned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forced_inclusion_through_bitcoin() -> anyhow::Result<()> {
+    let core = BitcoinCore::start().await?;
+    let rpc = core.rpc.clone();
+    let dir = tempfile::tempdir()?;
+    let accounts = hemi_chain::dev_accounts(hemi_chain::DEV_MNEMONIC, 3)?;
+    let censored = accounts[1].address.to_string();
+    let forced = [
+        "--forced-inclusion-confirmations",
+        "2",
+        "--forced-inclusion-window",
+        "4",
+        "--block-time",
+        "0.5",
+        "--no-popm",
+    ];
+    let mut args = vec!["--censor", censored.as_str()];
+    args.extend_from_slice(&forced);
+    let seq = Hemi::devnet_on(&core, dir.path(), &args).await?;
+    wait_synced(&seq, &rpc, 60).await?;
+    let url = format!("http://{}", seq.rpc_addr);
+    let peer = core.p2p_addr().to_string();
+    let fdir = dir.path().join("follower").to_string_lossy().into_owned();
+    let follower = Hemi::start(
+        &[
+            "node",
+            "--bitcoin-peer",
+            &peer,
+            "--follow",
+            &url,
+            "--dir",
+            &fdir,
+        ],
+        dir.path(),
+    )
+    .await?;
+    let status = follower.call("hemi_nodeStatus", json!([])).await?;
+    assert_eq!(
+        status["forcedInclusion"],
+        json!({"confirmations": 2, "window": 4}),
+        "the follower takes the sequencer's rule"
+    );
+
+    // The censored sender's transaction is refused by the sequencer.
+    let key1 = format!("0x{}", hex::encode(accounts[1].secret));
+    let to = "0x000000000000000000000000000000000000F0Ce";
+    let raw = cast(&[
+        "mktx",
+        "--rpc-url",
+        &url,
+        "--private-key",
+        &key1,
+        to,
+        "--value",
+        "7gwei",
+    ])?;
+    let refused = seq.call("eth_sendRawTransaction", json!([raw])).await;
+    assert!(format!("{refused:?}").contains("censors"), "{refused:?}");
+
+    // A Bitcoin key funded by the devnet's helpers publishes it.
+    let btc_key = Key::from_secret_bytes([0x5a; 32])?;
+    let btc_addr = btc_key.address(KeyKind::P2wpkh, bitcoin::Network::Regtest);
+    seq.call("hemi_sendBitcoin", json!([btc_addr.to_string(), "1"]))
+        .await?;
+    seq.call("hemi_mineBitcoin", json!([1])).await?;
+    wait_synced(&seq, &rpc, 60).await?;
+    let btc_txid = force_tx(&seq, &core, &btc_key, &raw)?;
+    let l2_hash = cast(&["keccak", &raw])?;
+    // Not confirmed yet: listed nowhere; mined once: confirming (1 of 2).
+    seq.call("hemi_mineBitcoin", json!([1])).await?;
+    wait_synced(&seq, &rpc, 60).await?;
+    let entry = wait_for(30, "the forced transaction to be listed", || async {
+        forced_entry(&seq, &l2_hash).await.ok().flatten()
+    })
+    .await?;
+    assert_eq!(entry["btcTxid"], btc_txid.as_str());
+    assert_eq!(entry["status"], "confirming", "{entry}");
+    assert_eq!(entry["btcConfirmations"], 1);
+    // The second confirmation opens the window; it is in a block by the deadline.
+    seq.call("hemi_mineBitcoin", json!([1])).await?;
+    let receipt = wait_for(60, "the forced transaction's receipt", || async {
+        let r = seq
+            .call("eth_getTransactionReceipt", json!([l2_hash]))
+            .await
+            .ok()?;
+        (!r.is_null()).then_some(r)
+    })
+    .await
+    .with_context(|| tail(&seq.log_text(), 30))?;
+    assert_eq!(receipt["status"], "0x1");
+    let entry = forced_entry(&seq, &l2_hash).await?.context("listed")?;
+    assert_eq!(entry["status"], "included", "{entry}");
+    let included = entry["includedIn"]["blockNumber"]
+        .as_u64()
+        .context("block")?;
+    let (due, deadline) = (
+        entry["dueFrom"].as_u64().context("dueFrom")?,
+        entry["deadline"].as_u64().context("deadline")?,
+    );
+    assert_eq!(deadline, due + 3);
+    assert!(
+        (due..=deadline).contains(&included),
+        "included in {included}, window {due}..={deadline}"
+    );
+    assert_eq!(cast(&["balance", to, "--rpc-url", &url])?, "7000000000");
+    // The follower re-executed the same block.
+    let fr = wait_for(60, "the follower's receipt", || async {
+        let r = follower
+            .call("eth_getTransactionReceipt", json!([l2_hash]))
+            .await
+            .ok()?;
+        (!r.is_null()).then_some(r)
+    })
+    .await?;
+    assert_eq!(fr["blockHash"], receipt["blockHash"]);
+    drop(follower);
+    drop(seq);
+
+    // A sequencer that leaves due forced transactions out: its follower stops before the
+    // deadline block and says why.
+    let dir2 = tempfile::tempdir()?;
+    let mut args = vec!["--skip-forced-txs"];
+    args.extend_from_slice(&forced);
+    let seq = Hemi::devnet_on(&core, dir2.path(), &args).await?;
+    wait_synced(&seq, &rpc, 60).await?;
+    let url = format!("http://{}", seq.rpc_addr);
+    let fdir = dir2.path().join("follower").to_string_lossy().into_owned();
+    let follower = Hemi::start(
+        &[
+            "node",
+            "--bitcoin-peer",
+            &peer,
+            "--follow",
+            &url,
+            "--dir",
+            &fdir,
+        ],
+        dir2.path(),
+    )
+    .await?;
+    let key2 = format!("0x{}", hex::encode(accounts[2].secret));
+    let raw = cast(&[
+        "mktx",
+        "--rpc-url",
+        &url,
+        "--private-key",
+        &key2,
+        to,
+        "--value",
+        "1gwei",
+    ])?;
+    let l2_hash = cast(&["keccak", &raw])?;
+    force_tx(&seq, &core, &btc_key, &raw)?;
+    seq.call("hemi_mineBitcoin", json!([2])).await?;
+    let deadline = wait_for(60, "the window to open", || async {
+        forced_entry(&seq, &l2_hash).await.ok().flatten()?["deadline"].as_u64()
+    })
+    .await?;
+    wait_for(60, "the sequencer to pass the deadline", || async {
+        (head_of(&seq).await.ok()? > deadline + 2).then_some(())
+    })
+    .await?;
+    let log = wait_for(30, "the follower to refuse the deadline block", || async {
+        let log = follower.log_text();
+        log.contains("leaves out forced transaction").then_some(log)
+    })
+    .await?;
+    assert!(log.contains(&l2_hash[2..]), "{}", tail(&log, 20));
+    assert_eq!(head_of(&follower).await?, deadline - 1);
+    let entry = forced_entry(&seq, &l2_hash).await?.context("listed")?;
+    assert_eq!(entry["status"], "skipped", "{entry}");
+    Ok(())
+}
