@@ -13,6 +13,8 @@ pub(crate) struct Devnet {
     pub(crate) url: String,
     /// The embedded Bitcoin node's bitcoind-compatible RPC.
     pub(crate) bitcoin_rpc: String,
+    /// The embedded Bitcoin node's P2P address (what a `hemi node` follows).
+    pub(crate) bitcoin_p2p: String,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
 }
@@ -27,18 +29,31 @@ impl Drop for Devnet {
 impl Devnet {
     /// Starts `hemi devnet <extra…>` and waits until it answers.
     pub(crate) async fn start(extra: &[&str]) -> anyhow::Result<Devnet> {
+        let bitcoin_rpc = format!("127.0.0.1:{}", hemi_testkit::free_port());
+        let bitcoin_p2p = format!("127.0.0.1:{}", hemi_testkit::free_port());
+        let mut args = vec![
+            "devnet",
+            "--bitcoin-rpc-addr",
+            &bitcoin_rpc,
+            "--bitcoin-p2p-addr",
+            &bitcoin_p2p,
+        ];
+        args.extend_from_slice(extra);
+        let mut d = Self::spawn(&args).await?;
+        d.bitcoin_rpc = format!("http://{bitcoin_rpc}");
+        d.bitcoin_p2p = bitcoin_p2p;
+        Ok(d)
+    }
+
+    /// Starts `hemi <args…> --rpc-addr <free> --dir <temporary>` (a devnet or a node) and
+    /// waits until it answers.
+    pub(crate) async fn spawn(args: &[&str]) -> anyhow::Result<Devnet> {
         let dir = tempfile::tempdir()?;
         let rpc = format!("127.0.0.1:{}", hemi_testkit::free_port());
-        let bitcoin_rpc = format!("127.0.0.1:{}", hemi_testkit::free_port());
-        let log = std::fs::File::create(dir.path().join("devnet.log"))?;
+        let log = std::fs::File::create(dir.path().join("hemi.log"))?;
         let child = Command::new(std::env::current_exe()?)
-            .args(["devnet", "--rpc-addr", &rpc])
-            .args(["--bitcoin-rpc-addr", &bitcoin_rpc])
-            .args([
-                "--bitcoin-p2p-addr",
-                &format!("127.0.0.1:{}", hemi_testkit::free_port()),
-            ])
-            .args(extra)
+            .args(args)
+            .args(["--rpc-addr", &rpc])
             .arg("--dir")
             .arg(dir.path())
             .env("RUST_LOG", "warn")
@@ -50,14 +65,15 @@ impl Devnet {
         let d = Devnet {
             child,
             url: format!("http://{rpc}"),
-            bitcoin_rpc: format!("http://{bitcoin_rpc}"),
+            bitcoin_rpc: String::new(),
+            bitcoin_p2p: String::new(),
             http: reqwest::Client::new(),
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while d.head().await.is_err() {
             if Instant::now() > deadline {
-                bail!("the devnet did not answer");
+                bail!("hemi {} did not answer", args.join(" "));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

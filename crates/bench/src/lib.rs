@@ -18,6 +18,7 @@ use hemi_btc_wallet::{build_payment, Key, KeyKind};
 use hemi_testkit::BitcoinCore;
 
 mod devnet;
+mod gossip;
 mod hvm;
 mod l2;
 mod pop;
@@ -40,6 +41,9 @@ pub enum BenchCommand {
     /// verification time (beside the embedded node's bitcoind-compatible verifytxoutproof),
     /// payout vsize per withdrawal in batches of 1, 10 and 100.
     Tunnel(crate::tunnel::TunnelArgs),
+    /// The p2p network: time from a block's commit on the sequencer to its import on a
+    /// follower by gossip, beside a follower polling JSON-RPC (`--follow`).
+    Gossip(crate::gossip::GossipArgs),
 }
 
 /// `hemi bench bitcoin-sync` options.
@@ -64,6 +68,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::HvmPin(a) => tokio::task::spawn_blocking(|| crate::hvm::run(a)).await?,
         BenchCommand::Finality(a) => crate::pop::run(a).await,
         BenchCommand::Tunnel(a) => crate::tunnel::run(a).await,
+        BenchCommand::Gossip(a) => crate::gossip::run(a).await,
     }
 }
 

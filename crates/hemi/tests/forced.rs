@@ -162,6 +162,42 @@ async fn forced_inclusion_through_bitcoin() -> anyhow::Result<()> {
     })
     .await?;
     assert_eq!(fr["blockHash"], receipt["blockHash"]);
+
+    // A forced transaction that is invalid when due (nonce 99: a nonce far ahead) is skipped
+    // by rule: the deadline block leaves it out and the follower accepts that block.
+    let bad = cast(&[
+        "mktx",
+        "--rpc-url",
+        &url,
+        "--private-key",
+        &key1,
+        to,
+        "--value",
+        "1gwei",
+        "--nonce",
+        "99",
+    ])?;
+    let bad_hash = cast(&["keccak", &bad])?;
+    force_tx(&seq, &core, &btc_key, &bad)?;
+    seq.call("hemi_mineBitcoin", json!([2])).await?;
+    let deadline = wait_for(60, "the invalid one's window", || async {
+        forced_entry(&seq, &bad_hash).await.ok().flatten()?["deadline"].as_u64()
+    })
+    .await?;
+    for node in [&seq, &follower] {
+        wait_for(60, "both nodes past the deadline", || async {
+            (head_of(node).await.ok()? > deadline).then_some(())
+        })
+        .await
+        .with_context(|| tail(&node.log_text(), 20))?;
+    }
+    let entry = forced_entry(&seq, &bad_hash).await?.context("listed")?;
+    assert_eq!(entry["status"], "skipped", "{entry}");
+    let at = json!([format!("0x{deadline:x}"), false]);
+    assert_eq!(
+        follower.call("eth_getBlockByNumber", at.clone()).await?["hash"],
+        seq.call("eth_getBlockByNumber", at).await?["hash"]
+    );
     drop(follower);
     drop(seq);
 

@@ -48,7 +48,7 @@ fn p2p_port() -> String {
     format!("127.0.0.1:{}", hemi_testkit::free_port())
 }
 
-/// A peer that accepts anything and claims a head far ahead; it serves garbage for blocks.
+/// A peer that accepts anything, has no blocks of its own, and gossips what the test gives it.
 struct Evil;
 
 impl NetApp for Evil {
@@ -61,7 +61,7 @@ impl NetApp for Evil {
     fn serve(&self, request: &Request) -> Response {
         match request {
             Request::Head => Response::Head {
-                number: 1_000_000,
+                number: 0,
                 hash: vec![0; 32],
             },
             _ => Response::NotFound,

@@ -172,6 +172,13 @@ impl P2pSource {
                         last = FollowError::Refused { number, error: e };
                     }
                 },
+                Ok(Response::NotFound) if head.is_some() => {
+                    // It claimed a head at or above `number`: a lie (or a reorg since).
+                    self.net.penalize(
+                        peer,
+                        format!("claimed head {head:?} but has no block {number}"),
+                    );
+                }
                 Ok(_) => {}
                 Err(e) => last = FollowError::Rpc(e.to_string()),
             }
