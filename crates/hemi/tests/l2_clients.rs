@@ -315,5 +315,12 @@ async fn ethereum_clients_hvm_contracts_and_a_follower_on_real_bitcoin_core() ->
         },
     )
     .await?;
+
+    // Very last (it rewinds the devnet's chain under its follower): anvil's state snapshots
+    // behave as anvil's.
+    let snaps = node_script(&hemi, "anvil-snapshots.mjs", &[])?;
+    assert_eq!(snaps["ok"], true, "{snaps}");
+    assert_eq!(snaps["reverted"], true, "{snaps}");
+    assert_eq!(snaps["secondRevert"], false, "{snaps}");
     Ok(())
 }

@@ -771,6 +771,24 @@ impl EthBackend for NodeBackend {
         }
     }
 
+    fn snapshot(&self) -> BackendResult<u64> {
+        match &self.sequencer {
+            Some(seq) => Ok(seq.snapshot()),
+            None => Err(BackendError::Execution(
+                "only the sequencer takes snapshots".into(),
+            )),
+        }
+    }
+
+    fn revert(&self, id: u64) -> BackendResult<bool> {
+        match &self.sequencer {
+            Some(seq) => seq.revert(id).map_err(chain_err),
+            None => Err(BackendError::Execution(
+                "only the sequencer takes snapshots".into(),
+            )),
+        }
+    }
+
     fn set_next_block_timestamp(&self, timestamp: u64) -> BackendResult<()> {
         match &self.sequencer {
             // anvil answers a timestamp in the past as invalid params (-32602).

@@ -62,6 +62,8 @@ pub struct Sequencer {
     /// anvil's clock: seconds added to the wall clock (`evm_increaseTime`), and the next
     /// block's timestamp if one was set (`evm_setNextBlockTimestamp`).
     clock: Mutex<Clock>,
+    /// anvil's state snapshots (`evm_snapshot`): id → the head block then, and the next id.
+    snapshots: Mutex<(std::collections::BTreeMap<u64, u64>, u64)>,
     blocks: broadcast::Sender<u64>,
     pending: broadcast::Sender<B256>,
 }
@@ -130,6 +132,7 @@ impl Sequencer {
             pool_config: pool.config().clone(),
             pool: Mutex::new(pool),
             produce: Mutex::new(()),
+            snapshots: Mutex::new((std::collections::BTreeMap::new(), 0)),
             clock: Mutex::new(Clock::default()),
             blocks: broadcast::channel(1024).0,
             pending: broadcast::channel(8192).0,
@@ -215,6 +218,40 @@ impl Sequencer {
         clock.next = Some(timestamp);
         clock.offset = timestamp.saturating_sub(now_secs());
         Ok(())
+    }
+
+    /// anvil's `evm_snapshot`: remembers the head; returns the snapshot's id (0, 1, …).
+    pub fn snapshot(&self) -> u64 {
+        let _one = self.produce.lock();
+        let head = self.chain.head().0;
+        let mut s = self.snapshots.lock();
+        let id = s.1;
+        s.0.insert(id, head);
+        s.1 += 1;
+        id
+    }
+
+    /// anvil's `evm_revert`: the chain goes back to the head snapshot `id` remembered (the
+    /// blocks after it are removed with their state, the pool's nonces follow); that snapshot
+    /// and later ones are forgotten. `false` for an unknown id, as anvil answers.
+    ///
+    /// # Errors
+    /// The unwind failed (see [`Chain::unwind_to`]).
+    pub fn revert(&self, id: u64) -> Result<bool, ChainError> {
+        let _one = self.produce.lock();
+        let target = {
+            let mut s = self.snapshots.lock();
+            let Some(&target) = s.0.get(&id) else {
+                return Ok(false);
+            };
+            s.0.retain(|k, _| *k < id);
+            target
+        };
+        self.chain.unwind_to(target)?;
+        let snap = Snapshot(self.chain.state_at(target)?);
+        self.pool.lock().on_rewind(&snap);
+        self.clock.lock().next = None;
+        Ok(true)
     }
 
     /// Builds, seals and commits the next block now.

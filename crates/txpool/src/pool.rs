@@ -397,6 +397,23 @@ impl TxPool {
         out
     }
 
+    /// After the chain went back (anvil's `evm_revert`, an unwind): every sender's next nonce
+    /// is `state`'s again (lower than the pool knew); transactions below it are dropped, the
+    /// rest wait for their nonces as usual.
+    pub fn on_rewind(&mut self, state: &dyn AccountState) {
+        let mut dropped = Vec::new();
+        for (addr, s) in &mut self.senders {
+            s.nonce = state.nonce(*addr);
+            let keep = s.txs.split_off(&s.nonce);
+            dropped.extend(s.txs.values().map(|tx| tx.hash));
+            s.txs = keep;
+        }
+        for hash in dropped {
+            self.by_hash.remove(&hash);
+        }
+        self.senders.retain(|_, s| !s.txs.is_empty());
+    }
+
     /// Applies a new block: `mined` lists each sender whose transactions it included with the
     /// sender's new account nonce. Then every pooled sender is re-read from `state` (the truth
     /// after the block): transactions below the account nonce are dropped, as are those the

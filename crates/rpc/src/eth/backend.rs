@@ -190,6 +190,19 @@ pub trait EthBackend: Send + Sync + 'static {
             "only the devnet's sequencer keeps anvil's clock".into(),
         ))
     }
+    /// anvil's `evm_snapshot`: the snapshot id (devnet only).
+    fn snapshot(&self) -> BackendResult<u64> {
+        Err(BackendError::Execution(
+            "only the devnet's sequencer takes snapshots".into(),
+        ))
+    }
+    /// anvil's `evm_revert`: `false` for an unknown id (devnet only).
+    fn revert(&self, id: u64) -> BackendResult<bool> {
+        let _ = id;
+        Err(BackendError::Execution(
+            "only the devnet's sequencer takes snapshots".into(),
+        ))
+    }
     /// New keystones as JSON (`eth_subscribe("newKeystones")`); `None` where there are none.
     fn subscribe_keystones(&self) -> Option<broadcast::Receiver<Value>> {
         None

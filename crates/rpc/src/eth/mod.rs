@@ -653,6 +653,23 @@ fn register_misc(m: &mut RpcModule<EthContext>) -> Result<(), RegisterMethodErro
             Ok(json!(total))
         })?;
     }
+    for name in ["evm_snapshot", "anvil_snapshot"] {
+        blocking(m, name, |c, _| {
+            let id = c.backend.snapshot().map_err(backend_error)?;
+            // anvil answers a quantity: "0x0", "0x1", …
+            Ok(json!(format!("0x{id:x}")))
+        })?;
+    }
+    for name in ["evm_revert", "anvil_revert"] {
+        blocking(m, name, |c, p| {
+            let a = Args::parse(p, 1)?;
+            let id: alloy_primitives::U256 = a.req(0)?;
+            match u64::try_from(id) {
+                Ok(id) => c.backend.revert(id).map_err(backend_error).map(|b| json!(b)),
+                Err(_) => Ok(json!(false)),
+            }
+        })?;
+    }
     for name in ["evm_setNextBlockTimestamp", "anvil_setNextBlockTimestamp"] {
         blocking(m, name, |c, p| {
             let a = Args::parse(p, 1)?;
