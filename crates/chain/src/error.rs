@@ -281,6 +281,9 @@ pub enum BlockError {
         /// Its hash.
         hash: B256,
     },
+    /// A devnet state change (`0x7A`) that is malformed or where the chain takes none.
+    #[error("devnet state change: {0}")]
+    DevState(String),
     /// A forced transaction whose deadline is this block, valid here, is not in it.
     #[error(
         "block {number} leaves out forced transaction {tx} (published in Bitcoin transaction \

@@ -44,6 +44,8 @@ pub struct BlockContext {
     pub beneficiary: Address,
     /// `PREVRANDAO` (the parent hash: deterministic, not random).
     pub prevrandao: B256,
+    /// Whether devnet state changes (`0x7A`) are allowed (the spec's `devState`).
+    pub dev_state: bool,
 }
 
 impl BlockContext {
@@ -312,6 +314,28 @@ fn run(
                         status: success.into(),
                         cumulative_gas_used: out.gas_used,
                         logs: result.into_logs(),
+                    },
+                });
+                out.txs.push(stx);
+                continue;
+            }
+            L2Tx::DevState(d) => {
+                if i == 0 || user_seen {
+                    return Err(misplaced(SystemTxKind::DevState, i));
+                }
+                if !block.dev_state {
+                    return Err(BlockError::DevState(
+                        "this chain takes none (only a regtest devnet does)".into(),
+                    )
+                    .into());
+                }
+                crate::dev::apply(&mut evm.ctx.journaled_state.database, d)?;
+                out.receipts.push(L2Receipt {
+                    tx_type: stx.tx.tx_type(),
+                    receipt: Receipt {
+                        status: true.into(),
+                        cumulative_gas_used: out.gas_used,
+                        logs: Vec::new(),
                     },
                 });
                 out.txs.push(stx);

@@ -99,6 +99,10 @@ pub struct ChainSpec {
     /// Forced inclusion through Bitcoin ([`crate::forced`]); `None`: no such rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forced_inclusion: Option<crate::forced::ForcedInclusionParams>,
+    /// Whether blocks may carry the devnet's direct state changes ([`crate::dev`]): a regtest
+    /// devnet and its followers only.
+    #[serde(default)]
+    pub dev_state: bool,
 }
 
 fn default_keystone_interval() -> u64 {
@@ -136,6 +140,7 @@ impl ChainSpec {
             pop_reward: default_pop_reward(),
             tunnel: None,
             forced_inclusion: None,
+            dev_state: false,
         })
     }
 

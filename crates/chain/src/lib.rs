@@ -10,6 +10,7 @@
 pub mod block;
 mod chain;
 pub mod db;
+pub mod dev;
 mod error;
 pub mod exec;
 pub mod forced;

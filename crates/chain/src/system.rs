@@ -34,6 +34,9 @@ pub enum SystemTxKind {
     Deposit,
     /// `0x7B`: finalizes one custodian payout. As many as there are eligible payouts.
     Payout,
+    /// `0x7A`: the devnet's direct state changes ([`crate::dev`]); not derived from anything,
+    /// so not in [`SystemTxKind::ORDER`]: after the protocol's, before user transactions.
+    DevState,
 }
 
 impl SystemTxKind {
@@ -54,6 +57,7 @@ impl SystemTxKind {
             L2Tx::TunnelActivation(_) => Some(SystemTxKind::TunnelActivation),
             L2Tx::Deposit(_) => Some(SystemTxKind::Deposit),
             L2Tx::Payout(_) => Some(SystemTxKind::Payout),
+            L2Tx::DevState(_) => Some(SystemTxKind::DevState),
             L2Tx::Eth(_) => None,
         }
     }
@@ -66,6 +70,7 @@ impl SystemTxKind {
             SystemTxKind::TunnelActivation => "tunnel activation",
             SystemTxKind::Deposit => "deposit confirmation",
             SystemTxKind::Payout => "withdrawal finalization",
+            SystemTxKind::DevState => "devnet state change",
         }
     }
 
@@ -74,9 +79,10 @@ impl SystemTxKind {
         match self {
             SystemTxKind::BtcAttributes => "it must be first",
             SystemTxKind::PopPayout => "it must follow the attributes",
-            SystemTxKind::TunnelActivation | SystemTxKind::Deposit | SystemTxKind::Payout => {
-                "system transactions come before user transactions"
-            }
+            SystemTxKind::TunnelActivation
+            | SystemTxKind::Deposit
+            | SystemTxKind::Payout
+            | SystemTxKind::DevState => "system transactions come before user transactions",
         }
     }
 }
@@ -124,6 +130,8 @@ impl SystemInputs {
                 SystemTxKind::Payout => {
                     txs.extend(self.payouts.iter().map(|p| L2Tx::Payout(*p)));
                 }
+                // Not derived: the devnet's sequencer adds its own.
+                SystemTxKind::DevState => {}
             }
         }
         txs
@@ -209,11 +217,13 @@ pub fn check(number: u64, txs: &[L2Tx], expected: &[L2Tx]) -> Result<(), BlockEr
                 expected: payout_summary(Some(want)),
             },
             Some(SystemTxKind::Deposit) => deposits_differ(number, txs, expected),
-            Some(kind @ SystemTxKind::Payout) => BlockError::SystemTxMismatch {
-                number,
-                kind: kind.name(),
-                index,
-            },
+            Some(kind @ (SystemTxKind::Payout | SystemTxKind::DevState)) => {
+                BlockError::SystemTxMismatch {
+                    number,
+                    kind: kind.name(),
+                    index,
+                }
+            }
             Some(kind @ SystemTxKind::TunnelActivation) => match got {
                 Some(L2Tx::Deposit(_)) => deposits_differ(number, txs, expected),
                 _ => BlockError::SystemTxMismatch {

@@ -7,6 +7,7 @@ use alloy_rlp::{Decodable, Encodable, Header as RlpHeader};
 use hemi_hvm::attributes::{BTC_ATTRIBUTES_GAS, BTC_ATTRIBUTES_SENDER, BTC_ATTRIBUTES_TX_TYPE};
 use hemi_hvm::BtcAttributes;
 
+use crate::dev::{DevStateTx, DEV_STATE_TX_TYPE};
 use crate::pop_rewards::{PopPayoutTx, POP_PAYOUT_TX_TYPE};
 use crate::tunnel::{
     decode_body, encode_with_type, DepositTx, PayoutTx, TunnelActivationTx, DEPOSIT_TX_TYPE,
@@ -110,6 +111,8 @@ pub enum L2Tx {
     Deposit(DepositTx),
     /// A payout finalization (type `0x7B`, [`crate::tunnel`]).
     Payout(PayoutTx),
+    /// A devnet state change (type `0x7A`, [`crate::dev`]).
+    DevState(DevStateTx),
 }
 
 impl L2Tx {
@@ -122,6 +125,7 @@ impl L2Tx {
             L2Tx::TunnelActivation(_) => TUNNEL_ACTIVATION_TX_TYPE,
             L2Tx::Deposit(_) => DEPOSIT_TX_TYPE,
             L2Tx::Payout(_) => PAYOUT_TX_TYPE,
+            L2Tx::DevState(_) => DEV_STATE_TX_TYPE,
         }
     }
 
@@ -143,6 +147,7 @@ impl L2Tx {
             L2Tx::TunnelActivation(tx) => encode_with_type(TUNNEL_ACTIVATION_TX_TYPE, tx),
             L2Tx::Deposit(tx) => encode_with_type(DEPOSIT_TX_TYPE, tx),
             L2Tx::Payout(tx) => encode_with_type(PAYOUT_TX_TYPE, tx),
+            L2Tx::DevState(tx) => encode_with_type(DEV_STATE_TX_TYPE, tx),
         }
     }
 
@@ -177,6 +182,9 @@ impl L2Tx {
         if bytes.first() == Some(&PAYOUT_TX_TYPE) {
             return decode_body(&bytes[1..]).map(L2Tx::Payout).map_err(bad);
         }
+        if bytes.first() == Some(&DEV_STATE_TX_TYPE) {
+            return decode_body(&bytes[1..]).map(L2Tx::DevState).map_err(bad);
+        }
         let mut buf = bytes;
         let tx = TxEnvelope::decode_2718(&mut buf)
             .map_err(|e| bad(TxDecodeError::Envelope(e.to_string())))?;
@@ -199,7 +207,8 @@ impl L2Tx {
             | L2Tx::PopPayout(_)
             | L2Tx::TunnelActivation(_)
             | L2Tx::Deposit(_)
-            | L2Tx::Payout(_) => keccak256(self.encoded_2718()),
+            | L2Tx::Payout(_)
+            | L2Tx::DevState(_) => keccak256(self.encoded_2718()),
         }
     }
 
@@ -215,7 +224,8 @@ impl L2Tx {
             | L2Tx::PopPayout(_)
             | L2Tx::TunnelActivation(_)
             | L2Tx::Deposit(_)
-            | L2Tx::Payout(_) => Ok(Address::from(BTC_ATTRIBUTES_SENDER)),
+            | L2Tx::Payout(_)
+            | L2Tx::DevState(_) => Ok(Address::from(BTC_ATTRIBUTES_SENDER)),
         }
     }
 }

@@ -685,3 +685,84 @@ fn state_in_memory_replays_after_a_crash_and_rebuilds_from_the_blocks() {
     )
     .expect("proof after the rebuild");
 }
+
+#[test]
+fn devnet_state_changes_re_execute_on_a_devnet_follower_and_are_refused_elsewhere() {
+    use hemi_chain::dev::{DevChange, DevOp};
+    let pin = bitcoin();
+    let mut spec = ChainSpec::devnet().expect("spec");
+    spec.dev_state = true;
+    let a = Chain::open(None, spec.clone()).expect("devnet");
+    let b = Chain::open(None, spec.clone()).expect("devnet follower");
+    spec.dev_state = false;
+    let c = Chain::open(None, spec).expect("a chain that takes none");
+    let who = Address::repeat_byte(0x31);
+    let code = Bytes::from_static(&[0x60, 0x2a, 0x60, 0x00, 0x52, 0x60, 0x20, 0x60, 0x00, 0xf3]);
+    let changes = vec![
+        DevChange::new(who, DevOp::Balance(U256::from(12_345u64))),
+        DevChange::new(who, DevOp::Nonce(9)),
+        DevChange::new(who, DevOp::Code(code.clone())),
+        DevChange::new(who, DevOp::Storage(U256::from(5u64), U256::from(77u64))),
+        DevChange::new(who, DevOp::Storage(U256::from(6u64), U256::from(78u64))),
+    ];
+    a.build_block_with_dev(
+        &pin,
+        &attrs(&pin),
+        vec![],
+        1_000,
+        &TestSealer(SEQUENCER),
+        changes,
+    )
+    .expect("build");
+    let block = block_of(&a, 1);
+    assert!(matches!(block.txs[1], L2Tx::DevState(_)), "{:?}", block.txs);
+    let seq = SequencerAddress(sequencer_address());
+    b.import_block(&block, &seq, &resolver(&pin))
+        .expect("a devnet follower takes it");
+    assert_eq!(a.head(), b.head(), "same roots");
+    let state = b.state_at(1).expect("state");
+    let acct = state.account(&who).expect("read").expect("account");
+    assert_eq!((acct.balance, acct.nonce), (U256::from(12_345u64), 9));
+    let slot = |k: u64| {
+        state
+            .storage(&who, &B256::from(U256::from(k).to_be_bytes::<32>()))
+            .expect("slot")
+    };
+    assert_eq!((slot(5), slot(6)), (U256::from(77u64), U256::from(78u64)));
+    let err = c
+        .import_block(&block, &seq, &resolver(&pin))
+        .expect_err("refused where the spec takes none");
+    assert!(
+        err.to_string()
+            .contains("devnet state change: this chain takes none"),
+        "{err}"
+    );
+    // Building one there is refused too, and a malformed change anywhere.
+    let err = c
+        .build_block_with_dev(
+            &pin,
+            &attrs(&pin),
+            vec![],
+            1_000,
+            &TestSealer(SEQUENCER),
+            vec![DevChange::new(who, DevOp::Nonce(1))],
+        )
+        .expect_err("no dev state here");
+    assert!(err.to_string().contains("takes none"), "{err}");
+    let mut bad = DevChange::new(who, DevOp::Nonce(1));
+    bad.value = Bytes::from_static(&[1, 2, 3]);
+    let err = a
+        .build_block_with_dev(
+            &pin,
+            &attrs(&pin),
+            vec![],
+            1_001,
+            &TestSealer(SEQUENCER),
+            vec![bad],
+        )
+        .expect_err("malformed");
+    assert!(
+        err.to_string().contains("a nonce is 8 bytes, got 3"),
+        "{err}"
+    );
+}

@@ -303,6 +303,11 @@ async fn ethereum_clients_hvm_contracts_and_a_follower_on_real_bitcoin_core() ->
 
     // Last (it moves the devnet's clock): anvil's clock and mining tools behave as anvil's,
     // and the follower takes the time-travelled blocks too.
+    // anvil's direct state changes behave as anvil's; they ride in 0x7A blocks the follower
+    // re-executes (it must reach the head below).
+    let state = node_script(&hemi, "anvil-state.mjs", &[])?;
+    assert_eq!(state["ok"], true, "{state}");
+    assert_eq!(state["nonce"], 32, "{state}");
     let tools = node_script(&hemi, "anvil-tools.mjs", &[])?;
     assert_eq!(tools["ok"], true, "{tools}");
     let head = hex_u64(&hemi.call("eth_blockNumber", json!([])).await?);

@@ -145,6 +145,14 @@ impl NodeBackend {
                 // The payout list, RLP: [keystone, [[miner, amount, relHeight, btcTxid], …]].
                 alloy_primitives::Bytes::from(tx.tx.encoded_2718()[1..].to_vec()),
             ),
+            // The changes, RLP: [block number, [[address, kind, key, value], …]].
+            L2Tx::DevState(_) => system_tx_json(
+                tx,
+                block,
+                index,
+                alloy_primitives::Address::ZERO,
+                alloy_primitives::Bytes::from(tx.tx.encoded_2718()[1..].to_vec()),
+            ),
             L2Tx::TunnelActivation(_) => system_tx_json(
                 tx,
                 block,
@@ -232,6 +240,7 @@ impl NodeBackend {
             ),
             L2Tx::BtcAttributes(sys) => (sys.to, 0),
             L2Tx::PopPayout(_) => (Some(hemi_chain::pop_rewards::POP_REWARDS_ADDRESS), 0),
+            L2Tx::DevState(_) => (Some(alloy_primitives::Address::ZERO), 0),
             L2Tx::TunnelActivation(_) | L2Tx::Deposit(_) | L2Tx::Payout(_) => {
                 (Some(hemi_tunnel::contracts::TUNNEL_MANAGER_ADDRESS), 0)
             }
@@ -596,7 +605,8 @@ impl EthBackend for NodeBackend {
                         | L2Tx::PopPayout(_)
                         | L2Tx::TunnelActivation(_)
                         | L2Tx::Deposit(_)
-                        | L2Tx::Payout(_) => None,
+                        | L2Tx::Payout(_)
+                        | L2Tx::DevState(_) => None,
                     })
                     .collect();
                 tips.sort_unstable();
@@ -769,6 +779,34 @@ impl EthBackend for NodeBackend {
                 "only the sequencer keeps the clock".into(),
             )),
         }
+    }
+
+    fn set_state(
+        &self,
+        address: alloy_primitives::Address,
+        change: hemi_rpc::eth::StateChange,
+    ) -> BackendResult<()> {
+        use hemi_chain::dev::{DevChange, DevOp};
+        use hemi_rpc::eth::StateChange;
+        let Some(seq) = &self.sequencer else {
+            return Err(BackendError::Execution(
+                "only the devnet's sequencer changes state directly".into(),
+            ));
+        };
+        let op = match change {
+            StateChange::Balance(b) => DevOp::Balance(b),
+            StateChange::Nonce(n) => DevOp::Nonce(n),
+            StateChange::Code(c) => DevOp::Code(c),
+            StateChange::Storage(k, v) => DevOp::Storage(k, v),
+        };
+        seq.set_state(vec![DevChange::new(address, op)])
+            .map(|_| ())
+            .map_err(|e| match e {
+                ChainError::InvalidBlock(hemi_chain::BlockError::DevState(m)) => {
+                    BackendError::InvalidParams(m)
+                }
+                other => chain_err(other),
+            })
     }
 
     fn snapshot(&self) -> BackendResult<u64> {

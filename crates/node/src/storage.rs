@@ -36,6 +36,9 @@ pub(crate) fn open_chain(cfg: &Config, tunnel: &Tunnel) -> anyhow::Result<Arc<Ch
     spec.pop_payout_delay = cfg.pop_payout_delay;
     spec.tunnel = Some(tunnel.spec);
     spec.forced_inclusion = Some(cfg.forced_inclusion);
+    // anvil's state changes (`anvil_setBalance`, …) ride in blocks only on a regtest devnet
+    // and its followers.
+    spec.dev_state = cfg.network == bitcoin::Network::Regtest;
     let chain = if cfg.persist {
         std::fs::create_dir_all(&cfg.dir)
             .with_context(|| format!("creating {}", cfg.dir.display()))?;

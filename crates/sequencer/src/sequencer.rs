@@ -64,6 +64,8 @@ pub struct Sequencer {
     clock: Mutex<Clock>,
     /// anvil's state snapshots (`evm_snapshot`): id → the head block then, and the next id.
     snapshots: Mutex<(std::collections::BTreeMap<u64, u64>, u64)>,
+    /// anvil's direct state changes waiting for the next block.
+    dev_changes: Mutex<Vec<hemi_chain::dev::DevChange>>,
     blocks: broadcast::Sender<u64>,
     pending: broadcast::Sender<B256>,
 }
@@ -133,6 +135,7 @@ impl Sequencer {
             pool: Mutex::new(pool),
             produce: Mutex::new(()),
             snapshots: Mutex::new((std::collections::BTreeMap::new(), 0)),
+            dev_changes: Mutex::new(Vec::new()),
             clock: Mutex::new(Clock::default()),
             blocks: broadcast::channel(1024).0,
             pending: broadcast::channel(8192).0,
@@ -254,6 +257,20 @@ impl Sequencer {
         Ok(true)
     }
 
+    /// anvil's `anvil_setBalance` / `setNonce` / `setCode` / `setStorageAt`: the changes go in
+    /// a block made now (a `0x7A` transaction followers re-execute), so they hold once this
+    /// returns. Returns the block's number.
+    ///
+    /// # Errors
+    /// A malformed change; the chain takes none (not a regtest devnet); block production.
+    pub fn set_state(&self, changes: Vec<hemi_chain::dev::DevChange>) -> Result<u64, ChainError> {
+        for c in &changes {
+            c.op()?;
+        }
+        self.dev_changes.lock().extend(changes);
+        Ok(self.produce()?.block.header.number)
+    }
+
     /// Builds, seals and commits the next block now.
     ///
     /// # Errors
@@ -293,12 +310,15 @@ impl Sequencer {
                 .take()
                 .unwrap_or_else(|| now_secs().saturating_add(clock.offset))
         };
-        let built = self.chain.build_block(
+        let dev = std::mem::take(&mut *self.dev_changes.lock());
+        let nonce_changed = dev.iter().any(|c| c.kind == 1);
+        let built = self.chain.build_block_with_dev(
             &pin,
             &attrs,
             candidates,
             timestamp,
             self.config.sealer.as_ref(),
+            dev,
         )?;
         {
             let mut pool = self.pool.lock();
@@ -314,6 +334,10 @@ impl Sequencer {
             }
             let snap = Snapshot(self.chain.state_at(built.block.header.number)?);
             pool.on_block(&mined, &snap);
+            if nonce_changed {
+                // anvil_setNonce may lower a nonce: the pool takes the state's exactly.
+                pool.on_rewind(&snap);
+            }
         }
         let _ = self.blocks.send(built.block.header.number);
         Ok(built)

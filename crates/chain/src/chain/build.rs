@@ -48,6 +48,7 @@ impl Chain {
             base_fee: Self::next_base_fee(parent),
             beneficiary,
             prevrandao: parent.hash_slow(),
+            dev_state: self.spec.dev_state,
         }
     }
 
@@ -154,6 +155,24 @@ impl Chain {
         timestamp: u64,
         sealer: &dyn Sealer,
     ) -> Result<Built, ChainError> {
+        self.build_block_with_dev(bitcoin, attrs, candidates, timestamp, sealer, Vec::new())
+    }
+
+    /// [`Chain::build_block`] with the devnet's direct state changes (`dev`, see
+    /// [`crate::dev`]) applied after the protocol's system transactions.
+    ///
+    /// # Errors
+    /// As [`Chain::build_block`]; [`BlockError::DevState`] when the spec takes none or a change
+    /// is malformed.
+    pub fn build_block_with_dev(
+        &self,
+        bitcoin: &BitcoinPin,
+        attrs: &BtcAttributes,
+        candidates: Vec<SignedTx>,
+        timestamp: u64,
+        sealer: &dyn Sealer,
+        dev: Vec<crate::dev::DevChange>,
+    ) -> Result<Built, ChainError> {
         let _guard = self.write.lock();
         let head = *self.head.read();
         let parent = self
@@ -164,6 +183,21 @@ impl Chain {
         let mut txs = Vec::with_capacity(candidates.len() + system.len());
         for tx in system {
             txs.push(SignedTx::recover(tx)?);
+        }
+        if !dev.is_empty() {
+            if !self.spec.dev_state {
+                return Err(BlockError::DevState(
+                    "this chain takes none (only a regtest devnet does)".into(),
+                )
+                .into());
+            }
+            for c in &dev {
+                c.op()?;
+            }
+            txs.push(SignedTx::recover(L2Tx::DevState(crate::dev::DevStateTx {
+                number: ctx.number,
+                changes: dev,
+            }))?);
         }
         // Forced transactions due in this block first (see `crate::forced`).
         let due = if self.skip_forced.load(std::sync::atomic::Ordering::Relaxed) {

@@ -10,6 +10,19 @@ use alloy_rpc_types_eth::{
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+/// One of anvil's direct state changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateChange {
+    /// `anvil_setBalance`.
+    Balance(U256),
+    /// `anvil_setNonce`.
+    Nonce(u64),
+    /// `anvil_setCode`.
+    Code(Bytes),
+    /// `anvil_setStorageAt`: slot, value.
+    Storage(U256, U256),
+}
+
 /// A block tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tag {
@@ -188,6 +201,14 @@ pub trait EthBackend: Send + Sync + 'static {
         let _ = timestamp;
         Err(BackendError::Execution(
             "only the devnet's sequencer keeps anvil's clock".into(),
+        ))
+    }
+    /// anvil's `anvil_setBalance` / `setNonce` / `setCode` / `setStorageAt` (devnet only): the
+    /// change holds once this returns.
+    fn set_state(&self, address: Address, change: StateChange) -> BackendResult<()> {
+        let _ = (address, change);
+        Err(BackendError::Execution(
+            "only the devnet's sequencer changes state directly".into(),
         ))
     }
     /// anvil's `evm_snapshot`: the snapshot id (devnet only).

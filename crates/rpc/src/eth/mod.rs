@@ -19,7 +19,7 @@ pub mod subs;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy_primitives::{keccak256, Bytes, B256};
+use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
 use alloy_rpc_types_eth::state::StateOverride;
 use alloy_rpc_types_eth::{BlockOverrides, FeeHistory, Filter, TransactionRequest};
 use jsonrpsee::core::RegisterMethodError;
@@ -28,7 +28,9 @@ use jsonrpsee::RpcModule;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-pub use backend::{AccessListResult, BackendError, BackendResult, EthBackend, StateAt, Tag};
+pub use backend::{
+    AccessListResult, BackendError, BackendResult, EthBackend, StateAt, StateChange, Tag,
+};
 pub use compat::{method_set, GethCompat};
 pub use errors::{backend_error, decode_revert_reason, revert_error};
 pub use filters::{log_matches, too_many_logs, FilterStore, LogLimits};
@@ -653,6 +655,55 @@ fn register_misc(m: &mut RpcModule<EthContext>) -> Result<(), RegisterMethodErro
             Ok(json!(total))
         })?;
     }
+    for name in ["anvil_setBalance", "hardhat_setBalance"] {
+        blocking(m, name, |c, p| {
+            let a = Args::parse(p, 2)?;
+            let address: Address = a.req(0)?;
+            let balance: U256 = a.req(1)?;
+            c.backend
+                .set_state(address, StateChange::Balance(balance))
+                .map_err(backend_error)?;
+            Ok(Value::Null)
+        })?;
+    }
+    for name in ["anvil_setNonce", "hardhat_setNonce", "evm_setAccountNonce"] {
+        blocking(m, name, |c, p| {
+            let a = Args::parse(p, 2)?;
+            let address: Address = a.req(0)?;
+            let nonce: alloy_primitives::U64 = a.req(1)?;
+            c.backend
+                .set_state(address, StateChange::Nonce(nonce.to::<u64>()))
+                .map_err(backend_error)?;
+            Ok(Value::Null)
+        })?;
+    }
+    for name in ["anvil_setCode", "hardhat_setCode"] {
+        blocking(m, name, |c, p| {
+            let a = Args::parse(p, 2)?;
+            let address: Address = a.req(0)?;
+            let code: Bytes = a.req(1)?;
+            c.backend
+                .set_state(address, StateChange::Code(code))
+                .map_err(backend_error)?;
+            Ok(Value::Null)
+        })?;
+    }
+    for name in ["anvil_setStorageAt", "hardhat_setStorageAt"] {
+        blocking(m, name, |c, p| {
+            let a = Args::parse(p, 3)?;
+            let address: Address = a.req(0)?;
+            let slot: U256 = a.req(1)?;
+            let value: B256 = a.req(2)?;
+            c.backend
+                .set_state(
+                    address,
+                    StateChange::Storage(slot, U256::from_be_bytes(value.0)),
+                )
+                .map_err(backend_error)?;
+            // anvil answers true.
+            Ok(json!(true))
+        })?;
+    }
     for name in ["evm_snapshot", "anvil_snapshot"] {
         blocking(m, name, |c, _| {
             let id = c.backend.snapshot().map_err(backend_error)?;
@@ -665,7 +716,11 @@ fn register_misc(m: &mut RpcModule<EthContext>) -> Result<(), RegisterMethodErro
             let a = Args::parse(p, 1)?;
             let id: alloy_primitives::U256 = a.req(0)?;
             match u64::try_from(id) {
-                Ok(id) => c.backend.revert(id).map_err(backend_error).map(|b| json!(b)),
+                Ok(id) => c
+                    .backend
+                    .revert(id)
+                    .map_err(backend_error)
+                    .map(|b| json!(b)),
                 Err(_) => Ok(json!(false)),
             }
         })?;
