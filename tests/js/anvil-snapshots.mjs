@@ -1,8 +1,7 @@
 // anvil's state snapshots on the hemi devnet, differentially against anvil: evm_snapshot,
 // a transfer, evm_revert must put balance, nonce, receipt and head back the same way on both,
 // answer a reverted or unknown id with false, and take the reverted nonce again.
-import assert from 'node:assert/strict'
-import { RPC_URL, devWallet, httpProvider, runScript, startAnvil, waitReceipt } from './lib.mjs'
+import { differentialAgainstAnvil, devWallet, waitReceipt } from './lib.mjs'
 
 const TO = '0x00000000000000000000000000000000000cafe1'
 
@@ -35,14 +34,4 @@ async function exercise(p) {
   return out
 }
 
-await runScript('anvil-snapshots.mjs', async (step) => {
-  const anvil = await startAnvil(['--silent'])
-  try {
-    const hemi = await step('on hemi', () => exercise(httpProvider(RPC_URL)))
-    const peer = await step('on anvil', () => exercise(httpProvider(anvil.url)))
-    assert.deepStrictEqual(hemi, peer)
-    return { ok: true, ...hemi }
-  } finally {
-    anvil.stop()
-  }
-})
+await differentialAgainstAnvil('anvil-snapshots.mjs', exercise)

@@ -2,9 +2,8 @@
 // anvil_/hardhat_ calls must answer the same and leave the same balance, nonce, code and
 // storage, which then behave as any other state (a call runs the code, a transaction takes the
 // nonce, a funded fresh account pays).
-import assert from 'node:assert/strict'
 import { Wallet } from 'ethers'
-import { RPC_URL, httpProvider, runScript, startAnvil, waitReceipt } from './lib.mjs'
+import { differentialAgainstAnvil, waitReceipt } from './lib.mjs'
 
 // Runtime code that returns 42 (PUSH1 2a PUSH1 0 MSTORE PUSH1 20 PUSH1 0 RETURN).
 const RETURNS_42 = '0x602a60005260206000f3'
@@ -39,14 +38,4 @@ async function exercise(p) {
   return out
 }
 
-await runScript('anvil-state.mjs', async (step) => {
-  const anvil = await startAnvil(['--silent'])
-  try {
-    const hemi = await step('on hemi', () => exercise(httpProvider(RPC_URL)))
-    const peer = await step('on anvil', () => exercise(httpProvider(anvil.url)))
-    assert.deepStrictEqual(hemi, peer)
-    return { ok: true, ...hemi }
-  } finally {
-    anvil.stop()
-  }
-})
+await differentialAgainstAnvil('anvil-state.mjs', exercise)

@@ -3,7 +3,7 @@
 // move each chain's block numbers and timestamps the same way, and the same bad call must be
 // refused by both.
 import assert from 'node:assert/strict'
-import { RPC_URL, httpProvider, runScript, startAnvil } from './lib.mjs'
+import { differentialAgainstAnvil } from './lib.mjs'
 
 async function exercise(p) {
   const latest = async () => {
@@ -35,14 +35,4 @@ async function exercise(p) {
   return out
 }
 
-await runScript('anvil-tools.mjs', async (step) => {
-  const anvil = await startAnvil(['--silent'])
-  try {
-    const hemi = await step('on hemi', () => exercise(httpProvider(RPC_URL)))
-    const peer = await step('on anvil', () => exercise(httpProvider(anvil.url)))
-    assert.deepStrictEqual(hemi, peer)
-    return { ok: true, ...hemi }
-  } finally {
-    anvil.stop()
-  }
-})
+await differentialAgainstAnvil('anvil-tools.mjs', exercise)

@@ -113,3 +113,22 @@ export async function runScript(name, main) {
     process.exit(1)
   }
 }
+
+/**
+ * A differential script: runs `exercise(provider)` on the hemi devnet (RPC_URL), then on a fresh
+ * anvil from npm, requires both results to be deep-equal, and prints `{ok: true, …result}`.
+ */
+export async function differentialAgainstAnvil(name, exercise) {
+  const assert = (await import('node:assert/strict')).default
+  await runScript(name, async (step) => {
+    const anvil = await startAnvil(['--silent'])
+    try {
+      const hemi = await step('on hemi', () => exercise(httpProvider(RPC_URL)))
+      const peer = await step('on anvil', () => exercise(httpProvider(anvil.url)))
+      assert.deepStrictEqual(hemi, peer)
+      return { ok: true, ...hemi }
+    } finally {
+      anvil.stop()
+    }
+  })
+}

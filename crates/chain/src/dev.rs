@@ -92,7 +92,12 @@ impl DevChange {
                     })?;
                 Ok(DevOp::Nonce(u64::from_be_bytes(b)))
             }
-            2 if self.value.len() <= MAX_DEV_CODE => Ok(DevOp::Code(self.value.clone())),
+            2 if self.value.len() <= MAX_DEV_CODE => {
+                // Code starting 0xEF01 must be a well-formed EIP-7702 delegation.
+                revm::state::Bytecode::new_raw_checked(self.value.clone())
+                    .map_err(|e| bad(format!("code: {e}")))?;
+                Ok(DevOp::Code(self.value.clone()))
+            }
             2 => Err(bad(format!(
                 "code of {} bytes is above {MAX_DEV_CODE}",
                 self.value.len()
@@ -142,7 +147,8 @@ where
             DevOp::Balance(b) => info.balance = b,
             DevOp::Nonce(n) => info.nonce = n,
             DevOp::Code(code) => {
-                let code = Bytecode::new_raw(code);
+                let code = Bytecode::new_raw_checked(code)
+                    .map_err(|e| BlockError::DevState(format!("code: {e}")))?;
                 info.code_hash = code.hash_slow();
                 info.code = Some(code);
             }

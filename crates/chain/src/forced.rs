@@ -19,8 +19,11 @@
 //! in the Bitcoin block at height `h` is *due* from the first L2 block `a` whose pinned Bitcoin
 //! tip has it `C` deep (`pin(a).height ≥ h + C − 1`); block `a + W − 1` is its deadline. The
 //! deadline block's due list is every forced transaction of the Bitcoin blocks at heights
-//! `(pin(a−1).height − C + 1, pin(a).height − C + 1]` on `pin(a)`'s chain, in Bitcoin order,
-//! not already in the L2 chain ([`Chain::forced_due`]). Of that list, those that are valid when
+//! `(pin(a−1).height − C + 1, pin(a).height − C + 1]` on the chain of block `a + W − 1`'s own
+//! pin (so a Bitcoin reorg since block `a` changes which blocks are read, never stops the
+//! chain), in Bitcoin order, only user transactions signed for this chain id, not already in the
+//! L2 chain, at most [`MAX_FORCED_PER_BLOCK`] ([`Chain::forced_due`]). A reorg that replaces
+//! blocks at heights an earlier deadline already scanned is not scanned again: republish. Of that list, those that are valid when
 //! executed in order right after the block's system transactions must be in the block
 //! ([`Chain::forced_required`]); the others (a bad signature, a spent nonce, no funds) are
 //! skipped by rule, the same on every node. A sequencer puts them first among its user
@@ -45,8 +48,10 @@ pub const FORCED_TAG: &[u8; 4] = b"HEMF";
 pub const FORCED_VERSION: u8 = 1;
 /// Largest single push in the OP_RETURN output (Bitcoin's script element limit).
 pub const MAX_PUSH: usize = 520;
-/// Most forced transactions one block's due list holds (the rest wait: a later deadline).
-pub const MAX_FORCED_PER_BLOCK: usize = 64;
+/// Most forced transactions one block's due list holds; more in the scanned Bitcoin blocks are
+/// dropped (so censoring one costs a thousand funded-looking outputs ahead of it, see the module
+/// docs).
+pub const MAX_FORCED_PER_BLOCK: usize = 1_024;
 /// Most Bitcoin blocks one deadline block scans (pins that jump further are scanned in part).
 pub const MAX_SCAN_BLOCKS: u32 = 1_008;
 
@@ -150,15 +155,23 @@ pub fn forced_in(
             if id != chain_id {
                 continue;
             }
-            if let Ok(l2 @ L2Tx::Eth(_)) = L2Tx::decode_2718(&raw) {
-                found.push(ForcedTx {
-                    btc_txid: tx.compute_txid(),
-                    height,
-                    block: hash,
-                    hash: l2.hash(),
-                    tx: l2,
-                });
+            // Only what could ever run here counts: a user transaction signed for this chain.
+            let Ok(l2 @ L2Tx::Eth(_)) = L2Tx::decode_2718(&raw) else {
+                continue;
+            };
+            let L2Tx::Eth(env) = &l2 else { continue };
+            if alloy_consensus::Transaction::chain_id(env) != Some(chain_id)
+                || l2.recover_sender().is_err()
+            {
+                continue;
             }
+            found.push(ForcedTx {
+                btc_txid: tx.compute_txid(),
+                height,
+                block: hash,
+                hash: l2.hash(),
+                tx: l2,
+            });
         }
     }
     let found = Arc::new(found);
@@ -206,29 +219,27 @@ impl Chain {
             None => hi,
         }
         .max(hi.saturating_sub(MAX_SCAN_BLOCKS - 1));
-        // The blocks at heights start..=hi on pin(a)'s chain: walk back from pin(a).
+        // The blocks at those heights on the chain of this block's own pin (pin(a) itself may
+        // have been reorged out since; this block's pin is on our best chain, so the best
+        // chain's block at each height is its ancestor).
         let view = pin.view.as_ref();
         let not_ready = |e: hemi_btc_view::ViewError| ChainError::BitcoinNotReady(e.to_string());
-        let mut at = pin_a.hash;
-        let mut height = pin_a.height;
-        let mut blocks = Vec::new();
-        while height >= start {
-            let (_, header) = view
-                .header_by_hash(&at)
-                .map_err(not_ready)?
-                .ok_or_else(|| {
-                    ChainError::BitcoinNotReady(format!("Bitcoin block {at} is not indexed"))
-                })?;
-            if height <= hi {
-                blocks.push((height, at));
+        match view.header_at(pin.pinned.height).map_err(not_ready)? {
+            Some((b, _)) if b.hash == pin.pinned.hash => {}
+            _ => {
+                return Err(ChainError::BitcoinNotReady(format!(
+                    "block {number}'s pin {} is not on our best Bitcoin chain",
+                    pin.pinned.hash
+                )))
             }
-            if height == 0 {
-                break;
-            }
-            at = header.prev_blockhash;
-            height -= 1;
         }
-        blocks.reverse();
+        let mut blocks = Vec::new();
+        for height in start..=hi.min(pin.pinned.height) {
+            let (b, _) = view.header_at(height).map_err(not_ready)?.ok_or_else(|| {
+                ChainError::BitcoinNotReady(format!("no Bitcoin block at height {height}"))
+            })?;
+            blocks.push((height, b.hash));
+        }
         let mut due: Vec<ForcedTx> = Vec::new();
         for (h, hash) in blocks {
             for f in forced_in(view, h, hash, self.spec().chain_id)?.iter() {
@@ -245,8 +256,9 @@ impl Chain {
     }
 
     /// Of `due` (block `number`'s due list), the transactions block `number` must carry: those
-    /// valid when executed in order after `system` (the block's system transactions) on the
-    /// head's state. Their hashes, in order.
+    /// valid when executed in order after `system` (the block's system transactions) and `dev`
+    /// (its devnet state changes) on the head's state — the prefix a built block starts with.
+    /// Their hashes, in order.
     ///
     /// # Errors
     /// Database errors.
@@ -255,6 +267,7 @@ impl Chain {
         ctx: &exec::BlockContext,
         pin: &BitcoinPin,
         system: &[L2Tx],
+        dev: &[L2Tx],
         due: &[ForcedTx],
     ) -> Result<Vec<B256>, ChainError> {
         if due.is_empty() {
@@ -262,6 +275,10 @@ impl Chain {
         }
         let mut txs = Vec::with_capacity(system.len() + due.len());
         for tx in system {
+            txs.push(SignedTx::recover(tx.clone())?);
+        }
+        // The devnet's state changes come before the due list in a built block.
+        for tx in dev {
             txs.push(SignedTx::recover(tx.clone())?);
         }
         txs.extend(forced_signed(due));
@@ -290,7 +307,12 @@ impl Chain {
         if due.is_empty() {
             return Ok(());
         }
-        for hash in self.forced_required(ctx, pin, system, &due)? {
+        let dev: Vec<L2Tx> = block_txs
+            .iter()
+            .filter(|t| matches!(t, L2Tx::DevState(_)))
+            .cloned()
+            .collect();
+        for hash in self.forced_required(ctx, pin, system, &dev, &due)? {
             if !block_txs.iter().any(|t| t.hash() == hash) {
                 let f = due.iter().find(|d| d.hash == hash);
                 return Err(BlockError::ForcedTxMissing {

@@ -396,6 +396,7 @@ impl DevnetArgs {
             deposit_confirmations,
             withdrawal_deadline,
             consensus_params_set: true,
+            forced_inclusion_set: true,
             persist: self.persist || f.persist.unwrap_or(false),
             rpc_addr: self
                 .common
@@ -469,8 +470,8 @@ impl NodeArgs {
             || self.common.deposit_confirmations.is_some()
             || f.deposit_confirmations.is_some()
             || self.common.withdrawal_deadline.is_some()
-            || f.withdrawal_deadline.is_some()
-            || self.common.forced_inclusion_confirmations.is_some()
+            || f.withdrawal_deadline.is_some();
+        let forced_inclusion_set = self.common.forced_inclusion_confirmations.is_some()
             || f.forced_inclusion_confirmations.is_some()
             || self.common.forced_inclusion_window.is_some()
             || f.forced_inclusion_window.is_some();
@@ -493,6 +494,7 @@ impl NodeArgs {
             deposit_confirmations,
             withdrawal_deadline,
             consensus_params_set,
+            forced_inclusion_set,
             persist: true,
             rpc_addr: self
                 .common

@@ -46,7 +46,8 @@ pub(crate) async fn run(args: ForceTxArgs) -> anyhow::Result<()> {
     let params = &status["forcedInclusion"];
     let from = key.address(kind, network);
     let utxos = crate::deposit::spendable_utxos(&args.rpc_url, &from).await?;
-    let fee = Amount::from_sat(args.key.fee_rate * (raw.len() as u64 / 4 + 400));
+    // OP_RETURN bytes count in full (no witness discount), plus inputs and change.
+    let fee = Amount::from_sat(args.key.fee_rate * (raw.len() as u64 + 400));
     let chosen = select_largest_first(utxos, fee);
     if chosen.is_empty() {
         bail!(

@@ -305,6 +305,10 @@ async fn ethereum_clients_hvm_contracts_and_a_follower_on_real_bitcoin_core() ->
     // and the follower takes the time-travelled blocks too.
     // anvil's direct state changes behave as anvil's; they ride in 0x7A blocks the follower
     // re-executes (it must reach the head below).
+    // eth_sendTransaction from the unlocked dev accounts behaves as anvil's.
+    let send = node_script(&hemi, "anvil-send.mjs", &[])?;
+    assert_eq!(send["ok"], true, "{send}");
+    assert_eq!(send["call"], format!("0x{:064x}", 42), "{send}");
     let state = node_script(&hemi, "anvil-state.mjs", &[])?;
     assert_eq!(state["ok"], true, "{state}");
     assert_eq!(state["nonce"], 32, "{state}");

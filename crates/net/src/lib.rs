@@ -196,6 +196,7 @@ enum Topic {
 /// A running p2p network; cheap to share (`Arc`). Dropping every handle stops it.
 pub struct Network {
     peer_id: PeerId,
+    bootnode_ids: Vec<PeerId>,
     commands: mpsc::Sender<Command>,
     peers: Arc<Mutex<Peers>>,
     blocks: broadcast::Sender<GossipBlock>,
@@ -384,7 +385,9 @@ impl Network {
         }
         let (commands, rx) = mpsc::channel(4096);
         let (blocks, _) = broadcast::channel(256);
+        let bootnode_ids: Vec<PeerId> = config.bootnodes.iter().filter_map(peer_of).collect();
         let net = Arc::new(Network {
+            bootnode_ids: bootnode_ids.clone(),
             peer_id: *swarm.local_peer_id(),
             commands,
             peers: peers.clone(),
@@ -395,6 +398,7 @@ impl Network {
             app,
             chain_id,
             bootnodes: config.bootnodes,
+            bootnode_ids,
             peers,
             blocks,
             pending: HashMap::new(),
@@ -509,6 +513,19 @@ impl Network {
         rx.await.map_err(|_| NetError::Stopped)?
     }
 
+    /// The peers the `--bootnode` addresses name (their `/p2p/` ids).
+    pub fn bootnode_peers(&self) -> &[PeerId] {
+        &self.bootnode_ids
+    }
+
+    /// Notes that `peer` lacks block `number`: its head counts as below it until it reports
+    /// again (a peer that unwound, or that claims more than it has).
+    pub fn lower_head(&self, peer: PeerId, number: u64) {
+        if let Some(e) = self.peers.lock().connected.get_mut(&peer) {
+            e.1 = Some(e.1.unwrap_or(0).min(number.saturating_sub(1)));
+        }
+    }
+
     /// Gives `peer` a strike for bad data (a block that did not decode, verify or execute);
     /// at [`MAX_STRIKES`] it is disconnected and blocked.
     pub fn penalize(&self, peer: PeerId, why: impl Into<String>) {
@@ -538,6 +555,8 @@ struct Driver {
     app: Arc<dyn NetApp>,
     chain_id: u64,
     bootnodes: Vec<Multiaddr>,
+    /// Peers the operator named: struck but never blocked.
+    bootnode_ids: Vec<PeerId>,
     peers: Arc<Mutex<Peers>>,
     blocks: broadcast::Sender<GossipBlock>,
     pending: HashMap<request_response::OutboundRequestId, Pending>,
@@ -644,7 +663,10 @@ impl Driver {
             *s
         };
         tracing::warn!(%peer, strikes, %why, "p2p peer sent bad data");
-        if strikes >= MAX_STRIKES {
+        if strikes >= MAX_STRIKES && self.bootnode_ids.contains(&peer) {
+            // The operator chose it: keep it (its data is still checked), say so.
+            tracing::warn!(%peer, "a --bootnode keeps sending bad data; not blocked");
+        } else if strikes >= MAX_STRIKES {
             tracing::warn!(%peer, "p2p peer dropped and blocked");
             self.swarm.behaviour_mut().blocked.block_peer(peer);
             self.swarm.behaviour_mut().gossip.blacklist_peer(&peer);
@@ -810,20 +832,22 @@ mod tests {
 
     #[tokio::test]
     async fn gossip_requests_and_strikes() {
-        let a = Network::start(
+        // `a` dials `b`: `b` names no bootnode, so it may block `a`.
+        let b = Network::start(
             config(vec![]),
             identity::Keypair::generate_ed25519(),
             Arc::new(Echo),
         )
         .await
-        .expect("a");
-        let b = Network::start(
-            config(a.listen_addrs()),
+        .expect("b");
+        let a = Network::start(
+            config(b.listen_addrs()),
             identity::Keypair::generate_ed25519(),
             Arc::new(Echo),
         )
         .await
-        .expect("b");
+        .expect("a");
+        assert_eq!(a.bootnode_peers(), &[b.peer_id()]);
         let peer = b
             .wait_for_peer(Duration::from_secs(10))
             .await

@@ -67,4 +67,7 @@ pub struct Config {
     /// Whether `--keystone-interval` / `--pop-payout-delay` were given (a follower otherwise
     /// takes the sequencer's).
     pub consensus_params_set: bool,
+    /// Whether the forced-inclusion flags were given (a follower otherwise takes the
+    /// sequencer's, whatever else was pinned).
+    pub forced_inclusion_set: bool,
 }

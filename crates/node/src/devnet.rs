@@ -163,7 +163,7 @@ pub async fn devnet(cfg: Config) -> anyhow::Result<()> {
         follower: None,
         wake: None,
         net,
-        accounts: accounts.iter().map(|a| a.address).collect(),
+        accounts,
         popm: popm_rpc.filter(|_| cfg.popm).map(|url| (key.clone(), url)),
         tunnel,
     };

@@ -42,6 +42,8 @@ pub struct NodeBackend {
     pub pending: broadcast::Sender<B256>,
     /// What `eth_accounts` lists (the devnet's accounts; none on a node).
     pub accounts: Vec<Address>,
+    /// Their keys: `eth_sendTransaction` signs with them.
+    pub dev_keys: std::collections::HashMap<Address, B256>,
     /// Bitcoin finality: gives `safe` and `finalized` their meaning.
     pub finality: Arc<hemi_finality::FinalityTracker>,
     /// New keystones as JSON (`eth_subscribe("newKeystones")`).
@@ -98,6 +100,17 @@ fn system_tx_json(
 }
 
 impl NodeBackend {
+    /// The base fee of the block after the head.
+    fn next_base_fee(&self) -> BackendResult<u64> {
+        let (head, _) = self.chain.head();
+        let h = self
+            .chain
+            .header(head)
+            .map_err(chain_err)?
+            .ok_or_else(|| BackendError::NotFound("header not found".into()))?;
+        Ok(Chain::next_base_fee(&h))
+    }
+
     fn number(&self, at: StateAt) -> u64 {
         match at {
             StateAt::Block(n) => n,
@@ -509,6 +522,72 @@ impl EthBackend for NodeBackend {
         })
     }
 
+    fn send_transaction(&self, req: TransactionRequest) -> BackendResult<B256> {
+        use alloy_consensus::{SignableTransaction, TxEip1559, TxLegacy};
+        let from = req
+            .from
+            .ok_or_else(|| BackendError::InvalidParams("from is required".into()))?;
+        let Some(secret) = self.dev_keys.get(&from).copied() else {
+            // geth's words for an account it holds no key of.
+            return Err(BackendError::Execution("unknown account".into()));
+        };
+        let chain_id = self.chain.spec().chain_id;
+        let nonce = match req.nonce {
+            Some(n) => n,
+            None => self.transaction_count(from, StateAt::Pending)?,
+        };
+        let gas_limit = match req.gas {
+            Some(g) => g,
+            None => self.estimate_gas(req.clone(), StateAt::Pending, None)?,
+        };
+        let to = req.to.unwrap_or(alloy_primitives::TxKind::Create);
+        let value = req.value.unwrap_or_default();
+        let input = req.input.input().cloned().unwrap_or_default();
+        let base_fee = u128::from(self.next_base_fee()?);
+        let sign = |hash: B256| {
+            alloy_consensus::crypto::secp256k1::sign_message(secret, hash)
+                .map_err(|e| BackendError::Execution(format!("signing: {e}")))
+        };
+        let envelope: alloy_consensus::TxEnvelope = match req.gas_price {
+            Some(gas_price) => {
+                let tx = TxLegacy {
+                    chain_id: Some(chain_id),
+                    nonce,
+                    gas_price,
+                    gas_limit,
+                    to,
+                    value,
+                    input,
+                };
+                let sig = sign(tx.signature_hash())?;
+                tx.into_signed(sig).into()
+            }
+            None => {
+                let tip = match req.max_priority_fee_per_gas {
+                    Some(t) => t,
+                    None => u128::try_from(self.max_priority_fee()?).unwrap_or(u128::MAX),
+                };
+                let max_fee = req
+                    .max_fee_per_gas
+                    .unwrap_or_else(|| base_fee.saturating_mul(2).saturating_add(tip));
+                let tx = TxEip1559 {
+                    chain_id,
+                    nonce,
+                    gas_limit,
+                    max_fee_per_gas: max_fee,
+                    max_priority_fee_per_gas: tip.min(max_fee),
+                    to,
+                    value,
+                    access_list: req.access_list.clone().unwrap_or_default(),
+                    input,
+                };
+                let sig = sign(tx.signature_hash())?;
+                tx.into_signed(sig).into()
+            }
+        };
+        self.send_raw_transaction(Bytes::from(L2Tx::Eth(envelope).encoded_2718()))
+    }
+
     fn send_raw_transaction(&self, raw: Bytes) -> BackendResult<B256> {
         let Some(seq) = &self.sequencer else {
             let Some(net) = &self.net else {
@@ -646,14 +725,8 @@ impl EthBackend for NodeBackend {
     }
 
     fn gas_price(&self) -> BackendResult<U256> {
-        let (head, _) = self.chain.head();
-        let h = self
-            .chain
-            .header(head)
-            .map_err(chain_err)?
-            .ok_or_else(|| BackendError::NotFound("header not found".into()))?;
         Ok(U256::from(
-            u128::from(Chain::next_base_fee(&h)) + SUGGESTED_TIP,
+            u128::from(self.next_base_fee()?) + SUGGESTED_TIP,
         ))
     }
 

@@ -19,8 +19,10 @@ pub async fn node(mut cfg: Config) -> anyhow::Result<()> {
     let net = crate::p2p::start(&cfg).await?;
     // The node we learn the chain's parameters from: the first `--follow` URL, else a p2p
     // bootnode; asked only for what is not pinned by flags.
-    let needs_status =
-        !cfg.consensus_params_set || cfg.sequencer_address.is_none() || cfg.vault.is_none();
+    let needs_status = !cfg.consensus_params_set
+        || !cfg.forced_inclusion_set
+        || cfg.sequencer_address.is_none()
+        || cfg.vault.is_none();
     let remote: Option<(String, Value)> = match (cfg.follow.first(), &net) {
         _ if !needs_status => None,
         (Some(url), _) => Some((
@@ -52,7 +54,10 @@ pub async fn node(mut cfg: Config) -> anyhow::Result<()> {
         if let Some(n) = status["tunnel"]["withdrawalDeadline"].as_u64() {
             cfg.withdrawal_deadline = n;
         }
+    }
+    if let (Some((from, status)), false) = (&remote, cfg.forced_inclusion_set) {
         if let Ok(p) = serde_json::from_value(status["forcedInclusion"].clone()) {
+            tracing::info!(?p, %from, "using the followed node's forced-inclusion rule; pass --forced-inclusion-confirmations/--forced-inclusion-window to pin it");
             cfg.forced_inclusion = p;
         }
     }

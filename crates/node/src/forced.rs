@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 /// Bitcoin blocks scanned by default, and at most.
 const DEFAULT_LOOKBACK: u32 = 144;
-const MAX_LOOKBACK: u32 = 1_008;
+const MAX_LOOKBACK: u32 = 288;
 
 /// What the method reads.
 pub(crate) struct ForcedContext {

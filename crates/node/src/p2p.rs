@@ -156,7 +156,16 @@ pub(crate) async fn peer_status(net: &Network) -> anyhow::Result<(String, Value)
     let mut last = anyhow::anyhow!("no peer answered");
     // Peers connect one by one; give a moment for more than the first.
     for _ in 0..20 {
+        // Only a peer the operator named answers for the chain (any peer, if no --bootnode
+        // carries a /p2p/ id).
+        let named = net.bootnode_peers();
+        if named.is_empty() {
+            tracing::warn!("no --bootnode names a peer id (/p2p/…): taking the chain's parameters from any peer");
+        }
         for (peer, _) in net.peer_heads() {
+            if !named.is_empty() && !named.contains(&peer) {
+                continue;
+            }
             match net.request(peer, Request::Status).await {
                 Ok(Response::Status(s)) => {
                     let v: Value = serde_json::from_str(&s)

@@ -26,7 +26,8 @@ pub(crate) struct L2 {
     pub(crate) wake: Option<Arc<tokio::sync::Notify>>,
     /// The p2p network (`--p2p-addr`) and what it serves.
     pub(crate) net: Option<(Arc<hemi_net::Network>, Arc<crate::p2p::NodeNet>)>,
-    pub(crate) accounts: Vec<alloy_primitives::Address>,
+    /// The devnet's unlocked accounts (`eth_accounts`, `eth_sendTransaction`); none on a node.
+    pub(crate) accounts: Vec<hemi_chain::DevAccount>,
     /// The built-in PoP miner (devnet): its key and the Bitcoin RPC it broadcasts through.
     pub(crate) popm: Option<(Key, String)>,
     /// The BTC tunnel.
@@ -211,7 +212,12 @@ pub(crate) async fn serve(
         sequencer: l2.sequencer.clone(),
         blocks,
         pending,
-        accounts: l2.accounts.clone(),
+        accounts: l2.accounts.iter().map(|a| a.address).collect(),
+        dev_keys: l2
+            .accounts
+            .iter()
+            .map(|a| (a.address, alloy_primitives::B256::from(a.secret)))
+            .collect(),
         finality: tracker.clone(),
         keystones,
         follower: l2.follower.clone(),

@@ -312,14 +312,24 @@ impl Sequencer {
         };
         let dev = std::mem::take(&mut *self.dev_changes.lock());
         let nonce_changed = dev.iter().any(|c| c.kind == 1);
-        let built = self.chain.build_block_with_dev(
+        let built = match self.chain.build_block_with_dev(
             &pin,
             &attrs,
             candidates,
             timestamp,
             self.config.sealer.as_ref(),
-            dev,
-        )?;
+            dev.clone(),
+        ) {
+            Ok(b) => b,
+            Err(e) => {
+                // Not lost: they go in the next block that builds.
+                let mut pending = self.dev_changes.lock();
+                let later = std::mem::take(&mut *pending);
+                *pending = dev;
+                pending.extend(later);
+                return Err(e);
+            }
+        };
         {
             let mut pool = self.pool.lock();
             let mut mined: Vec<(Address, u64)> = Vec::new();

@@ -92,6 +92,14 @@ impl P2pSource {
         &self.net
     }
 
+    fn remember_server(&self, number: u64, peer: PeerId) {
+        let mut served = self.served.lock();
+        served.insert(number, peer);
+        if served.len() > CACHE_HEIGHTS * 2 {
+            served.retain(|n, _| *n + CACHE_HEIGHTS as u64 >= number);
+        }
+    }
+
     fn keep(&self, from: PeerId, block: L2Block) {
         let number = block.header.number;
         let hash = block.hash();
@@ -107,7 +115,8 @@ impl P2pSource {
 
     /// The gossip rules for a block (raw bytes) a peer forwarded: it decodes, its seal verifies
     /// (a `Reject`, which costs the peer), it is not too far from our clock, not long below our
-    /// head, not known, and its height has not seen [`GOSSIP_MAX_PER_HEIGHT`] blocks.
+    /// head, not known, and its height has not seen [`GOSSIP_MAX_PER_HEIGHT`] blocks (the rest
+    /// are `Ignore`d: not forwarded, nobody blamed).
     pub fn check_gossip(&self, bytes: &[u8]) -> Verdict {
         let block = match L2Block::decode(bytes) {
             Ok(b) => b,
@@ -140,9 +149,8 @@ impl P2pSource {
                 return Verdict::Ignore;
             }
             if at.len() >= GOSSIP_MAX_PER_HEIGHT {
-                return Verdict::Reject(format!(
-                    "more than {GOSSIP_MAX_PER_HEIGHT} blocks gossiped at height {number}"
-                ));
+                // Not forwarded; no strike for the forwarding peer (the sequencer made them).
+                return Verdict::Ignore;
             }
         }
         Verdict::Accept
@@ -159,7 +167,7 @@ impl P2pSource {
             match self.net.request(peer, Request::BlockByNumber(number)).await {
                 Ok(Response::Block(bytes)) => match L2Block::decode(&bytes) {
                     Ok(b) if b.header.number == number => {
-                        self.served.lock().insert(number, peer);
+                        self.remember_server(number, peer);
                         return Ok(b);
                     }
                     Ok(b) => self.net.penalize(
@@ -172,15 +180,22 @@ impl P2pSource {
                         last = FollowError::Refused { number, error: e };
                     }
                 },
-                Ok(Response::NotFound) if head.is_some() => {
-                    // It claimed a head at or above `number`: a lie (or a reorg since).
-                    self.net.penalize(
-                        peer,
-                        format!("claimed head {head:?} but has no block {number}"),
-                    );
+                // It unwound since its last head (or claims more than it has): not asked for
+                // this height again until it reports anew.
+                Ok(Response::NotFound) => self.net.lower_head(peer, number),
+                Ok(other) => {
+                    self.net.lower_head(peer, number);
+                    self.net
+                        .penalize(peer, format!("answered {other:?} for block {number}"));
                 }
-                Ok(_) => {}
-                Err(e) => last = FollowError::Rpc(e.to_string()),
+                Err(e) => {
+                    self.net.lower_head(peer, number);
+                    if matches!(e, hemi_net::NetError::Request { .. }) {
+                        self.net
+                            .penalize(peer, format!("no answer for block {number}: {e}"));
+                    }
+                    last = FollowError::Rpc(e.to_string());
+                }
             }
         }
         Err(last)
@@ -214,7 +229,7 @@ impl BlockSource for P2pSource {
             })
         };
         if let Some((from, b)) = cached {
-            self.served.lock().insert(number, from);
+            self.remember_server(number, from);
             return Ok(b);
         }
         self.fetch(number).await

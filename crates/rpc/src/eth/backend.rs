@@ -174,6 +174,12 @@ pub trait EthBackend: Send + Sync + 'static {
         slots: Vec<B256>,
         number: u64,
     ) -> BackendResult<EIP1186AccountProofResponse>;
+    /// `eth_sendTransaction`: signs `tx` with the key of its `from` (one of the devnet's
+    /// accounts), filling nonce, gas and fees as anvil does, and submits it.
+    fn send_transaction(&self, tx: TransactionRequest) -> BackendResult<B256> {
+        let _ = tx;
+        Err(BackendError::Execution("unknown account".into()))
+    }
     /// `eth_accounts`: the devnet's unlocked dev accounts (empty on a node).
     fn accounts(&self) -> Vec<Address>;
     /// `eth_syncing`: `false`, or geth's object while a follower catches up.

@@ -462,6 +462,11 @@ fn register_execution(m: &mut RpcModule<EthContext>) -> Result<(), RegisterMetho
     })?;
     // Inline, not on the blocking pool: a batch of 100 submissions as 100 blocking tasks spent
     // more time in thread wake-ups than in signature recovery (docs/BENCHMARKS.md).
+    blocking(m, "eth_sendTransaction", |c, p| {
+        let a = Args::parse(p, 1)?;
+        let tx = call_request(&a)?;
+        to_json(c.backend.send_transaction(tx).map_err(backend_error)?)
+    })?;
     inline(m, "eth_sendRawTransaction", |c, p| {
         let a = Args::parse(p, 1)?;
         let raw: Bytes = a.req(0)?;
