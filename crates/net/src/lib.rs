@@ -13,6 +13,10 @@
 //! - Request-response `/hemi/<chain id>/sync/1` (CBOR, [`Request`] / [`Response`]): a peer's
 //!   head, a block by number or hash, and its status (the parameters a follower needs).
 //!
+//! The application's checks and answers run on tokio's blocking pool, at most
+//! [`MAX_APP_TASKS`] at once (more gossip is ignored, more requests answered `busy`), so a
+//! flood of messages never stalls the swarm.
+//!
 //! A peer with [`MAX_STRIKES`] strikes (rejected gossip, a block that did not decode or
 //! verify, see [`Network::penalize`]) is disconnected and blocked for the life of the process.
 //! This crate moves bytes and keeps peers; what a valid block is, is the application's.
@@ -384,6 +388,7 @@ impl Network {
             }
         }
         let (commands, rx) = mpsc::channel(4096);
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
         let (blocks, _) = broadcast::channel(256);
         let bootnode_ids: Vec<PeerId> = config.bootnodes.iter().filter_map(peer_of).collect();
         let net = Arc::new(Network {
@@ -403,8 +408,10 @@ impl Network {
             blocks,
             pending: HashMap::new(),
             dialing: HashSet::new(),
+            done_tx,
+            tasks: Arc::new(tokio::sync::Semaphore::new(MAX_APP_TASKS)),
         };
-        tokio::spawn(driver.run(rx));
+        tokio::spawn(driver.run(rx, done_rx));
         Ok(net)
     }
 
@@ -561,7 +568,27 @@ struct Driver {
     blocks: broadcast::Sender<GossipBlock>,
     pending: HashMap<request_response::OutboundRequestId, Pending>,
     dialing: HashSet<Multiaddr>,
+    done_tx: mpsc::UnboundedSender<Done>,
+    tasks: Arc<tokio::sync::Semaphore>,
 }
+
+/// Work the application finished off the swarm task.
+enum Done {
+    /// A gossiped message judged.
+    Judged {
+        message_id: gossipsub::MessageId,
+        source: PeerId,
+        block: bool,
+        data: Vec<u8>,
+        verdict: Verdict,
+    },
+    /// A request answered.
+    Answered(request_response::ResponseChannel<Response>, Response),
+}
+
+/// Application calls (block and transaction checks, answers read from the database) running
+/// at once, off the swarm task; more are refused (`Ignore`, or an `Error` answer).
+const MAX_APP_TASKS: usize = 64;
 
 enum Pending {
     /// A caller's request.
@@ -571,7 +598,11 @@ enum Pending {
 }
 
 impl Driver {
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut done: mpsc::UnboundedReceiver<Done>,
+    ) {
         self.dial_bootnodes();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut ticks = 0u64;
@@ -586,6 +617,7 @@ impl Driver {
                     // Every handle dropped: stop.
                     None => return,
                 },
+                Some(d) = done.recv() => self.on_done(d),
                 _ = tick.tick() => {
                     ticks += 1;
                     self.poll_heads();
@@ -715,12 +747,50 @@ impl Driver {
                 message_id,
                 message,
             })) => {
-                let blocks = topic(self.chain_id, Topic::Blocks).hash();
-                let verdict = if message.topic == blocks {
-                    self.app.check_block(&propagation_source, &message.data)
-                } else {
-                    self.app.check_tx(&propagation_source, &message.data)
+                let block = message.topic == topic(self.chain_id, Topic::Blocks).hash();
+                let Ok(permit) = self.tasks.clone().try_acquire_owned() else {
+                    // Saturated: not forwarded, nobody blamed.
+                    self.swarm
+                        .behaviour_mut()
+                        .gossip
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            MessageAcceptance::Ignore,
+                        );
+                    return;
                 };
+                let (app, done) = (self.app.clone(), self.done_tx.clone());
+                tokio::task::spawn_blocking(move || {
+                    let verdict = if block {
+                        app.check_block(&propagation_source, &message.data)
+                    } else {
+                        app.check_tx(&propagation_source, &message.data)
+                    };
+                    drop(permit);
+                    let _ = done.send(Done::Judged {
+                        message_id,
+                        source: propagation_source,
+                        block,
+                        data: message.data,
+                        verdict,
+                    });
+                });
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync(ev),
+            _ => {}
+        }
+    }
+
+    fn on_done(&mut self, done: Done) {
+        match done {
+            Done::Judged {
+                message_id,
+                source,
+                block,
+                data,
+                verdict,
+            } => {
                 let acceptance = match &verdict {
                     Verdict::Accept => MessageAcceptance::Accept,
                     Verdict::Ignore => MessageAcceptance::Ignore,
@@ -729,20 +799,25 @@ impl Driver {
                 self.swarm
                     .behaviour_mut()
                     .gossip
-                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                    .report_message_validation_result(&message_id, &source, acceptance);
                 match verdict {
-                    Verdict::Accept if message.topic == blocks => {
+                    Verdict::Accept if block => {
                         let _ = self.blocks.send(GossipBlock {
-                            from: propagation_source,
-                            bytes: Arc::new(message.data),
+                            from: source,
+                            bytes: Arc::new(data),
                         });
                     }
-                    Verdict::Reject(why) => self.strike(propagation_source, why),
+                    Verdict::Reject(why) => self.strike(source, why),
                     _ => {}
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync(ev),
-            _ => {}
+            Done::Answered(channel, answer) => {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(channel, answer);
+            }
         }
     }
 
@@ -752,12 +827,20 @@ impl Driver {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
-                    let answer = self.app.serve(&request);
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .sync
-                        .send_response(channel, answer);
+                    let Ok(permit) = self.tasks.clone().try_acquire_owned() else {
+                        let _ = self
+                            .swarm
+                            .behaviour_mut()
+                            .sync
+                            .send_response(channel, Response::Error("busy".into()));
+                        return;
+                    };
+                    let (app, done) = (self.app.clone(), self.done_tx.clone());
+                    tokio::task::spawn_blocking(move || {
+                        let answer = app.serve(&request);
+                        drop(permit);
+                        let _ = done.send(Done::Answered(channel, answer));
+                    });
                 }
                 request_response::Message::Response {
                     request_id,

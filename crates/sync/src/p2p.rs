@@ -180,9 +180,9 @@ impl P2pSource {
                         last = FollowError::Refused { number, error: e };
                     }
                 },
-                // It unwound since its last head (or claims more than it has): not asked for
-                // this height again until it reports anew.
-                Ok(Response::NotFound) => self.net.lower_head(peer, number),
+                // It unwound since its last head, claims more than it has, or is busy: not
+                // asked for this height again until it reports anew.
+                Ok(Response::NotFound | Response::Error(_)) => self.net.lower_head(peer, number),
                 Ok(other) => {
                     self.net.lower_head(peer, number);
                     self.net
