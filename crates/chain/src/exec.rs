@@ -87,6 +87,21 @@ pub struct Executed {
     pub rejected: Vec<(B256, String)>,
 }
 
+impl Executed {
+    /// Records `stx` with its receipt (`success`, `logs`; cumulative gas as it stands).
+    fn include(&mut self, stx: SignedTx, success: bool, logs: Vec<Log>) {
+        self.receipts.push(L2Receipt {
+            tx_type: stx.tx.tx_type(),
+            receipt: Receipt {
+                status: success.into(),
+                cumulative_gas_used: self.gas_used,
+                logs,
+            },
+        });
+        self.txs.push(stx);
+    }
+}
+
 /// revm's transaction environment for an Ethereum transaction.
 pub fn tx_env(tx: &TxEnvelope, sender: Address) -> TxEnv {
     TxEnv {
@@ -236,15 +251,7 @@ fn run(
                 if i != 0 {
                     return Err(misplaced(SystemTxKind::BtcAttributes, i));
                 }
-                out.receipts.push(L2Receipt {
-                    tx_type: stx.tx.tx_type(),
-                    receipt: Receipt {
-                        status: true.into(),
-                        cumulative_gas_used: out.gas_used,
-                        logs: Vec::new(),
-                    },
-                });
-                out.txs.push(stx);
+                out.include(stx, true, Vec::new());
                 continue;
             }
             L2Tx::PopPayout(payout) => {
@@ -265,15 +272,8 @@ fn run(
                     .database
                     .increment_balances(credits)
                     .map_err(db_error)?;
-                out.receipts.push(L2Receipt {
-                    tx_type: stx.tx.tx_type(),
-                    receipt: Receipt {
-                        status: true.into(),
-                        cumulative_gas_used: out.gas_used,
-                        logs: payout.logs(),
-                    },
-                });
-                out.txs.push(stx);
+                let logs = payout.logs();
+                out.include(stx, true, logs);
                 continue;
             }
             L2Tx::TunnelActivation(a) => {
@@ -281,15 +281,7 @@ fn run(
                     return Err(misplaced(SystemTxKind::TunnelActivation, i));
                 }
                 install_tunnel(&mut evm.ctx.journaled_state.database, &a.params())?;
-                out.receipts.push(L2Receipt {
-                    tx_type: stx.tx.tx_type(),
-                    receipt: Receipt {
-                        status: true.into(),
-                        cumulative_gas_used: out.gas_used,
-                        logs: Vec::new(),
-                    },
-                });
-                out.txs.push(stx);
+                out.include(stx, true, Vec::new());
                 continue;
             }
             L2Tx::Deposit(_) | L2Tx::Payout(_) => {
@@ -308,15 +300,7 @@ fn run(
                         other => ChainError::Call(other.to_string()),
                     })?;
                 let success = result.is_success();
-                out.receipts.push(L2Receipt {
-                    tx_type: stx.tx.tx_type(),
-                    receipt: Receipt {
-                        status: success.into(),
-                        cumulative_gas_used: out.gas_used,
-                        logs: result.into_logs(),
-                    },
-                });
-                out.txs.push(stx);
+                out.include(stx, success, result.into_logs());
                 continue;
             }
             L2Tx::DevState(d) => {
@@ -330,15 +314,7 @@ fn run(
                     .into());
                 }
                 crate::dev::apply(&mut evm.ctx.journaled_state.database, d)?;
-                out.receipts.push(L2Receipt {
-                    tx_type: stx.tx.tx_type(),
-                    receipt: Receipt {
-                        status: true.into(),
-                        cumulative_gas_used: out.gas_used,
-                        logs: Vec::new(),
-                    },
-                });
-                out.txs.push(stx);
+                out.include(stx, true, Vec::new());
                 continue;
             }
             L2Tx::Eth(env) => {
@@ -414,15 +390,7 @@ fn run(
         out.gas_used += gas;
         let success = result.is_success();
         let logs: Vec<Log> = result.into_logs();
-        out.receipts.push(L2Receipt {
-            tx_type: stx.tx.tx_type(),
-            receipt: Receipt {
-                status: success.into(),
-                cumulative_gas_used: out.gas_used,
-                logs,
-            },
-        });
-        out.txs.push(stx);
+        out.include(stx, success, logs);
     }
     let mut state = evm.ctx.journaled_state.database;
     state.merge_transitions(BundleRetention::Reverts);

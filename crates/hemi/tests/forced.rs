@@ -9,18 +9,10 @@ mod common;
 use std::process::Command;
 
 use anyhow::{bail, Context};
-use common::{cast, tail, wait_for, wait_synced, Hemi};
+use common::{cast, head_of, tail, wait_for, wait_synced, Hemi};
 use hemi_btc_wallet::{Key, KeyKind};
 use hemi_testkit::BitcoinCore;
 use serde_json::{json, Value};
-
-async fn head_of(hemi: &Hemi) -> anyhow::Result<u64> {
-    let v = hemi.call("eth_blockNumber", json!([])).await?;
-    Ok(u64::from_str_radix(
-        v.as_str().context("number")?.trim_start_matches("0x"),
-        16,
-    )?)
-}
 
 /// `hemi force-tx` of `raw`, paid by `key`; the Bitcoin txid.
 fn force_tx(hemi: &Hemi, core: &BitcoinCore, key: &Key, raw: &str) -> anyhow::Result<String> {

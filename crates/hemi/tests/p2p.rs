@@ -10,18 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use common::{cast, wait_for, Hemi};
+use common::{cast, head_of, wait_for, Hemi};
 use hemi_net::{Multiaddr, NetApp, NetConfig, Network, PeerId, Request, Response, Verdict};
 use hemi_testkit::BitcoinCore;
 use serde_json::{json, Value};
-
-async fn head_of(hemi: &Hemi) -> anyhow::Result<u64> {
-    let v = hemi.call("eth_blockNumber", json!([])).await?;
-    Ok(u64::from_str_radix(
-        v.as_str().context("number")?.trim_start_matches("0x"),
-        16,
-    )?)
-}
 
 async fn block_at(hemi: &Hemi, n: u64) -> anyhow::Result<(String, String)> {
     let b = hemi

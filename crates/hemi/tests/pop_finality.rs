@@ -14,7 +14,7 @@ use std::process::Command;
 use anyhow::{bail, Context};
 use bitcoin::hashes::Hash;
 use bitcoin::{Transaction, Txid};
-use common::{cast_bin, client_script, js_dir, tail, wait_for, wait_synced, Hemi};
+use common::{cast_bin, client_script, head_of, js_dir, tail, wait_for, wait_synced, Hemi};
 use hemi_btc_rpc_client::BitcoinRpc;
 use hemi_keystone::AbbreviatedKeystone;
 use hemi_testkit::BitcoinCore;
@@ -794,14 +794,6 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> 
         }
     }
     Ok(())
-}
-
-async fn head_of(hemi: &Hemi) -> anyhow::Result<u64> {
-    let v = hemi.call("eth_blockNumber", json!([])).await?;
-    Ok(u64::from_str_radix(
-        v.as_str().context("number")?.trim_start_matches("0x"),
-        16,
-    )?)
 }
 
 async fn hash_at(hemi: &Hemi, n: u64) -> anyhow::Result<String> {

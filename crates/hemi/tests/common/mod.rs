@@ -102,6 +102,15 @@ impl Drop for Hemi {
     }
 }
 
+/// The node's `eth_blockNumber`.
+pub(crate) async fn head_of(hemi: &Hemi) -> anyhow::Result<u64> {
+    let v = hemi.call("eth_blockNumber", json!([])).await?;
+    Ok(u64::from_str_radix(
+        v.as_str().context("number")?.trim_start_matches("0x"),
+        16,
+    )?)
+}
+
 /// Polls `f` until it returns `Some`, or fails after `secs` with `what`.
 pub(crate) async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut f: F) -> anyhow::Result<T>
 where
