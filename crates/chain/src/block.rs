@@ -27,11 +27,18 @@
 //! `header` is the RLP header, each transaction an RLP string of its EIP-2718 bytes, `seal` an
 //! RLP string of exactly 65 bytes (`b8 41 ‖ r ‖ s ‖ v`). Format 1 (`rlp([header, [tx, …]])`
 //! with the Clique seal in a 97-byte `extraData`) has two list items and is refused by name.
+//!
+//! # Format 3: certified blocks
+//!
+//! A chain ordered by a validator set carries the block's commit certificate as a fourth item,
+//! `rlp([header, [tx_2718, …], seal, certificate])`, `seal` then 65 zero bytes and
+//! `certificate` an RLP string of [`crate::Certificate::encode`]'s bytes.
 
 use alloy_consensus::{Header, Receipt, ReceiptWithBloom};
 use alloy_primitives::{keccak256, Address, Bloom, Bytes, FixedBytes, Log, B256, U256};
 use alloy_rlp::{BufMut, Decodable, Encodable, Header as RlpHeader};
 
+use crate::certificate::Certificate;
 use crate::tx::L2Tx;
 use crate::{BlockError, ChainError, SealError};
 
@@ -41,8 +48,9 @@ pub const SEAL_LEN: usize = 65;
 /// Domain separator at the start of the signed digest (see [`seal_digest`]).
 pub const SEAL_DOMAIN: &[u8] = b"hemi-rs block seal v1";
 
-/// The version of the raw block encoding ([`L2Block::encode`]): 2 = seal next to the header.
-pub const BLOCK_FORMAT: u8 = 2;
+/// The version of the raw block encoding ([`L2Block::encode`]): 2 = seal next to the header,
+/// 3 = a commit certificate may follow it.
+pub const BLOCK_FORMAT: u8 = 3;
 
 /// A block seal: the sequencer's recoverable secp256k1 signature `r ‖ s ‖ v` (v = 0 or 1) over
 /// [`seal_digest`]. All zero for genesis.
@@ -55,8 +63,11 @@ pub struct L2Block {
     pub header: Header,
     /// Transactions in order.
     pub txs: Vec<L2Tx>,
-    /// The sequencer's signature over [`seal_digest`] of the block hash.
+    /// The sequencer's signature over [`seal_digest`] of the block hash (zero when certified).
     pub seal: Seal,
+    /// The validator set's commit certificate (a chain ordered by a set; see
+    /// [`crate::certificate`]).
+    pub certificate: Option<Certificate>,
 }
 
 impl L2Block {
@@ -71,7 +82,11 @@ impl L2Block {
     pub fn encode(&self) -> Vec<u8> {
         let txs = encode_txs(&self.txs);
         let seal = self.seal.as_slice();
-        let payload = self.header.length() + txs.len() + seal.length();
+        let cert = self.certificate.as_ref().map(Certificate::encode);
+        let payload = self.header.length()
+            + txs.len()
+            + seal.length()
+            + cert.as_ref().map_or(0, |c| c.as_slice().length());
         let mut out = Vec::with_capacity(payload + 8);
         RlpHeader {
             list: true,
@@ -81,6 +96,9 @@ impl L2Block {
         self.header.encode(&mut out);
         out.extend_from_slice(&txs);
         seal.encode(&mut out);
+        if let Some(c) = &cert {
+            c.as_slice().encode(&mut out);
+        }
         out
     }
 
@@ -111,10 +129,26 @@ impl L2Block {
         }
         let seal = Seal::from_slice(&buf[..SEAL_LEN]);
         buf = &buf[SEAL_LEN..];
+        let certificate = if buf.is_empty() {
+            None
+        } else {
+            let h = RlpHeader::decode(&mut buf).map_err(BlockError::Rlp)?;
+            if h.list || buf.len() < h.payload_length {
+                return Err(BlockError::CertificateEncoding(h.payload_length).into());
+            }
+            let c = Certificate::decode(&buf[..h.payload_length])?;
+            buf = &buf[h.payload_length..];
+            Some(c)
+        };
         if !buf.is_empty() {
             return Err(BlockError::TrailingBytes.into());
         }
-        Ok(L2Block { header, txs, seal })
+        Ok(L2Block {
+            header,
+            txs,
+            seal,
+            certificate,
+        })
     }
 
     /// Recovers the address that sealed this block on chain `chain_id`.
@@ -272,6 +306,7 @@ mod tests {
             header,
             txs: vec![],
             seal,
+            certificate: None,
         }
     }
 
@@ -375,5 +410,26 @@ mod tests {
                 "{what}"
             );
         }
+    }
+
+    #[test]
+    fn format_3_carries_a_certificate_after_the_seal() {
+        let mut block = sealed_block(B256::repeat_byte(0x42));
+        block.seal = Seal::ZERO;
+        block.certificate = Some(Certificate {
+            round: 3,
+            signatures: vec![Seal::repeat_byte(1), Seal::repeat_byte(2)],
+        });
+        let bytes = block.encode();
+        assert_eq!(L2Block::decode(&bytes).expect("decode"), block);
+        // The certificate is the last item: b8 84 ‖ round ‖ 2 × 65 bytes.
+        let tail = &bytes[bytes.len() - 136..];
+        assert_eq!(&tail[..6], &[0xb8, 134, 0, 0, 0, 3]);
+        // A truncated certificate is refused.
+        let mut cut = block.clone();
+        cut.certificate = None;
+        let mut short = cut.encode();
+        short.extend_from_slice(&[0x83, 0, 0, 0]);
+        assert!(L2Block::decode(&short).is_err());
     }
 }

@@ -36,6 +36,9 @@ pub(crate) const SENDERS: TableDefinition<u64, &[u8]> = TableDefinition::new("se
 pub(crate) const RECEIPTS: TableDefinition<u64, &[u8]> = TableDefinition::new("receipts");
 /// number → the sequencer's seal `r ‖ s ‖ v` (not for genesis, which is unsealed).
 pub(crate) const SEALS: TableDefinition<u64, &[u8; 65]> = TableDefinition::new("seals");
+/// Block number → commit certificate ([`crate::Certificate::encode`]), for blocks certified by a
+/// validator set.
+pub(crate) const CERTIFICATES: TableDefinition<u64, &[u8]> = TableDefinition::new("certificates");
 /// number → pinned Bitcoin block: hash (internal order) ‖ height (BE).
 pub(crate) const PINS: TableDefinition<u64, &[u8; 36]> = TableDefinition::new("pins");
 /// tx hash → number (BE) ‖ index (BE).

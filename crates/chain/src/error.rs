@@ -53,6 +53,11 @@ pub enum ChainError {
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BlockError {
+    /// A commit certificate's bytes are not `round ‖ 65-byte signatures`.
+    #[error(
+        "commit certificate of {0} bytes is not a 4-byte round and 1..=256 65-byte signatures"
+    )]
+    CertificateEncoding(usize),
     /// The raw block is not RLP.
     #[error("block RLP: {0}")]
     Rlp(alloy_rlp::Error),
@@ -345,6 +350,42 @@ pub enum SealError {
         signer: Address,
         /// Who must have.
         expected: Address,
+    },
+    /// The block carries a commit certificate, but this chain is sealed by one key.
+    #[error(
+        "block {0} carries a commit certificate, but this chain is sealed by one sequencer key"
+    )]
+    UnexpectedCertificate(u64),
+    /// The chain is sealed by a validator set and the block has no commit certificate.
+    #[error("block {0} has no commit certificate; this chain's blocks are certified by its validator set")]
+    MissingCertificate(u64),
+    /// A certificate signature is by a key outside the validator set.
+    #[error("block {number}'s certificate is signed by {signer}, who is not in the validator set")]
+    NotAValidator {
+        /// The block's number.
+        number: u64,
+        /// Who signed.
+        signer: Address,
+    },
+    /// A validator signed the certificate twice.
+    #[error("block {number}'s certificate holds two signatures of {signer}")]
+    DuplicateSigner {
+        /// The block's number.
+        number: u64,
+        /// Who signed twice.
+        signer: Address,
+    },
+    /// Fewer than 2f+1 validators signed.
+    #[error("block {number}'s certificate has {have} of {total} validators' signatures; it needs {need}")]
+    ShortCertificate {
+        /// The block's number.
+        number: u64,
+        /// Distinct validators that signed.
+        have: usize,
+        /// Needed (more than two thirds).
+        need: usize,
+        /// Size of the set.
+        total: usize,
     },
 }
 

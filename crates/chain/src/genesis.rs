@@ -103,6 +103,11 @@ pub struct ChainSpec {
     /// devnet and its followers only.
     #[serde(default)]
     pub dev_state: bool,
+    /// The sequencer set, when a validator set orders the chain by BFT consensus: the
+    /// validators' addresses (equal voting power). Blocks then carry a commit certificate of
+    /// more than two thirds of them ([`crate::certificate`]); empty: one sequencer key seals.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validators: Vec<Address>,
 }
 
 fn default_keystone_interval() -> u64 {
@@ -141,6 +146,7 @@ impl ChainSpec {
             tunnel: None,
             forced_inclusion: None,
             dev_state: false,
+            validators: Vec::new(),
         })
     }
 

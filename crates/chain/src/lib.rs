@@ -8,6 +8,7 @@
 //! transaction, the `0x7D` PoP payout ([`pop_rewards`]) and the tunnel's `0x7E`/`0x7F` ([`tunnel`])), [`ChainSpec`] and the devnet's standard accounts.
 
 pub mod block;
+pub mod certificate;
 mod chain;
 pub mod db;
 pub mod dev;
@@ -24,6 +25,7 @@ pub mod tunnel;
 pub mod tx;
 
 pub use block::{L2Block, L2Receipt, Seal};
+pub use certificate::{Certificate, ValidatorSet};
 pub use chain::{
     created_address, gas_used_by, AccountProof, BlockWithReceipts, Built, Chain, LocatedLog,
     StoredBlock,

@@ -8,6 +8,7 @@
 use alloy_primitives::{Address, B256};
 
 use crate::block::{signer, Seal};
+use crate::certificate::Certificate;
 use crate::SealError;
 
 /// Seals blocks: signs a block hash of a chain.
@@ -24,16 +25,19 @@ pub trait Sealer: Send + Sync + std::fmt::Debug {
 
 /// Checks the seal of an imported block.
 pub trait SealVerifier: Send + Sync + std::fmt::Debug {
-    /// Checks that `seal` authorises block `number` (hash `block_hash`) of chain `chain_id`.
+    /// Checks that `seal` (or, for a chain certified by a validator set, `certificate`)
+    /// authorises block `number` (hash `block_hash`) of chain `chain_id`.
     ///
     /// # Errors
-    /// [`SealError`] naming what is wrong: a seal that does not recover, or the wrong signer.
+    /// [`SealError`] naming what is wrong: a seal that does not recover, the wrong signer, a
+    /// short or foreign certificate.
     fn verify(
         &self,
         chain_id: u64,
         number: u64,
         block_hash: B256,
         seal: &Seal,
+        certificate: Option<&Certificate>,
     ) -> Result<(), SealError>;
 }
 
@@ -48,7 +52,11 @@ impl SealVerifier for SequencerAddress {
         number: u64,
         block_hash: B256,
         seal: &Seal,
+        certificate: Option<&Certificate>,
     ) -> Result<(), SealError> {
+        if certificate.is_some() {
+            return Err(SealError::UnexpectedCertificate(number));
+        }
         let signed_by = signer(chain_id, block_hash, seal)?;
         if signed_by != self.0 {
             return Err(SealError::WrongSigner {

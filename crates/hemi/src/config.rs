@@ -114,6 +114,10 @@ pub(crate) struct DevnetArgs {
     /// accept requests from.
     #[arg(long, env = "HEMI_COORDINATOR_KEY")]
     pub coordinator_key: Option<PathBuf>,
+    /// Run a set of N sequencers in this process, ordering blocks by Tendermint BFT
+    /// (Malachite); blocks then carry commit certificates (default 1: one key seals).
+    #[arg(long, env = "HEMI_SEQUENCERS")]
+    pub sequencers: Option<usize>,
     /// Test-only: refuse transactions from this sender (a censoring sequencer; repeatable).
     #[arg(long, hide = true, value_delimiter = ',')]
     pub censor: Vec<alloy_primitives::Address>,
@@ -138,6 +142,15 @@ pub(crate) struct NodeArgs {
     /// The address whose seal followed blocks must carry (default: what the sequencer reports).
     #[arg(long, env = "HEMI_SEQUENCER_ADDRESS")]
     pub sequencer_address: Option<String>,
+    /// Run as a validator of the sequencer set in --validators with this secp256k1 key: 64 hex
+    /// digits, or a file holding them (`hemi sequencer-key` makes one).
+    #[arg(long, env = "HEMI_SEQUENCER_KEY")]
+    pub sequencer_key: Option<String>,
+    /// The sequencer set: a JSON file `{"validators": [{"publicKey": "0x02…", "consensusAddr":
+    /// "/ip4/HOST/tcp/PORT"}, …]}`. A follower given it pins the set its blocks' certificates
+    /// are checked against.
+    #[arg(long, env = "HEMI_VALIDATORS")]
+    pub validators: Option<PathBuf>,
 }
 
 /// The TOML file: the same names as the flags, with underscores.
@@ -169,6 +182,9 @@ struct FileConfig {
     bootnode: Option<Vec<String>>,
     forced_inclusion_confirmations: Option<u32>,
     forced_inclusion_window: Option<u64>,
+    sequencers: Option<usize>,
+    sequencer_key: Option<String>,
+    validators: Option<PathBuf>,
 }
 
 /// `follow` in the TOML file: one URL or a list.
@@ -426,6 +442,19 @@ impl DevnetArgs {
                 .unwrap_or(DEFAULT_GAS_LIMIT),
             follow: Vec::new(),
             sequencer_address: None,
+            sequencers: {
+                let n = self.sequencers.or(f.sequencers).unwrap_or(1);
+                if !(1..=hemi_node::MAX_DEVNET_SEQUENCERS).contains(&n) {
+                    bail!(
+                        "--sequencers {n} is outside 1..={}",
+                        hemi_node::MAX_DEVNET_SEQUENCERS
+                    );
+                }
+                n
+            },
+            sequencer_key: None,
+            validators: None,
+            spec_validators: Vec::new(),
             p2p_addr: self.common.p2p_addr.or(f.p2p_addr),
             bootnodes: bootnodes(self.common.bootnode, f.bootnode.clone()),
             dir,
@@ -523,6 +552,13 @@ impl NodeArgs {
                 self.follow
             },
             sequencer_address: self.sequencer_address.or(f.sequencer_address),
+            sequencers: 1,
+            sequencer_key: match self.sequencer_key.or(f.sequencer_key) {
+                Some(k) => Some(sequencer_key(&k)?),
+                None => None,
+            },
+            validators: self.validators.or(f.validators),
+            spec_validators: Vec::new(),
             p2p_addr: self.common.p2p_addr.or(f.p2p_addr),
             bootnodes: bootnodes(self.common.bootnode, f.bootnode.clone()),
             dir,
@@ -530,11 +566,31 @@ impl NodeArgs {
         if cfg.bitcoin_peers.is_empty() {
             bail!("hemi node needs --bitcoin-peer HOST:PORT (a Bitcoin Core to follow)");
         }
+        if cfg.sequencer_key.is_some() && cfg.validators.is_none() {
+            bail!("--sequencer-key needs --validators FILE (the set it belongs to)");
+        }
         if !cfg.bootnodes.is_empty() && cfg.p2p_addr.is_none() {
             bail!("--bootnode needs --p2p-addr HOST:PORT (where this node listens for peers)");
         }
         Ok(cfg)
     }
+}
+
+/// `--sequencer-key`: 64 hex digits, or a file that holds them.
+pub(crate) fn sequencer_key(s: &str) -> anyhow::Result<alloy_primitives::B256> {
+    let text = if s.trim_start_matches("0x").len() == 64
+        && s.trim_start_matches("0x")
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit())
+    {
+        s.to_string()
+    } else {
+        std::fs::read_to_string(s).with_context(|| {
+            format!("--sequencer-key {s:?} is neither 64 hex digits nor a readable file")
+        })?
+    };
+    let key = parse_secret_key("--sequencer-key", text.trim())?;
+    Ok(alloy_primitives::B256::from(key.secret_bytes()))
 }
 
 /// Devnet forced-inclusion confirmations.

@@ -55,10 +55,14 @@ enum Command {
     Bench(hemi_bench::BenchCommand),
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+/// The default log filter: `info`, with the BFT engine's own chatter (per-round phase changes,
+/// dial retries while a set's peers come up) kept to warnings; `RUST_LOG` replaces it.
+const DEFAULT_LOG: &str = "info,arc_malachitebft=warn,arc_malachitebft_network=off";
+
+/// Logs to stderr, filtered by `RUST_LOG` (default [`DEFAULT_LOG`]).
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

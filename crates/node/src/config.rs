@@ -67,6 +67,14 @@ pub struct Config {
     /// Whether `--keystone-interval` / `--pop-payout-delay` were given (a follower otherwise
     /// takes the sequencer's).
     pub consensus_params_set: bool,
+    /// `--sequencers N` (devnet): validators run in this process (1: one sequencer key seals).
+    pub sequencers: usize,
+    /// `--sequencer-key` (node): this node's validator key, with `--validators`.
+    pub sequencer_key: Option<alloy_primitives::B256>,
+    /// `--validators FILE`: the sequencer set (a validator's, or a follower's pin of it).
+    pub validators: Option<PathBuf>,
+    /// The chain spec's validator set, as resolved at start (empty: one sequencer key).
+    pub spec_validators: Vec<alloy_primitives::Address>,
     /// Whether the forced-inclusion flags were given (a follower otherwise takes the
     /// sequencer's, whatever else was pinned).
     pub forced_inclusion_set: bool,

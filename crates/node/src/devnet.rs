@@ -29,7 +29,7 @@ const DEVNET_POOL_PER_SENDER: usize = 10_000;
 const DEVNET_POOL_TOTAL: usize = 200_000;
 
 /// `hemi devnet`.
-pub async fn devnet(cfg: Config) -> anyhow::Result<()> {
+pub async fn devnet(mut cfg: Config) -> anyhow::Result<()> {
     let key = Key::from_seed(DEVNET_BTC_KEY_SEED);
     let btc_addr = key.address(KeyKind::P2wpkh, Network::Regtest);
     let client_store = open_store(&cfg, "bitcoin", Network::Regtest)?;
@@ -98,7 +98,28 @@ pub async fn devnet(cfg: Config) -> anyhow::Result<()> {
     }
     let client = BitcoinClient::spawn(client_store.clone(), ClientConfig::new(cfg.network, peers));
     let (tunnel, signer) = devnet_tunnel(&cfg)?;
+    let set_keys: Vec<alloy_primitives::B256> = if cfg.sequencers > 1 {
+        (0..cfg.sequencers).map(crate::set::devnet_key).collect()
+    } else {
+        Vec::new()
+    };
+    cfg.spec_validators = set_keys
+        .iter()
+        .map(|k| {
+            hemi_consensus::PubKey::of_secret(*k)
+                .and_then(|p| p.address())
+                .map_err(anyhow::Error::msg)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    cfg.spec_validators.sort();
     let chain = open_chain(&cfg, &tunnel)?;
+    if chain.spec().validators != cfg.spec_validators {
+        anyhow::bail!(
+            "the chain in {} was made with {} sequencer(s); start it with the same --sequencers",
+            cfg.dir.display(),
+            chain.spec().validators.len().max(1)
+        );
+    }
     let sequencer = Sequencer::new(
         chain.clone(),
         client_store.clone() as Arc<dyn BitcoinView>,
@@ -131,7 +152,29 @@ pub async fn devnet(cfg: Config) -> anyhow::Result<()> {
         cfg.block_time,
         cfg.gas_limit
     );
-    println!("  sequencer: {}", sequencer.address());
+    let set = if set_keys.is_empty() {
+        println!("  sequencer: {}", sequencer.address());
+        None
+    } else {
+        let set = crate::set::start_devnet_set(
+            sequencer.clone(),
+            &set_keys,
+            cfg.block_time,
+            &cfg.dir,
+            cfg.persist,
+        )
+        .await?;
+        println!(
+            "  sequencers: {} validators, Tendermint BFT (Malachite); blocks need {} signatures",
+            set_keys.len(),
+            hemi_chain::certificate::quorum(set_keys.len())
+        );
+        for (i, a) in cfg.spec_validators.iter().enumerate() {
+            println!("    ({i}) {a}");
+        }
+        status["validators"] = json!(cfg.spec_validators);
+        Some(set)
+    };
     println!("  head:      block {}", chain.head().0);
     println!();
     println!(
@@ -157,6 +200,7 @@ pub async fn devnet(cfg: Config) -> anyhow::Result<()> {
     }
     let l2 = L2 {
         dev_bitcoin: popm_rpc.clone().map(|url| (key.clone(), url)),
+        set,
         custodians,
         chain,
         sequencer: Some(sequencer),

@@ -19,9 +19,13 @@ pub async fn node(mut cfg: Config) -> anyhow::Result<()> {
     let net = crate::p2p::start(&cfg).await?;
     // The node we learn the chain's parameters from: the first `--follow` URL, else a p2p
     // bootnode; asked only for what is not pinned by flags.
+    let validators_file = match &cfg.validators {
+        Some(p) => Some(crate::set::ValidatorsFile::load(p)?),
+        None => None,
+    };
     let needs_status = !cfg.consensus_params_set
         || !cfg.forced_inclusion_set
-        || cfg.sequencer_address.is_none()
+        || (cfg.sequencer_address.is_none() && validators_file.is_none())
         || cfg.vault.is_none();
     let remote: Option<(String, Value)> = match (cfg.follow.first(), &net) {
         _ if !needs_status => None,
@@ -61,6 +65,21 @@ pub async fn node(mut cfg: Config) -> anyhow::Result<()> {
             cfg.forced_inclusion = p;
         }
     }
+    // The sequencer set: pinned by --validators, else the followed node's.
+    if let Some(f) = &validators_file {
+        cfg.spec_validators = f.addresses();
+    } else if let Some((from, status)) = &remote {
+        if let Some(list) = status["validators"].as_array() {
+            let mut v = list
+                .iter()
+                .map(|a| a.as_str().and_then(|s| s.parse::<Address>().ok()))
+                .collect::<Option<Vec<Address>>>()
+                .with_context(|| format!("{from} reports a malformed validator set"))?;
+            v.sort();
+            tracing::warn!(validators = v.len(), %from, "trusting the followed node for the sequencer set; pass --validators to pin it");
+            cfg.spec_validators = v;
+        }
+    }
     let store = open_store(&cfg, "bitcoin", cfg.network)?;
     println!(
         "hemi-rs node {} ({})",
@@ -76,9 +95,41 @@ pub async fn node(mut cfg: Config) -> anyhow::Result<()> {
     );
     let tunnel = node_tunnel(&cfg, remote.as_ref()).await?;
     let chain = open_chain(&cfg, &tunnel)?;
-    let follows_p2p = net.is_some() && (remote.is_some() || cfg.sequencer_address.is_some());
+    if let Some(key) = cfg.sequencer_key {
+        return run_validator(
+            cfg,
+            key,
+            validators_file,
+            store,
+            client,
+            tunnel,
+            chain,
+            net,
+            status,
+        )
+        .await;
+    }
+    let follows_p2p = net.is_some()
+        && (remote.is_some() || cfg.sequencer_address.is_some() || validators_file.is_some());
     let follower = if cfg.follow.is_empty() && !follows_p2p {
         None
+    } else if !cfg.spec_validators.is_empty() {
+        let verifier: Arc<dyn SealVerifier> =
+            Arc::new(hemi_chain::ValidatorSet(cfg.spec_validators.clone()));
+        println!(
+            "Following blocks certified by {} of {} sequencers",
+            hemi_chain::certificate::quorum(cfg.spec_validators.len()),
+            cfg.spec_validators.len()
+        );
+        status["validators"] = json!(cfg.spec_validators);
+        Some(follower_of(
+            &cfg,
+            &net,
+            &chain,
+            &store,
+            verifier,
+            &mut status,
+        ))
     } else {
         let sequencer: Address = match (&cfg.sequencer_address, &remote) {
             (Some(a), _) => a
@@ -95,41 +146,15 @@ pub async fn node(mut cfg: Config) -> anyhow::Result<()> {
             (None, None) => anyhow::bail!("following needs --sequencer-address or a node to ask"),
         };
         let verifier: Arc<dyn SealVerifier> = Arc::new(SequencerAddress(sequencer));
-        let mut sources: Vec<Arc<dyn hemi_sync::BlockSource>> = cfg
-            .follow
-            .iter()
-            .map(|url| Arc::new(RpcSource::new(url.clone())) as Arc<dyn hemi_sync::BlockSource>)
-            .collect();
-        let mut wake = None;
-        if let Some((net, app)) = &net {
-            let source = P2pSource::new(net.clone(), chain.clone(), verifier.clone());
-            wake = Some(source.wake());
-            let _ = app.source.set(source.clone());
-            sources.push(source);
-        }
-        let mut where_ = cfg.follow.clone();
-        if net.is_some() {
-            where_.push("the p2p network".into());
-        }
-        println!(
-            "Following {} (blocks sealed by {sequencer})",
-            where_.join(", ")
-        );
-        status["following"] = if cfg.follow.len() == 1 && net.is_none() {
-            json!(cfg.follow[0])
-        } else {
-            json!(where_)
-        };
+        println!("Blocks sealed by {sequencer}");
         status["sequencer"] = json!(sequencer);
-        Some((
-            Arc::new(Follower::new(
-                chain.clone(),
-                store.clone() as Arc<dyn BitcoinView>,
-                cfg.network,
-                sources,
-                verifier,
-            )),
-            wake,
+        Some(follower_of(
+            &cfg,
+            &net,
+            &chain,
+            &store,
+            verifier,
+            &mut status,
         ))
     };
     if let Some((_, app)) = &net {
@@ -150,6 +175,121 @@ pub async fn node(mut cfg: Config) -> anyhow::Result<()> {
         tunnel,
         custodians: None,
         dev_bitcoin: None,
+        set: None,
+    };
+    serve(&cfg, store, client, status, l2).await
+}
+
+type NetPair = Option<(Arc<hemi_net::Network>, Arc<crate::p2p::NodeNet>)>;
+
+/// A follower of `--follow` URLs and (with `--p2p-addr`) the p2p network, checking seals with
+/// `verifier`.
+fn follower_of(
+    cfg: &Config,
+    net: &NetPair,
+    chain: &Arc<hemi_chain::Chain>,
+    store: &Arc<hemi_btc_store::ChainStore>,
+    verifier: Arc<dyn SealVerifier>,
+    status: &mut Value,
+) -> (Arc<Follower>, Option<Arc<tokio::sync::Notify>>) {
+    let mut sources: Vec<Arc<dyn hemi_sync::BlockSource>> = cfg
+        .follow
+        .iter()
+        .map(|url| Arc::new(RpcSource::new(url.clone())) as Arc<dyn hemi_sync::BlockSource>)
+        .collect();
+    let mut wake = None;
+    if let Some((net, app)) = net {
+        let source = P2pSource::new(net.clone(), chain.clone(), verifier.clone());
+        wake = Some(source.wake());
+        let _ = app.source.set(source.clone());
+        sources.push(source);
+    }
+    let mut where_ = cfg.follow.clone();
+    if net.is_some() {
+        where_.push("the p2p network".into());
+    }
+    println!("Following {}", where_.join(", "));
+    status["following"] = if cfg.follow.len() == 1 && net.is_none() {
+        json!(cfg.follow[0])
+    } else {
+        json!(where_)
+    };
+    (
+        Arc::new(Follower::new(
+            chain.clone(),
+            store.clone() as Arc<dyn BitcoinView>,
+            cfg.network,
+            sources,
+            verifier,
+        )),
+        wake,
+    )
+}
+
+/// `hemi node --sequencer-key KEY --validators FILE`: one validator of the sequencer set. It
+/// keeps a pool (transactions sent to it or gossiped), proposes in its turn, re-executes and
+/// votes on the others' proposals, commits decided blocks with their certificates, and
+/// gossips them to followers.
+#[allow(clippy::too_many_arguments)]
+async fn run_validator(
+    cfg: Config,
+    key: alloy_primitives::B256,
+    file: Option<crate::set::ValidatorsFile>,
+    store: Arc<hemi_btc_store::ChainStore>,
+    client: BitcoinClient,
+    tunnel: crate::tunnel::Tunnel,
+    chain: Arc<hemi_chain::Chain>,
+    net: NetPair,
+    mut status: Value,
+) -> anyhow::Result<()> {
+    let file = file.context("--sequencer-key needs --validators FILE")?;
+    if chain.spec().validators != file.addresses() {
+        anyhow::bail!(
+            "the chain in {} was made for another sequencer set than --validators",
+            cfg.dir.display()
+        );
+    }
+    let sequencer = hemi_sequencer::Sequencer::new(
+        chain.clone(),
+        store.clone() as Arc<dyn BitcoinView>,
+        hemi_sequencer::SequencerConfig {
+            sealer: Arc::new(
+                hemi_sequencer::KeySealer::new(key).map_err(hemi_chain::ChainError::from)?,
+            ),
+            network: cfg.network,
+            journal: Some(cfg.dir.join("txpool.journal")),
+            pool_limits: None,
+            censor: Vec::new(),
+        },
+    )?;
+    if let Some((_, app)) = &net {
+        let _ = app.chain.set(chain.clone());
+        let _ = app.sequencer.set(sequencer.clone());
+    }
+    let set = crate::set::start_validator(sequencer.clone(), key, &file, cfg.block_time, &cfg.dir)
+        .await?;
+    println!(
+        "Sequencer set: validator {} of {} (Tendermint BFT, Malachite); blocks need {} signatures",
+        sequencer.address(),
+        file.addrs.len(),
+        hemi_chain::certificate::quorum(file.addrs.len())
+    );
+    status["mode"] = json!("validator");
+    status["sequencer"] = json!(sequencer.address());
+    status["validators"] = json!(chain.spec().validators);
+    status["chainId"] = json!(chain.spec().chain_id);
+    let l2 = L2 {
+        chain,
+        sequencer: Some(sequencer),
+        follower: None,
+        wake: None,
+        net,
+        accounts: Vec::new(),
+        popm: None,
+        tunnel,
+        custodians: None,
+        dev_bitcoin: None,
+        set: Some(set),
     };
     serve(&cfg, store, client, status, l2).await
 }

@@ -37,6 +37,9 @@ pub(crate) struct L2 {
     pub(crate) custodians: Option<(Arc<dyn hemi_custodian::VaultSigner>, String, String)>,
     /// The devnet's Bitcoin key and RPC for `hemi_mineBitcoin` / `hemi_sendBitcoin`.
     pub(crate) dev_bitcoin: Option<(Key, String)>,
+    /// The validators of the sequencer set this process runs (they make the blocks instead of
+    /// the sequencer's timer).
+    pub(crate) set: Option<Arc<crate::set::SequencerSet>>,
 }
 
 /// The keystone/finality RPC's view of the node.
@@ -276,6 +279,13 @@ pub(crate) async fn serve(
         .remove_context(),
     )?;
     module.merge(
+        crate::set::set_module(crate::set::SetContext {
+            chain: l2.chain.clone(),
+            set: l2.set.clone(),
+        })?
+        .remove_context(),
+    )?;
+    module.merge(
         crate::provenance::provenance_module(crate::provenance::ProvenanceContext {
             tunnel: l2.tunnel.clone(),
             chain: l2.chain.clone(),
@@ -362,7 +372,10 @@ pub(crate) async fn serve(
         None => None,
     };
     println!();
-    let producer = l2.sequencer.as_ref().map(|s| s.spawn(cfg.block_time));
+    let producer = match &l2.set {
+        Some(_) => None,
+        None => l2.sequencer.as_ref().map(|s| s.spawn(cfg.block_time)),
+    };
     let follower = l2.follower.clone().map(|f| {
         tokio::spawn(f.run_with_wake(cfg.block_time.min(Duration::from_secs(1)), l2.wake.clone()))
     });
@@ -370,6 +383,9 @@ pub(crate) async fn serve(
     tracing::info!("shutting down");
     if let Some(p) = producer {
         p.abort();
+    }
+    if let Some(s) = &l2.set {
+        s.stop();
     }
     if let Some(f) = follower {
         f.abort();

@@ -39,6 +39,7 @@ pub(crate) fn open_chain(cfg: &Config, tunnel: &Tunnel) -> anyhow::Result<Arc<Ch
     // anvil's state changes (`anvil_setBalance`, …) ride in blocks only on a regtest devnet
     // and its followers.
     spec.dev_state = cfg.network == bitcoin::Network::Regtest;
+    spec.validators = cfg.spec_validators.clone();
     let chain = if cfg.persist {
         std::fs::create_dir_all(&cfg.dir)
             .with_context(|| format!("creating {}", cfg.dir.display()))?;

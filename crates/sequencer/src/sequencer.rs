@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use alloy_primitives::{Address, B256, U256};
 use hemi_btc_view::BitcoinView;
-use hemi_chain::{Built, Chain, ChainError, L2Tx, Sealer, SignedTx, StateView};
+use hemi_chain::{Built, Chain, ChainError, L2Block, L2Tx, Sealer, SignedTx, StateView};
 use hemi_hvm::BitcoinPin;
 use hemi_txpool::{AccountState, PoolConfig, PoolError, TxPool};
 use parking_lot::Mutex;
@@ -66,6 +66,8 @@ pub struct Sequencer {
     snapshots: Mutex<(std::collections::BTreeMap<u64, u64>, u64)>,
     /// anvil's direct state changes waiting for the next block.
     dev_changes: Mutex<Vec<hemi_chain::dev::DevChange>>,
+    /// Hashes of proposed blocks found valid on the current head (a sequencer set).
+    validated: Mutex<std::collections::HashSet<B256>>,
     blocks: broadcast::Sender<u64>,
     pending: broadcast::Sender<B256>,
 }
@@ -136,6 +138,7 @@ impl Sequencer {
             produce: Mutex::new(()),
             snapshots: Mutex::new((std::collections::BTreeMap::new(), 0)),
             dev_changes: Mutex::new(Vec::new()),
+            validated: Mutex::new(std::collections::HashSet::new()),
             clock: Mutex::new(Clock::default()),
             blocks: broadcast::channel(1024).0,
             pending: broadcast::channel(8192).0,
@@ -276,40 +279,13 @@ impl Sequencer {
     /// # Errors
     /// Database or Bitcoin view failures.
     pub fn produce(&self) -> Result<Built, ChainError> {
+        if !self.chain.spec().validators.is_empty() {
+            return Err(ChainError::Call(
+                "blocks of this chain are decided by its sequencer set, not made on request".into(),
+            ));
+        }
         let _one = self.produce.lock();
-        let (head, _) = self.chain.head();
-        let parent = self
-            .chain
-            .header(head)?
-            .ok_or(ChainError::UnknownBlock(head))?;
-        let parent_pin = self.chain.pin(head)?.filter(|_| head > 0);
-        let (attrs, pinned) = next_attributes(self.bitcoin.as_ref(), parent_pin)?;
-        let base_fee = Chain::next_base_fee(&parent);
-        let candidates: Vec<SignedTx> = self
-            .pool
-            .lock()
-            // Transactions rarely use their whole gas limit: offer more than one block's worth
-            // by limit and let execution pack by gas used.
-            .best(base_fee, self.chain.spec().gas_limit.saturating_mul(4))
-            .into_iter()
-            .map(|p| SignedTx {
-                hash: p.hash(),
-                sender: p.sender(),
-                tx: L2Tx::Eth(p.envelope().clone()),
-            })
-            .collect();
-        let pin = BitcoinPin {
-            view: self.bitcoin.clone(),
-            pinned,
-            network: self.config.network,
-        };
-        let timestamp = {
-            let mut clock = self.clock.lock();
-            clock
-                .next
-                .take()
-                .unwrap_or_else(|| now_secs().saturating_add(clock.offset))
-        };
+        let (pin, attrs, candidates, timestamp) = self.next_inputs()?;
         let dev = std::mem::take(&mut *self.dev_changes.lock());
         let nonce_changed = dev.iter().any(|c| c.kind == 1);
         let built = match self.chain.build_block_with_dev(
@@ -351,6 +327,145 @@ impl Sequencer {
         }
         let _ = self.blocks.send(built.block.header.number);
         Ok(built)
+    }
+
+    /// The next block's inputs: its Bitcoin pin and attributes, pool candidates, timestamp.
+    fn next_inputs(
+        &self,
+    ) -> Result<(BitcoinPin, hemi_hvm::BtcAttributes, Vec<SignedTx>, u64), ChainError> {
+        let (head, _) = self.chain.head();
+        let parent = self
+            .chain
+            .header(head)?
+            .ok_or(ChainError::UnknownBlock(head))?;
+        let parent_pin = self.chain.pin(head)?.filter(|_| head > 0);
+        let (attrs, pinned) = next_attributes(self.bitcoin.as_ref(), parent_pin)?;
+        let base_fee = Chain::next_base_fee(&parent);
+        let candidates: Vec<SignedTx> = self
+            .pool
+            .lock()
+            // Transactions rarely use their whole gas limit: offer more than one block's worth
+            // by limit and let execution pack by gas used.
+            .best(base_fee, self.chain.spec().gas_limit.saturating_mul(4))
+            .into_iter()
+            .map(|p| SignedTx {
+                hash: p.hash(),
+                sender: p.sender(),
+                tx: L2Tx::Eth(p.envelope().clone()),
+            })
+            .collect();
+        let pin = BitcoinPin {
+            view: self.bitcoin.clone(),
+            pinned,
+            network: self.config.network,
+        };
+        let timestamp = {
+            let mut clock = self.clock.lock();
+            clock
+                .next
+                .take()
+                .unwrap_or_else(|| now_secs().saturating_add(clock.offset))
+        };
+        Ok((pin, attrs, candidates, timestamp))
+    }
+
+    /// Builds the block at `height` for the sequencer set to decide on (see
+    /// [`Chain::propose_block`]), with `beneficiary` (the proposing validator) as its sequencer.
+    /// Pool transactions that cannot apply leave the pool.
+    ///
+    /// # Errors
+    /// `height` is not the next block; database or Bitcoin view failures.
+    pub fn propose(&self, height: u64, beneficiary: Address) -> Result<L2Block, ChainError> {
+        let _one = self.produce.lock();
+        let head = self.chain.head().0;
+        if height != head + 1 {
+            return Err(ChainError::Call(format!(
+                "asked to propose block {height}, the head is {head}"
+            )));
+        }
+        let (pin, attrs, candidates, timestamp) = self.next_inputs()?;
+        let (block, rejected) =
+            self.chain
+                .propose_block(&pin, &attrs, candidates, timestamp, beneficiary)?;
+        let mut pool = self.pool.lock();
+        for (hash, why) in &rejected {
+            tracing::debug!(%hash, %why, "left out of the proposal");
+            pool.remove(hash);
+        }
+        Ok(block)
+    }
+
+    /// Re-executes a block proposed to the set on the head, without committing it. A block
+    /// already found valid on this head is not executed again (validators that share this
+    /// chain in one process ask once each).
+    ///
+    /// # Errors
+    /// Why the block is invalid; [`ChainError::BitcoinNotReady`] while our Bitcoin view lacks
+    /// its pin.
+    pub fn validate(&self, block: &L2Block) -> Result<(), ChainError> {
+        let hash = block.hash();
+        if self.validated.lock().contains(&hash) {
+            return Ok(());
+        }
+        let view = self.bitcoin.clone();
+        let network = self.config.network;
+        self.chain.validate_block(block, &|attrs| {
+            hemi_chain::pin::resolve_pin(view.clone(), network, attrs)
+        })?;
+        let mut v = self.validated.lock();
+        if v.len() > 64 {
+            v.clear();
+        }
+        v.insert(hash);
+        Ok(())
+    }
+
+    /// Commits a block the set decided, its certificate attached: checks the certificate
+    /// against the chain spec's validators, re-executes, commits, and updates the pool.
+    /// Returns whether the block was new (validators that share this chain commit it once).
+    ///
+    /// # Errors
+    /// The block does not import (certificate, execution, Bitcoin not ready).
+    pub fn commit(&self, block: &L2Block) -> Result<bool, ChainError> {
+        let _one = self.produce.lock();
+        let number = block.header.number;
+        if number <= self.chain.head().0 {
+            return match self.chain.header(number)?.map(|h| h.hash_slow()) {
+                Some(h) if h == block.hash() => Ok(false),
+                other => Err(ChainError::Call(format!(
+                    "block {number} is already {other:?}, not {}",
+                    block.hash()
+                ))),
+            };
+        }
+        let verifier = hemi_chain::ValidatorSet(self.chain.spec().validators.clone());
+        let view = self.bitcoin.clone();
+        let network = self.config.network;
+        self.chain.import_block(block, &verifier, &|attrs| {
+            hemi_chain::pin::resolve_pin(view.clone(), network, attrs)
+        })?;
+        self.validated.lock().clear();
+        let stored = self
+            .chain
+            .block(number)?
+            .ok_or(ChainError::UnknownBlock(number))?;
+        {
+            let mut pool = self.pool.lock();
+            let mined: Vec<(Address, u64)> = stored
+                .txs
+                .iter()
+                .filter_map(|tx| match &tx.tx {
+                    L2Tx::Eth(env) => {
+                        Some((tx.sender, alloy_consensus_nonce(env).saturating_add(1)))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let snap = Snapshot(self.chain.state_at(number)?);
+            pool.on_block(&mined, &snap);
+        }
+        let _ = self.blocks.send(number);
+        Ok(true)
     }
 
     /// Produces a block every `block_time` until the returned handle is aborted.

@@ -334,7 +334,13 @@ impl Follower {
             }
         }
         self.verifier
-            .verify(self.chain.spec().chain_id, number, hash, &block.seal)
+            .verify(
+                self.chain.spec().chain_id,
+                number,
+                hash,
+                &block.seal,
+                block.certificate.as_ref(),
+            )
             .map_err(|e| refused(e.into()))?;
         if parent == self.chain.head().1 {
             return match self.import(block).await {

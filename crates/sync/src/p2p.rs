@@ -124,10 +124,13 @@ impl P2pSource {
         };
         let number = block.header.number;
         let hash = block.hash();
-        if let Err(e) = self
-            .verifier
-            .verify(self.chain.spec().chain_id, number, hash, &block.seal)
-        {
+        if let Err(e) = self.verifier.verify(
+            self.chain.spec().chain_id,
+            number,
+            hash,
+            &block.seal,
+            block.certificate.as_ref(),
+        ) {
             return Verdict::Reject(format!("gossiped block {number}: {e}"));
         }
         let now = SystemTime::now()

@@ -174,11 +174,71 @@ impl Chain {
         dev: Vec<crate::dev::DevChange>,
     ) -> Result<Built, ChainError> {
         let _guard = self.write.lock();
+        let (header, executed, diff) =
+            self.assemble(bitcoin, attrs, candidates, timestamp, sealer.address(), dev)?;
+        let number = header.number;
+        let hash = header.hash_slow();
+        let w = self.begin_write()?;
+        write_state_records(&w, number, &executed.bundle, &diff)?;
+        let seal = sealer.seal(self.spec.chain_id, hash)?;
+        let senders: Vec<Address> = executed.txs.iter().map(|t| t.sender).collect();
+        let body: Vec<L2Tx> = executed.txs.iter().map(|t| t.tx.clone()).collect();
+        Self::write_block(
+            &w,
+            &header,
+            hash,
+            &seal,
+            None,
+            &body,
+            &senders,
+            &executed.receipts,
+            bitcoin.pinned,
+        )?;
+        w.commit()?;
+        self.state.push(diff, hash);
+        *self.head.write() = Head {
+            number: header.number,
+            hash,
+        };
+        self.remember(BlockWithReceipts {
+            block: StoredBlock {
+                header: header.clone(),
+                hash,
+                txs: executed.txs.clone(),
+                seal,
+                certificate: None,
+            },
+            receipts: executed.receipts.clone(),
+        });
+        Ok(Built {
+            block: StoredBlock {
+                header,
+                hash,
+                txs: executed.txs,
+                seal,
+                certificate: None,
+            },
+            receipts: executed.receipts,
+            rejected: executed.rejected,
+        })
+    }
+
+    /// Assembles the next block on the head (with the write lock held): the header, what
+    /// execution produced and the state diff; nothing is written.
+    fn assemble(
+        &self,
+        bitcoin: &BitcoinPin,
+        attrs: &BtcAttributes,
+        candidates: Vec<SignedTx>,
+        timestamp: u64,
+        beneficiary: Address,
+        dev: Vec<crate::dev::DevChange>,
+    ) -> Result<(Header, Executed, BlockDiff), ChainError> {
         let head = *self.head.read();
         let parent = self
             .header(head.number)?
             .ok_or_else(|| ChainError::Corrupt("head header missing".into()))?;
-        let ctx = self.block_context(&parent, timestamp.max(parent.timestamp), sealer.address());
+        let ctx = self.block_context(&parent, timestamp.max(parent.timestamp), beneficiary);
         let system = self.system_inputs(ctx.number, attrs, bitcoin)?.txs();
         let mut txs = Vec::with_capacity(candidates.len() + system.len());
         for tx in system {
@@ -216,48 +276,56 @@ impl Chain {
         let diff = compute_diff(&snap, ctx.number, &changes_of(&executed.bundle))?;
         // Let go of the overlay before adding to it (a held copy would make the push copy).
         drop(snap);
-        let w = self.begin_write()?;
-        write_state_records(&w, ctx.number, &executed.bundle, &diff)?;
         let header = self.header_for(&parent, &ctx, diff.root, &executed);
-        let hash = header.hash_slow();
-        let seal = sealer.seal(self.spec.chain_id, hash)?;
-        let senders: Vec<Address> = executed.txs.iter().map(|t| t.sender).collect();
-        let body: Vec<L2Tx> = executed.txs.iter().map(|t| t.tx.clone()).collect();
-        Self::write_block(
-            &w,
-            &header,
-            hash,
-            &seal,
-            &body,
-            &senders,
-            &executed.receipts,
-            bitcoin.pinned,
+        Ok((header, executed, diff))
+    }
+
+    /// Assembles the next block on the head for a validator set to decide on, without sealing
+    /// or committing it: what a proposer offers. It commits later, with its certificate,
+    /// through [`Chain::import_block`]. Returns the block and the candidates left out (with
+    /// why).
+    ///
+    /// # Errors
+    /// As [`Chain::build_block`].
+    pub fn propose_block(
+        &self,
+        bitcoin: &BitcoinPin,
+        attrs: &BtcAttributes,
+        candidates: Vec<SignedTx>,
+        timestamp: u64,
+        beneficiary: Address,
+    ) -> Result<(L2Block, Vec<(B256, String)>), ChainError> {
+        let _guard = self.write.lock();
+        let (header, executed, _diff) = self.assemble(
+            bitcoin,
+            attrs,
+            candidates,
+            timestamp,
+            beneficiary,
+            Vec::new(),
         )?;
-        w.commit()?;
-        self.state.push(diff, hash);
-        *self.head.write() = Head {
-            number: header.number,
-            hash,
+        let block = L2Block {
+            header,
+            txs: executed.txs.iter().map(|t| t.tx.clone()).collect(),
+            seal: Seal::ZERO,
+            certificate: None,
         };
-        self.remember(BlockWithReceipts {
-            block: StoredBlock {
-                header: header.clone(),
-                hash,
-                txs: executed.txs.clone(),
-                seal,
-            },
-            receipts: executed.receipts.clone(),
-        });
-        Ok(Built {
-            block: StoredBlock {
-                header,
-                hash,
-                txs: executed.txs,
-                seal,
-            },
-            receipts: executed.receipts,
-            rejected: executed.rejected,
-        })
+        Ok((block, executed.rejected))
+    }
+
+    /// Checks and re-executes `block` on the head as [`Chain::import_block`] does, except for
+    /// its seal, and commits nothing: a validator's vote on a proposal.
+    ///
+    /// # Errors
+    /// As [`Chain::import_block`].
+    pub fn validate_block(
+        &self,
+        block: &L2Block,
+        bitcoin: &dyn Fn(&BtcAttributes) -> Result<BitcoinPin, ChainError>,
+    ) -> Result<B256, ChainError> {
+        let _guard = self.write.lock();
+        let (hash, ..) = self.check_and_execute(block, bitcoin)?;
+        Ok(hash)
     }
 
     /// Checks, re-executes and commits a block, in phases: header rules → the seal
@@ -275,6 +343,55 @@ impl Chain {
         bitcoin: &dyn Fn(&BtcAttributes) -> Result<BitcoinPin, ChainError>,
     ) -> Result<B256, ChainError> {
         let _guard = self.write.lock();
+        let h = &block.header;
+        verifier.verify(
+            self.spec.chain_id,
+            h.number,
+            h.hash_slow(),
+            &block.seal,
+            block.certificate.as_ref(),
+        )?;
+        let (hash, executed, diff, pin) = self.check_and_execute(block, bitcoin)?;
+        let senders: Vec<Address> = executed.txs.iter().map(|t| t.sender).collect();
+        let w = self.begin_write()?;
+        write_state_records(&w, h.number, &executed.bundle, &diff)?;
+        Self::write_block(
+            &w,
+            h,
+            hash,
+            &block.seal,
+            block.certificate.as_ref(),
+            &block.txs,
+            &senders,
+            &executed.receipts,
+            pin.pinned,
+        )?;
+        w.commit()?;
+        self.state.push(diff, hash);
+        *self.head.write() = Head {
+            number: h.number,
+            hash,
+        };
+        self.remember(BlockWithReceipts {
+            block: StoredBlock {
+                header: h.clone(),
+                hash,
+                txs: executed.txs,
+                seal: block.seal,
+                certificate: block.certificate.clone(),
+            },
+            receipts: executed.receipts,
+        });
+        Ok(hash)
+    }
+
+    /// Import's checks and re-execution of `block` on the head (the write lock held), except
+    /// for its seal: the block hash, what execution produced, the state diff and the pin.
+    fn check_and_execute(
+        &self,
+        block: &L2Block,
+        bitcoin: &dyn Fn(&BtcAttributes) -> Result<BitcoinPin, ChainError>,
+    ) -> Result<(B256, Executed, BlockDiff, BitcoinPin), ChainError> {
         let head = *self.head.read();
         let h = &block.header;
         if h.number != head.number + 1 {
@@ -301,7 +418,6 @@ impl Chain {
             .into());
         }
         let hash = h.hash_slow();
-        verifier.verify(self.spec.chain_id, h.number, hash, &block.seal)?;
         let parent = self
             .header(head.number)?
             .ok_or_else(|| ChainError::Corrupt("head header missing".into()))?;
@@ -373,35 +489,7 @@ impl Chain {
             }
             .into());
         }
-        let senders: Vec<Address> = executed.txs.iter().map(|t| t.sender).collect();
-        let w = self.begin_write()?;
-        write_state_records(&w, h.number, &executed.bundle, &diff)?;
-        Self::write_block(
-            &w,
-            h,
-            hash,
-            &block.seal,
-            &block.txs,
-            &senders,
-            &executed.receipts,
-            pin.pinned,
-        )?;
-        w.commit()?;
-        self.state.push(diff, hash);
-        *self.head.write() = Head {
-            number: h.number,
-            hash,
-        };
-        self.remember(BlockWithReceipts {
-            block: StoredBlock {
-                header: h.clone(),
-                hash,
-                txs: executed.txs,
-                seal: block.seal,
-            },
-            receipts: executed.receipts,
-        });
-        Ok(hash)
+        Ok((hash, executed, diff, pin))
     }
 
     pub(super) fn header_for(
@@ -446,6 +534,7 @@ impl Chain {
         header: &Header,
         hash: B256,
         seal: &Seal,
+        certificate: Option<&crate::Certificate>,
         txs: &[L2Tx],
         senders: &[Address],
         receipts: &[L2Receipt],
@@ -459,6 +548,10 @@ impl Chain {
         if n != 0 {
             let s: &[u8; SEAL_LEN] = &seal.0;
             w.open_table(SEALS)?.insert(n, s)?;
+        }
+        if let Some(c) = certificate {
+            w.open_table(CERTIFICATES)?
+                .insert(n, c.encode().as_slice())?;
         }
         w.open_table(BODIES)?
             .insert(n, crate::block::encode_txs(txs).as_slice())?;

@@ -30,8 +30,10 @@ pub struct StoredBlock {
     pub hash: B256,
     /// Transactions with hashes and senders.
     pub txs: Vec<SignedTx>,
-    /// The sequencer's seal (all zero for genesis).
+    /// The sequencer's seal (all zero for genesis and for certified blocks).
     pub seal: Seal,
+    /// The validator set's commit certificate (a chain ordered by a set).
+    pub certificate: Option<crate::Certificate>,
 }
 
 impl StoredBlock {
@@ -41,6 +43,7 @@ impl StoredBlock {
             header: self.header.clone(),
             txs: self.txs.iter().map(|t| t.tx.clone()).collect(),
             seal: self.seal,
+            certificate: self.certificate.clone(),
         }
     }
 

@@ -117,6 +117,7 @@ impl Chain {
                     genesis,
                     genesis.hash_slow(),
                     &Seal::ZERO,
+                    None,
                     &[],
                     &[],
                     &[],
@@ -268,6 +269,7 @@ pub(super) fn create_tables(w: &redb::WriteTransaction) -> Result<(), ChainError
     w.open_table(HASHES)?;
     w.open_table(PINS)?;
     w.open_table(SEALS)?;
+    w.open_table(CERTIFICATES)?;
     w.open_table(TX_INDEX)?;
     w.open_table(CODE)?;
     w.open_table(CHANGESETS)?;

@@ -82,6 +82,17 @@ impl Chain {
                 )))
             }
         };
+        let certificate = match r.open_table(CERTIFICATES) {
+            Ok(t) => match t.get(number)? {
+                Some(v) => Some(crate::Certificate::decode(v.value()).map_err(|e| {
+                    ChainError::Corrupt(format!("certificate of block {number}: {e}"))
+                })?),
+                None => None,
+            },
+            // A database written before certificates existed has no such table.
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
         let body = bodies
             .get(number)?
             .map(|v| v.value().to_vec())
@@ -109,6 +120,7 @@ impl Chain {
             header,
             txs,
             seal,
+            certificate,
         }))
     }
 

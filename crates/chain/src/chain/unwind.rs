@@ -108,6 +108,7 @@ pub(super) fn delete_block(
     w.open_table(CANONICAL)?.remove(n)?;
     w.open_table(HASHES)?.remove(&block.hash.0)?;
     w.open_table(SEALS)?.remove(n)?;
+    w.open_table(CERTIFICATES)?.remove(n)?;
     w.open_table(BODIES)?.remove(n)?;
     w.open_table(SENDERS)?.remove(n)?;
     w.open_table(RECEIPTS)?.remove(n)?;

@@ -33,7 +33,10 @@ impl Hemi {
             .args(args)
             .arg("--rpc-addr")
             .arg(rpc_addr.to_string())
-            .env("RUST_LOG", "info,hemi_btc_client=debug")
+            .env(
+                "RUST_LOG",
+                "info,hemi_btc_client=debug,arc_malachitebft=warn,arc_malachitebft_network=off",
+            )
             .stdout(out.try_clone()?)
             .stderr(out)
             .stdin(Stdio::null())

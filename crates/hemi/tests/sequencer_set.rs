@@ -1,0 +1,348 @@
+//! The sequencer set end to end: four `hemi node --sequencer-key … --validators FILE`
+//! processes order the chain by Tendermint BFT (Malachite) and two followers join by p2p only.
+//! Transactions sent to different nodes land; every node has one block per height and every
+//! certificate verifies; kill -9 of the proposer, then of a second validator (no progress, no
+//! fork), then their return (progress, no equivocation). Real Bitcoin Core as Bitcoin.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use common::{cast, head_of, wait_for, Hemi};
+use hemi_chain::{L2Block, SealVerifier, ValidatorSet};
+use serde_json::{json, Value};
+
+/// Blocks the run reaches before the crash half of the test.
+const BLOCKS: u64 = 500;
+
+fn p2p_port() -> String {
+    format!("127.0.0.1:{}", hemi_testkit::free_port())
+}
+
+async fn listen_addr(hemi: &Hemi) -> anyhow::Result<String> {
+    Ok(
+        hemi.call("hemi_nodeStatus", json!([])).await?["p2p"]["listen"][0]
+            .as_str()
+            .context("p2p listen address")?
+            .to_string(),
+    )
+}
+
+async fn hash_at(hemi: &Hemi, n: u64) -> anyhow::Result<String> {
+    let b = hemi
+        .call("eth_getBlockByNumber", json!([format!("0x{n:x}"), false]))
+        .await?;
+    Ok(b["hash"].as_str().context("hash")?.to_string())
+}
+
+async fn raw_block(hemi: &Hemi, n: u64) -> anyhow::Result<L2Block> {
+    let raw = hemi
+        .call("debug_getRawBlock", json!([format!("0x{n:x}")]))
+        .await?;
+    Ok(L2Block::decode(&hex::decode(
+        raw.as_str().context("raw")?.trim_start_matches("0x"),
+    )?)?)
+}
+
+struct Validator {
+    args: Vec<String>,
+    node: Option<Hemi>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_validator_processes_and_two_followers() -> anyhow::Result<()> {
+    let core = hemi_testkit::BitcoinCore::start().await?;
+    let (_, miner) = hemi_testkit::regtest_p2wpkh(&[7; 32])?;
+    core.mine(101, &miner).await?;
+    let dir = tempfile::tempdir()?;
+    let peer = core.p2p_addr().to_string();
+
+    // The set: four keys, each validator's consensus address on loopback.
+    let secrets: Vec<alloy_primitives::B256> = (0..4u8)
+        .map(|i| alloy_primitives::keccak256([b'v', i]))
+        .collect();
+    let entries: Vec<Value> = secrets
+        .iter()
+        .map(|s| {
+            let k = hemi_consensus::PubKey::of_secret(*s).expect("key");
+            json!({
+                "publicKey": format!("0x{}", hex::encode(k.0)),
+                "consensusAddr": format!("/ip4/127.0.0.1/tcp/{}", hemi_testkit::free_port()),
+            })
+        })
+        .collect();
+    let file = dir.path().join("validators.json");
+    std::fs::write(&file, json!({ "validators": entries }).to_string())?;
+    let file = file.to_string_lossy().into_owned();
+    let addresses: Vec<alloy_primitives::Address> = secrets
+        .iter()
+        .map(|s| {
+            hemi_consensus::PubKey::of_secret(*s)
+                .and_then(|k| k.address())
+                .expect("address")
+        })
+        .collect();
+    let mut sorted = addresses.clone();
+    sorted.sort();
+    let set = ValidatorSet(sorted);
+
+    // A key outside the set is refused by name.
+    let outsider = std::process::Command::new(env!("CARGO_BIN_EXE_hemi"))
+        .args(["node", "--bitcoin-peer", &peer, "--validators", &file])
+        .args(["--sequencer-key", &"11".repeat(32)])
+        .args(["--dir", &dir.path().join("outsider").to_string_lossy()])
+        .output()?;
+    assert!(!outsider.status.success());
+    let err = String::from_utf8_lossy(&outsider.stderr);
+    assert!(err.contains("which is not in --validators"), "{err}");
+
+    // Validator 0 first (the others bootnode its p2p address for transactions and blocks).
+    let mut validators: Vec<Validator> = Vec::new();
+    let mut boot = String::new();
+    for (i, s) in secrets.iter().enumerate() {
+        let mut args: Vec<String> = [
+            "node",
+            "--bitcoin-peer",
+            &peer,
+            "--sequencer-key",
+            &hex::encode(s),
+            "--validators",
+            &file,
+            "--block-time",
+            "0.1",
+            "--p2p-addr",
+            &p2p_port(),
+            "--dir",
+            &dir.path().join(format!("v{i}")).to_string_lossy(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if i > 0 {
+            args.extend(["--bootnode".to_string(), boot.clone()]);
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let node = Hemi::start(&refs, dir.path()).await?;
+        if i == 0 {
+            boot = listen_addr(&node).await?;
+        }
+        validators.push(Validator {
+            args,
+            node: Some(node),
+        });
+    }
+    // Two followers by p2p only: one pins the set, one learns it from its peer.
+    let f_pinned = Hemi::start(
+        &[
+            "node",
+            "--bitcoin-peer",
+            &peer,
+            "--validators",
+            &file,
+            "--p2p-addr",
+            &p2p_port(),
+            "--bootnode",
+            &boot,
+            "--dir",
+            &dir.path().join("f0").to_string_lossy(),
+        ],
+        dir.path(),
+    )
+    .await?;
+    let f_learned = Hemi::start(
+        &[
+            "node",
+            "--bitcoin-peer",
+            &peer,
+            "--p2p-addr",
+            &p2p_port(),
+            "--bootnode",
+            &listen_addr(&f_pinned).await?,
+            "--dir",
+            &dir.path().join("f1").to_string_lossy(),
+        ],
+        dir.path(),
+    )
+    .await?;
+    let status = f_learned.call("hemi_nodeStatus", json!([])).await?;
+    assert_eq!(
+        status["validators"].as_array().map(Vec::len),
+        Some(4),
+        "{status}"
+    );
+
+    // Transactions sent to each validator and each follower; each waits for its receipt on
+    // the node it was sent to.
+    let accounts = hemi_chain::dev_accounts(hemi_chain::DEV_MNEMONIC, 6)?;
+    let to = "0x000000000000000000000000000000000000bEEF";
+    let mut urls: Vec<String> = validators
+        .iter()
+        .map(|v| format!("http://{}", v.node.as_ref().expect("up").rpc_addr))
+        .collect();
+    urls.push(format!("http://{}", f_pinned.rpc_addr));
+    urls.push(format!("http://{}", f_learned.rpc_addr));
+    for (i, url) in urls.iter().enumerate() {
+        let key = format!("0x{}", hex::encode(accounts[i].secret));
+        let out = cast(&[
+            "send",
+            "--rpc-url",
+            url,
+            "--private-key",
+            &key,
+            to,
+            "--value",
+            "1gwei",
+        ])
+        .with_context(|| format!("node {i}"))?;
+        assert!(out.contains("status               1 (success)"), "{out}");
+    }
+
+    let v0 = validators[0].node.as_ref().expect("up");
+    let started = Instant::now();
+    wait_for(600, "the set to decide its blocks", || async {
+        (head_of(v0).await.ok()? >= BLOCKS).then_some(())
+    })
+    .await
+    .with_context(|| common::tail(&v0.log_text(), 30))?;
+    eprintln!(
+        "{BLOCKS} blocks in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let nodes: Vec<&Hemi> = validators
+        .iter()
+        .filter_map(|v| v.node.as_ref())
+        .chain([&f_pinned, &f_learned])
+        .collect();
+    for node in &nodes {
+        wait_for(120, "every node to reach the height", || async {
+            (head_of(node).await.ok()? >= BLOCKS).then_some(())
+        })
+        .await
+        .with_context(|| common::tail(&node.log_text(), 30))?;
+    }
+    // One block per height on every node; every certificate verifies against the set.
+    let chain_id = hemi_chain::ChainSpec::devnet()?.chain_id;
+    let mut proposers = std::collections::BTreeSet::new();
+    for n in 1..=BLOCKS {
+        let want = hash_at(nodes[0], n).await?;
+        for (i, node) in nodes.iter().enumerate().skip(1) {
+            assert_eq!(hash_at(node, n).await?, want, "block {n} on node {i}");
+        }
+        let b = raw_block(nodes[(n as usize) % nodes.len()], n).await?;
+        assert_eq!(format!("{:#x}", b.hash()), want);
+        let cert = b.certificate.as_ref().context("certificate")?;
+        set.verify(chain_id, n, b.hash(), &b.seal, Some(cert))
+            .with_context(|| format!("certificate of block {n}"))?;
+        proposers.insert(b.header.beneficiary);
+    }
+    assert_eq!(
+        proposers.len(),
+        4,
+        "every validator proposed: {proposers:?}"
+    );
+    assert_eq!(cast(&["balance", to, "--rpc-url", &urls[5]])?, "6000000000");
+
+    // A block with a short certificate (two of four signatures) is refused by the set.
+    let mut short = raw_block(v0, 3).await?;
+    if let Some(c) = short.certificate.as_mut() {
+        c.signatures.truncate(2);
+    }
+    let e = set
+        .verify(
+            chain_id,
+            3,
+            short.hash(),
+            &short.seal,
+            short.certificate.as_ref(),
+        )
+        .expect_err("short");
+    assert!(e.to_string().contains("needs 3"), "{e}");
+
+    // kill -9 of the proposer of the next height: the others go on within a few timeouts.
+    let ss = v0.call("hemi_getSequencerSet", json!([])).await?;
+    let proposer: alloy_primitives::Address =
+        ss["proposer"].as_str().context("proposer")?.parse()?;
+    let victim = addresses
+        .iter()
+        .position(|a| *a == proposer)
+        .context("the proposer is one of ours")?;
+    validators[victim].node.take().expect("up").kill();
+    let alive: Vec<usize> = (0..4).filter(|i| *i != victim).collect();
+    let w = alive[0];
+    let watcher = validators[w].node.as_ref().expect("up");
+    let at = head_of(watcher).await?;
+    let killed = Instant::now();
+    wait_for(30, "blocks after the proposer's kill -9", || async {
+        (head_of(watcher).await.ok()? > at).then_some(())
+    })
+    .await?;
+    eprintln!(
+        "next block {:.2} s after the proposer's kill -9",
+        killed.elapsed().as_secs_f64()
+    );
+    let at = head_of(watcher).await?;
+    wait_for(60, "progress with 3 of 4", || async {
+        (head_of(watcher).await.ok()? >= at + 20).then_some(())
+    })
+    .await?;
+
+    // A second one down: 2 of 4 cannot decide; nothing moves, nothing forks.
+    let second = alive[1];
+    validators[second].node.take().expect("up").kill();
+    let survivors: Vec<usize> = (0..4).filter(|i| *i != victim && *i != second).collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stuck = head_of(validators[w].node.as_ref().expect("up")).await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for i in &survivors {
+        let h = head_of(validators[*i].node.as_ref().expect("up")).await?;
+        assert!(
+            h <= stuck + 1,
+            "validator {i} moved to {h} with 2 of 4 (stuck at {stuck})"
+        );
+    }
+
+    // Both return (the same directories: their logs replay): progress resumes, the returned
+    // validators catch up, every node agrees, nobody signed twice.
+    for i in [victim, second] {
+        let refs: Vec<&str> = validators[i].args.iter().map(String::as_str).collect();
+        validators[i].node = Some(Hemi::start(&refs, dir.path()).await?);
+    }
+    let target = stuck + 20;
+    for v in &validators {
+        let node = v.node.as_ref().expect("up");
+        wait_for(120, "progress after the return", || async {
+            (head_of(node).await.ok()? >= target).then_some(())
+        })
+        .await
+        .with_context(|| common::tail(&node.log_text(), 30))?;
+    }
+    for node in [&f_pinned, &f_learned] {
+        wait_for(120, "the followers to follow", || async {
+            (head_of(node).await.ok()? >= target).then_some(())
+        })
+        .await?;
+    }
+    for n in BLOCKS..=target {
+        let want = hash_at(&f_pinned, n).await?;
+        for v in &validators {
+            assert_eq!(
+                hash_at(v.node.as_ref().expect("up"), n).await?,
+                want,
+                "block {n}"
+            );
+        }
+        assert_eq!(hash_at(&f_learned, n).await?, want, "block {n}");
+    }
+    for v in &validators {
+        let ss = v
+            .node
+            .as_ref()
+            .expect("up")
+            .call("hemi_getSequencerSet", json!([]))
+            .await?;
+        assert_eq!(ss["evidence"], json!([]), "{ss}");
+        assert_eq!(ss["mode"], "bft");
+    }
+    Ok(())
+}
