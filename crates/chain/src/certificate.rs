@@ -115,7 +115,10 @@ impl Certificate {
     /// 1 ≤ k ≤ [`MAX_VALIDATORS`].
     pub fn decode(bytes: &[u8]) -> Result<Self, BlockError> {
         let k = bytes.len().saturating_sub(4) / SEAL_LEN;
-        if bytes.len() < 4 + SEAL_LEN || !(bytes.len() - 4).is_multiple_of(SEAL_LEN) || k > MAX_VALIDATORS {
+        if bytes.len() < 4 + SEAL_LEN
+            || !(bytes.len() - 4).is_multiple_of(SEAL_LEN)
+            || k > MAX_VALIDATORS
+        {
             return Err(BlockError::CertificateEncoding(bytes.len()));
         }
         let round = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);

@@ -26,11 +26,12 @@ use malachitebft_app_channel::app::types::core::{
 use malachitebft_app_channel::app::types::sync::RawDecidedValue;
 use malachitebft_app_channel::app::types::{Keypair, LocallyProposedValue, ProposedValue};
 use malachitebft_app_channel::{
-    AppMsg, Channels, ConsensusContext, NetworkContext, NetworkIdentity, NetworkMsg,
-    RequestContext, SyncContext, WalContext,
+    AppMsg, ByzantineContext, Channels, ConsensusContext, EngineBuilder, NetworkContext,
+    NetworkIdentity, NetworkMsg, RequestContext, SyncContext, WalContext,
 };
 use malachitebft_engine::host::{Next, SyncedValueOutcome};
 use malachitebft_engine::util::streaming::StreamContent;
+use malachitebft_engine_byzantine::{ByzantineConfig, ConflictingVoteValueFn, Trigger};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
@@ -104,6 +105,9 @@ pub struct ValidatorConfig {
     pub timeouts: LinearTimeouts,
     /// A name for logs.
     pub moniker: String,
+    /// Test-only: this validator equivocates (signs a second, conflicting prevote and
+    /// precommit in every round, through Malachite's Byzantine network proxy).
+    pub equivocate: bool,
 }
 
 /// Timeouts for a set on one machine or a LAN: a round is over in about a second when its
@@ -268,16 +272,46 @@ pub async fn start(
     if let Some(dir) = cfg.wal.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let (channels, engine) = malachitebft_app_channel::start_engine(
-        ctx,
-        engine_cfg,
-        WalContext::new(cfg.wal.clone(), HemiCodec),
-        NetworkContext::new(identity, HemiCodec),
-        ConsensusContext::new_validator(address, Box::new(verifier), Box::new(signer)),
-        SyncContext::new(HemiCodec),
-        RequestContext::new(128),
-    )
-    .await?;
+    let (channels, engine) = if cfg.equivocate {
+        tracing::warn!(validator = %address, "test flag: this validator equivocates in every round");
+        let flip: ConflictingVoteValueFn<HemiContext> = Box::new(|id: Option<&BlockId>| {
+            let mut b = id.map_or([0xee; 32], |i| i.0);
+            b[31] ^= 0xff;
+            BlockId(b)
+        });
+        EngineBuilder::new(ctx, engine_cfg)
+            .with_default_wal(WalContext::new(cfg.wal.clone(), HemiCodec))
+            .with_byzantine_network(ByzantineContext {
+                identity,
+                codec: HemiCodec,
+                config: ByzantineConfig::default().with_equivocate_votes(Trigger::Always),
+                signer: Box::new(signer.clone()),
+                address,
+                conflicting_value_fn: None,
+                conflicting_vote_value_fn: Some(flip),
+            })
+            .await?
+            .with_default_sync(SyncContext::new(HemiCodec))
+            .with_default_consensus(ConsensusContext::new_validator(
+                address,
+                Box::new(verifier),
+                Box::new(signer),
+            ))
+            .with_default_request(RequestContext::new(128))
+            .build()
+            .await?
+    } else {
+        malachitebft_app_channel::start_engine(
+            ctx,
+            engine_cfg,
+            WalContext::new(cfg.wal.clone(), HemiCodec),
+            NetworkContext::new(identity, HemiCodec),
+            ConsensusContext::new_validator(address, Box::new(verifier), Box::new(signer)),
+            SyncContext::new(HemiCodec),
+            RequestContext::new(128),
+        )
+        .await?
+    };
     {
         let mut s = status.inner.lock();
         s.validators = cfg.set.addresses();

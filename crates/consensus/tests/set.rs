@@ -141,15 +141,22 @@ async fn four_validators_decide_certified_blocks_and_three_go_on() {
             chain_id: CHAIN_ID,
             secret: secrets[i],
             set: set.clone(),
-            listen: format!("/ip4/127.0.0.1/tcp/{}", ports[i]).parse().expect("test"),
+            listen: format!("/ip4/127.0.0.1/tcp/{}", ports[i])
+                .parse()
+                .expect("test"),
             peers: (0..4)
                 .filter(|j| *j != i)
-                .map(|j| format!("/ip4/127.0.0.1/tcp/{}", ports[j]).parse().expect("test"))
+                .map(|j| {
+                    format!("/ip4/127.0.0.1/tcp/{}", ports[j])
+                        .parse()
+                        .expect("test")
+                })
                 .collect(),
             wal: dir.join(format!("v{i}/wal")),
             block_time: Duration::from_millis(100),
             timeouts: lan_timeouts(),
             moniker: format!("v{i}"),
+            equivocate: false,
         };
         running.push(
             start(cfg, hosts[i].clone(), status.clone())

@@ -151,6 +151,9 @@ pub(crate) struct NodeArgs {
     /// are checked against.
     #[arg(long, env = "HEMI_VALIDATORS")]
     pub validators: Option<PathBuf>,
+    /// Test-only: as a validator, sign a second, conflicting vote in every round.
+    #[arg(long, hide = true)]
+    pub equivocate: bool,
 }
 
 /// The TOML file: the same names as the flags, with underscores.
@@ -454,6 +457,7 @@ impl DevnetArgs {
             },
             sequencer_key: None,
             validators: None,
+            equivocate: false,
             spec_validators: Vec::new(),
             p2p_addr: self.common.p2p_addr.or(f.p2p_addr),
             bootnodes: bootnodes(self.common.bootnode, f.bootnode.clone()),
@@ -558,6 +562,7 @@ impl NodeArgs {
                 None => None,
             },
             validators: self.validators.or(f.validators),
+            equivocate: self.equivocate,
             spec_validators: Vec::new(),
             p2p_addr: self.common.p2p_addr.or(f.p2p_addr),
             bootnodes: bootnodes(self.common.bootnode, f.bootnode.clone()),

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use common::{cast, head_of, wait_for, Hemi};
-use hemi_net::{Multiaddr, NetApp, NetConfig, Network, PeerId, Request, Response, Verdict};
+use common::{cast, head_of, wait_for, Evil, Hemi};
+use hemi_net::{Multiaddr, NetConfig, Network};
 use hemi_testkit::BitcoinCore;
 use serde_json::{json, Value};
 
@@ -38,27 +38,6 @@ async fn listen_addr(hemi: &Hemi) -> anyhow::Result<String> {
 
 fn p2p_port() -> String {
     format!("127.0.0.1:{}", hemi_testkit::free_port())
-}
-
-/// A peer that accepts anything, has no blocks of its own, and gossips what the test gives it.
-struct Evil;
-
-impl NetApp for Evil {
-    fn check_block(&self, _: &PeerId, _: &[u8]) -> Verdict {
-        Verdict::Accept
-    }
-    fn check_tx(&self, _: &PeerId, _: &[u8]) -> Verdict {
-        Verdict::Accept
-    }
-    fn serve(&self, request: &Request) -> Response {
-        match request {
-            Request::Head => Response::Head {
-                number: 0,
-                hash: vec![0; 32],
-            },
-            _ => Response::NotFound,
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

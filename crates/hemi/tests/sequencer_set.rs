@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use common::{cast, head_of, wait_for, Hemi};
+use common::{cast, head_of, wait_for, Evil, Hemi};
 use hemi_chain::{L2Block, SealVerifier, ValidatorSet};
 use serde_json::{json, Value};
 
@@ -243,21 +243,67 @@ async fn four_validator_processes_and_two_followers() -> anyhow::Result<()> {
     );
     assert_eq!(cast(&["balance", to, "--rpc-url", &urls[5]])?, "6000000000");
 
-    // A block with a short certificate (two of four signatures) is refused by the set.
-    let mut short = raw_block(v0, 3).await?;
-    if let Some(c) = short.certificate.as_mut() {
-        c.signatures.truncate(2);
-    }
-    let e = set
-        .verify(
+    // A peer that gossips a block certified by only two of the four validators (real
+    // signatures, too few) is refused by the follower and dropped.
+    let evil = hemi_net::Network::start(
+        hemi_net::NetConfig {
             chain_id,
-            3,
-            short.hash(),
-            &short.seal,
-            short.certificate.as_ref(),
-        )
-        .expect_err("short");
-    assert!(e.to_string().contains("needs 3"), "{e}");
+            listen: "127.0.0.1:0".parse()?,
+            bootnodes: vec![listen_addr(&f_pinned)
+                .await?
+                .parse::<hemi_net::Multiaddr>()?],
+        },
+        hemi_net::load_or_create_key(None)?,
+        std::sync::Arc::new(Evil),
+    )
+    .await?;
+    let evil_id = evil.peer_id().to_string();
+    // Three distinct blocks (gossip drops a repeated message), each with two real signatures.
+    let base = raw_block(v0, head_of(v0).await?).await?;
+    let mut forged = Vec::new();
+    let mut forged_hash = Default::default();
+    for k in 1..=3u64 {
+        let mut short = base.clone();
+        short.header.timestamp += k;
+        let hash = short.hash();
+        let digest = hemi_chain::certificate::vote_digest(
+            chain_id,
+            hemi_chain::certificate::VoteKind::Precommit,
+            short.header.number,
+            0,
+            Some(hash),
+        );
+        short.certificate = Some(hemi_chain::Certificate {
+            round: 0,
+            signatures: secrets[..2]
+                .iter()
+                .map(|s| hemi_chain::certificate::sign_digest(*s, digest))
+                .collect::<Result<_, _>>()?,
+        });
+        forged.push(short.encode());
+        forged_hash = hash;
+    }
+    let banned = wait_for(30, "the follower to drop the peer", || async {
+        for b in &forged {
+            evil.publish_block(b.clone());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let s = f_pinned.call("hemi_nodeStatus", json!([])).await.ok()?;
+        s["p2p"]["banned"]
+            .as_array()?
+            .iter()
+            .find(|b| b["peerId"] == evil_id.as_str())
+            .cloned()
+    })
+    .await?;
+    assert!(
+        banned["reason"].as_str().unwrap_or("").contains("needs 3"),
+        "{banned}"
+    );
+    assert_ne!(
+        hash_at(&f_pinned, base.header.number).await?,
+        format!("{forged_hash:#x}")
+    );
 
     // kill -9 of the proposer of the next height: the others go on within a few timeouts.
     let ss = v0.call("hemi_getSequencerSet", json!([])).await?;
@@ -343,6 +389,54 @@ async fn four_validator_processes_and_two_followers() -> anyhow::Result<()> {
             .await?;
         assert_eq!(ss["evidence"], json!([]), "{ss}");
         assert_eq!(ss["mode"], "bft");
+    }
+
+    // One validator comes back equivocating (a second, conflicting vote in every round): the
+    // others log the evidence and show it in hemi_getSequencerSet; the chain neither forks
+    // nor stops.
+    let liar = victim;
+    validators[liar].node.take().expect("up").kill();
+    validators[liar].args.push("--equivocate".into());
+    let refs: Vec<&str> = validators[liar].args.iter().map(String::as_str).collect();
+    validators[liar].node = Some(Hemi::start(&refs, dir.path()).await?);
+    let honest = (0..4).find(|i| *i != liar).expect("three honest");
+    let evidence = wait_for(90, "evidence of the equivocation", || async {
+        let ss = validators[honest]
+            .node
+            .as_ref()?
+            .call("hemi_getSequencerSet", json!([]))
+            .await
+            .ok()?;
+        ss["evidence"]
+            .as_array()?
+            .iter()
+            .find(|e| e["validator"] == json!(addresses[liar]))
+            .cloned()
+    })
+    .await?;
+    assert_eq!(evidence["kind"], "duplicateVote", "{evidence}");
+    let from = head_of(&f_pinned).await?;
+    let until = from + 10;
+    for v in &validators {
+        let node = v.node.as_ref().expect("up");
+        wait_for(120, "progress beside the equivocator", || async {
+            (head_of(node).await.ok()? >= until).then_some(())
+        })
+        .await?;
+    }
+    wait_for(60, "the follower", || async {
+        (head_of(&f_pinned).await.ok()? >= until).then_some(())
+    })
+    .await?;
+    for n in from..=until {
+        let want = hash_at(&f_pinned, n).await?;
+        for v in &validators {
+            assert_eq!(
+                hash_at(v.node.as_ref().expect("up"), n).await?,
+                want,
+                "block {n}"
+            );
+        }
     }
     Ok(())
 }

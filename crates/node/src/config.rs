@@ -73,6 +73,8 @@ pub struct Config {
     pub sequencer_key: Option<alloy_primitives::B256>,
     /// `--validators FILE`: the sequencer set (a validator's, or a follower's pin of it).
     pub validators: Option<PathBuf>,
+    /// Test-only (`--equivocate`, a validator): sign conflicting votes in every round.
+    pub equivocate: bool,
     /// The chain spec's validator set, as resolved at start (empty: one sequencer key).
     pub spec_validators: Vec<alloy_primitives::Address>,
     /// Whether the forced-inclusion flags were given (a follower otherwise takes the

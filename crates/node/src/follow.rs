@@ -266,8 +266,15 @@ async fn run_validator(
         let _ = app.chain.set(chain.clone());
         let _ = app.sequencer.set(sequencer.clone());
     }
-    let set = crate::set::start_validator(sequencer.clone(), key, &file, cfg.block_time, &cfg.dir)
-        .await?;
+    let set = crate::set::start_validator(
+        sequencer.clone(),
+        key,
+        &file,
+        cfg.block_time,
+        &cfg.dir,
+        cfg.equivocate,
+    )
+    .await?;
     println!(
         "Sequencer set: validator {} of {} (Tendermint BFT, Malachite); blocks need {} signatures",
         sequencer.address(),

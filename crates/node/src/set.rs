@@ -245,6 +245,7 @@ pub(crate) async fn start_devnet_set(
             block_time,
             timeouts: lan_timeouts(),
             moniker: format!("sequencer-{i}"),
+            equivocate: false,
         };
         running.push(
             hemi_consensus::start(cfg, host.clone(), status.clone())
@@ -268,6 +269,7 @@ pub(crate) async fn start_validator(
     file: &ValidatorsFile,
     block_time: std::time::Duration,
     dir: &Path,
+    equivocate: bool,
 ) -> anyhow::Result<Arc<SequencerSet>> {
     let me = PubKey::of_secret(key)
         .and_then(|k| k.address())
@@ -291,6 +293,7 @@ pub(crate) async fn start_validator(
         block_time,
         timeouts: lan_timeouts(),
         moniker: format!("{me}"),
+        equivocate,
     };
     let status = Arc::new(SetStatus::default());
     let host: Arc<dyn Host> = Arc::new(SetHost(sequencer));

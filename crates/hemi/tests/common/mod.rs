@@ -324,3 +324,24 @@ pub(crate) fn client_script(
         .unwrap_or("{}");
     Ok(serde_json::from_str(last).unwrap_or(Value::Null))
 }
+
+/// A peer that accepts anything, has no blocks of its own, and gossips what the test gives it.
+pub(crate) struct Evil;
+
+impl hemi_net::NetApp for Evil {
+    fn check_block(&self, _: &hemi_net::PeerId, _: &[u8]) -> hemi_net::Verdict {
+        hemi_net::Verdict::Accept
+    }
+    fn check_tx(&self, _: &hemi_net::PeerId, _: &[u8]) -> hemi_net::Verdict {
+        hemi_net::Verdict::Accept
+    }
+    fn serve(&self, request: &hemi_net::Request) -> hemi_net::Response {
+        match request {
+            hemi_net::Request::Head => hemi_net::Response::Head {
+                number: 0,
+                hash: vec![0; 32],
+            },
+            _ => hemi_net::Response::NotFound,
+        }
+    }
+}
