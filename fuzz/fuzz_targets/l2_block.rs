@@ -1,7 +1,7 @@
-//! Followers decode blocks fetched from a sequencer (`debug_getRawBlock`, format 2:
-//! `rlp([header, [tx, …], seal])`) and read trie nodes back from disk: block, transaction,
+//! Followers decode blocks fetched from a sequencer or gossiped (`debug_getRawBlock`, format 3:
+//! `rlp([header, [tx, …], seal, certificate?])`) and read trie nodes back from disk: block, transaction,
 //! receipt and trie node decoding never panic, what decodes re-encodes to the same block, and
-//! recovering a decoded block's seal never panics.
+//! recovering a decoded block's seal and its certificate's signers never panics.
 #![no_main]
 
 use hemi_chain::{L2Block, L2Receipt, L2Tx};
@@ -14,6 +14,9 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(again, block);
         assert_eq!(again.encode(), encoded, "encoding is stable");
         let _ = block.signer(31337);
+        if let Some(cert) = &block.certificate {
+            let _ = cert.signers(31337, block.header.number, block.hash());
+        }
     }
     if let Ok(tx) = L2Tx::decode_2718(data) {
         let _ = tx.recover_sender();

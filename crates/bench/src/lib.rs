@@ -22,6 +22,7 @@ mod gossip;
 mod hvm;
 mod l2;
 mod pop;
+mod set;
 mod tunnel;
 
 /// Benchmarks.
@@ -44,6 +45,9 @@ pub enum BenchCommand {
     /// The p2p network: time from a block's commit on the sequencer to its import on a
     /// follower by gossip, beside a follower polling JSON-RPC (`--follow`).
     Gossip(crate::gossip::GossipArgs),
+    /// The sequencer set beside one key: block interval and send → receipt with 1 key, 4
+    /// validators in one process and 4 validator processes; kill -9 of a proposer.
+    Set(crate::set::SetArgs),
 }
 
 /// `hemi bench bitcoin-sync` options.
@@ -69,6 +73,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Finality(a) => crate::pop::run(a).await,
         BenchCommand::Tunnel(a) => crate::tunnel::run(a).await,
         BenchCommand::Gossip(a) => crate::gossip::run(a).await,
+        BenchCommand::Set(a) => crate::set::run(a).await,
     }
 }
 

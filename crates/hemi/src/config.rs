@@ -151,6 +151,14 @@ pub(crate) struct NodeArgs {
     /// are checked against.
     #[arg(long, env = "HEMI_VALIDATORS")]
     pub validators: Option<PathBuf>,
+    /// As a validator, dial the validator ADDRESS at MULTIADDR instead of at the consensusAddr
+    /// the validators file gives (NAT, a relay or proxy); `ADDRESS=MULTIADDR`, repeatable.
+    #[arg(
+        long = "consensus-peer",
+        env = "HEMI_CONSENSUS_PEER",
+        value_delimiter = ','
+    )]
+    pub consensus_peer: Vec<String>,
     /// Test-only: as a validator, sign a second, conflicting vote in every round.
     #[arg(long, hide = true)]
     pub equivocate: bool,
@@ -457,6 +465,7 @@ impl DevnetArgs {
             },
             sequencer_key: None,
             validators: None,
+            consensus_peers: Vec::new(),
             equivocate: false,
             spec_validators: Vec::new(),
             p2p_addr: self.common.p2p_addr.or(f.p2p_addr),
@@ -563,6 +572,19 @@ impl NodeArgs {
             },
             validators: self.validators.or(f.validators),
             equivocate: self.equivocate,
+            consensus_peers: self
+                .consensus_peer
+                .iter()
+                .map(|s| {
+                    let (a, m) = s.split_once('=').with_context(|| {
+                        format!("--consensus-peer {s:?} is not ADDRESS=MULTIADDR")
+                    })?;
+                    let a: alloy_primitives::Address = a.parse().with_context(|| {
+                        format!("--consensus-peer {s:?}: {a:?} is not an address")
+                    })?;
+                    Ok((a, m.to_string()))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?,
             spec_validators: Vec::new(),
             p2p_addr: self.common.p2p_addr.or(f.p2p_addr),
             bootnodes: bootnodes(self.common.bootnode, f.bootnode.clone()),

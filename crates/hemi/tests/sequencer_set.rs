@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -45,6 +47,62 @@ async fn raw_block(hemi: &Hemi, n: u64) -> anyhow::Result<L2Block> {
     )?)?)
 }
 
+/// A TCP relay between two validators that the test can cut (a network partition): while cut,
+/// its connections are dropped and new ones refused.
+struct Relay {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn to(port: u16) -> anyhow::Result<Relay> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let me = listener.local_addr()?.port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let (c, k) = (cut.clone(), conns.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if c.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let h = tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+                k.lock().expect("relay").push(h.abort_handle());
+            }
+        });
+        Ok(Relay {
+            port: me,
+            cut,
+            conns,
+            task,
+        })
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for c in self.conns.lock().expect("relay").drain(..) {
+            c.abort();
+        }
+    }
+
+    fn heal(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+        self.task.abort();
+    }
+}
+
 struct Validator {
     args: Vec<String>,
     node: Option<Hemi>,
@@ -62,13 +120,15 @@ async fn four_validator_processes_and_two_followers() -> anyhow::Result<()> {
     let secrets: Vec<alloy_primitives::B256> = (0..4u8)
         .map(|i| alloy_primitives::keccak256([b'v', i]))
         .collect();
+    let ports: Vec<u16> = (0..4).map(|_| hemi_testkit::free_port()).collect();
     let entries: Vec<Value> = secrets
         .iter()
-        .map(|s| {
+        .zip(&ports)
+        .map(|(s, port)| {
             let k = hemi_consensus::PubKey::of_secret(*s).expect("key");
             json!({
                 "publicKey": format!("0x{}", hex::encode(k.0)),
-                "consensusAddr": format!("/ip4/127.0.0.1/tcp/{}", hemi_testkit::free_port()),
+                "consensusAddr": format!("/ip4/127.0.0.1/tcp/{port}"),
             })
         })
         .collect();
@@ -97,6 +157,21 @@ async fn four_validator_processes_and_two_followers() -> anyhow::Result<()> {
     let err = String::from_utf8_lossy(&outsider.stderr);
     assert!(err.contains("which is not in --validators"), "{err}");
 
+    // Every validator reaches every other through a relay of its own (relays[i][j]: i → j), so
+    // the test can partition the set.
+    let mut relays: Vec<Vec<Option<Relay>>> = Vec::new();
+    for i in 0..4 {
+        let mut row = Vec::new();
+        for (j, port) in ports.iter().enumerate() {
+            row.push(if i == j {
+                None
+            } else {
+                Some(Relay::to(*port).await?)
+            });
+        }
+        relays.push(row);
+    }
+
     // Validator 0 first (the others bootnode its p2p address for transactions and blocks).
     let mut validators: Vec<Validator> = Vec::new();
     let mut boot = String::new();
@@ -121,6 +196,12 @@ async fn four_validator_processes_and_two_followers() -> anyhow::Result<()> {
         .collect();
         if i > 0 {
             args.extend(["--bootnode".to_string(), boot.clone()]);
+        }
+        for (j, relay) in relays[i].iter().enumerate() {
+            if let Some(r) = relay {
+                args.push("--consensus-peer".into());
+                args.push(format!("{}=/ip4/127.0.0.1/tcp/{}", addresses[j], r.port));
+            }
         }
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let node = Hemi::start(&refs, dir.path()).await?;
@@ -391,6 +472,53 @@ async fn four_validator_processes_and_two_followers() -> anyhow::Result<()> {
         assert_eq!(ss["mode"], "bft");
     }
 
+    // A 2|2 partition (the relays between {0, 1} and {2, 3} cut): neither half decides, nothing
+    // forks; healed, the set goes on.
+    let cross = |i: usize, j: usize| (i < 2) != (j < 2);
+    for (i, row) in relays.iter().enumerate() {
+        for (j, relay) in row.iter().enumerate() {
+            if let (true, Some(r)) = (cross(i, j), relay) {
+                r.cut();
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut split = Vec::new();
+    for v in &validators {
+        split.push(head_of(v.node.as_ref().expect("up")).await?);
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for (i, v) in validators.iter().enumerate() {
+        let h = head_of(v.node.as_ref().expect("up")).await?;
+        assert!(
+            h <= split[i] + 1,
+            "validator {i} moved from {} to {h} in a 2|2 partition",
+            split[i]
+        );
+    }
+    for r in relays.iter().flatten().flatten() {
+        r.heal();
+    }
+    let healed = split.iter().copied().max().unwrap_or_default() + 10;
+    for v in &validators {
+        let node = v.node.as_ref().expect("up");
+        wait_for(120, "progress after the partition heals", || async {
+            (head_of(node).await.ok()? >= healed).then_some(())
+        })
+        .await
+        .with_context(|| common::tail(&node.log_text(), 30))?;
+    }
+    for n in target..=healed {
+        let want = hash_at(validators[0].node.as_ref().expect("up"), n).await?;
+        for v in &validators[1..] {
+            assert_eq!(
+                hash_at(v.node.as_ref().expect("up"), n).await?,
+                want,
+                "block {n}"
+            );
+        }
+    }
+
     // One validator comes back equivocating (a second, conflicting vote in every round): the
     // others log the evidence and show it in hemi_getSequencerSet; the chain neither forks
     // nor stops.
@@ -438,5 +566,93 @@ async fn four_validator_processes_and_two_followers() -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// `hemi devnet --sequencers 4`: four validators in one process make certified blocks; a
+/// `--follow` follower checks their certificates against the set the devnet reports; devnet
+/// tools that make blocks on request say why they cannot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devnet_with_four_sequencers_in_one_process() -> anyhow::Result<()> {
+    let core = hemi_testkit::BitcoinCore::start().await?;
+    let dir = tempfile::tempdir()?;
+    let dev = Hemi::devnet_on(
+        &core,
+        dir.path(),
+        &["--sequencers", "4", "--block-time", "0.2"],
+    )
+    .await?;
+    assert!(dev.log_text().contains("sequencers: 4 validators"));
+    let url = format!("http://{}", dev.rpc_addr);
+    let follower = Hemi::start(
+        &[
+            "node",
+            "--bitcoin-peer",
+            &core.p2p_addr().to_string(),
+            "--follow",
+            &url,
+            "--dir",
+            &dir.path().join("f").to_string_lossy(),
+        ],
+        dir.path(),
+    )
+    .await?;
+    let accounts = hemi_chain::dev_accounts(hemi_chain::DEV_MNEMONIC, 1)?;
+    let key = format!("0x{}", hex::encode(accounts[0].secret));
+    let to = "0x000000000000000000000000000000000000bEEF";
+    let out = cast(&[
+        "send",
+        "--rpc-url",
+        &url,
+        "--private-key",
+        &key,
+        to,
+        "--value",
+        "1gwei",
+    ])?;
+    assert!(out.contains("status               1 (success)"), "{out}");
+
+    let ss = dev.call("hemi_getSequencerSet", json!([])).await?;
+    assert_eq!(ss["mode"], "bft");
+    assert_eq!(ss["quorum"], 3);
+    let mut set: Vec<alloy_primitives::Address> = ss["validators"]
+        .as_array()
+        .context("validators")?
+        .iter()
+        .map(|v| v["address"].as_str().unwrap_or_default().parse())
+        .collect::<Result<_, _>>()?;
+    set.sort();
+    assert_eq!(set.len(), 4);
+    let set = ValidatorSet(set);
+    let target = head_of(&dev).await? + 10;
+    wait_for(60, "the follower to follow", || async {
+        (head_of(&follower).await.ok()? >= target).then_some(())
+    })
+    .await
+    .with_context(|| common::tail(&follower.log_text(), 30))?;
+    let chain_id = hemi_chain::ChainSpec::devnet()?.chain_id;
+    for n in 1..=target {
+        assert_eq!(hash_at(&follower, n).await?, hash_at(&dev, n).await?);
+        let b = raw_block(&follower, n).await?;
+        set.verify(chain_id, n, b.hash(), &b.seal, b.certificate.as_ref())
+            .with_context(|| format!("block {n}"))?;
+    }
+    assert_eq!(
+        cast(&[
+            "balance",
+            to,
+            "--rpc-url",
+            &format!("http://{}", follower.rpc_addr)
+        ])?,
+        "1000000000"
+    );
+    let e = dev
+        .call("evm_mine", json!([]))
+        .await
+        .expect_err("no blocks on request under a set");
+    assert!(
+        e.to_string().contains("decided by its sequencer set"),
+        "{e}"
+    );
     Ok(())
 }

@@ -73,6 +73,9 @@ pub struct Config {
     pub sequencer_key: Option<alloy_primitives::B256>,
     /// `--validators FILE`: the sequencer set (a validator's, or a follower's pin of it).
     pub validators: Option<PathBuf>,
+    /// `--consensus-peer ADDRESS=MULTIADDR`: dial that validator there instead of at its
+    /// `consensusAddr` (NAT, a relay or proxy).
+    pub consensus_peers: Vec<(alloy_primitives::Address, String)>,
     /// Test-only (`--equivocate`, a validator): sign conflicting votes in every round.
     pub equivocate: bool,
     /// The chain spec's validator set, as resolved at start (empty: one sequencer key).

@@ -273,6 +273,7 @@ async fn run_validator(
         cfg.block_time,
         &cfg.dir,
         cfg.equivocate,
+        &cfg.consensus_peers,
     )
     .await?;
     println!(

@@ -270,6 +270,7 @@ pub(crate) async fn start_validator(
     block_time: std::time::Duration,
     dir: &Path,
     equivocate: bool,
+    overrides: &[(Address, String)],
 ) -> anyhow::Result<Arc<SequencerSet>> {
     let me = PubKey::of_secret(key)
         .and_then(|k| k.address())
@@ -277,6 +278,12 @@ pub(crate) async fn start_validator(
     let Some((_, listen)) = file.addrs.iter().find(|(a, _)| *a == me) else {
         anyhow::bail!("--sequencer-key is {me}, which is not in --validators");
     };
+    if let Some((a, _)) = overrides
+        .iter()
+        .find(|(a, _)| !file.addrs.iter().any(|(f, _)| f == a))
+    {
+        anyhow::bail!("--consensus-peer {a} is not in --validators");
+    }
     let set = hemi_consensus::ValidatorSet::new(&file.keys).map_err(anyhow::Error::msg)?;
     let cfg = ValidatorConfig {
         chain_id: sequencer.chain().spec().chain_id,
@@ -287,8 +294,15 @@ pub(crate) async fn start_validator(
             .addrs
             .iter()
             .filter(|(a, _)| *a != me)
-            .map(|(_, m)| m.parse())
-            .collect::<Result<_, _>>()?,
+            .map(|(a, m)| {
+                let at = overrides
+                    .iter()
+                    .find(|(o, _)| o == a)
+                    .map_or(m.as_str(), |(_, o)| o.as_str());
+                at.parse::<hemi_net::Multiaddr>()
+                    .with_context(|| format!("the consensus address of {a}: {at:?}"))
+            })
+            .collect::<anyhow::Result<_>>()?,
         wal: wal_path(dir, true, "validator"),
         block_time,
         timeouts: lan_timeouts(),

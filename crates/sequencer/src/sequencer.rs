@@ -404,7 +404,8 @@ impl Sequencer {
     /// its pin.
     pub fn validate(&self, block: &L2Block) -> Result<(), ChainError> {
         let hash = block.hash();
-        if self.validated.lock().contains(&hash) {
+        // Found valid before, or assembled by this chain (validators of one process share it).
+        if self.validated.lock().contains(&hash) || self.chain.executed_on_head(hash) {
             return Ok(());
         }
         let view = self.bitcoin.clone();

@@ -296,7 +296,7 @@ impl Chain {
         beneficiary: Address,
     ) -> Result<(L2Block, Vec<(B256, String)>), ChainError> {
         let _guard = self.write.lock();
-        let (header, executed, _diff) = self.assemble(
+        let (header, mut executed, diff) = self.assemble(
             bitcoin,
             attrs,
             candidates,
@@ -304,13 +304,31 @@ impl Chain {
             beneficiary,
             Vec::new(),
         )?;
+        let rejected = std::mem::take(&mut executed.rejected);
         let block = L2Block {
-            header,
             txs: executed.txs.iter().map(|t| t.tx.clone()).collect(),
             seal: Seal::ZERO,
             certificate: None,
+            header,
         };
-        Ok((block, executed.rejected))
+        *self.executed.lock() = Some(ExecutedBlock {
+            hash: block.hash(),
+            parent: block.header.parent_hash,
+            executed,
+            diff,
+            pinned: bitcoin.pinned,
+        });
+        Ok((block, rejected))
+    }
+
+    /// Whether block `hash` was assembled ([`Chain::propose_block`]) or validated
+    /// ([`Chain::validate_block`]) on the current head and waits to commit.
+    pub fn executed_on_head(&self, hash: B256) -> bool {
+        let head = self.head.read().hash;
+        self.executed
+            .lock()
+            .as_ref()
+            .is_some_and(|c| c.hash == hash && c.parent == head)
     }
 
     /// Checks and re-executes `block` on the head as [`Chain::import_block`] does, except for
@@ -324,7 +342,14 @@ impl Chain {
         bitcoin: &dyn Fn(&BtcAttributes) -> Result<BitcoinPin, ChainError>,
     ) -> Result<B256, ChainError> {
         let _guard = self.write.lock();
-        let (hash, ..) = self.check_and_execute(block, bitcoin)?;
+        let (hash, executed, diff, pin) = self.check_and_execute(block, bitcoin)?;
+        *self.executed.lock() = Some(ExecutedBlock {
+            hash,
+            parent: block.header.parent_hash,
+            executed,
+            diff,
+            pinned: pin.pinned,
+        });
         Ok(hash)
     }
 
@@ -351,7 +376,22 @@ impl Chain {
             &block.seal,
             block.certificate.as_ref(),
         )?;
-        let (hash, executed, diff, pin) = self.check_and_execute(block, bitcoin)?;
+        // A block this chain already executed on this head (proposed or validated) commits
+        // that result: its hash fixes its header and transactions, so the result is the same.
+        let hash = h.hash_slow();
+        let head = self.head.read().hash;
+        let cached = self
+            .executed
+            .lock()
+            .take()
+            .filter(|c| c.hash == hash && c.parent == head && h.parent_hash == head);
+        let (hash, executed, diff, pinned) = match cached {
+            Some(c) => (c.hash, c.executed, c.diff, c.pinned),
+            None => {
+                let (hash, executed, diff, pin) = self.check_and_execute(block, bitcoin)?;
+                (hash, executed, diff, pin.pinned)
+            }
+        };
         let senders: Vec<Address> = executed.txs.iter().map(|t| t.sender).collect();
         let w = self.begin_write()?;
         write_state_records(&w, h.number, &executed.bundle, &diff)?;
@@ -364,7 +404,7 @@ impl Chain {
             &block.txs,
             &senders,
             &executed.receipts,
-            pin.pinned,
+            pinned,
         )?;
         w.commit()?;
         self.state.push(diff, hash);
@@ -576,6 +616,15 @@ impl Chain {
         }
         Ok(())
     }
+}
+
+/// A block executed on the head but not committed yet (see `Chain::executed`).
+pub(super) struct ExecutedBlock {
+    hash: B256,
+    parent: B256,
+    executed: Executed,
+    diff: BlockDiff,
+    pinned: BlockRef,
 }
 
 /// What a block's execution changed, per account, as a changeset.

@@ -58,6 +58,7 @@ impl Chain {
             cache: Mutex::new(BTreeMap::new()),
             unwinds: Mutex::new(Vec::new()),
             skip_forced: Default::default(),
+            executed: Default::default(),
         };
         let (head, at_persisted) = {
             let r = chain.db.begin_read()?;
