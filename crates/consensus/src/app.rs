@@ -37,10 +37,10 @@ use serde_json::{json, Value};
 
 use crate::codec::HemiCodec;
 use crate::ctx::{
-    proposer_of, BlockId, BlockValue, Height, HemiContext, ProposalPart, PubKey, Sig,
+    proposer_of, BlockId, BlockValue, Height, HemiContext, Proposal, ProposalPart, PubKey, Sig,
     ValidatorAddress, ValidatorSet,
 };
-use crate::signing::{HemiSigner, HemiVerifier};
+use crate::signing::{proposal_signing_digest, HemiSigner, HemiVerifier};
 
 /// Largest chunk of a block in one proposal part.
 const PART_SIZE: usize = 1024 * 1024;
@@ -48,6 +48,12 @@ const PART_SIZE: usize = 1024 * 1024;
 const MAX_STREAM_BYTES: usize = 64 * 1024 * 1024;
 /// Most proposal streams being reassembled at once.
 const MAX_STREAMS: usize = 64;
+/// Most proposal streams being reassembled from one publisher.
+const MAX_STREAMS_PER_PEER: usize = 8;
+/// How long an unfinished stream is kept.
+const STREAM_TTL: Duration = Duration::from_secs(30);
+/// Most reassembled proposals for the next height kept until it starts.
+const MAX_PENDING: usize = 16;
 /// Most decided blocks served in one sync answer.
 const MAX_SYNC_BATCH: u64 = 32;
 
@@ -251,10 +257,19 @@ pub async fn start(
         enabled: false,
         ..Default::default()
     };
+    // A lagging validator syncs decided blocks of any size a proposal may carry.
+    consensus.p2p.rpc_max_size = bytesize::ByteSize::mib(80);
+    // Peers' heights every 2 s (10 s by default): a validator back from a crash catches up
+    // sooner.
+    let value_sync = ValueSyncConfig {
+        max_response_size: bytesize::ByteSize::mib(80),
+        status_update_interval: Duration::from_secs(2),
+        ..Default::default()
+    };
     let engine_cfg = EngineConfig {
         moniker: cfg.moniker.clone(),
         consensus,
-        value_sync: ValueSyncConfig::default(),
+        value_sync,
     };
     // The network identity is derived from the validator key (a stable peer id).
     let mut seed = alloy_primitives::keccak256(
@@ -317,12 +332,21 @@ pub async fn start(
         s.validators = cfg.set.addresses();
         s.me.push(address.address());
     }
+    let store = BlockStore {
+        dir: cfg
+            .wal
+            .parent()
+            .map_or_else(|| PathBuf::from("."), |d| d.join("blocks")),
+    };
+    std::fs::create_dir_all(&store.dir)?;
+    let blocks: HashMap<BlockId, L2Block> = store.load(host.head()).into_iter().collect();
     let app = App {
         cfg,
         address,
         host,
         status,
-        blocks: HashMap::new(),
+        store,
+        blocks,
         undecided: Vec::new(),
         streams: HashMap::new(),
         pending: Vec::new(),
@@ -341,8 +365,8 @@ pub async fn start(
 }
 
 /// A proposal stream being reassembled.
-#[derive(Default)]
 struct Stream {
+    started: Instant,
     parts: BTreeMap<u64, ProposalPart>,
     end: Option<u64>,
     bytes: usize,
@@ -363,6 +387,57 @@ struct App {
     pending: Vec<(Height, Round, Round, ValidatorAddress, BlockId)>,
     /// What we proposed, by (height, round).
     built: HashMap<(u64, i64), BlockId>,
+    /// `blocks` on disk.
+    store: BlockStore,
+}
+
+/// The blocks a validator proposed or received and has not committed, one file each next to
+/// its write-ahead log: after a crash the log may name a block (our own proposal, a value we
+/// locked on) that must still be at hand.
+struct BlockStore {
+    dir: PathBuf,
+}
+
+impl BlockStore {
+    fn path(&self, id: &BlockId) -> PathBuf {
+        self.dir
+            .join(format!("{}.blk", alloy_primitives::hex::encode(id.0)))
+    }
+
+    fn save(&self, id: &BlockId, block: &L2Block) {
+        let path = self.path(id);
+        let tmp = path.with_extension("tmp");
+        let r = std::fs::write(&tmp, block.encode()).and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = r {
+            tracing::warn!(path = %path.display(), error = %e, "a proposed block not kept on disk");
+        }
+    }
+
+    fn remove(&self, id: &BlockId) {
+        let _ = std::fs::remove_file(self.path(id));
+    }
+
+    /// The kept blocks above `head`; the others are deleted.
+    fn load(&self, head: u64) -> Vec<(BlockId, L2Block)> {
+        let mut out = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return out;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let kept = std::fs::read(&path)
+                .ok()
+                .and_then(|b| L2Block::decode(&b).ok())
+                .filter(|b| b.header.number > head);
+            match kept {
+                Some(b) => out.push((BlockId(b.hash().0), b)),
+                None => {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        out
+    }
 }
 
 impl App {
@@ -428,18 +503,18 @@ impl App {
                         validity: Validity::Valid,
                     };
                     self.undecided.push(value);
-                    self.stream(&channels, height, round, Round::Nil, self.address, id)
-                        .await;
+                    self.stream(&channels, height, round, Round::Nil, id).await;
                 }
                 AppMsg::RestreamProposal {
                     height,
                     round,
                     valid_round,
-                    address,
                     value_id,
+                    ..
                 } => {
+                    // Asked of this round's proposer (us): re-propose a value locked earlier.
                     if self.blocks.contains_key(&value_id) {
-                        self.stream(&channels, height, round, valid_round, address, value_id)
+                        self.stream(&channels, height, round, valid_round, value_id)
                             .await;
                     }
                 }
@@ -549,8 +624,10 @@ impl App {
                             s.evidence.drain(..n - 256);
                         }
                     }
-                    let next = if self.host.head() >= height.0 {
-                        Next::Start(Height(height.0 + 1), self.params())
+                    let head = self.host.head();
+                    let next = if head >= height.0 {
+                        // Validators that share one chain may find it already further on.
+                        Next::Start(Height(head.max(height.0) + 1), self.params())
                     } else {
                         tracing::warn!(height = %height, "restarting the height: the decided block is not committed");
                         Next::Restart(height, self.params())
@@ -577,9 +654,13 @@ impl App {
                     reply,
                 } => {
                     let outcome = match L2Block::decode(&value_bytes) {
-                        Ok(block) if block.header.number == height.0 => {
+                        Ok(block)
+                            if block.header.number == height.0
+                                && hemi_chain::block::transactions_root(&block.txs)
+                                    == block.header.transactions_root =>
+                        {
                             let id = BlockId(block.hash().0);
-                            self.blocks.insert(id, block);
+                            self.keep(id, block);
                             SyncedValueOutcome::Verdict(ProposedValue {
                                 height,
                                 round,
@@ -598,14 +679,34 @@ impl App {
         eyre::bail!("the consensus engine stopped")
     }
 
-    /// Drops what belongs to heights below `height`.
+    /// Drops what belongs to heights below `height`, and streams left unfinished for a while.
     fn prune(&mut self, height: u64) {
-        self.blocks.retain(|_, b| b.header.number >= height);
+        let gone: Vec<BlockId> = self
+            .blocks
+            .iter()
+            .filter(|(_, b)| b.header.number < height)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.blocks.remove(&id);
+            self.store.remove(&id);
+        }
         self.undecided.retain(|v| v.height.0 >= height);
         self.built.retain(|(h, _), _| *h >= height);
+        let stale = Instant::now() - STREAM_TTL;
         self.streams
-            .retain(|_, s| s.height == 0 || s.height >= height);
+            .retain(|_, s| s.started > stale && (s.height == 0 || s.height >= height));
         self.pending.retain(|p| p.0 .0 >= height);
+    }
+
+    /// Keeps `block` (in memory and on disk, so a restarted validator still has the blocks
+    /// its log refers to); an existing entry is never replaced.
+    fn keep(&mut self, id: BlockId, block: L2Block) {
+        if self.blocks.contains_key(&id) {
+            return;
+        }
+        self.store.save(&id, &block);
+        self.blocks.insert(id, block);
     }
 
     async fn build(&mut self, height: Height) -> Option<BlockId> {
@@ -616,7 +717,7 @@ impl App {
             Ok(Ok(block)) => {
                 let id = BlockId(block.hash().0);
                 tracing::debug!(height = h, txs = block.txs.len(), "proposing");
-                self.blocks.insert(id, block);
+                self.keep(id, block);
                 Some(id)
             }
             Ok(Err(e)) => {
@@ -636,10 +737,22 @@ impl App {
         height: Height,
         round: Round,
         pol_round: Round,
-        proposer: ValidatorAddress,
         id: BlockId,
     ) {
         let Some(block) = self.blocks.get(&id) else {
+            return;
+        };
+        // The stream is signed by us, the proposer of this round (a re-proposal of a locked
+        // value included).
+        let proposal = Proposal {
+            height,
+            round,
+            value: BlockValue(id),
+            pol_round,
+            proposer: self.address,
+        };
+        let digest = proposal_signing_digest(self.cfg.chain_id, &proposal);
+        let Ok(sig) = hemi_chain::certificate::sign_digest(self.cfg.secret, digest) else {
             return;
         };
         let mut bytes = block.clone();
@@ -653,14 +766,14 @@ impl App {
             height,
             round,
             pol_round,
-            proposer,
+            proposer: self.address,
         }];
         parts.extend(
             encoded
                 .chunks(PART_SIZE)
                 .map(|c| ProposalPart::Data(c.to_vec())),
         );
-        parts.push(ProposalPart::Fin(id));
+        parts.push(ProposalPart::Fin(id, Sig(sig.0)));
         let n = parts.len() as u64;
         let msgs = parts
             .into_iter()
@@ -683,19 +796,41 @@ impl App {
         }
     }
 
-    /// Adds a part to its stream; a completed stream gives the block and, for our height, the
-    /// verdict on it.
+    /// Adds a part to its stream. A complete stream signed by its round's proposer, for this
+    /// height or the next, gives the block and (for this height) the verdict on it; anything
+    /// else is dropped without a verdict.
     async fn received_part(
         &mut self,
         publisher: Vec<u8>,
         part: StreamMessage<ProposalPart>,
     ) -> Option<ProposedValue<HemiContext>> {
+        let current = self.host.head() + 1;
         let key = (publisher, part.stream_id.to_bytes());
-        if !self.streams.contains_key(&key) && self.streams.len() >= MAX_STREAMS {
-            tracing::debug!("too many proposal streams at once; part dropped");
-            return None;
+        if !self.streams.contains_key(&key) {
+            let mine = self.streams.keys().filter(|(p, _)| *p == key.0).count();
+            if mine >= MAX_STREAMS_PER_PEER {
+                tracing::debug!("too many proposal streams from one peer; part dropped");
+                return None;
+            }
+            if self.streams.len() >= MAX_STREAMS {
+                // Make room: the oldest unfinished stream goes.
+                if let Some(oldest) = self
+                    .streams
+                    .iter()
+                    .min_by_key(|(_, s)| s.started)
+                    .map(|(k, _)| k.clone())
+                {
+                    self.streams.remove(&oldest);
+                }
+            }
         }
-        let s = self.streams.entry(key.clone()).or_default();
+        let s = self.streams.entry(key.clone()).or_insert_with(|| Stream {
+            started: Instant::now(),
+            parts: BTreeMap::new(),
+            end: None,
+            bytes: 0,
+            height: 0,
+        });
         match part.content {
             StreamContent::Fin => s.end = Some(part.sequence),
             StreamContent::Data(p) => {
@@ -704,8 +839,15 @@ impl App {
                 }
                 if let ProposalPart::Init { height, .. } = &p {
                     s.height = height.0;
+                    if height.0 < current || height.0 > current + 1 {
+                        self.streams.remove(&key);
+                        return None;
+                    }
                 }
-                if s.bytes > MAX_STREAM_BYTES || s.parts.len() > MAX_STREAM_BYTES / PART_SIZE + 2 {
+                if s.bytes > MAX_STREAM_BYTES
+                    || s.parts.len() > MAX_STREAM_BYTES / PART_SIZE + 2
+                    || part.sequence > (MAX_STREAM_BYTES / PART_SIZE + 2) as u64
+                {
                     tracing::debug!("a proposal stream over its size limit; dropped");
                     self.streams.remove(&key);
                     return None;
@@ -735,13 +877,35 @@ impl App {
         for p in parts {
             match p {
                 ProposalPart::Data(d) if fin.is_none() => bytes.extend_from_slice(&d),
-                ProposalPart::Fin(id) if fin.is_none() => fin = Some(id),
+                ProposalPart::Fin(id, sig) if fin.is_none() => fin = Some((id, sig)),
                 _ => return None,
             }
         }
-        let id = fin?;
+        let (id, sig) = fin?;
+        // Only the round's proposer streams its proposal.
+        let expected = proposer_of(&self.cfg.set, height, round).address;
+        let proposal = Proposal {
+            height,
+            round,
+            value: BlockValue(id),
+            pol_round,
+            proposer,
+        };
+        let digest = proposal_signing_digest(self.cfg.chain_id, &proposal);
+        let signer = hemi_chain::certificate::recover_digest(digest, &Seal::from(sig.0)).ok();
+        if proposer != expected || signer != Some(expected.address()) {
+            tracing::debug!(height = %height, round = %round, "a proposal stream not signed by the round's proposer; dropped");
+            return None;
+        }
         let block = match L2Block::decode(&bytes) {
-            Ok(b) if b.hash().0 == id.0 && b.header.number == height.0 => b,
+            Ok(b)
+                if b.hash().0 == id.0
+                    && b.header.number == height.0
+                    && hemi_chain::block::transactions_root(&b.txs)
+                        == b.header.transactions_root =>
+            {
+                b
+            }
             Ok(_) => {
                 tracing::warn!(height = %height, "a proposal whose block is not the one it names");
                 return None;
@@ -751,13 +915,11 @@ impl App {
                 return None;
             }
         };
-        self.blocks.insert(id, block);
-        let current = self.host.head() + 1;
+        self.keep(id, block);
         if height.0 > current {
-            self.pending.push((height, round, pol_round, proposer, id));
-            return None;
-        }
-        if height.0 < current {
+            if self.pending.len() < MAX_PENDING {
+                self.pending.push((height, round, pol_round, proposer, id));
+            }
             return None;
         }
         Some(self.verdict(height, round, pol_round, proposer, id).await)
@@ -784,6 +946,7 @@ impl App {
         }
     }
 
+    /// Re-executes a proposed block (signed by its round's proposer) and records the verdict.
     async fn verdict(
         &mut self,
         height: Height,
@@ -794,18 +957,28 @@ impl App {
     ) -> ProposedValue<HemiContext> {
         let block = self.blocks.get(&id).cloned();
         let host = self.host.clone();
-        let expected = proposer_of(&self.cfg.set, height, round).address;
         let deadline = Instant::now() + self.cfg.timeouts.propose;
+        let in_set = |a: Address| {
+            self.cfg
+                .set
+                .validators
+                .iter()
+                .any(|v| v.address.address() == a)
+        };
         let validity = loop {
             let Some(block) = block.clone() else {
                 break Validity::Invalid;
             };
-            if proposer != expected && pol_round.is_nil() {
-                tracing::warn!(height = %height, %proposer, %expected, "a proposal by a validator whose turn it is not");
-                break Validity::Invalid;
-            }
-            if block.header.beneficiary != proposer.address() {
-                tracing::warn!(height = %height, "a proposal naming another sequencer than its proposer");
+            // A new block names its proposer as sequencer; a re-proposed locked value keeps
+            // the sequencer that built it, one of the set.
+            let beneficiary = block.header.beneficiary;
+            let named_right = if pol_round.is_nil() {
+                beneficiary == proposer.address()
+            } else {
+                in_set(beneficiary)
+            };
+            if !named_right {
+                tracing::warn!(height = %height, %beneficiary, "a proposal naming a sequencer it may not");
                 break Validity::Invalid;
             }
             let h = host.clone();
@@ -860,5 +1033,173 @@ impl App {
             Bytes::from(block.encode()),
             certificate,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_consensus::Header;
+
+    /// A chain at height 0 that finds every block valid.
+    struct Yes;
+
+    impl Host for Yes {
+        fn head(&self) -> u64 {
+            0
+        }
+        fn propose(&self, _: u64, _: Address) -> Result<L2Block, String> {
+            Err("not in this test".into())
+        }
+        fn validate(&self, _: &L2Block) -> Verdict {
+            Verdict::Valid
+        }
+        fn commit(&self, _: &L2Block) -> Result<(), String> {
+            Ok(())
+        }
+        fn block(&self, _: u64) -> Option<L2Block> {
+            None
+        }
+    }
+
+    fn app(dir: &std::path::Path) -> (App, Vec<B256>) {
+        let secrets: Vec<B256> = (1..=4u8).map(B256::repeat_byte).collect();
+        let keys: Vec<PubKey> = secrets
+            .iter()
+            .map(|s| PubKey::of_secret(*s).expect("key"))
+            .collect();
+        let set = ValidatorSet::new(&keys).expect("set");
+        let me = PubKey::of_secret(secrets[0])
+            .expect("key")
+            .address()
+            .expect("address");
+        let cfg = ValidatorConfig {
+            chain_id: 7,
+            secret: secrets[0],
+            set,
+            listen: "/ip4/127.0.0.1/tcp/1".parse().expect("multiaddr"),
+            peers: vec![],
+            wal: dir.join("wal"),
+            block_time: Duration::from_millis(100),
+            timeouts: lan_timeouts(),
+            moniker: "t".into(),
+            equivocate: false,
+        };
+        let app = App {
+            cfg,
+            address: me.into(),
+            host: Arc::new(Yes),
+            status: Arc::new(SetStatus::default()),
+            blocks: HashMap::new(),
+            undecided: Vec::new(),
+            streams: HashMap::new(),
+            pending: Vec::new(),
+            built: HashMap::new(),
+            store: BlockStore {
+                dir: dir.to_path_buf(),
+            },
+        };
+        (app, secrets)
+    }
+
+    /// The parts of a one-chunk proposal stream for height 1, round 0, Fin signed by `signer`.
+    fn stream_of(
+        proposer: ValidatorAddress,
+        signer: B256,
+        height: u64,
+    ) -> (BlockId, Vec<StreamMessage<ProposalPart>>) {
+        let block = L2Block {
+            header: Header {
+                number: height,
+                beneficiary: proposer.address(),
+                transactions_root: hemi_chain::block::transactions_root(&[]),
+                ..Default::default()
+            },
+            txs: vec![],
+            seal: Seal::ZERO,
+            certificate: None,
+        };
+        let id = BlockId(block.hash().0);
+        let (h, r) = (Height(height), Round::new(0));
+        let digest = proposal_signing_digest(
+            7,
+            &Proposal {
+                height: h,
+                round: r,
+                value: BlockValue(id),
+                pol_round: Round::Nil,
+                proposer,
+            },
+        );
+        let sig = hemi_chain::certificate::sign_digest(signer, digest).expect("sign");
+        let sid = StreamId::new(Bytes::from_static(b"stream"));
+        let parts = vec![
+            ProposalPart::Init {
+                height: h,
+                round: r,
+                pol_round: Round::Nil,
+                proposer,
+            },
+            ProposalPart::Data(block.encode()),
+            ProposalPart::Fin(id, Sig(sig.0)),
+        ];
+        let mut msgs: Vec<_> = parts
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| StreamMessage::new(sid.clone(), i as u64, StreamContent::Data(p)))
+            .collect();
+        msgs.push(StreamMessage::new(sid, 3, StreamContent::Fin));
+        (id, msgs)
+    }
+
+    #[tokio::test]
+    async fn only_streams_signed_by_the_rounds_proposer_get_a_verdict() {
+        let dir = std::env::temp_dir().join(format!("hemi-app-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (mut app, secrets) = app(&dir);
+        let proposer = proposer_of(&app.cfg.set, Height(1), Round::new(0)).address;
+        let secret_of = |a: ValidatorAddress| {
+            *secrets
+                .iter()
+                .find(|s| {
+                    PubKey::of_secret(**s).and_then(|k| k.address()).ok() == Some(a.address())
+                })
+                .expect("one of ours")
+        };
+        let other = app
+            .cfg
+            .set
+            .validators
+            .iter()
+            .map(|v| v.address)
+            .find(|a| *a != proposer)
+            .expect("another");
+
+        // Signed by another validator: no verdict, nothing kept.
+        let (_, msgs) = stream_of(proposer, secret_of(other), 1);
+        for m in msgs {
+            assert!(app.received_part(b"peer".to_vec(), m).await.is_none());
+        }
+        assert!(app.blocks.is_empty());
+
+        // Out of order, signed by the proposer: a valid proposed value, its block kept on disk.
+        let (id, mut msgs) = stream_of(proposer, secret_of(proposer), 1);
+        msgs.reverse();
+        let mut got = None;
+        for m in msgs {
+            got = app.received_part(b"peer".to_vec(), m).await.or(got);
+        }
+        let v = got.expect("a verdict");
+        assert_eq!(v.value.0, id);
+        assert_eq!(v.validity, Validity::Valid);
+        assert_eq!(app.store.load(0).len(), 1);
+
+        // A stream for a far height is dropped at its first part.
+        let (_, msgs) = stream_of(proposer, secret_of(proposer), 9);
+        for m in msgs {
+            assert!(app.received_part(b"peer".to_vec(), m).await.is_none());
+        }
+        assert_eq!(app.blocks.len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -19,9 +19,10 @@ use crate::ctx::{BlockId, Height, HemiContext, ProposalPart, Sig, ValidatorAddre
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HemiCodec;
 
-/// Largest message decoded (a block's proposal part is at most 1 MiB; sync responses carry
-/// a few blocks).
-pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+/// Largest message decoded: a sync answer carries decided blocks up to the engine's RPC limit
+/// (80 MiB, above the largest block a proposal may stream, 64 MiB); proposal parts are at
+/// most 1 MiB.
+pub const MAX_MESSAGE: usize = 96 * 1024 * 1024;
 
 fn too_big(n: usize) -> std::io::Error {
     std::io::Error::new(

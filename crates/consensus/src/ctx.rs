@@ -357,8 +357,11 @@ pub enum ProposalPart {
     },
     /// A chunk of the block's encoding ([`hemi_chain::L2Block::encode`]).
     Data(Vec<u8>),
-    /// The last part: the hash of the block the chunks make.
-    Fin(BlockId),
+    /// The last part: the hash of the block the chunks make, and the proposer's signature of
+    /// the proposal (height, round, that hash, proof-of-lock round, proposer; see
+    /// [`crate::signing::proposal_signing_digest`]), so a stream not made by the round's
+    /// proposer is dropped before its block is decoded or executed.
+    Fin(BlockId, Sig),
 }
 
 impl mc::ProposalPart<HemiContext> for ProposalPart {
@@ -366,7 +369,7 @@ impl mc::ProposalPart<HemiContext> for ProposalPart {
         matches!(self, ProposalPart::Init { .. })
     }
     fn is_last(&self) -> bool {
-        matches!(self, ProposalPart::Fin(_))
+        matches!(self, ProposalPart::Fin(..))
     }
 }
 

@@ -10,6 +10,7 @@ mod deposit;
 mod force_tx;
 mod popm;
 mod provenance;
+mod sequencer_key;
 
 use clap::{Parser, Subcommand};
 
@@ -50,6 +51,9 @@ enum Command {
     /// Checks a provenance document offline: every hash, Merkle branch, trie proof, seal,
     /// header link and proof of work.
     Verify(provenance::VerifyArgs),
+    /// A sequencer-set validator key (made, or read back) and its entry for the validators
+    /// file that `hemi node --validators` reads.
+    SequencerKey(sequencer_key::SequencerKeyArgs),
     /// Benchmarks that run real processes side by side (results go in docs/BENCHMARKS.md).
     #[command(subcommand)]
     Bench(hemi_bench::BenchCommand),
@@ -85,6 +89,7 @@ fn main() -> anyhow::Result<()> {
             Command::ForceTx(args) => force_tx::run(args).await,
             Command::Provenance(args) => provenance::provenance(args).await,
             Command::Verify(args) => provenance::verify(args).await,
+            Command::SequencerKey(args) => sequencer_key::run(args),
             Command::Bench(cmd) => hemi_bench::run(cmd).await,
         }
     })

@@ -116,22 +116,40 @@ async fn four_validator_processes_and_two_followers() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let peer = core.p2p_addr().to_string();
 
-    // The set: four keys, each validator's consensus address on loopback.
-    let secrets: Vec<alloy_primitives::B256> = (0..4u8)
-        .map(|i| alloy_primitives::keccak256([b'v', i]))
-        .collect();
+    // The set: four keys made by `hemi sequencer-key`, each validator's consensus address on
+    // loopback; the validators file is the entries it prints.
     let ports: Vec<u16> = (0..4).map(|_| hemi_testkit::free_port()).collect();
-    let entries: Vec<Value> = secrets
+    let mut entries: Vec<Value> = Vec::new();
+    let mut key_files: Vec<String> = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let path = dir.path().join(format!("v{i}.key"));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hemi"))
+            .args(["sequencer-key", "--out", &path.to_string_lossy()])
+            .args(["--consensus-addr", &format!("/ip4/127.0.0.1/tcp/{port}")])
+            .output()?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let entry: Value = serde_json::from_slice(&out.stdout)?;
+        // Asked again, it reads the key back: the same entry.
+        let again = std::process::Command::new(env!("CARGO_BIN_EXE_hemi"))
+            .args(["sequencer-key", "--out", &path.to_string_lossy()])
+            .args(["--consensus-addr", &format!("/ip4/127.0.0.1/tcp/{port}")])
+            .output()?;
+        assert_eq!(serde_json::from_slice::<Value>(&again.stdout)?, entry);
+        entries.push(entry);
+        key_files.push(path.to_string_lossy().into_owned());
+    }
+    let secrets: Vec<alloy_primitives::B256> = key_files
         .iter()
-        .zip(&ports)
-        .map(|(s, port)| {
-            let k = hemi_consensus::PubKey::of_secret(*s).expect("key");
-            json!({
-                "publicKey": format!("0x{}", hex::encode(k.0)),
-                "consensusAddr": format!("/ip4/127.0.0.1/tcp/{port}"),
-            })
+        .map(|f| -> anyhow::Result<alloy_primitives::B256> {
+            Ok(alloy_primitives::B256::from_slice(&hex::decode(
+                std::fs::read_to_string(f)?.trim(),
+            )?))
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     let file = dir.path().join("validators.json");
     std::fs::write(&file, json!({ "validators": entries }).to_string())?;
     let file = file.to_string_lossy().into_owned();
@@ -143,6 +161,9 @@ async fn four_validator_processes_and_two_followers() -> anyhow::Result<()> {
                 .expect("address")
         })
         .collect();
+    for (e, a) in entries.iter().zip(&addresses) {
+        assert_eq!(e["address"], json!(a));
+    }
     let mut sorted = addresses.clone();
     sorted.sort();
     let set = ValidatorSet(sorted);
@@ -175,13 +196,13 @@ async fn four_validator_processes_and_two_followers() -> anyhow::Result<()> {
     // Validator 0 first (the others bootnode its p2p address for transactions and blocks).
     let mut validators: Vec<Validator> = Vec::new();
     let mut boot = String::new();
-    for (i, s) in secrets.iter().enumerate() {
+    for (i, key_file) in key_files.iter().enumerate() {
         let mut args: Vec<String> = [
             "node",
             "--bitcoin-peer",
             &peer,
             "--sequencer-key",
-            &hex::encode(s),
+            key_file,
             "--validators",
             &file,
             "--block-time",

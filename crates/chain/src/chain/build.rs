@@ -384,7 +384,10 @@ impl Chain {
             .executed
             .lock()
             .take()
-            .filter(|c| c.hash == hash && c.parent == head && h.parent_hash == head);
+            .filter(|c| c.hash == hash && c.parent == head && h.parent_hash == head)
+            // The header fixes the transactions only through their root: check that these
+            // are the ones it names (a copy of the header with other transactions is not it).
+            .filter(|_| transactions_root(&block.txs) == h.transactions_root);
         let (hash, executed, diff, pinned) = match cached {
             Some(c) => (c.hash, c.executed, c.diff, c.pinned),
             None => {
