@@ -303,6 +303,11 @@ impl Chain {
         system: &[L2Tx],
         block_txs: &[L2Tx],
     ) -> Result<(), ChainError> {
+        // A censoring node (test flag) also votes for its own kind of block: what a set of
+        // which more than a third is faulty does. Its followers still check.
+        if self.skip_forced.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
         let due = self.forced_due(ctx.number, pin)?;
         if due.is_empty() {
             return Ok(());

@@ -2,7 +2,8 @@
 //! a sender (test flag `--censor`) must still include the sender's transaction once it is
 //! published in Bitcoin (`hemi force-tx`) and confirmed, by the window's deadline; a sequencer
 //! that leaves a due forced transaction out (test flag `--skip-forced-txs`) makes blocks its
-//! follower refuses.
+//! follower refuses, and so does a sequencer *set* (`--sequencers 4`) whose validators all
+//! leave it out: every follower, by `--follow` and by p2p, refuses its certified deadline block.
 
 mod common;
 
@@ -246,5 +247,91 @@ async fn forced_inclusion_through_bitcoin() -> anyhow::Result<()> {
     assert_eq!(head_of(&follower).await?, deadline - 1);
     let entry = forced_entry(&seq, &l2_hash).await?.context("listed")?;
     assert_eq!(entry["status"], "skipped", "{entry}");
+    drop(follower);
+    drop(seq);
+
+    // A whole sequencer set that leaves it out (four validators in one process, every one
+    // building and voting for blocks without it: more than a third faulty): the set certifies
+    // the deadline block, and every follower, by --follow and by p2p alone, refuses it.
+    let dir3 = tempfile::tempdir()?;
+    let seq_p2p = format!("127.0.0.1:{}", hemi_testkit::free_port());
+    let mut args = vec![
+        "--sequencers",
+        "4",
+        "--skip-forced-txs",
+        "--p2p-addr",
+        seq_p2p.as_str(),
+    ];
+    args.extend_from_slice(&forced);
+    let seq = Hemi::devnet_on(&core, dir3.path(), &args).await?;
+    wait_synced(&seq, &rpc, 60).await?;
+    let url = format!("http://{}", seq.rpc_addr);
+    let boot = seq.call("hemi_nodeStatus", json!([])).await?["p2p"]["listen"][0]
+        .as_str()
+        .context("the set's p2p address")?
+        .to_string();
+    let mut followers = Vec::new();
+    for (name, source) in [
+        ("by-rpc", ["--follow", url.as_str()]),
+        ("by-p2p", ["--bootnode", boot.as_str()]),
+    ] {
+        let fdir = dir3.path().join(name).to_string_lossy().into_owned();
+        let f_p2p = format!("127.0.0.1:{}", hemi_testkit::free_port());
+        let mut fargs = vec!["node", "--bitcoin-peer", &peer, "--dir", &fdir];
+        fargs.extend_from_slice(&source);
+        if name == "by-p2p" {
+            fargs.extend_from_slice(&["--p2p-addr", &f_p2p]);
+        }
+        followers.push(Hemi::start(&fargs, dir3.path()).await?);
+    }
+    let key2 = format!("0x{}", hex::encode(accounts[2].secret));
+    let raw = cast(&[
+        "mktx",
+        "--rpc-url",
+        &url,
+        "--private-key",
+        &key2,
+        to,
+        "--value",
+        "2gwei",
+    ])?;
+    let l2_hash = cast(&["keccak", &raw])?;
+    force_tx(&seq, &core, &btc_key, &raw)?;
+    seq.call("hemi_mineBitcoin", json!([2])).await?;
+    let deadline = wait_for(60, "the window to open under the set", || async {
+        forced_entry(&seq, &l2_hash).await.ok().flatten()?["deadline"].as_u64()
+    })
+    .await?;
+    wait_for(60, "the set to decide past the deadline", || async {
+        (head_of(&seq).await.ok()? > deadline + 2).then_some(())
+    })
+    .await
+    .with_context(|| tail(&seq.log_text(), 30))?;
+    let block = seq
+        .call(
+            "eth_getBlockByNumber",
+            json!([format!("0x{deadline:x}"), false]),
+        )
+        .await?;
+    assert!(
+        !block["transactions"].to_string().contains(&l2_hash[2..]),
+        "the set's deadline block leaves it out: {block}"
+    );
+    let set = seq.call("hemi_getSequencerSet", json!([])).await?;
+    assert_eq!(set["mode"], "bft", "{set}");
+    for f in &followers {
+        let log = wait_for(
+            60,
+            "each follower to refuse the set's deadline block",
+            || async {
+                let log = f.log_text();
+                log.contains("leaves out forced transaction").then_some(log)
+            },
+        )
+        .await
+        .with_context(|| tail(&f.log_text(), 30))?;
+        assert!(log.contains(&l2_hash[2..]), "{}", tail(&log, 20));
+        assert_eq!(head_of(f).await?, deadline - 1, "{}", tail(&log, 20));
+    }
     Ok(())
 }

@@ -848,6 +848,22 @@ async fn fork_choice(hemi: &Hemi) -> anyhow::Result<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_equivocating_sequencer_is_settled_by_bitcoin_and_superfinal_blocks_stay(
 ) -> anyhow::Result<()> {
+    equivocation_settled_by_bitcoin(&[]).await
+}
+
+/// The same with a sequencer *set* of four (`--sequencers 4`) in place of one key: the whole
+/// set runs on three copies of its state, so three branches each carry valid commit
+/// certificates of one validator set (what more than a third of the set turning faulty
+/// makes). PoP fork choice, above consensus, settles it the same way, and a superfinal block
+/// is never reverted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certified_branches_of_a_faulty_set_are_settled_by_bitcoin() -> anyhow::Result<()> {
+    equivocation_settled_by_bitcoin(&["--sequencers", "4"]).await
+}
+
+/// Three branches from one block producer (`extra` says which: one key or a set), settled by
+/// where Bitcoin has their keystones; C, the best anchored, comes after B is superfinal.
+async fn equivocation_settled_by_bitcoin(extra: &[&str]) -> anyhow::Result<()> {
     use hemi_btc_wallet::{Key, KeyKind};
     let core = BitcoinCore::start().await?;
     let dir = tempfile::tempdir()?;
@@ -865,21 +881,18 @@ async fn an_equivocating_sequencer_is_settled_by_bitcoin_and_superfinal_blocks_s
     let sequencer = |d: &std::path::Path| {
         let d = d.to_string_lossy().into_owned();
         async move {
-            Hemi::devnet_on(
-                core_ref,
-                log_dir,
-                &[
-                    "--no-popm",
-                    "--persist",
-                    "--dir",
-                    &d,
-                    "--block-time",
-                    "0.5",
-                    "--keystone-interval",
-                    "5",
-                ],
-            )
-            .await
+            let mut args = vec![
+                "--no-popm",
+                "--persist",
+                "--dir",
+                &d,
+                "--block-time",
+                "0.5",
+                "--keystone-interval",
+                "5",
+            ];
+            args.extend_from_slice(extra);
+            Hemi::devnet_on(core_ref, log_dir, &args).await
         }
     };
     // One sequencer key, three copies of its state at block n0: A, B and C each go on alone
@@ -956,6 +969,40 @@ async fn an_equivocating_sequencer_is_settled_by_bitcoin_and_superfinal_blocks_s
             (head_of(node).await.ok()? >= k + 3).then_some(())
         })
         .await?;
+    }
+    if !extra.is_empty() {
+        // Under a set, each branch's blocks after the fork carry a commit certificate of the
+        // same four validators: three certified branches.
+        use hemi_chain::SealVerifier as _;
+        let ss = a.call("hemi_getSequencerSet", json!([])).await?;
+        let mut set: Vec<alloy_primitives::Address> = ss["validators"]
+            .as_array()
+            .context("validators")?
+            .iter()
+            .map(|v| v["address"].as_str().unwrap_or_default().parse())
+            .collect::<Result<_, _>>()?;
+        set.sort();
+        assert_eq!(set.len(), 4, "{ss}");
+        let set = hemi_chain::ValidatorSet(set);
+        let chain_id = hemi_chain::ChainSpec::devnet()?.chain_id;
+        for node in [&a, &b, &c] {
+            for n in [n0 + 1, k] {
+                let raw = node
+                    .call("debug_getRawBlock", json!([format!("0x{n:x}")]))
+                    .await?;
+                let block = hemi_chain::L2Block::decode(&hex::decode(
+                    raw.as_str().context("raw")?.trim_start_matches("0x"),
+                )?)?;
+                set.verify(
+                    chain_id,
+                    n,
+                    block.hash(),
+                    &block.seal,
+                    block.certificate.as_ref(),
+                )
+                .with_context(|| format!("block {n}"))?;
+            }
+        }
     }
     let peer = core.p2p_addr().to_string();
     let (url_a, url_b, url_c) = (

@@ -675,5 +675,27 @@ async fn devnet_with_four_sequencers_in_one_process() -> anyhow::Result<()> {
         e.to_string().contains("decided by its sequencer set"),
         "{e}"
     );
+
+    // An in-memory devnet keeps its validators' logs in a directory of its own under the
+    // system's temporary one; Ctrl-C stops the set and removes it.
+    let mut dev = dev;
+    let pid = dev.child.id();
+    let scratch = std::env::temp_dir().join(format!("hemi-consensus-{pid}"));
+    assert!(scratch.is_dir(), "{} while running", scratch.display());
+    let int = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()?;
+    assert!(int.success());
+    let code = wait_for(30, "the devnet to exit on SIGINT", || {
+        let done = dev.child.try_wait().ok().flatten();
+        async move { done }
+    })
+    .await?;
+    assert!(
+        code.success(),
+        "{code:?}: {}",
+        common::tail(&dev.log_text(), 20)
+    );
+    assert!(!scratch.exists(), "{} left behind", scratch.display());
     Ok(())
 }

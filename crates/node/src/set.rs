@@ -80,13 +80,22 @@ impl Host for SetHost {
 pub(crate) struct SequencerSet {
     pub(crate) status: Arc<SetStatus>,
     running: Mutex<Vec<Running>>,
+    /// The write-ahead logs' directory when not persisted: removed at stop.
+    scratch: Option<PathBuf>,
 }
 
 impl SequencerSet {
-    /// Stops every validator of this process.
+    /// Stops every validator of this process (and removes an unpersisted set's logs).
     pub(crate) fn stop(&self) {
         for r in self.running.lock().drain(..) {
             r.stop();
+        }
+        if let Some(dir) = &self.scratch {
+            if let Err(e) = std::fs::remove_dir_all(dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(dir = %dir.display(), "removing the set's write-ahead logs: {e}");
+                }
+            }
         }
     }
 }
@@ -193,11 +202,13 @@ fn wal_path(dir: &Path, persist: bool, name: &str) -> PathBuf {
     if persist {
         dir.join("consensus").join(name).join("wal")
     } else {
-        std::env::temp_dir()
-            .join(format!("hemi-consensus-{}", std::process::id()))
-            .join(name)
-            .join("wal")
+        scratch_dir().join(name).join("wal")
     }
+}
+
+/// An unpersisted devnet set's directory for its logs (removed when the set stops).
+fn scratch_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("hemi-consensus-{}", std::process::id()))
 }
 
 /// Starts `keys.len()` validators in this process over the devnet's sequencer, joined on
@@ -226,6 +237,16 @@ pub(crate) async fn start_devnet_set(
             .parse()
             .expect("a loopback multiaddr parses")
     };
+    if !persist {
+        // A killed devnet leaves its logs; one that had this process id must not be replayed
+        // into a new, in-memory chain.
+        match std::fs::remove_dir_all(scratch_dir()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(anyhow::anyhow!("clearing {}: {e}", scratch_dir().display()))
+            }
+            _ => {}
+        }
+    }
     let status = Arc::new(SetStatus::default());
     let host: Arc<dyn Host> = Arc::new(SetHost(sequencer.clone()));
     let mut running = Vec::new();
@@ -256,6 +277,7 @@ pub(crate) async fn start_devnet_set(
     Ok(Arc::new(SequencerSet {
         status,
         running: Mutex::new(running),
+        scratch: (!persist).then(scratch_dir),
     }))
 }
 
@@ -317,6 +339,7 @@ pub(crate) async fn start_validator(
     Ok(Arc::new(SequencerSet {
         status,
         running: Mutex::new(vec![running]),
+        scratch: None,
     }))
 }
 

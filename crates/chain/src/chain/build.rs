@@ -134,8 +134,9 @@ impl Chain {
         })
     }
 
-    /// Test-only: from now on, build blocks without the forced transactions due in them (what a
-    /// censoring sequencer does; followers refuse such blocks).
+    /// Test-only: from now on, build blocks without the forced transactions due in them, and
+    /// take such blocks when validating a set's proposal (what a censoring sequencer, or a set
+    /// more than a third faulty, does; followers refuse such blocks).
     pub fn set_skip_forced(&self, skip: bool) {
         self.skip_forced
             .store(skip, std::sync::atomic::Ordering::Relaxed);

@@ -125,7 +125,7 @@ pub struct Chain {
     /// The target of every unwind since the chain was opened, in order.
     unwinds: Mutex<Vec<u64>>,
     /// Test-only: build blocks without their due forced transactions (a censoring sequencer).
-    skip_forced: std::sync::atomic::AtomicBool,
+    pub(crate) skip_forced: std::sync::atomic::AtomicBool,
     /// The last block executed but not committed (proposed or validated for a sequencer set):
     /// its import commits this result instead of executing the block again.
     executed: Mutex<Option<build::ExecutedBlock>>,
