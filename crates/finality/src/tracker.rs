@@ -474,6 +474,16 @@ impl FinalityTracker {
     pub fn keystone_count(&self) -> usize {
         self.state.read().entries.len()
     }
+
+    /// Number of keystones tracked that have a publication in the best Bitcoin chain.
+    pub fn published_count(&self) -> usize {
+        self.state
+            .read()
+            .entries
+            .iter()
+            .filter(|k| k.publication.is_some())
+            .count()
+    }
 }
 
 #[cfg(test)]

@@ -96,6 +96,9 @@ async fn ethereum_clients_hvm_contracts_and_a_follower_on_real_bitcoin_core() ->
     // geth's tracing API: the same traces as anvil's for the same transactions.
     let traced = node_script(&hemi, "trace.mjs", &[])?;
     assert_eq!(traced["ok"], true, "{traced}");
+    // Otterscan's ots_ namespace: the same answers as anvil's for the same transactions.
+    let ots = node_script(&hemi, "ots.mjs", &[])?;
+    assert_eq!(ots["ok"], true, "{ots}");
     // web3.py v7: transfers, ERC-20 deploy/transfer/calls, logs, filters, full blocks with the
     // 0x7C transaction, fee history, gas estimates, error paths, WS newHeads.
     let web3 = web3_py(&hemi, &python)?;
@@ -104,6 +107,18 @@ async fn ethereum_clients_hvm_contracts_and_a_follower_on_real_bitcoin_core() ->
     // web3.py's default middleware refuses blocks whose extraData exceeds 32 bytes; the seal
     // travels next to the header, so the unchanged client (no ExtraDataToPOAMiddleware) works.
     assert_eq!(web3["unchangedClient"], true, "{web3}");
+    // Prometheus: /metrics parsed by the Prometheus project's Python client, its numbers
+    // checked against the RPC (head, finality, pool, Bitcoin, RPC calls by method).
+    let dir_py = js_dir().join("../py");
+    let metrics = client_script(
+        &hemi,
+        &python,
+        &[dir_py.join("metrics_scrape.py").as_os_str()],
+        &dir_py,
+        &[],
+    )?;
+    assert_eq!(metrics["ok"], true, "{metrics}");
+    assert!(metrics["transactions"].as_u64() >= Some(3), "{metrics}");
 
     // 2: a contract reads Bitcoin through the Hvm library; compare with Bitcoin Core for the
     // Bitcoin block the L2 block pinned.

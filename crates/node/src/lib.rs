@@ -18,6 +18,8 @@ mod devnet;
 mod eth;
 mod follow;
 mod forced;
+mod metrics;
+mod ots;
 mod p2p;
 mod popm;
 mod provenance;

@@ -80,13 +80,23 @@ fn spawn_finality(
     keystones: tokio::sync::broadcast::Sender<serde_json::Value>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let (mut safe, mut finalized) = (tracker.safe(), tracker.finalized());
         loop {
             let t = tracker.clone();
             match tokio::task::spawn_blocking(move || t.refresh()).await {
                 Ok(Ok(added)) => {
                     for k in &added {
-                        tracing::debug!(number = k.number, hash = %k.id, "keystone");
+                        tracing::info!(number = k.number, id = %k.id, "keystone");
                         let _ = keystones.send(hemi_rpc::pop::keystone_json(k));
+                    }
+                    let (s, f) = (tracker.safe(), tracker.finalized());
+                    if (s, f) != (safe, finalized) {
+                        tracing::info!(
+                            safe = s,
+                            finalized = f,
+                            "finality: keystones published in Bitcoin"
+                        );
+                        (safe, finalized) = (s, f);
                     }
                 }
                 Ok(Err(e)) => tracing::warn!(error = %e, "finality refresh failed"),
@@ -208,6 +218,7 @@ pub(crate) async fn serve(
         client.subscribe_tip(),
         keystones.clone(),
     );
+    let blocks_for_metrics = blocks.subscribe();
     let backend = crate::eth::NodeBackend {
         chain: l2.chain.clone(),
         bitcoin: client_store.clone() as Arc<dyn BitcoinView>,
@@ -294,13 +305,54 @@ pub(crate) async fn serve(
         })?
         .remove_context(),
     )?;
+    // Otterscan's namespace calls the node's own methods: give it the whole set once merged.
+    let ots_methods: Arc<std::sync::OnceLock<jsonrpsee::Methods>> = Default::default();
+    module.merge(
+        crate::ots::ots_module(crate::ots::OtsContext {
+            chain: l2.chain.clone(),
+            methods: ots_methods.clone(),
+        })?
+        .remove_context(),
+    )?;
+    let _ = ots_methods.set(module.clone().into());
+    let role = if !l2.accounts.is_empty() {
+        "devnet"
+    } else if cfg.sequencer_key.is_some() {
+        "validator"
+    } else {
+        "follower"
+    };
+    let metrics = crate::metrics::Metrics::new(
+        crate::metrics::Sources {
+            chain: l2.chain.clone(),
+            tracker: tracker.clone(),
+            sequencer: l2.sequencer.clone(),
+            client: client.clone(),
+        },
+        role,
+    );
+    let counter_task = crate::metrics::spawn_block_counter(metrics.clone(), blocks_for_metrics);
+    let m = metrics.clone();
+    let metrics_route: hemi_rpc::http_routes::GetHandler = Arc::new(move |rest: &str| {
+        if rest.is_empty() {
+            hemi_rpc::http_routes::GetResponse::text(200, crate::metrics::CONTENT_TYPE, m.encode())
+        } else {
+            hemi_rpc::http_routes::GetResponse::json(404, &json!({"error": "not found"}))
+        }
+    });
     let tf = tracker.clone();
-    let finality_route: hemi_rpc::http_routes::GetHandler =
-        Arc::new(move |hash: &str| hemi_rpc::pop::keystone_finality_http(&tf, hash));
+    let finality_route: hemi_rpc::http_routes::GetHandler = Arc::new(move |hash: &str| {
+        let (status, body) = hemi_rpc::pop::keystone_finality_http(&tf, hash);
+        hemi_rpc::http_routes::GetResponse::json(status, &body)
+    });
     let (rpc_addr, handle) = hemi_rpc::start_with_routes(
         &rpc_cfg,
         module,
-        vec![("/v2/keystonefinality/".to_string(), finality_route)],
+        vec![
+            ("/v2/keystonefinality/".to_string(), finality_route),
+            ("/metrics".to_string(), metrics_route),
+        ],
+        Some(metrics.clone() as Arc<dyn hemi_rpc::eth::RpcObserver>),
     )
     .await
     .with_context(|| format!("binding JSON-RPC on {}", cfg.rpc_addr))?;
@@ -308,6 +360,7 @@ pub(crate) async fn serve(
     println!(
         "Bitcoin finality (Hemi BFG API): http://{rpc_addr}/v2/keystonefinality/{{keystone hash}}"
     );
+    println!("Prometheus metrics: http://{rpc_addr}/metrics");
     println!(
         "Keystones every {} L2 blocks; superfinal at {} Bitcoin confirmations",
         cfg.keystone_interval, cfg.superfinality_depth
@@ -398,6 +451,7 @@ pub(crate) async fn serve(
         c.abort();
     }
     finality_task.abort();
+    counter_task.abort();
     for f in forwards {
         f.abort();
     }

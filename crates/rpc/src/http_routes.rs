@@ -9,8 +9,39 @@ use jsonrpsee::core::BoxError;
 use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse};
 use serde_json::Value;
 
-/// Answers a `GET` for the path after the route's prefix: `(HTTP status, JSON body)`.
-pub type GetHandler = Arc<dyn Fn(&str) -> (u16, Value) + Send + Sync>;
+/// Answers a `GET` for the path after the route's prefix.
+pub type GetHandler = Arc<dyn Fn(&str) -> GetResponse + Send + Sync>;
+
+/// A [`GetHandler`]'s answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl GetResponse {
+    /// A JSON answer.
+    pub fn json(status: u16, body: &Value) -> GetResponse {
+        GetResponse {
+            status,
+            content_type: "application/json",
+            body: serde_json::to_vec(body).unwrap_or_default(),
+        }
+    }
+
+    /// A text answer of `content_type`.
+    pub fn text(status: u16, content_type: &'static str, body: String) -> GetResponse {
+        GetResponse {
+            status,
+            content_type,
+            body: body.into_bytes(),
+        }
+    }
+}
 
 /// The tower layer that serves [`GetHandler`]s and passes everything else to JSON-RPC.
 #[derive(Clone)]
@@ -73,14 +104,15 @@ where
             if let Some((handler, rest)) = found {
                 return Box::pin(async move {
                     // Handlers may read storage: keep them off the async workers.
-                    let (status, body) = tokio::task::spawn_blocking(move || handler(&rest))
+                    let r = tokio::task::spawn_blocking(move || handler(&rest))
                         .await
-                        .unwrap_or_else(|e| (500, serde_json::json!({"error": e.to_string()})));
-                    let body = serde_json::to_vec(&body).unwrap_or_default();
+                        .unwrap_or_else(|e| {
+                            GetResponse::json(500, &serde_json::json!({"error": e.to_string()}))
+                        });
                     let resp = http::Response::builder()
-                        .status(status)
-                        .header(http::header::CONTENT_TYPE, "application/json")
-                        .body(HttpBody::from(body))
+                        .status(r.status)
+                        .header(http::header::CONTENT_TYPE, r.content_type)
+                        .body(HttpBody::from(r.body))
                         .map_err(|e| -> BoxError { Box::new(e) })?;
                     Ok(resp)
                 });

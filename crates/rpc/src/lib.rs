@@ -271,12 +271,21 @@ pub async fn start<C: Send + Sync + 'static>(
     config: &RpcConfig,
     module: RpcModule<C>,
 ) -> std::io::Result<(SocketAddr, ServerHandle)> {
-    start_with_routes(config, module, Vec::new()).await
+    start_with_routes(config, module, Vec::new(), None).await
+}
+
+/// The observer of a server nobody observes.
+struct Unobserved;
+
+impl eth::RpcObserver for Unobserved {
+    fn call(&self, _: &str, _: std::time::Duration, _: bool) {}
+    fn batch(&self, _: &[String], _: std::time::Duration) {}
 }
 
 /// Starts the server with `module` and plain-HTTP `GET` routes beside JSON-RPC on the same port
 /// (e.g. Hemi's `/v2/keystonefinality/{hash}`): a `GET` whose path starts with a route's prefix
-/// is answered by its handler, given the rest of the path.
+/// is answered by its handler, given the rest of the path. `observer`, if any, is told of
+/// every call answered ([`eth::Metered`]).
 ///
 /// # Errors
 /// The address cannot be bound.
@@ -284,6 +293,7 @@ pub async fn start_with_routes<C: Send + Sync + 'static>(
     config: &RpcConfig,
     module: RpcModule<C>,
     routes: Vec<(String, http_routes::GetHandler)>,
+    observer: Option<Arc<dyn eth::RpcObserver>>,
 ) -> std::io::Result<(SocketAddr, ServerHandle)> {
     let server_config = ServerConfig::builder()
         .max_request_body_size(config.max_request_body)
@@ -293,8 +303,10 @@ pub async fn start_with_routes<C: Send + Sync + 'static>(
         .set_id_provider(eth::HexIdProvider)
         .build();
     let methods = eth::method_set(&module);
+    let observer = observer.unwrap_or_else(|| Arc::new(Unobserved));
     let rpc_middleware = RpcServiceBuilder::new()
-        .layer_fn(move |service| eth::GethCompat::new(service, methods.clone()));
+        .layer_fn(move |service| eth::GethCompat::new(service, methods.clone()))
+        .layer_fn(move |service| eth::Metered::new(service, observer.clone()));
     let server = Server::builder()
         .set_config(server_config)
         .set_http_middleware(

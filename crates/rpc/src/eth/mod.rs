@@ -13,6 +13,7 @@ pub mod backend;
 pub mod compat;
 pub mod errors;
 pub mod filters;
+pub mod metered;
 pub mod params;
 pub mod subs;
 
@@ -34,6 +35,7 @@ pub use backend::{
 pub use compat::{method_set, GethCompat};
 pub use errors::{backend_error, decode_revert_reason, revert_error};
 pub use filters::{log_matches, too_many_logs, FilterStore, LogLimits};
+pub use metered::{Metered, RpcObserver};
 pub use params::BlockParam;
 pub use subs::HexIdProvider;
 
