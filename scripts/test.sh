@@ -20,6 +20,23 @@ if ! command -v node >/dev/null \
 fi
 npm install --prefix tests/js --no-audit --no-fund --loglevel=error
 
+# Debian's Chromium, headless, for the explorer's browser test (driven by playwright-core from
+# tests/js, which never downloads a browser of its own).
+if [ -z "${HEMI_CHROMIUM:-}" ]; then
+    if ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then
+        SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+        $SUDO apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >&2
+    fi
+    HEMI_CHROMIUM="$(command -v chromium || true)"
+fi
+if [ ! -x "$HEMI_CHROMIUM" ]; then
+    echo "chromium (Debian's package) is needed for the explorer test (or set HEMI_CHROMIUM)" >&2
+    exit 1
+fi
+export HEMI_CHROMIUM
+echo "chromium: $HEMI_CHROMIUM"
+
 # web3.py (tests/py/requirements.txt, every package pinned) in a venv cached outside the checkout
 # and named by the requirements' sha256: created and filled once, reused while the pins and the
 # venv's interpreter stay the same. HEMI_PYTHON, if already set, is used as is.

@@ -646,6 +646,31 @@ async fn provenance_of_each_deposit_format_verifies_offline_and_in_bitcoin_core(
             assert!(err.contains(link), "{pointer}: expected {link}: {err}");
         }
     }
+
+    // The built-in explorer in headless Chromium: the chain, a keystone block's finality
+    // ladder, keystones, Bitcoin, the tunnel and each deposit's provenance, its numbers checked
+    // against the RPC; screenshots kept under target/tmp/explorer.
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("explorer");
+    let ids: Vec<String> = deposits.iter().map(|t| t.to_string()).collect();
+    let ids = ids.join(",");
+    let shots_s = shots.to_string_lossy().into_owned();
+    let script = js_dir().join("explorer.mjs");
+    let out = client_script(
+        &hemi,
+        "node",
+        &[script.as_os_str()],
+        &js_dir(),
+        &[
+            ("DEPOSITS", ids.as_str()),
+            ("SCREENSHOT_DIR", shots_s.as_str()),
+        ],
+    )?;
+    assert_eq!(out["ok"], true, "{out}");
+    eprintln!("explorer: {out}");
+    for file in out["screenshots"].as_array().context("screenshots")? {
+        let file = file.as_str().context("screenshot path")?;
+        assert!(std::fs::metadata(file)?.len() > 10_000, "{file} is empty");
+    }
     Ok(())
 }
 

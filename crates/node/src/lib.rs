@@ -16,6 +16,7 @@ mod debug;
 mod devbitcoin;
 mod devnet;
 mod eth;
+mod explorer;
 mod follow;
 mod forced;
 mod metrics;

@@ -263,5 +263,27 @@ pub(crate) fn provenance_module(
             serde_json::to_value(&doc).map_err(internal)
         },
     )?;
+    m.register_blocking_method(
+        "hemi_verifyProvenance",
+        |params, ctx, _| -> Result<serde_json::Value, ErrorObjectOwned> {
+            let bad = |m: String| ErrorObjectOwned::owned(-32602, m, None::<()>);
+            let v: Vec<serde_json::Value> = params
+                .parse()
+                .map_err(|_| bad("expected params [provenanceDocument]".into()))?;
+            let doc = v
+                .first()
+                .ok_or_else(|| bad("expected params [provenanceDocument]".into()))?;
+            let doc = hemi_provenance::Provenance::from_json(&doc.to_string())
+                .map_err(|e| bad(format!("not a provenance document: {e}")))?;
+            // The same checks as `hemi verify`, at this node's superfinality depth.
+            let opts = hemi_provenance::VerifyOptions {
+                superfinality_depth: ctx.finality.params().superfinality_depth,
+                sequencer: None,
+            };
+            let report = hemi_provenance::verify(&doc, &opts)
+                .map_err(|e| ErrorObjectOwned::owned(-32000, e.to_string(), None::<()>))?;
+            serde_json::to_value(&report).map_err(internal)
+        },
+    )?;
     Ok(m)
 }

@@ -351,6 +351,7 @@ pub(crate) async fn serve(
         vec![
             ("/v2/keystonefinality/".to_string(), finality_route),
             ("/metrics".to_string(), metrics_route),
+            ("/explorer".to_string(), crate::explorer::route()),
         ],
         Some(metrics.clone() as Arc<dyn hemi_rpc::eth::RpcObserver>),
     )
@@ -360,6 +361,7 @@ pub(crate) async fn serve(
     println!(
         "Bitcoin finality (Hemi BFG API): http://{rpc_addr}/v2/keystonefinality/{{keystone hash}}"
     );
+    println!("Explorer: http://{rpc_addr}/explorer");
     println!("Prometheus metrics: http://{rpc_addr}/metrics");
     println!(
         "Keystones every {} L2 blocks; superfinal at {} Bitcoin confirmations",
