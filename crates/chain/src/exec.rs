@@ -321,6 +321,17 @@ fn run(
                 user_seen = true;
                 env
             }
+            L2Tx::Impersonated(imp) => {
+                if !block.dev_state {
+                    return Err(BlockError::DevState(
+                        "impersonated transactions: this chain takes none (only a regtest devnet does)"
+                            .into(),
+                    )
+                    .into());
+                }
+                user_seen = true;
+                &imp.tx
+            }
         };
         if out.gas_used + env.gas_limit() > block.gas_limit {
             match mode {

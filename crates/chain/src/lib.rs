@@ -36,7 +36,7 @@ pub use genesis::{dev_accounts, eth_address, ChainSpec, DevAccount, GenesisError
 pub use pop_rewards::{PopPayout, PopPayoutTx};
 pub use state::StateView;
 pub use tunnel::{DepositTx, TunnelActivationTx, TunnelSpec};
-pub use tx::{BtcAttributesTx, L2Tx, SignedTx};
+pub use tx::{BtcAttributesTx, ImpersonatedTx, L2Tx, SignedTx, IMPERSONATED_TX_TYPE};
 
 pub use error::{BlockError, ChainError, PayoutSummary, SealError, TxDecodeError};
 pub use seal::{SealVerifier, Sealer, SequencerAddress};

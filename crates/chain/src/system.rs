@@ -58,7 +58,7 @@ impl SystemTxKind {
             L2Tx::Deposit(_) => Some(SystemTxKind::Deposit),
             L2Tx::Payout(_) => Some(SystemTxKind::Payout),
             L2Tx::DevState(_) => Some(SystemTxKind::DevState),
-            L2Tx::Eth(_) => None,
+            L2Tx::Eth(_) | L2Tx::Impersonated(_) => None,
         }
     }
 

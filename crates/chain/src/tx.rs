@@ -95,6 +95,80 @@ impl BtcAttributesTx {
     }
 }
 
+/// Type byte of [`ImpersonatedTx`].
+pub const IMPERSONATED_TX_TYPE: u8 = 0x79;
+
+/// A devnet transaction from an impersonated account (anvil's `anvil_impersonateAccount`):
+/// `0x79 ‖ rlp([from, envelope])`, the envelope an ordinary Ethereum transaction whose signature
+/// is a placeholder and `from` its sender. Only a regtest devnet takes it (as `0x7A`), so
+/// followers of a devnet re-execute it and no other chain accepts one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImpersonatedTx {
+    /// The impersonated sender.
+    pub from: Address,
+    /// The transaction (legacy, EIP-2930 or EIP-1559), signature not checked.
+    pub tx: TxEnvelope,
+}
+
+impl ImpersonatedTx {
+    fn inner(&self) -> Bytes {
+        Bytes::from(self.tx.encoded_2718())
+    }
+}
+
+impl Encodable for ImpersonatedTx {
+    fn encode(&self, out: &mut dyn alloy_rlp::BufMut) {
+        let inner = self.inner();
+        RlpHeader {
+            list: true,
+            payload_length: self.from.length() + inner.length(),
+        }
+        .encode(out);
+        self.from.encode(out);
+        inner.encode(out);
+    }
+
+    fn length(&self) -> usize {
+        let payload = self.from.length() + self.inner().length();
+        payload + alloy_rlp::length_of_length(payload)
+    }
+}
+
+impl Decodable for ImpersonatedTx {
+    fn decode(buf: &mut &[u8]) -> alloy_rlp::Result<Self> {
+        let h = RlpHeader::decode(buf)?;
+        if !h.list {
+            return Err(alloy_rlp::Error::UnexpectedString);
+        }
+        if buf.len() < h.payload_length {
+            return Err(alloy_rlp::Error::InputTooShort);
+        }
+        let (mut body, rest) = buf.split_at(h.payload_length);
+        let from = Address::decode(&mut body)?;
+        let inner = Bytes::decode(&mut body)?;
+        if !body.is_empty() {
+            return Err(alloy_rlp::Error::ListLengthMismatch {
+                expected: h.payload_length,
+                got: h.payload_length - body.len(),
+            });
+        }
+        let mut b = &inner[..];
+        let tx = TxEnvelope::decode_2718(&mut b)
+            .map_err(|_| alloy_rlp::Error::Custom("impersonated: not an Ethereum transaction"))?;
+        if !b.is_empty() {
+            return Err(alloy_rlp::Error::Custom("impersonated: trailing bytes"));
+        }
+        if !matches!(
+            tx,
+            TxEnvelope::Legacy(_) | TxEnvelope::Eip2930(_) | TxEnvelope::Eip1559(_)
+        ) {
+            return Err(alloy_rlp::Error::Custom("impersonated: unsupported type"));
+        }
+        *buf = rest;
+        Ok(ImpersonatedTx { from, tx })
+    }
+}
+
 /// A transaction in an L2 block. (User transactions dominate, so the envelope is not boxed.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[allow(clippy::large_enum_variant)]
@@ -113,6 +187,8 @@ pub enum L2Tx {
     Payout(PayoutTx),
     /// A devnet state change (type `0x7A`, [`crate::dev`]).
     DevState(DevStateTx),
+    /// A devnet transaction from an impersonated account (type `0x79`).
+    Impersonated(ImpersonatedTx),
 }
 
 impl L2Tx {
@@ -126,6 +202,8 @@ impl L2Tx {
             L2Tx::Deposit(_) => DEPOSIT_TX_TYPE,
             L2Tx::Payout(_) => PAYOUT_TX_TYPE,
             L2Tx::DevState(_) => DEV_STATE_TX_TYPE,
+            // Its receipt carries the envelope's type, as anvil's impersonated ones do.
+            L2Tx::Impersonated(tx) => tx.tx.tx_type() as u8,
         }
     }
 
@@ -148,6 +226,7 @@ impl L2Tx {
             L2Tx::Deposit(tx) => encode_with_type(DEPOSIT_TX_TYPE, tx),
             L2Tx::Payout(tx) => encode_with_type(PAYOUT_TX_TYPE, tx),
             L2Tx::DevState(tx) => encode_with_type(DEV_STATE_TX_TYPE, tx),
+            L2Tx::Impersonated(tx) => encode_with_type(IMPERSONATED_TX_TYPE, tx),
         }
     }
 
@@ -185,6 +264,11 @@ impl L2Tx {
         if bytes.first() == Some(&DEV_STATE_TX_TYPE) {
             return decode_body(&bytes[1..]).map(L2Tx::DevState).map_err(bad);
         }
+        if bytes.first() == Some(&IMPERSONATED_TX_TYPE) {
+            return decode_body(&bytes[1..])
+                .map(L2Tx::Impersonated)
+                .map_err(bad);
+        }
         let mut buf = bytes;
         let tx = TxEnvelope::decode_2718(&mut buf)
             .map_err(|e| bad(TxDecodeError::Envelope(e.to_string())))?;
@@ -208,7 +292,8 @@ impl L2Tx {
             | L2Tx::TunnelActivation(_)
             | L2Tx::Deposit(_)
             | L2Tx::Payout(_)
-            | L2Tx::DevState(_) => keccak256(self.encoded_2718()),
+            | L2Tx::DevState(_)
+            | L2Tx::Impersonated(_) => keccak256(self.encoded_2718()),
         }
     }
 
@@ -226,6 +311,7 @@ impl L2Tx {
             | L2Tx::Deposit(_)
             | L2Tx::Payout(_)
             | L2Tx::DevState(_) => Ok(Address::from(BTC_ATTRIBUTES_SENDER)),
+            L2Tx::Impersonated(tx) => Ok(tx.from),
         }
     }
 }
@@ -306,6 +392,27 @@ mod tunnel_tests {
             }),
             L2Tx::Payout(PayoutTx {
                 txid: B256::repeat_byte(8),
+            }),
+            L2Tx::Impersonated(ImpersonatedTx {
+                from: Address::repeat_byte(0xaa),
+                tx: TxEnvelope::Eip1559(alloy_consensus::SignableTransaction::into_signed(
+                    alloy_consensus::TxEip1559 {
+                        chain_id: 31337,
+                        nonce: 3,
+                        gas_limit: 21_000,
+                        max_fee_per_gas: 2,
+                        max_priority_fee_per_gas: 1,
+                        to: alloy_primitives::TxKind::Call(Address::repeat_byte(0xbb)),
+                        value: alloy_primitives::U256::from(5),
+                        access_list: Default::default(),
+                        input: Bytes::new(),
+                    },
+                    alloy_primitives::Signature::new(
+                        alloy_primitives::U256::ZERO,
+                        alloy_primitives::U256::ZERO,
+                        false,
+                    ),
+                )),
             }),
         ];
         for tx in txs {

@@ -766,3 +766,72 @@ fn devnet_state_changes_re_execute_on_a_devnet_follower_and_are_refused_elsewher
         "{err}"
     );
 }
+
+#[test]
+fn impersonated_transactions_re_execute_on_a_devnet_follower_and_are_refused_elsewhere() {
+    let pin = bitcoin();
+    let mut spec = ChainSpec::devnet().expect("spec");
+    spec.dev_state = true;
+    let a = Chain::open(None, spec.clone()).expect("devnet");
+    let b = Chain::open(None, spec.clone()).expect("devnet follower");
+    spec.dev_state = false;
+    let c = Chain::open(None, spec).expect("a chain that takes none");
+    // A funded dev account nobody signs for here: the transaction carries no real signature.
+    let whale = dev_accounts(DEV_MNEMONIC, 1).expect("accounts")[0].address;
+    let to = Address::repeat_byte(0x44);
+    let inner = TxEip1559 {
+        chain_id: a.spec().chain_id,
+        nonce: 0,
+        gas_limit: 21_000,
+        max_fee_per_gas: 100_000_000_000,
+        max_priority_fee_per_gas: 1,
+        to: TxKind::Call(to),
+        value: U256::from(777u64),
+        access_list: Default::default(),
+        input: Bytes::new(),
+    }
+    .into_signed(alloy_primitives::Signature::new(
+        U256::ZERO,
+        U256::ZERO,
+        false,
+    ));
+    let imp = SignedTx::recover(L2Tx::Impersonated(hemi_chain::ImpersonatedTx {
+        from: whale,
+        tx: TxEnvelope::Eip1559(inner),
+    }))
+    .expect("recover");
+    assert_eq!(imp.sender, whale);
+    let built = a
+        .build_block(
+            &pin,
+            &attrs(&pin),
+            vec![imp.clone()],
+            1_000,
+            &TestSealer(SEQUENCER),
+        )
+        .expect("build");
+    assert!(built.rejected.is_empty(), "{:?}", built.rejected);
+    let block = block_of(&a, 1);
+    assert_eq!(block.txs[1].hash(), imp.hash);
+    let seq = SequencerAddress(sequencer_address());
+    b.import_block(&block, &seq, &resolver(&pin))
+        .expect("a devnet follower takes it");
+    assert_eq!(a.head(), b.head(), "same roots");
+    let state = b.state_at(1).expect("state");
+    assert_eq!(
+        state.account(&to).expect("read").expect("account").balance,
+        U256::from(777u64)
+    );
+    assert_eq!(
+        state.account(&whale).expect("read").expect("whale").nonce,
+        1
+    );
+    let err = c
+        .import_block(&block, &seq, &resolver(&pin))
+        .expect_err("refused where the spec takes none");
+    assert!(
+        err.to_string()
+            .contains("impersonated transactions: this chain takes none"),
+        "{err}"
+    );
+}

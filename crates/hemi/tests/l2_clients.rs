@@ -96,6 +96,11 @@ async fn ethereum_clients_hvm_contracts_and_a_follower_on_real_bitcoin_core() ->
     // geth's tracing API: the same traces as anvil's for the same transactions.
     let traced = node_script(&hemi, "trace.mjs", &[])?;
     assert_eq!(traced["ok"], true, "{traced}");
+    // viem and forge (create and script --broadcast, solc-js standing in for solc) unchanged.
+    let viem = node_script(&hemi, "viem.mjs", &[])?;
+    assert_eq!(viem["ok"], true, "{viem}");
+    let forge = node_script(&hemi, "forge.mjs", &[])?;
+    assert_eq!(forge["ok"], true, "{forge}");
     // Otterscan's ots_ namespace: the same answers as anvil's for the same transactions.
     let ots = node_script(&hemi, "ots.mjs", &[])?;
     assert_eq!(ots["ok"], true, "{ots}");
@@ -327,6 +332,10 @@ async fn ethereum_clients_hvm_contracts_and_a_follower_on_real_bitcoin_core() ->
     let state = node_script(&hemi, "anvil-state.mjs", &[])?;
     assert_eq!(state["ok"], true, "{state}");
     assert_eq!(state["nonce"], 32, "{state}");
+    // Impersonation behaves as anvil's; its 0x79 transactions the follower re-executes.
+    let impersonated = node_script(&hemi, "anvil-impersonate.mjs", &[])?;
+    assert_eq!(impersonated["ok"], true, "{impersonated}");
+    assert_eq!(impersonated["status"], "0x1", "{impersonated}");
     let tools = node_script(&hemi, "anvil-tools.mjs", &[])?;
     assert_eq!(tools["ok"], true, "{tools}");
     let head = hex_u64(&hemi.call("eth_blockNumber", json!([])).await?);

@@ -1101,9 +1101,15 @@ async fn equivocation_settled_by_bitcoin(extra: &[&str]) -> anyhow::Result<()> {
     })
     .await
     .with_context(|| tail(&f.log_text(), 40))?;
-    let balance = f
-        .call("eth_getBalance", json!([format!("{to:?}"), "latest"]))
-        .await?;
+    // The follower may have switched at block k before taking B's block with the transfer.
+    let balance = wait_for(30, "B's transfer in the follower's state", || async {
+        let b = f
+            .call("eth_getBalance", json!([format!("{to:?}"), "latest"]))
+            .await
+            .ok()?;
+        (b != "0x0").then_some(b)
+    })
+    .await?;
     assert_eq!(
         balance, "0x1",
         "B's transfer is in the follower's state, C's is not"

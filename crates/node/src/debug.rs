@@ -81,7 +81,10 @@ impl DebugContext {
             .ok_or_else(|| failed(format!("block #{number} not found")))?;
         let mut out = Vec::new();
         for (i, tx) in block.txs.iter().enumerate() {
-            if !matches!(tx.tx, hemi_chain::L2Tx::Eth(_)) {
+            if !matches!(
+                tx.tx,
+                hemi_chain::L2Tx::Eth(_) | hemi_chain::L2Tx::Impersonated(_)
+            ) {
                 continue;
             }
             let result = self.trace_tx(number, i, opts.clone())?;

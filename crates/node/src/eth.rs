@@ -118,6 +118,17 @@ impl NodeBackend {
         }
     }
 
+    /// The devnet's sequencer, for impersonation (refused where the chain takes no devnet
+    /// transactions).
+    fn impersonator(&self) -> BackendResult<&Arc<Sequencer>> {
+        match &self.sequencer {
+            Some(seq) if self.chain.spec().dev_state => Ok(seq),
+            _ => Err(BackendError::Execution(
+                "only a regtest devnet impersonates accounts".into(),
+            )),
+        }
+    }
+
     fn tx_json(&self, block: Option<&StoredBlock>, index: usize, tx: &SignedTx) -> Value {
         let base_fee = block.and_then(|b| b.header.base_fee_per_gas);
         match &tx.tx {
@@ -134,6 +145,24 @@ impl NodeBackend {
                     block_timestamp: block.map(|b| b.header.timestamp),
                 };
                 serde_json::to_value(rpc).unwrap_or(Value::Null)
+            }
+            // As anvil shows an impersonated transaction: its own type and fields, from the
+            // impersonated account; the hash is the 0x79 transaction's.
+            L2Tx::Impersonated(imp) => {
+                let rpc = alloy_rpc_types_eth::Transaction {
+                    inner: alloy_consensus::transaction::Recovered::new_unchecked(
+                        imp.tx.clone(),
+                        tx.sender,
+                    ),
+                    block_hash: block.map(|b| b.hash),
+                    block_number: block.map(|b| b.header.number),
+                    transaction_index: block.map(|_| index as u64),
+                    effective_gas_price: block.map(|_| imp.tx.effective_gas_price(base_fee)),
+                    block_timestamp: block.map(|b| b.header.timestamp),
+                };
+                let mut v = serde_json::to_value(rpc).unwrap_or(Value::Null);
+                v["hash"] = json!(tx.hash);
+                v
             }
             L2Tx::BtcAttributes(sys) => json!({
                 "type": "0x7c",
@@ -247,7 +276,7 @@ impl NodeBackend {
             })
             .collect();
         let (to, price) = match &tx.tx {
-            L2Tx::Eth(env) => (
+            L2Tx::Eth(env) | L2Tx::Impersonated(hemi_chain::ImpersonatedTx { tx: env, .. }) => (
                 env.kind().to().copied(),
                 env.effective_gas_price(block.header.base_fee_per_gas),
             ),
@@ -527,10 +556,16 @@ impl EthBackend for NodeBackend {
         let from = req
             .from
             .ok_or_else(|| BackendError::InvalidParams("from is required".into()))?;
-        let Some(secret) = self.dev_keys.get(&from).copied() else {
+        let secret = self.dev_keys.get(&from).copied();
+        let impersonated = secret.is_none()
+            && self
+                .sequencer
+                .as_ref()
+                .is_some_and(|s| s.is_impersonated(&from));
+        if secret.is_none() && !impersonated {
             // geth's words for an account it holds no key of.
             return Err(BackendError::Execution("unknown account".into()));
-        };
+        }
         let chain_id = self.chain.spec().chain_id;
         let nonce = match req.nonce {
             Some(n) => n,
@@ -544,9 +579,15 @@ impl EthBackend for NodeBackend {
         let value = req.value.unwrap_or_default();
         let input = req.input.input().cloned().unwrap_or_default();
         let base_fee = u128::from(self.next_base_fee()?);
-        let sign = |hash: B256| {
-            alloy_consensus::crypto::secp256k1::sign_message(secret, hash)
-                .map_err(|e| BackendError::Execution(format!("signing: {e}")))
+        let sign = |hash: B256| match secret {
+            Some(secret) => alloy_consensus::crypto::secp256k1::sign_message(secret, hash)
+                .map_err(|e| BackendError::Execution(format!("signing: {e}"))),
+            // An impersonated account's transaction carries no signature of its own.
+            None => Ok(alloy_primitives::Signature::new(
+                U256::ZERO,
+                U256::ZERO,
+                false,
+            )),
         };
         let envelope: alloy_consensus::TxEnvelope = match req.gas_price {
             Some(gas_price) => {
@@ -585,6 +626,18 @@ impl EthBackend for NodeBackend {
                 tx.into_signed(sig).into()
             }
         };
+        if impersonated {
+            let seq = self.impersonator()?;
+            return seq
+                .send_impersonated(hemi_chain::ImpersonatedTx { from, tx: envelope })
+                .map_err(|e| match e {
+                    ChainError::Call(m) => BackendError::TxRejected(m),
+                    ChainError::InvalidBlock(hemi_chain::BlockError::DevState(m)) => {
+                        BackendError::InvalidParams(m)
+                    }
+                    other => chain_err(other),
+                });
+        }
         self.send_raw_transaction(Bytes::from(L2Tx::Eth(envelope).encoded_2718()))
     }
 
@@ -676,7 +729,8 @@ impl EthBackend for NodeBackend {
                     .iter()
                     .enumerate()
                     .filter_map(|(i, t)| match &t.tx {
-                        L2Tx::Eth(env) => Some((
+                        L2Tx::Eth(env)
+                        | L2Tx::Impersonated(hemi_chain::ImpersonatedTx { tx: env, .. }) => Some((
                             env.effective_tip_per_gas(base).unwrap_or_default(),
                             gas_used_by(receipts, i),
                         )),
@@ -880,6 +934,16 @@ impl EthBackend for NodeBackend {
                 }
                 other => chain_err(other),
             })
+    }
+
+    fn impersonate(&self, address: alloy_primitives::Address, on: bool) -> BackendResult<()> {
+        self.impersonator()?.impersonate(address, on);
+        Ok(())
+    }
+
+    fn auto_impersonate(&self, on: bool) -> BackendResult<()> {
+        self.impersonator()?.auto_impersonate(on);
+        Ok(())
     }
 
     fn snapshot(&self) -> BackendResult<u64> {

@@ -196,8 +196,10 @@ impl OtsContext {
     /// Whether user transaction `tx` of a block involves `who` directly: sent by it, sent to
     /// it, or creating it.
     fn involves(tx: &hemi_chain::SignedTx, who: Address) -> bool {
-        let L2Tx::Eth(env) = &tx.tx else {
-            return false;
+        let env = match &tx.tx {
+            L2Tx::Eth(env) => env,
+            L2Tx::Impersonated(imp) => &imp.tx,
+            _ => return false,
         };
         if tx.sender == who {
             return true;
@@ -525,7 +527,12 @@ pub(crate) fn ots_module(ctx: OtsContext) -> anyhow::Result<jsonrpsee::RpcModule
             Ok(block
                 .and_then(|b| {
                     b.txs.into_iter().find(|t| {
-                        t.sender == who && matches!(&t.tx, L2Tx::Eth(e) if e.nonce() == nonce)
+                        t.sender == who
+                            && match &t.tx {
+                                L2Tx::Eth(e) => e.nonce() == nonce,
+                                L2Tx::Impersonated(i) => i.tx.nonce() == nonce,
+                                _ => false,
+                            }
                     })
                 })
                 .map_or(Value::Null, |t| json!(t.hash)))

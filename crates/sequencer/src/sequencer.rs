@@ -66,6 +66,10 @@ pub struct Sequencer {
     snapshots: Mutex<(std::collections::BTreeMap<u64, u64>, u64)>,
     /// anvil's direct state changes waiting for the next block.
     dev_changes: Mutex<Vec<hemi_chain::dev::DevChange>>,
+    /// anvil's impersonated accounts, and whether every account is (`anvil_autoImpersonateAccount`).
+    impersonating: Mutex<(std::collections::HashSet<Address>, bool)>,
+    /// Impersonated transactions for the block being made now.
+    impersonated: Mutex<Vec<SignedTx>>,
     /// Hashes of proposed blocks found valid on the current head (a sequencer set).
     validated: Mutex<std::collections::HashSet<B256>>,
     blocks: broadcast::Sender<u64>,
@@ -138,6 +142,8 @@ impl Sequencer {
             produce: Mutex::new(()),
             snapshots: Mutex::new((std::collections::BTreeMap::new(), 0)),
             dev_changes: Mutex::new(Vec::new()),
+            impersonating: Mutex::new((std::collections::HashSet::new(), false)),
+            impersonated: Mutex::new(Vec::new()),
             validated: Mutex::new(std::collections::HashSet::new()),
             clock: Mutex::new(Clock::default()),
             blocks: broadcast::channel(1024).0,
@@ -274,6 +280,60 @@ impl Sequencer {
         Ok(self.produce()?.block.header.number)
     }
 
+    /// anvil's `anvil_impersonateAccount` (`on`) / `anvil_stopImpersonatingAccount`.
+    pub fn impersonate(&self, address: Address, on: bool) {
+        let mut i = self.impersonating.lock();
+        if on {
+            i.0.insert(address);
+        } else {
+            i.0.remove(&address);
+        }
+    }
+
+    /// anvil's `anvil_autoImpersonateAccount`: every account may send unsigned.
+    pub fn auto_impersonate(&self, on: bool) {
+        self.impersonating.lock().1 = on;
+    }
+
+    /// Whether `address` may send without a signature.
+    pub fn is_impersonated(&self, address: &Address) -> bool {
+        let i = self.impersonating.lock();
+        i.1 || i.0.contains(address)
+    }
+
+    /// Sends `tx` from its impersonated account in a block made now (a `0x79` transaction
+    /// followers re-execute; only a regtest devnet takes it). Returns its hash.
+    ///
+    /// # Errors
+    /// The account is not impersonated; the transaction is invalid (nonce, funds, gas: why
+    /// it was left out); the chain takes none; block production.
+    pub fn send_impersonated(&self, tx: hemi_chain::ImpersonatedTx) -> Result<B256, ChainError> {
+        if !self.is_impersonated(&tx.from) {
+            return Err(ChainError::Call(format!(
+                "{} is not impersonated (anvil_impersonateAccount)",
+                tx.from
+            )));
+        }
+        let stx = SignedTx::recover(L2Tx::Impersonated(tx))?;
+        let hash = stx.hash;
+        self.impersonated.lock().push(stx);
+        let built = self.produce();
+        // Never carried over to a later block.
+        self.impersonated.lock().retain(|t| t.hash != hash);
+        let built = built?;
+        // In this block, or in one the block timer made meanwhile.
+        if self.chain.tx_location(&hash)?.is_some() {
+            return Ok(hash);
+        }
+        match built.rejected.iter().find(|(h, _)| *h == hash) {
+            Some((_, why)) => Err(ChainError::Call(why.clone())),
+            None => Err(ChainError::Call(
+                "left out of the block (a nonce ahead of the account's, or over the block's gas limit)"
+                    .into(),
+            )),
+        }
+    }
+
     /// Builds, seals and commits the next block now.
     ///
     /// # Errors
@@ -285,7 +345,10 @@ impl Sequencer {
             ));
         }
         let _one = self.produce.lock();
-        let (pin, attrs, candidates, timestamp) = self.next_inputs()?;
+        let (pin, attrs, pooled, timestamp) = self.next_inputs()?;
+        // Impersonated transactions sent now go first.
+        let mut candidates = self.impersonated.lock().clone();
+        candidates.extend(pooled);
         let dev = std::mem::take(&mut *self.dev_changes.lock());
         let nonce_changed = dev.iter().any(|c| c.kind == 1);
         let built = match self.chain.build_block_with_dev(

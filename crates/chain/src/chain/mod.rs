@@ -203,6 +203,7 @@ pub fn gas_used_by(receipts: &[L2Receipt], index: usize) -> u64 {
 pub fn created_address(tx: &SignedTx) -> Option<Address> {
     match &tx.tx {
         L2Tx::Eth(env) if env.kind().is_create() => Some(tx.sender.create(env.nonce())),
+        L2Tx::Impersonated(i) if i.tx.kind().is_create() => Some(tx.sender.create(i.tx.nonce())),
         _ => None,
     }
 }

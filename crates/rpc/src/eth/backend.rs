@@ -217,6 +217,21 @@ pub trait EthBackend: Send + Sync + 'static {
             "only the devnet's sequencer changes state directly".into(),
         ))
     }
+    /// anvil's `anvil_impersonateAccount` (`on`) and `anvil_stopImpersonatingAccount`
+    /// (devnet only): `eth_sendTransaction` from `address` needs no key.
+    fn impersonate(&self, address: Address, on: bool) -> BackendResult<()> {
+        let _ = (address, on);
+        Err(BackendError::Execution(
+            "only the devnet's sequencer impersonates accounts".into(),
+        ))
+    }
+    /// anvil's `anvil_autoImpersonateAccount` (devnet only): every account is impersonated.
+    fn auto_impersonate(&self, on: bool) -> BackendResult<()> {
+        let _ = on;
+        Err(BackendError::Execution(
+            "only the devnet's sequencer impersonates accounts".into(),
+        ))
+    }
     /// anvil's `evm_snapshot`: the snapshot id (devnet only).
     fn snapshot(&self) -> BackendResult<u64> {
         Err(BackendError::Execution(

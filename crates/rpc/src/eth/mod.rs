@@ -711,6 +711,25 @@ fn register_misc(m: &mut RpcModule<EthContext>) -> Result<(), RegisterMethodErro
             Ok(json!(true))
         })?;
     }
+    for (name, on) in [
+        ("anvil_impersonateAccount", true),
+        ("hardhat_impersonateAccount", true),
+        ("anvil_stopImpersonatingAccount", false),
+        ("hardhat_stopImpersonatingAccount", false),
+    ] {
+        blocking(m, name, move |c, p| {
+            let a = Args::parse(p, 1)?;
+            let address: Address = a.req(0)?;
+            c.backend.impersonate(address, on).map_err(backend_error)?;
+            Ok(Value::Null)
+        })?;
+    }
+    blocking(m, "anvil_autoImpersonateAccount", |c, p| {
+        let a = Args::parse(p, 1)?;
+        let on: bool = a.req(0)?;
+        c.backend.auto_impersonate(on).map_err(backend_error)?;
+        Ok(Value::Null)
+    })?;
     for name in ["evm_snapshot", "anvil_snapshot"] {
         blocking(m, name, |c, _| {
             let id = c.backend.snapshot().map_err(backend_error)?;
