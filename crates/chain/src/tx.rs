@@ -68,14 +68,7 @@ impl BtcAttributesTx {
     }
 
     fn decode_rlp(buf: &mut &[u8]) -> alloy_rlp::Result<Self> {
-        let h = RlpHeader::decode(buf)?;
-        if !h.list {
-            return Err(alloy_rlp::Error::UnexpectedString);
-        }
-        if buf.len() < h.payload_length {
-            return Err(alloy_rlp::Error::InputTooShort);
-        }
-        let (mut body, rest) = buf.split_at(h.payload_length);
+        let (payload_length, mut body, rest) = split_list(buf)?;
         let to = if body.first() == Some(&alloy_rlp::EMPTY_STRING_CODE) {
             body = &body[1..];
             None
@@ -84,14 +77,34 @@ impl BtcAttributesTx {
         };
         let gas = u64::decode(&mut body)?;
         let data = Bytes::decode(&mut body)?;
-        if !body.is_empty() {
-            return Err(alloy_rlp::Error::ListLengthMismatch {
-                expected: h.payload_length,
-                got: h.payload_length - body.len(),
-            });
-        }
+        list_done(payload_length, body)?;
         *buf = rest;
         Ok(BtcAttributesTx { to, gas, data })
+    }
+}
+
+/// The RLP list at the front of `buf`: its payload length, its payload and what follows it.
+fn split_list<'a>(buf: &mut &'a [u8]) -> alloy_rlp::Result<(usize, &'a [u8], &'a [u8])> {
+    let h = RlpHeader::decode(buf)?;
+    if !h.list {
+        return Err(alloy_rlp::Error::UnexpectedString);
+    }
+    if buf.len() < h.payload_length {
+        return Err(alloy_rlp::Error::InputTooShort);
+    }
+    let (body, rest) = buf.split_at(h.payload_length);
+    Ok((h.payload_length, body, rest))
+}
+
+/// Fails when a list's payload was not read to its end (`left` is what remains).
+fn list_done(payload_length: usize, left: &[u8]) -> alloy_rlp::Result<()> {
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err(alloy_rlp::Error::ListLengthMismatch {
+            expected: payload_length,
+            got: payload_length - left.len(),
+        })
     }
 }
 
@@ -136,22 +149,10 @@ impl Encodable for ImpersonatedTx {
 
 impl Decodable for ImpersonatedTx {
     fn decode(buf: &mut &[u8]) -> alloy_rlp::Result<Self> {
-        let h = RlpHeader::decode(buf)?;
-        if !h.list {
-            return Err(alloy_rlp::Error::UnexpectedString);
-        }
-        if buf.len() < h.payload_length {
-            return Err(alloy_rlp::Error::InputTooShort);
-        }
-        let (mut body, rest) = buf.split_at(h.payload_length);
+        let (payload_length, mut body, rest) = split_list(buf)?;
         let from = Address::decode(&mut body)?;
         let inner = Bytes::decode(&mut body)?;
-        if !body.is_empty() {
-            return Err(alloy_rlp::Error::ListLengthMismatch {
-                expected: h.payload_length,
-                got: h.payload_length - body.len(),
-            });
-        }
+        list_done(payload_length, body)?;
         let mut b = &inner[..];
         let tx = TxEnvelope::decode_2718(&mut b)
             .map_err(|_| alloy_rlp::Error::Custom("impersonated: not an Ethereum transaction"))?;

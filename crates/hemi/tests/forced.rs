@@ -40,6 +40,42 @@ async fn forced_entry(hemi: &Hemi, hash: &str) -> anyhow::Result<Option<Value>> 
         .cloned())
 }
 
+/// Publishes a transfer of `value` signed by `key` through Bitcoin and mines its two
+/// confirmations; waits until `seq` is two blocks past its deadline. Its L2 hash and deadline.
+async fn force_past_deadline(
+    seq: &Hemi,
+    core: &BitcoinCore,
+    btc_key: &Key,
+    key: &str,
+    value: &str,
+) -> anyhow::Result<(String, u64)> {
+    let url = format!("http://{}", seq.rpc_addr);
+    let to = "0x000000000000000000000000000000000000F0Ce";
+    let raw = cast(&[
+        "mktx",
+        "--rpc-url",
+        &url,
+        "--private-key",
+        key,
+        to,
+        "--value",
+        value,
+    ])?;
+    let l2_hash = cast(&["keccak", &raw])?;
+    force_tx(seq, core, btc_key, &raw)?;
+    seq.call("hemi_mineBitcoin", json!([2])).await?;
+    let deadline = wait_for(60, "the window to open", || async {
+        forced_entry(seq, &l2_hash).await.ok().flatten()?["deadline"].as_u64()
+    })
+    .await?;
+    wait_for(60, "the sequencer to pass the deadline", || async {
+        (head_of(seq).await.ok()? > deadline + 2).then_some(())
+    })
+    .await
+    .with_context(|| tail(&seq.log_text(), 30))?;
+    Ok((l2_hash, deadline))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forced_inclusion_through_bitcoin() -> anyhow::Result<()> {
     let core = BitcoinCore::start().await?;
@@ -217,27 +253,7 @@ async fn forced_inclusion_through_bitcoin() -> anyhow::Result<()> {
     )
     .await?;
     let key2 = format!("0x{}", hex::encode(accounts[2].secret));
-    let raw = cast(&[
-        "mktx",
-        "--rpc-url",
-        &url,
-        "--private-key",
-        &key2,
-        to,
-        "--value",
-        "1gwei",
-    ])?;
-    let l2_hash = cast(&["keccak", &raw])?;
-    force_tx(&seq, &core, &btc_key, &raw)?;
-    seq.call("hemi_mineBitcoin", json!([2])).await?;
-    let deadline = wait_for(60, "the window to open", || async {
-        forced_entry(&seq, &l2_hash).await.ok().flatten()?["deadline"].as_u64()
-    })
-    .await?;
-    wait_for(60, "the sequencer to pass the deadline", || async {
-        (head_of(&seq).await.ok()? > deadline + 2).then_some(())
-    })
-    .await?;
+    let (l2_hash, deadline) = force_past_deadline(&seq, &core, &btc_key, &key2, "1gwei").await?;
     let log = wait_for(30, "the follower to refuse the deadline block", || async {
         let log = follower.log_text();
         log.contains("leaves out forced transaction").then_some(log)
@@ -285,28 +301,7 @@ async fn forced_inclusion_through_bitcoin() -> anyhow::Result<()> {
         followers.push(Hemi::start(&fargs, dir3.path()).await?);
     }
     let key2 = format!("0x{}", hex::encode(accounts[2].secret));
-    let raw = cast(&[
-        "mktx",
-        "--rpc-url",
-        &url,
-        "--private-key",
-        &key2,
-        to,
-        "--value",
-        "2gwei",
-    ])?;
-    let l2_hash = cast(&["keccak", &raw])?;
-    force_tx(&seq, &core, &btc_key, &raw)?;
-    seq.call("hemi_mineBitcoin", json!([2])).await?;
-    let deadline = wait_for(60, "the window to open under the set", || async {
-        forced_entry(&seq, &l2_hash).await.ok().flatten()?["deadline"].as_u64()
-    })
-    .await?;
-    wait_for(60, "the set to decide past the deadline", || async {
-        (head_of(&seq).await.ok()? > deadline + 2).then_some(())
-    })
-    .await
-    .with_context(|| tail(&seq.log_text(), 30))?;
+    let (l2_hash, deadline) = force_past_deadline(&seq, &core, &btc_key, &key2, "2gwei").await?;
     let block = seq
         .call(
             "eth_getBlockByNumber",

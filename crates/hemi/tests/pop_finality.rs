@@ -974,16 +974,8 @@ async fn equivocation_settled_by_bitcoin(extra: &[&str]) -> anyhow::Result<()> {
         // Under a set, each branch's blocks after the fork carry a commit certificate of the
         // same four validators: three certified branches.
         use hemi_chain::SealVerifier as _;
-        let ss = a.call("hemi_getSequencerSet", json!([])).await?;
-        let mut set: Vec<alloy_primitives::Address> = ss["validators"]
-            .as_array()
-            .context("validators")?
-            .iter()
-            .map(|v| v["address"].as_str().unwrap_or_default().parse())
-            .collect::<Result<_, _>>()?;
-        set.sort();
-        assert_eq!(set.len(), 4, "{ss}");
-        let set = hemi_chain::ValidatorSet(set);
+        let set = common::sequencer_set(&a).await?;
+        assert_eq!(set.0.len(), 4);
         let chain_id = hemi_chain::ChainSpec::devnet()?.chain_id;
         for node in [&a, &b, &c] {
             for n in [n0 + 1, k] {

@@ -636,15 +636,8 @@ async fn devnet_with_four_sequencers_in_one_process() -> anyhow::Result<()> {
     let ss = dev.call("hemi_getSequencerSet", json!([])).await?;
     assert_eq!(ss["mode"], "bft");
     assert_eq!(ss["quorum"], 3);
-    let mut set: Vec<alloy_primitives::Address> = ss["validators"]
-        .as_array()
-        .context("validators")?
-        .iter()
-        .map(|v| v["address"].as_str().unwrap_or_default().parse())
-        .collect::<Result<_, _>>()?;
-    set.sort();
-    assert_eq!(set.len(), 4);
-    let set = ValidatorSet(set);
+    let set = common::sequencer_set(&dev).await?;
+    assert_eq!(set.0.len(), 4);
     let target = head_of(&dev).await? + 10;
     wait_for(60, "the follower to follow", || async {
         (head_of(&follower).await.ok()? >= target).then_some(())

@@ -83,6 +83,16 @@ fn param<T: serde::de::DeserializeOwned>(
         .ok_or_else(|| invalid(format!("expected {usage}")))
 }
 
+/// `ots_searchTransactions*`' `[address, blockNumber, pageSize]`.
+fn search_params(params: &Params<'_>) -> Result<(Address, u64, usize), ErrorObjectOwned> {
+    let usage = "[address, blockNumber, pageSize]";
+    let v = params_vec(params, usage)?;
+    let who: Address = param(&v, 0, usage)?;
+    let block = number_param(v.get(1), "blockNumber")?;
+    let size = (number_param(v.get(2), "pageSize")? as usize).clamp(1, MAX_PAGE);
+    Ok((who, block, size))
+}
+
 /// A block parameter as `eth_` takes it: a JSON number becomes hex, a tag or hex stays.
 fn block_param(v: Option<&Value>) -> Result<Value, ErrorObjectOwned> {
     match v {
@@ -447,11 +457,7 @@ pub(crate) fn ots_module(ctx: OtsContext) -> anyhow::Result<jsonrpsee::RpcModule
     m.register_async_method(
         "ots_searchTransactionsBefore",
         |params, ctx, _| async move {
-            let usage = "[address, blockNumber, pageSize]";
-            let v = params_vec(&params, usage)?;
-            let who: Address = param(&v, 0, usage)?;
-            let before = number_param(v.get(1), "blockNumber")?;
-            let size = (number_param(v.get(2), "pageSize")? as usize).clamp(1, MAX_PAGE);
+            let (who, before, size) = search_params(&params)?;
             let head = ctx.chain.head().0;
             // Blocks below `before` (0: from the head), newest first.
             let top = if before == 0 {
@@ -465,11 +471,7 @@ pub(crate) fn ots_module(ctx: OtsContext) -> anyhow::Result<jsonrpsee::RpcModule
         },
     )?;
     m.register_async_method("ots_searchTransactionsAfter", |params, ctx, _| async move {
-        let usage = "[address, blockNumber, pageSize]";
-        let v = params_vec(&params, usage)?;
-        let who: Address = param(&v, 0, usage)?;
-        let after = number_param(v.get(1), "blockNumber")?;
-        let size = (number_param(v.get(2), "pageSize")? as usize).clamp(1, MAX_PAGE);
+        let (who, after, size) = search_params(&params)?;
         let head = ctx.chain.head().0;
         // Blocks above `after` (0: from genesis), oldest first; answered newest first.
         let (mut hashes, reached_head) =

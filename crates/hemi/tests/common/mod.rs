@@ -345,3 +345,16 @@ impl hemi_net::NetApp for Evil {
         }
     }
 }
+
+/// The sequencer set a node reports (`hemi_getSequencerSet`), sorted as a chain spec names it.
+pub(crate) async fn sequencer_set(hemi: &Hemi) -> anyhow::Result<hemi_chain::ValidatorSet> {
+    let ss = hemi.call("hemi_getSequencerSet", json!([])).await?;
+    let mut set: Vec<alloy_primitives::Address> = ss["validators"]
+        .as_array()
+        .context("validators")?
+        .iter()
+        .map(|v| v["address"].as_str().unwrap_or_default().parse())
+        .collect::<Result<_, _>>()?;
+    set.sort();
+    Ok(hemi_chain::ValidatorSet(set))
+}
