@@ -4,14 +4,25 @@
 //!
 //! # Format (version 1)
 //!
-//! One Bitcoin output `OP_RETURN <push>…`, the pushes (each ≤ 520 bytes) concatenated:
+//! The data, in pushes of at most 520 bytes each, concatenated:
 //!
 //! ```text
 //! "HEMF" ‖ 0x01 ‖ chain_id (8 bytes, big-endian) ‖ EIP-2718 transaction
 //! ```
 //!
-//! Bitcoin Core relays OP_RETURN outputs of up to 100,000 bytes since v30, so every transaction
-//! up to that size fits (a 128 KiB L2 transaction at the pool's limit does not).
+//! It travels in one of two carriers ([`Carrier`]):
+//! - **an OP_RETURN output** `OP_RETURN <push>…` ([`forced_script`]). Bitcoin Core relays
+//!   OP_RETURN outputs of up to 100,000 bytes since v30; their bytes pay the full fee rate.
+//! - **a taproot script-path envelope** (as inscriptions carry data): a tapscript leaf with
+//!   `OP_0 OP_IF <push>… OP_ENDIF`, never executed, revealed by spending the output that commits
+//!   to the leaf ([`envelope_leaf`]). Witness bytes pay a quarter of the rate, so a large
+//!   transaction costs a commit and a reveal transaction but far less fee, and its size is
+//!   bounded only by Bitcoin's standard transaction weight (a 128 KiB L2 transaction at the
+//!   pool's limit fits). An input counts when its witness is a script-path spend of a tapscript
+//!   leaf (BIP-341's layout, leaf version 0xc0) that holds such an envelope.
+//!
+//! Within a Bitcoin transaction, envelopes in its inputs (input order, then envelope order
+//! within a leaf) come before its OP_RETURN outputs (output order).
 //!
 //! # The rule
 //!
@@ -32,8 +43,10 @@
 use std::sync::Arc;
 
 use alloy_primitives::B256;
-use bitcoin::blockdata::opcodes::all::OP_RETURN;
+use bitcoin::blockdata::opcodes::all::{OP_CHECKSIG, OP_ENDIF, OP_IF, OP_PUSHBYTES_0, OP_RETURN};
 use bitcoin::script::{Builder, Instruction, PushBytesBuf};
+use bitcoin::secp256k1::XOnlyPublicKey;
+use bitcoin::taproot::LeafVersion;
 use bitcoin::{BlockHash, Script, ScriptBuf, Txid};
 use hemi_btc_view::BitcoinView;
 use hemi_hvm::BitcoinPin;
@@ -65,11 +78,32 @@ pub struct ForcedInclusionParams {
     pub window: u64,
 }
 
+/// How a forced transaction is carried in its Bitcoin transaction (see the [module](self) docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carrier {
+    /// An OP_RETURN output.
+    OpReturn,
+    /// A taproot script-path envelope in an input's witness.
+    Taproot,
+}
+
+impl Carrier {
+    /// The name RPC answers use: `opReturn` or `taproot`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Carrier::OpReturn => "opReturn",
+            Carrier::Taproot => "taproot",
+        }
+    }
+}
+
 /// A forced transaction found in Bitcoin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForcedTx {
     /// The Bitcoin transaction that carries it.
     pub btc_txid: Txid,
+    /// How it is carried there.
+    pub carrier: Carrier,
     /// Its Bitcoin block's height.
     pub height: u32,
     /// Its Bitcoin block's hash.
@@ -80,21 +114,40 @@ pub struct ForcedTx {
     pub hash: B256,
 }
 
-/// The OP_RETURN script that publishes `raw_tx` (EIP-2718 bytes) for chain `chain_id`.
-pub fn forced_script(chain_id: u64, raw_tx: &[u8]) -> ScriptBuf {
+/// The data both carriers hold: tag, version, chain id, transaction.
+fn forced_data(chain_id: u64, raw_tx: &[u8]) -> Vec<u8> {
     let mut data = Vec::with_capacity(13 + raw_tx.len());
     data.extend_from_slice(FORCED_TAG);
     data.push(FORCED_VERSION);
     data.extend_from_slice(&chain_id.to_be_bytes());
     data.extend_from_slice(raw_tx);
-    let mut b = Builder::new().push_opcode(OP_RETURN);
+    data
+}
+
+/// Appends `data` to `b` in pushes of at most [`MAX_PUSH`] bytes.
+fn push_chunks(mut b: Builder, data: &[u8]) -> Builder {
     for chunk in data.chunks(MAX_PUSH) {
         let mut push = PushBytesBuf::new();
         // A chunk is at most 520 bytes: always a valid push.
         let _ = push.extend_from_slice(chunk);
         b = b.push_slice(push);
     }
-    b.into_script()
+    b
+}
+
+/// Chain id and transaction bytes of `data`; `None` unless it starts with the tag and version 1.
+fn parse_forced_data(data: &[u8]) -> Option<(u64, Vec<u8>)> {
+    if data.len() < 13 || &data[..4] != FORCED_TAG || data[4] != FORCED_VERSION {
+        return None;
+    }
+    let chain_id = u64::from_be_bytes(data[5..13].try_into().ok()?);
+    Some((chain_id, data[13..].to_vec()))
+}
+
+/// The OP_RETURN script that publishes `raw_tx` (EIP-2718 bytes) for chain `chain_id`.
+pub fn forced_script(chain_id: u64, raw_tx: &[u8]) -> ScriptBuf {
+    let b = Builder::new().push_opcode(OP_RETURN);
+    push_chunks(b, &forced_data(chain_id, raw_tx)).into_script()
 }
 
 /// Reads a forced transaction's chain id and raw bytes from an output script; `None` unless it
@@ -112,11 +165,62 @@ pub fn decode_forced_script(script: &Script) -> Option<(u64, Vec<u8>)> {
             Instruction::Op(_) => return None,
         }
     }
-    if data.len() < 13 || &data[..4] != FORCED_TAG || data[4] != FORCED_VERSION {
-        return None;
+    parse_forced_data(&data)
+}
+
+/// The tapscript leaf that publishes `raw_tx` for chain `chain_id` in a taproot envelope:
+/// `<key> OP_CHECKSIG OP_0 OP_IF <push>… OP_ENDIF`, spendable only by `key`'s signature (so no
+/// one else can spend the commit output and publish something else in its place).
+pub fn envelope_leaf(key: &XOnlyPublicKey, chain_id: u64, raw_tx: &[u8]) -> ScriptBuf {
+    let b = Builder::new()
+        .push_x_only_key(key)
+        .push_opcode(OP_CHECKSIG)
+        .push_opcode(OP_PUSHBYTES_0)
+        .push_opcode(OP_IF);
+    push_chunks(b, &forced_data(chain_id, raw_tx))
+        .push_opcode(OP_ENDIF)
+        .into_script()
+}
+
+/// Every forced transaction's chain id and raw bytes in a tapscript leaf, in order: each
+/// `OP_0 OP_IF <push>… OP_ENDIF` whose pushes are the tag and version 1 (a non-push before
+/// `OP_ENDIF` voids that envelope). Bytes that do not parse as a script end the scan.
+pub fn decode_envelopes(script: &Script) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut prev_empty_push = false;
+    let mut ins = script.instructions();
+    while let Some(Ok(i)) = ins.next() {
+        let opens = prev_empty_push && matches!(i, Instruction::Op(op) if op == OP_IF);
+        prev_empty_push = matches!(i, Instruction::PushBytes(p) if p.is_empty());
+        if !opens {
+            continue;
+        }
+        let mut data = Vec::new();
+        let mut closed = false;
+        for i in ins.by_ref() {
+            match i {
+                Ok(Instruction::PushBytes(p)) => data.extend_from_slice(p.as_bytes()),
+                Ok(Instruction::Op(op)) if op == OP_ENDIF => {
+                    closed = true;
+                    break;
+                }
+                _ => break,
+            }
+        }
+        if closed {
+            out.extend(parse_forced_data(&data));
+        }
     }
-    let chain_id = u64::from_be_bytes(data[5..13].try_into().ok()?);
-    Some((chain_id, data[13..].to_vec()))
+    out
+}
+
+/// The tapscript leaf an input's witness reveals, if it is a script-path spend of leaf version
+/// 0xc0 with a control block of BIP-341's shape.
+fn revealed_leaf(witness: &bitcoin::Witness) -> Option<&Script> {
+    let leaf = witness.taproot_leaf_script()?;
+    let control = witness.taproot_control_block()?;
+    let shaped = control.len() >= 33 && (control.len() - 33) % 32 == 0;
+    (shaped && leaf.version == LeafVersion::TapScript).then_some(leaf.script)
 }
 
 /// The forced transactions for chain `chain_id` in Bitcoin block `hash` (height `height`), in
@@ -148,10 +252,17 @@ pub fn forced_in(
         })?;
     let mut found = Vec::new();
     for tx in &txs {
-        for out in &tx.output {
-            let Some((id, raw)) = decode_forced_script(&out.script_pubkey) else {
-                continue;
-            };
+        let revealed = tx
+            .input
+            .iter()
+            .filter_map(|i| revealed_leaf(&i.witness))
+            // Cheap test first: most leaves hold no tag at all.
+            .filter(|s| s.as_bytes().windows(4).any(|w| w == FORCED_TAG))
+            .flat_map(|s| decode_envelopes(s).into_iter().map(|d| (Carrier::Taproot, d)));
+        let outputs = tx.output.iter().filter_map(|out| {
+            decode_forced_script(&out.script_pubkey).map(|d| (Carrier::OpReturn, d))
+        });
+        for (carrier, (id, raw)) in revealed.chain(outputs) {
             if id != chain_id {
                 continue;
             }
@@ -167,6 +278,7 @@ pub fn forced_in(
             }
             found.push(ForcedTx {
                 btc_txid: tx.compute_txid(),
+                carrier,
                 height,
                 block: hash,
                 hash: l2.hash(),
@@ -368,5 +480,84 @@ mod tests {
             decode_forced_script(Script::from_bytes(&[0x6a, 0x4d])),
             None
         );
+    }
+
+    #[test]
+    fn envelope_round_trip_and_refusals() {
+        let secp = bitcoin::secp256k1::Secp256k1::new();
+        let sk = bitcoin::secp256k1::SecretKey::from_slice(&[0x22; 32]).expect("key");
+        let key = sk.x_only_public_key(&secp).0;
+        for len in [0usize, 1, 507, 508, 1_500, 131_072] {
+            let raw: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let leaf = envelope_leaf(&key, 43111, &raw);
+            assert_eq!(decode_envelopes(&leaf), vec![(43111, raw)]);
+        }
+        // Two envelopes in one leaf, in order; a non-push inside voids only its own.
+        let a = envelope_leaf(&key, 1, b"first").to_bytes();
+        let b = envelope_leaf(&key, 1, b"second").to_bytes();
+        let two = [a.clone(), b[34..].to_vec()].concat();
+        assert_eq!(
+            decode_envelopes(Script::from_bytes(&two)),
+            vec![(1, b"first".to_vec()), (1, b"second".to_vec())]
+        );
+        let mut broken = a.clone();
+        let endif = broken.len() - 1;
+        broken.insert(endif, 0x75); // OP_DROP before OP_ENDIF
+        let with_broken = [broken, b[34..].to_vec()].concat();
+        assert_eq!(
+            decode_envelopes(Script::from_bytes(&with_broken)),
+            vec![(1, b"second".to_vec())]
+        );
+        // Unclosed, not opened by OP_0, another tag: nothing.
+        assert!(decode_envelopes(Script::from_bytes(&a[..a.len() - 1])).is_empty());
+        let mut opened_by_1 = a.clone();
+        opened_by_1[34] = 0x51;
+        assert!(decode_envelopes(Script::from_bytes(&opened_by_1)).is_empty());
+        let mut tag = a.clone();
+        tag[38] = b'X';
+        assert!(decode_envelopes(Script::from_bytes(&tag)).is_empty());
+        // Truncated mid-push: no panic, nothing.
+        assert!(decode_envelopes(Script::from_bytes(&a[..40])).is_empty());
+    }
+
+    #[test]
+    fn only_a_tapscript_spend_reveals_its_leaf() {
+        let secp = bitcoin::secp256k1::Secp256k1::new();
+        let sk = bitcoin::secp256k1::SecretKey::from_slice(&[0x11; 32]).expect("key");
+        let key = sk.x_only_public_key(&secp).0;
+        let leaf = envelope_leaf(&key, 7, b"tx");
+        let info = bitcoin::taproot::TaprootBuilder::new()
+            .add_leaf(0, leaf.clone())
+            .expect("leaf")
+            .finalize(&secp, key)
+            .expect("tree");
+        let control = info
+            .control_block(&(leaf.clone(), LeafVersion::TapScript))
+            .expect("control block")
+            .serialize();
+        let spend =
+            bitcoin::Witness::from_slice(&[vec![0u8; 64], leaf.to_bytes(), control.clone()]);
+        assert_eq!(revealed_leaf(&spend), Some(leaf.as_script()));
+        // With an annex too.
+        let annexed = bitcoin::Witness::from_slice(&[
+            vec![0u8; 64],
+            leaf.to_bytes(),
+            control.clone(),
+            vec![0x50, 1],
+        ]);
+        assert_eq!(revealed_leaf(&annexed), Some(leaf.as_script()));
+        // Key-path spend, a control block of the wrong shape, another leaf version: none.
+        assert_eq!(
+            revealed_leaf(&bitcoin::Witness::from_slice(&[vec![0u8; 64]])),
+            None
+        );
+        let mut short = control.clone();
+        short.pop();
+        let bad = bitcoin::Witness::from_slice(&[vec![0u8; 64], leaf.to_bytes(), short]);
+        assert_eq!(revealed_leaf(&bad), None);
+        let mut other = control;
+        other[0] = (other[0] & 1) | 0xc2;
+        let other = bitcoin::Witness::from_slice(&[vec![0u8; 64], leaf.to_bytes(), other]);
+        assert_eq!(revealed_leaf(&other), None);
     }
 }

@@ -1,16 +1,34 @@
-//! `hemi force-tx`: publishes a signed L2 transaction in Bitcoin (an OP_RETURN output, see
-//! `hemi_chain::forced`) so the sequencers must include it within the forced-inclusion window
-//! once Bitcoin has confirmed it — the way around a sequencer that ignores you.
+//! `hemi force-tx`: publishes a signed L2 transaction in Bitcoin (an OP_RETURN output or a
+//! taproot script-path envelope, see `hemi_chain::forced`) so the sequencers must include it
+//! within the forced-inclusion window once Bitcoin has confirmed it — the way around a sequencer
+//! that ignores you.
 
 use anyhow::{bail, Context};
-use bitcoin::{Amount, TxOut};
-use clap::Args;
-use hemi_btc_wallet::{build_payment, select_largest_first};
-use hemi_chain::forced::forced_script;
+use bitcoin::{Amount, Transaction, TxOut};
+use clap::{Args, ValueEnum};
+use hemi_btc_wallet::{build_payment, select_largest_first, Envelope, Key, KeyKind};
+use hemi_chain::forced::{envelope_leaf, forced_script};
 use hemi_chain::L2Tx;
 use serde_json::json;
 
 use crate::deposit::KeyArgs;
+
+/// Bitcoin Core's default `-datacarriersize` (v30+): the most OP_RETURN bytes a transaction
+/// may carry and still relay.
+const OP_RETURN_RELAY_LIMIT: usize = 100_000;
+
+/// How `hemi force-tx` carries the transaction in Bitcoin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CarrierArg {
+    /// An OP_RETURN output when it fits Bitcoin Core's relay limit and costs less; otherwise a
+    /// taproot envelope.
+    Auto,
+    /// One transaction with an OP_RETURN output (its bytes pay the full fee rate).
+    OpReturn,
+    /// A commit and a reveal transaction; the data is in the reveal's witness (a quarter of the
+    /// fee rate per byte).
+    Taproot,
+}
 
 /// `hemi force-tx` flags.
 #[derive(Debug, Args)]
@@ -24,6 +42,42 @@ pub(crate) struct ForceTxArgs {
     /// The hemi node whose Bitcoin index funds the transaction and whose chain id is used.
     #[arg(long, env = "HEMI_L2_RPC", default_value = "http://127.0.0.1:8545")]
     pub rpc_url: String,
+    /// How to carry it: `auto` takes the cheaper of the two that relay.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub carrier: CarrierArg,
+}
+
+/// The Bitcoin transactions that publish the forced transaction, in broadcast order (the last
+/// one carries it).
+fn op_return_route(
+    key: &Key,
+    kind: KeyKind,
+    utxos: &[(bitcoin::OutPoint, TxOut)],
+    chain_id: u64,
+    raw: &[u8],
+    fee_rate: f64,
+) -> anyhow::Result<Vec<Transaction>> {
+    let outputs = vec![TxOut {
+        value: Amount::ZERO,
+        script_pubkey: forced_script(chain_id, raw),
+    }];
+    Ok(vec![build_payment(key, kind, utxos, outputs, fee_rate)?])
+}
+
+/// A commit paying the envelope's output, and the reveal that spends it by the leaf.
+fn taproot_route(
+    key: &Key,
+    kind: KeyKind,
+    utxos: &[(bitcoin::OutPoint, TxOut)],
+    chain_id: u64,
+    raw: &[u8],
+    fee_rate: f64,
+) -> anyhow::Result<Vec<Transaction>> {
+    let envelope = Envelope::new(key, envelope_leaf(&key.x_only(), chain_id, raw))?;
+    let commit_out = envelope.commit_output(key, kind, fee_rate)?;
+    let commit = build_payment(key, kind, utxos, vec![commit_out], fee_rate)?;
+    let reveal = envelope.reveal(key, kind, &commit, 0, fee_rate)?;
+    Ok(vec![commit, reveal])
 }
 
 /// Runs `hemi force-tx`.
@@ -46,7 +100,8 @@ pub(crate) async fn run(args: ForceTxArgs) -> anyhow::Result<()> {
     let params = &status["forcedInclusion"];
     let from = key.address(kind, network);
     let utxos = crate::deposit::spendable_utxos(&args.rpc_url, &from).await?;
-    // OP_RETURN bytes count in full (no witness discount), plus inputs and change.
+    let fee_rate = args.key.fee_rate as f64;
+    // Enough for the larger route: the data at the full rate, plus inputs and change.
     let fee = Amount::from_sat(args.key.fee_rate * (raw.len() as u64 + 400));
     let chosen = select_largest_first(utxos, fee);
     if chosen.is_empty() {
@@ -55,29 +110,73 @@ pub(crate) async fn run(args: ForceTxArgs) -> anyhow::Result<()> {
             args.rpc_url
         );
     }
-    let outputs = vec![TxOut {
-        value: Amount::ZERO,
-        script_pubkey: forced_script(chain_id, &raw),
-    }];
-    let btc = build_payment(&key, kind, &chosen, outputs, args.key.fee_rate as f64)
-        .with_context(|| format!("paying the Bitcoin fee from {from}"))?;
-    let txid = btc.compute_txid();
+    let paying = || format!("paying the Bitcoin fee from {from}");
+    let fits = forced_script(chain_id, &raw).len() <= OP_RETURN_RELAY_LIMIT;
+    let txs = match args.carrier {
+        CarrierArg::OpReturn => {
+            if !fits {
+                bail!(
+                    "a {}-byte transaction does not fit an OP_RETURN that relays (at most {OP_RETURN_RELAY_LIMIT} bytes): use --carrier taproot",
+                    raw.len()
+                );
+            }
+            op_return_route(&key, kind, &chosen, chain_id, &raw, fee_rate).with_context(paying)?
+        }
+        CarrierArg::Taproot => {
+            taproot_route(&key, kind, &chosen, chain_id, &raw, fee_rate).with_context(paying)?
+        }
+        CarrierArg::Auto => {
+            let envelope = taproot_route(&key, kind, &chosen, chain_id, &raw, fee_rate)
+                .with_context(paying)?;
+            let vsize = |txs: &[Transaction]| txs.iter().map(|t| t.vsize()).sum::<usize>();
+            match fits
+                .then(|| op_return_route(&key, kind, &chosen, chain_id, &raw, fee_rate))
+                .transpose()
+                .with_context(paying)?
+            {
+                Some(op) if vsize(&op) <= vsize(&envelope) => op,
+                _ => envelope,
+            }
+        }
+    };
+    let carrier = if txs.len() == 1 {
+        "an OP_RETURN output"
+    } else {
+        "a taproot envelope"
+    };
+    let Some(last) = txs.last() else {
+        bail!("no Bitcoin transaction built");
+    };
+    let txid = last.compute_txid();
     match crate::deposit::bitcoin_rpc(&args.key)? {
         Some(rpc) => {
-            rpc.send_raw_transaction(&btc)
-                .await
-                .map_err(|e| anyhow::anyhow!("Bitcoin node refused the transaction: {e}"))?;
+            for tx in &txs {
+                rpc.send_raw_transaction(tx).await.map_err(|e| {
+                    anyhow::anyhow!(
+                        "Bitcoin node refused transaction {}: {e}",
+                        tx.compute_txid()
+                    )
+                })?;
+            }
             println!("{txid}");
         }
         None => {
-            println!("{}", bitcoin::consensus::encode::serialize_hex(&btc));
-            eprintln!("signed, not sent (no --bitcoin-rpc): broadcast with `bitcoin-cli sendrawtransaction`");
+            for tx in &txs {
+                println!("{}", bitcoin::consensus::encode::serialize_hex(tx));
+            }
+            eprintln!("signed, not sent (no --bitcoin-rpc): broadcast each line, in order, with `bitcoin-cli sendrawtransaction`");
         }
     }
+    if txs.len() == 2 {
+        eprintln!(
+            "commit transaction {} pays the envelope that {txid} reveals",
+            txs[0].compute_txid()
+        );
+    }
     eprintln!(
-        "L2 transaction {} from {sender} published in Bitcoin transaction {txid} ({} vB)",
+        "L2 transaction {} from {sender} published in {carrier} of Bitcoin transaction {txid} ({} vB in all)",
         tx.hash(),
-        btc.vsize()
+        txs.iter().map(|t| t.vsize()).sum::<usize>()
     );
     eprintln!(
         "  due once {} Bitcoin blocks confirm it; included within {} L2 blocks after that",

@@ -1,6 +1,7 @@
 //! Forced inclusion through Bitcoin, end to end against Bitcoin Core: a sequencer that censors
 //! a sender (test flag `--censor`) must still include the sender's transaction once it is
-//! published in Bitcoin (`hemi force-tx`) and confirmed, by the window's deadline; a sequencer
+//! published in Bitcoin (`hemi force-tx`, in an OP_RETURN or, for a large one, a taproot
+//! envelope) and confirmed, by the window's deadline; a sequencer
 //! that leaves a due forced transaction out (test flag `--skip-forced-txs`) makes blocks its
 //! follower refuses, and so does a sequencer *set* (`--sequencers 4`) whose validators all
 //! leave it out: every follower, by `--follow` and by p2p, refuses its certified deadline block.
@@ -185,6 +186,68 @@ async fn forced_inclusion_through_bitcoin() -> anyhow::Result<()> {
     let fr = wait_for(60, "the follower's receipt", || async {
         let r = follower
             .call("eth_getTransactionReceipt", json!([l2_hash]))
+            .await
+            .ok()?;
+        (!r.is_null()).then_some(r)
+    })
+    .await?;
+    assert_eq!(fr["blockHash"], receipt["blockHash"]);
+
+    assert_eq!(
+        entry["carrier"], "opReturn",
+        "a small one costs least in an OP_RETURN"
+    );
+
+    // One too costly for an OP_RETURN (3,000 bytes of calldata) goes in a taproot envelope:
+    // Bitcoin Core takes the commit and the reveal, and it is included the same way.
+    let calldata = format!("0x{}", "ab".repeat(3_000));
+    let big = cast(&[
+        "mktx",
+        "--rpc-url",
+        &url,
+        "--private-key",
+        &key1,
+        to,
+        &calldata,
+    ])?;
+    let big_hash = cast(&["keccak", &big])?;
+    let reveal = force_tx(&seq, &core, &btc_key, &big)?;
+    let revealed = rpc
+        .get_raw_transaction(&reveal.parse().context("reveal txid")?)
+        .await?;
+    assert!(
+        revealed
+            .output
+            .iter()
+            .all(|o| !o.script_pubkey.is_op_return()),
+        "the data is in the witness, not an output"
+    );
+    let leaf = revealed.input[0]
+        .witness
+        .taproot_leaf_script()
+        .context("a script-path spend")?;
+    assert!(leaf.script.len() > 3_000, "the leaf holds the transaction");
+    seq.call("hemi_mineBitcoin", json!([2])).await?;
+    let receipt = wait_for(60, "the enveloped transaction's receipt", || async {
+        let r = seq
+            .call("eth_getTransactionReceipt", json!([big_hash]))
+            .await
+            .ok()?;
+        (!r.is_null()).then_some(r)
+    })
+    .await
+    .with_context(|| tail(&seq.log_text(), 30))?;
+    assert_eq!(receipt["status"], "0x1");
+    let entry = forced_entry(&seq, &big_hash).await?.context("listed")?;
+    assert_eq!(entry["carrier"], "taproot", "{entry}");
+    assert_eq!(entry["btcTxid"], reveal.as_str());
+    let tx = seq
+        .call("eth_getTransactionByHash", json!([big_hash]))
+        .await?;
+    assert_eq!(tx["input"], calldata.as_str());
+    let fr = wait_for(60, "the follower's receipt of it", || async {
+        let r = follower
+            .call("eth_getTransactionReceipt", json!([big_hash]))
             .await
             .ok()?;
         (!r.is_null()).then_some(r)

@@ -79,6 +79,7 @@ fn list(ctx: &ForcedContext, lookback: u32) -> Result<Value, ErrorObjectOwned> {
             out.push(json!({
                 "hash": f.hash,
                 "btcTxid": f.btc_txid.to_string(),
+                "carrier": f.carrier.as_str(),
                 "btcBlock": f.block.to_string(),
                 "btcHeight": f.height,
                 "btcConfirmations": confirmations,

@@ -305,6 +305,10 @@ pub enum ScriptFailure {
     TapscriptValidationWeight,
     /// `SCRIPT_ERR_TAPSCRIPT_CHECKMULTISIG`
     TapscriptCheckMultisig,
+    /// `SCRIPT_ERR_UNBALANCED_CONDITIONAL`
+    UnbalancedConditional,
+    /// `SCRIPT_ERR_TAPSCRIPT_MINIMALIF`
+    TapscriptMinimalIf,
 }
 
 impl ScriptFailure {
@@ -354,6 +358,8 @@ impl ScriptFailure {
             Self::TapscriptCheckMultisig => {
                 "OP_CHECKMULTISIG(VERIFY) is not available in tapscript"
             }
+            Self::UnbalancedConditional => "Invalid OP_IF construction",
+            Self::TapscriptMinimalIf => "OP_IF/NOTIF argument must be minimal in tapscript",
         }
     }
 }

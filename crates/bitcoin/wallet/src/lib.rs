@@ -17,12 +17,15 @@
 //! - [`sign_transaction`] with one [`Signer`] per input (BIP143 `SIGHASH_ALL` for segwit v0,
 //!   BIP341 `SIGHASH_DEFAULT` for taproot), and [`build_payment`] for a funded, signed payment
 //!   with change and a fee from a fee rate.
+//! - [`Envelope`]: data in a taproot script-path envelope, a commit output and the reveal that
+//!   spends it by its leaf (the forced-inclusion carrier for large L2 transactions).
 //! - [`verify_input`] / [`verify_transaction`]: a script check that follows Bitcoin Core's
 //!   interpreter for P2WPKH, P2TR key path, P2WSH multisig and P2PKH, and fails with a
 //!   [`ScriptError`] that displays as Core's reject reason. It never panics on malformed data.
 //!
 //! One global secp256k1 context ([`secp`]) serves all of it: creating one is slow.
 
+mod envelope;
 mod error;
 mod key;
 mod multisig;
@@ -33,6 +36,7 @@ use std::sync::OnceLock;
 
 use bitcoin::secp256k1::{All, Secp256k1};
 
+pub use envelope::Envelope;
 pub use error::{ScriptError, ScriptFailure, WalletError};
 pub use key::{Key, KeyKind};
 pub use multisig::{Multisig, MAX_MULTISIG_KEYS};

@@ -8,9 +8,10 @@
 //! checker runs the consensus rules to the end and remembers the first policy-only failure on
 //! the way (where a standard-flags run would have stopped): see [`Eval`].
 //!
-//! Taproot script paths run when their leaf uses only the opcodes the tunnel's leaves need
-//! (pushes, `OP_DROP`, `OP_VERIFY`, `OP_CHECKSIG(VERIFY)`, `OP_CHECKSIGADD`,
-//! `OP_NUMEQUAL(VERIFY)`, `OP_CHECKSEQUENCEVERIFY`). Anything else — P2SH, P2PK, bare multisig,
+//! Taproot script paths run when their leaf uses only the opcodes the tunnel's leaves and the
+//! forced-inclusion envelope need (pushes, `OP_IF`/`OP_NOTIF`/`OP_ELSE`/`OP_ENDIF`, `OP_DROP`,
+//! `OP_VERIFY`, `OP_CHECKSIG(VERIFY)`, `OP_CHECKSIGADD`, `OP_NUMEQUAL(VERIFY)`,
+//! `OP_CHECKSEQUENCEVERIFY`). Anything else — P2SH, P2PK, bare multisig,
 //! other tapscripts, P2WSH scripts other than `OP_m <keys> OP_n OP_CHECKMULTISIG` — is
 //! [`ScriptError::Unsupported`], never guessed.
 
@@ -497,9 +498,10 @@ impl<'a> Checker<'a> {
 
     /// Taproot script path (BIP-341/342): `stack` is the leaf's inputs, the leaf script and the
     /// control block. The commitment is checked in full; the leaf runs if it uses only pushes,
-    /// `OP_DROP`, `OP_VERIFY`, `OP_CHECKSIG(VERIFY)`, `OP_CHECKSIGADD`, `OP_NUMEQUAL(VERIFY)` and
-    /// `OP_CHECKSEQUENCEVERIFY` (what the tunnel's deposit, reclaim, multisig and recovery leaves
-    /// use); anything else is [`Stop::Unsupported`], never guessed.
+    /// conditionals (BIP-342's minimal `OP_IF`), `OP_DROP`, `OP_VERIFY`, `OP_CHECKSIG(VERIFY)`,
+    /// `OP_CHECKSIGADD`, `OP_NUMEQUAL(VERIFY)` and `OP_CHECKSEQUENCEVERIFY` (what the tunnel's
+    /// deposit, reclaim, multisig and recovery leaves and the forced-inclusion envelope use);
+    /// anything else, executed or not, is [`Stop::Unsupported`], never guessed.
     fn tapscript(
         &mut self,
         index: usize,
@@ -541,18 +543,68 @@ impl<'a> Checker<'a> {
             st.pop()
                 .ok_or(Stop::from(ScriptFailure::InvalidStackOperation))
         };
+        // Core's vfExec: one entry per open conditional, true where its branch runs.
+        let mut branches: Vec<bool> = Vec::new();
         for ins in script.instructions() {
             let ins = ins.map_err(|_| ScriptFailure::BadOpcode)?;
+            let executing = branches.iter().all(|b| *b);
             let op = match ins {
                 Instruction::PushBytes(b) => {
                     if b.len() > MAX_SCRIPT_ELEMENT_SIZE {
                         return Err(ScriptFailure::PushSize.into());
                     }
-                    st.push(b.as_bytes().to_vec());
+                    if executing {
+                        st.push(b.as_bytes().to_vec());
+                    }
                     continue;
                 }
                 Instruction::Op(op) => op.to_u8(),
             };
+            match op {
+                0x63 | 0x64 => {
+                    // OP_IF, OP_NOTIF: tapscript demands an empty or 0x01 argument.
+                    let mut taken = false;
+                    if executing {
+                        let top = pop(&mut st)?;
+                        if top.len() > 1 || (top.len() == 1 && top[0] != 1) {
+                            return Err(ScriptFailure::TapscriptMinimalIf.into());
+                        }
+                        taken = (top.len() == 1) == (op == 0x63);
+                    }
+                    branches.push(taken);
+                    continue;
+                }
+                0x67 => {
+                    // OP_ELSE
+                    let last = branches
+                        .last_mut()
+                        .ok_or(ScriptFailure::UnbalancedConditional)?;
+                    *last = !*last;
+                    continue;
+                }
+                0x68 => {
+                    // OP_ENDIF
+                    branches.pop().ok_or(ScriptFailure::UnbalancedConditional)?;
+                    continue;
+                }
+                OP_1NEGATE
+                | OP_1..=OP_16
+                | 0x69
+                | 0x75
+                | 0x9c
+                | 0x9d
+                | 0xac
+                | 0xad
+                | 0xae
+                | 0xaf
+                | 0xb2
+                | 0xba
+                    if !executing =>
+                {
+                    continue;
+                }
+                _ => {}
+            }
             match op {
                 OP_1NEGATE => st.push(vec![0x81]),
                 OP_1..=OP_16 => st.push(vec![op - OP_1 + 1]),
@@ -617,6 +669,9 @@ impl<'a> Checker<'a> {
             if st.len() > MAX_STACK_SIZE {
                 return Err(ScriptFailure::StackSize.into());
             }
+        }
+        if !branches.is_empty() {
+            return Err(ScriptFailure::UnbalancedConditional.into());
         }
         // Tapscript's clean stack is a consensus rule: exactly one true element.
         match st.as_slice() {
