@@ -3,7 +3,8 @@
 // callTracer, the prestateTracer (plain and diff mode) and the default struct logger, and
 // debug_traceCall and eth_createAccessList, must give the same answers (anvil and hemi both trace with revm-inspectors;
 // what differs by chain — the sender's and the fee recipient's balances — is left out of the
-// prestate comparison). Also debug_traceBlockByNumber's shape.
+// prestate comparison). Also debug_traceBlockByNumber's shape, and Parity's trace_transaction,
+// trace_get, trace_block and trace_filter against anvil's.
 import assert from 'node:assert/strict'
 import { ContractFactory } from 'ethers'
 import { compile } from './compile.mjs'
@@ -74,6 +75,34 @@ await runScript('trace.mjs', async (step) => {
     const mine = blockH.find((t) => t.txHash.toLowerCase() === a.hash.toLowerCase())
     assert.ok(mine, JSON.stringify(blockH))
     assert.deepStrictEqual(lower(mine.result), lower(callH))
+
+    // Parity's trace_ namespace (the flat call tracer): the same frames as anvil's. The block
+    // (number and hash) and the position differ by chain: a hemi block starts with its
+    // Bitcoin-attributes system transaction, so the user transaction sits one place later.
+    const [flatH, flatA] = await step('trace_transaction', () => both('trace_transaction', (s) => [s.hash]))
+    const placeless = (ts) => lower(ts).map((t) => ({ ...t, blockhash: undefined, blocknumber: undefined, transactionposition: undefined }))
+    assert.deepStrictEqual(placeless(flatH), placeless(flatA))
+    assert.equal(flatH.length, 3, JSON.stringify(flatH))
+    const hemiReceipt = await hemi.send('eth_getTransactionReceipt', [a.hash])
+    for (const t of flatH) {
+      assert.equal(t.blockHash, hemiReceipt.blockHash)
+      assert.equal(t.blockNumber, a.block)
+      assert.equal(t.transactionPosition, Number(hemiReceipt.transactionIndex))
+      assert.equal(t.transactionHash, a.hash)
+    }
+    // anvil has no trace_get: it is the transaction's trace list at one index (Parity, reth).
+    const getH = await step('trace_get', () => hemi.send('trace_get', [a.hash, ['0x1']]))
+    assert.deepStrictEqual(getH, flatH[1])
+    assert.equal(await hemi.send('trace_get', [a.hash, ['0x9']]), null)
+    const [blkH, blkA] = await step('trace_block', () => both('trace_block', (s) => ['0x' + s.block.toString(16)]))
+    assert.deepStrictEqual(placeless(blkH), placeless(blkA))
+    const filter = (s) => [{ fromBlock: '0x' + s.block.toString(16), toBlock: '0x' + s.block.toString(16), toAddress: [s.callee] }]
+    const [filH, filA] = await step('trace_filter', () => both('trace_filter', filter))
+    assert.deepStrictEqual(placeless(filH), placeless(filA))
+    assert.equal(filH.length, 2, 'the two calls into the callee')
+    assert.match(await hemi.send('trace_filter', [{ fromAddress: 'nope' }]).then(() => '', (e) => e.message), /trace filter/)
+    assert.equal(await hemi.send('trace_block', ['0x' + (a.block + 10_000).toString(16)]), null)
+    assert.equal(await hemi.send('trace_transaction', ['0x' + '11'.repeat(32)]), null)
 
     // eth_createAccessList: the callee and its slot (the sender, the called contract and the
     // precompiles left out, as geth), and the gas with the list attached: the same as anvil's.

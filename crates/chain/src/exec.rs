@@ -102,6 +102,17 @@ impl Executed {
     }
 }
 
+/// The gas `tx` pays before its first opcode (21,000, calldata, access list, creation,
+/// authorizations): what Parity-style traces leave out of the root call's `gas`.
+pub fn intrinsic_gas(tx: &TxEnvelope) -> u64 {
+    revm::context_interface::cfg::gas::calculate_initial_tx_gas_for_tx(
+        tx_env(tx, Address::ZERO),
+        SPEC,
+        None,
+    )
+    .initial_total_gas()
+}
+
 /// revm's transaction environment for an Ethereum transaction.
 pub fn tx_env(tx: &TxEnvelope, sender: Address) -> TxEnv {
     TxEnv {
@@ -175,6 +186,7 @@ pub fn trace(
     txs: Vec<SignedTx>,
     target: usize,
     inspector: DebugInspector,
+    block_hash: B256,
 ) -> Result<GethTrace, ChainError> {
     match run(
         view,
@@ -182,7 +194,7 @@ pub fn trace(
         pin,
         txs,
         Mode::Import,
-        Some((target, inspector)),
+        Some((target, inspector, block_hash)),
     )? {
         Run::Traced(t) => Ok(*t),
         Run::Executed(_) => Err(ChainError::Call(format!(
@@ -205,17 +217,17 @@ fn run(
     pin: BitcoinPin,
     txs: Vec<SignedTx>,
     mode: Mode,
-    traced: Option<(usize, DebugInspector)>,
+    traced: Option<(usize, DebugInspector, B256)>,
 ) -> Result<Run, ChainError> {
     let state = State::builder()
         .with_database(WrapDatabaseRef(view))
         .with_bundle_update()
         .build();
     let chain_id = block.chain_id;
-    let (target, inspector) = match traced {
-        Some((t, i)) => (Some(t), i),
+    let (target, inspector, block_hash) = match traced {
+        Some((t, i, h)) => (Some(t), i, Some(h)),
         // Never called: untraced transactions run with `transact_commit`.
-        None => (None, DebugInspector::Noop(NoOpInspector)),
+        None => (None, DebugInspector::Noop(NoOpInspector), None),
     };
     let mut evm = Context::mainnet()
         .with_db(state)
@@ -350,7 +362,7 @@ fn run(
                 other => ChainError::Call(other.to_string()),
             })?;
             let context = TransactionContext {
-                block_hash: None,
+                block_hash,
                 tx_index: Some(i),
                 tx_hash: Some(stx.hash),
             };

@@ -223,7 +223,7 @@ impl Chain {
             DebugInspector::new(opts).map_err(|e| ChainError::Call(format!("tracer: {e}")))?;
         let ctx = self.block_context(&parent, block.header.timestamp, block.header.beneficiary);
         let view = self.state_at(parent.number)?;
-        exec::trace(view, &ctx, bitcoin, block.txs, index, inspector)
+        exec::trace(view, &ctx, bitcoin, block.txs, index, inspector, block.hash)
     }
 
     /// Logs of blocks `from..=to` whose block bloom passes `bloom` and that `matches` accepts;
