@@ -642,6 +642,15 @@ impl EthBackend for NodeBackend {
     }
 
     fn send_raw_transaction(&self, raw: Bytes) -> BackendResult<B256> {
+        self.send_raw_transaction_recovered(raw, None)
+    }
+
+    fn send_raw_transaction_recovered(
+        &self,
+        raw: Bytes,
+        recovered: Option<hemi_rpc::eth::RecoveredSender>,
+    ) -> BackendResult<B256> {
+        let recovered = recovered.map(|r| (r.hash, r.sender));
         let Some(seq) = &self.sequencer else {
             let Some(net) = &self.net else {
                 return Err(BackendError::TxRejected(
@@ -651,16 +660,17 @@ impl EthBackend for NodeBackend {
             // Checked as the sequencer's pool checks it without state (a bad transaction is
             // refused here, not gossiped), then gossiped.
             let spec = self.chain.spec();
-            let checked = hemi_txpool::TxPool::check(
+            let checked = hemi_txpool::TxPool::check_recovered(
                 &raw,
                 &hemi_txpool::PoolConfig::new(spec.chain_id, spec.gas_limit),
+                recovered,
             )
             .map_err(|e| BackendError::TxRejected(e.to_string()))?;
             net.publish_tx_now(raw.to_vec())
                 .map_err(|e| BackendError::TxRejected(e.to_string()))?;
             return Ok(checked.hash());
         };
-        let hash = seq.submit(&raw).map_err(|e| match e {
+        let hash = seq.submit_recovered(&raw, recovered).map_err(|e| match e {
             SubmitError::Pool(p) => BackendError::TxRejected(p.to_string()),
             SubmitError::Chain(c) => chain_err(c),
             e @ SubmitError::Censored(_) => BackendError::TxRejected(e.to_string()),

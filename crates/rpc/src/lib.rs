@@ -306,7 +306,8 @@ pub async fn start_with_routes<C: Send + Sync + 'static>(
     let observer = observer.unwrap_or_else(|| Arc::new(Unobserved));
     let rpc_middleware = RpcServiceBuilder::new()
         .layer_fn(move |service| eth::GethCompat::new(service, methods.clone()))
-        .layer_fn(move |service| eth::Metered::new(service, observer.clone()));
+        .layer_fn(move |service| eth::Metered::new(service, observer.clone()))
+        .layer_fn(eth::PreRecover::new);
     let server = Server::builder()
         .set_config(server_config)
         .set_http_middleware(

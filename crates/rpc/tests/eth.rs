@@ -49,6 +49,8 @@ fn error_string(reason: &str) -> Bytes {
 
 /// A fixed little chain: block `n` has the logs `logs[n]`; `mine` appends a block with one log.
 struct FakeChain {
+    /// The senders `send_raw_transaction_recovered` was handed, in call order.
+    recovered: Mutex<Vec<Option<hemi_rpc::eth::RecoveredSender>>>,
     logs: Mutex<Vec<Vec<alloy_primitives::Log>>>,
     blocks_tx: broadcast::Sender<u64>,
     pending_tx: broadcast::Sender<B256>,
@@ -65,6 +67,7 @@ impl FakeChain {
             vec![log(addr(0xaa), vec![topic(3), topic(2)])],
         ];
         Arc::new(FakeChain {
+            recovered: Mutex::new(Vec::new()),
             logs: Mutex::new(logs),
             blocks_tx: broadcast::channel(64).0,
             pending_tx: broadcast::channel(64).0,
@@ -222,6 +225,14 @@ impl EthBackend for FakeChain {
         let h = keccak256(&raw);
         let _ = self.pending_tx.send(h);
         Ok(h)
+    }
+    fn send_raw_transaction_recovered(
+        &self,
+        raw: Bytes,
+        recovered: Option<hemi_rpc::eth::RecoveredSender>,
+    ) -> BackendResult<B256> {
+        self.recovered.lock().push(recovered);
+        self.send_raw_transaction(raw)
     }
     fn logs(&self, from: u64, to: u64, filter: &Filter, limit: usize) -> BackendResult<Vec<Log>> {
         let all = self.logs.lock();
@@ -1067,4 +1078,39 @@ async fn protocol_errors_are_clear_and_the_server_survives_them() {
 
     // Still answering.
     assert_eq!(n.call("eth_chainId", json!([])).await, json!("0x7a69"));
+}
+
+/// A batch of submissions reaches the backend with every sender already recovered (on the
+/// machine's cores, by `PreRecover`), in order; bytes that are no transaction get no sender and
+/// a single call recovers nothing ahead.
+#[tokio::test]
+async fn a_batch_of_submissions_arrives_with_senders_recovered() {
+    let n = node().await;
+    // EIP-155's example transaction, signed by 0x9d8A62f6….
+    let good = "0xf86c098504a817c800825208943535353535353535353535353535353535353535880de0b6b3a76400008025a028ef61340bd939bc2195fe537567866003e1a15d3c71ff63e1590620aa636276a067cbe9d8997f761aecb703304b3800ccf555c9f3dc64214b297fb1966a3b6d83";
+    let batch: Vec<Value> = (0..12)
+        .map(|i| {
+            let raw = if i == 5 { "0xc0ffee" } else { good };
+            json!({"jsonrpc": "2.0", "id": i, "method": "eth_sendRawTransaction", "params": [raw]})
+        })
+        .collect();
+    let answer = n.post(serde_json::to_string(&batch).unwrap()).await;
+    assert_eq!(answer.as_array().map(Vec::len), Some(12), "{answer}");
+    let seen = std::mem::take(&mut *n.chain.recovered.lock());
+    assert_eq!(seen.len(), 12);
+    let signer: alloy_primitives::Address = "0x9d8A62f656a8d1615C1294fd71e9CFb3E4855A4F"
+        .parse()
+        .unwrap();
+    let parallel = std::thread::available_parallelism().map_or(1, |p| p.get()) > 1;
+    for (i, r) in seen.iter().enumerate() {
+        let expected = (i != 5 && parallel).then_some(signer);
+        assert_eq!(r.map(|r| r.sender), expected, "call #{i}");
+    }
+    // One call alone: recovered by the backend as before.
+    n.post(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransaction", "params": [good]})
+            .to_string(),
+    )
+    .await;
+    assert_eq!(*n.chain.recovered.lock(), vec![None]);
 }

@@ -177,9 +177,22 @@ impl Sequencer {
     /// # Errors
     /// The pool's refusal, with geth's message.
     pub fn submit(&self, raw: &[u8]) -> Result<B256, SubmitError> {
+        self.submit_recovered(raw, None)
+    }
+
+    /// [`Sequencer::submit`] given the sender this process already recovered from `raw`
+    /// (its hash and sender; recovered again if the hash differs).
+    ///
+    /// # Errors
+    /// As [`Sequencer::submit`].
+    pub fn submit_recovered(
+        &self,
+        raw: &[u8],
+        recovered: Option<(B256, alloy_primitives::Address)>,
+    ) -> Result<B256, SubmitError> {
         // Decoding and signature recovery run outside the pool lock, so batched submissions
         // use every core.
-        let checked = TxPool::check(raw, &self.pool_config)?;
+        let checked = TxPool::check_recovered(raw, &self.pool_config, recovered)?;
         if self.config.censor.contains(&checked.sender()) {
             return Err(SubmitError::Censored(checked.sender()));
         }

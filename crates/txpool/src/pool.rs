@@ -188,7 +188,7 @@ impl TxPool {
     ///
     /// A [`PoolError`] whose message is geth's for the same refusal.
     pub fn add_raw(&mut self, bytes: &[u8], state: &dyn AccountState) -> Result<TxHash, PoolError> {
-        let checked = check_stateless(bytes, &self.config)?;
+        let checked = check_stateless(bytes, &self.config, None)?;
         self.add_checked(checked, state)
     }
 
@@ -198,7 +198,20 @@ impl TxPool {
     /// # Errors
     /// A [`PoolError`] with geth's message.
     pub fn check(bytes: &[u8], config: &PoolConfig) -> Result<Checked, PoolError> {
-        check_stateless(bytes, config)
+        check_stateless(bytes, config, None)
+    }
+
+    /// [`TxPool::check`] given the sender this process already recovered from the same bytes
+    /// (used when `recovered`'s hash is the transaction's; otherwise it recovers).
+    ///
+    /// # Errors
+    /// As [`TxPool::check`].
+    pub fn check_recovered(
+        bytes: &[u8],
+        config: &PoolConfig,
+        recovered: Option<(alloy_primitives::B256, Address)>,
+    ) -> Result<Checked, PoolError> {
+        check_stateless(bytes, config, recovered)
     }
 
     /// The stateful half of [`TxPool::add_raw`]: nonce, balance, replacement and limits.

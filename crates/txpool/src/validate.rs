@@ -88,13 +88,21 @@ impl Checked {
 
 /// Runs every check that needs no account state, in geth's order (cheap ones first, signature
 /// recovery last).
-pub(crate) fn check_stateless(bytes: &[u8], config: &PoolConfig) -> Result<Checked, PoolError> {
-    let mut checked = check_stateless_inner(bytes, config)?;
+pub(crate) fn check_stateless(
+    bytes: &[u8],
+    config: &PoolConfig,
+    recovered: Option<(alloy_primitives::B256, Address)>,
+) -> Result<Checked, PoolError> {
+    let mut checked = check_stateless_inner(bytes, config, recovered)?;
     checked.raw = alloy_primitives::Bytes::copy_from_slice(bytes);
     Ok(checked)
 }
 
-fn check_stateless_inner(bytes: &[u8], config: &PoolConfig) -> Result<Checked, PoolError> {
+fn check_stateless_inner(
+    bytes: &[u8],
+    config: &PoolConfig,
+    recovered: Option<(alloy_primitives::B256, Address)>,
+) -> Result<Checked, PoolError> {
     let first = *bytes
         .first()
         .ok_or_else(|| PoolError::Decode("empty transaction".to_owned()))?;
@@ -139,10 +147,14 @@ fn check_stateless_inner(bytes: &[u8], config: &PoolConfig) -> Result<Checked, P
     let max_fee = envelope.max_fee_per_gas();
     // For legacy and EIP-2930 transactions both are the gas price.
     let tip = envelope.priority_fee_or_price();
-    // Recover before the fee checks that name the sender; EIP-2 (low s) is enforced.
-    let sender = envelope
-        .recover_signer()
-        .map_err(|_| PoolError::InvalidSender)?;
+    // Recover before the fee checks that name the sender; EIP-2 (low s) is enforced. A sender
+    // this process already recovered from the same bytes (same hash) is taken as it is.
+    let sender = match recovered {
+        Some((hash, sender)) if hash == *envelope.tx_hash() => sender,
+        _ => envelope
+            .recover_signer()
+            .map_err(|_| PoolError::InvalidSender)?,
+    };
     if tip > max_fee {
         return Err(PoolError::TipAboveFeeCap {
             sender,

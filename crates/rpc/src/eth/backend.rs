@@ -153,6 +153,17 @@ pub trait EthBackend: Send + Sync + 'static {
     ) -> BackendResult<AccessListResult>;
     /// Adds a signed EIP-2718 transaction to the pool; returns its hash.
     fn send_raw_transaction(&self, raw: Bytes) -> BackendResult<B256>;
+    /// [`Self::send_raw_transaction`] with the sender already recovered by this process (from
+    /// the same bytes, [`super::PreRecover`]); a backend may skip its own recovery when the hash
+    /// matches.
+    fn send_raw_transaction_recovered(
+        &self,
+        raw: Bytes,
+        recovered: Option<super::RecoveredSender>,
+    ) -> BackendResult<B256> {
+        let _ = recovered;
+        self.send_raw_transaction(raw)
+    }
     /// Logs of blocks `from..=to` matching `filter`'s addresses and topics (the block range in
     /// `filter` is already resolved into `from`/`to`). At most `limit` logs, else an error.
     fn logs(&self, from: u64, to: u64, filter: &Filter, limit: usize) -> BackendResult<Vec<Log>>;

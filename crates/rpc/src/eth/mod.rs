@@ -15,6 +15,7 @@ pub mod errors;
 pub mod filters;
 pub mod metered;
 pub mod params;
+pub mod prerecover;
 pub mod subs;
 
 use std::sync::Arc;
@@ -37,6 +38,7 @@ pub use errors::{backend_error, decode_revert_reason, revert_error};
 pub use filters::{log_matches, too_many_logs, FilterStore, LogLimits};
 pub use metered::{Metered, RpcObserver};
 pub use params::BlockParam;
+pub use prerecover::{PreRecover, RecoveredSender};
 pub use subs::HexIdProvider;
 
 use errors::{internal_error, invalid_params, server_error};
@@ -469,13 +471,19 @@ fn register_execution(m: &mut RpcModule<EthContext>) -> Result<(), RegisterMetho
         let tx = call_request(&a)?;
         to_json(c.backend.send_transaction(tx).map_err(backend_error)?)
     })?;
-    inline(m, "eth_sendRawTransaction", |c, p| {
-        let a = Args::parse(p, 1)?;
+    // A batch's senders arrive recovered on every core ([`PreRecover`]).
+    m.register_method("eth_sendRawTransaction", |p, c, ext| {
+        let a = Args::parse(&p, 1)?;
         let raw: Bytes = a.req(0)?;
         if raw.is_empty() {
             return Err(invalid_params("invalid argument 0: empty transaction"));
         }
-        to_json(c.backend.send_raw_transaction(raw).map_err(backend_error)?)
+        let recovered = ext.get::<RecoveredSender>().copied();
+        to_json(
+            c.backend
+                .send_raw_transaction_recovered(raw, recovered)
+                .map_err(backend_error)?,
+        )
     })?;
     Ok(())
 }
