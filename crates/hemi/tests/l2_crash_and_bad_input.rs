@@ -537,7 +537,8 @@ async fn check_survivors(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_ten_times_under_load_loses_no_reported_block() -> anyhow::Result<()> {
-    const ROUNDS: usize = 10;
+    // Ten unless scripts/reliability.sh asks for another number.
+    let rounds = common::kill_rounds();
     let started = Instant::now();
     let data = tempfile::tempdir()?;
     let logs = tempfile::tempdir()?;
@@ -549,7 +550,7 @@ async fn kill_9_ten_times_under_load_loses_no_reported_block() -> anyhow::Result
     let mut seen = Seen::default();
     let mut hemi = start_devnet(&extra, logs.path()).await?;
     let mut max_restart = Duration::ZERO;
-    for round in 1..=ROUNDS {
+    for round in 1..=rounds {
         let http = Http::new(hemi.rpc_addr);
         let loader = tokio::spawn(load(http.clone(), senders.clone(), recipient, sent.clone()));
         let ms = rand::thread_rng().gen_range(300..=2000);
@@ -609,7 +610,7 @@ async fn kill_9_ten_times_under_load_loses_no_reported_block() -> anyhow::Result
     let total_sent = sent.lock().expect("sent list").len();
     let head = Http::new(hemi.rpc_addr).block_number().await?;
     eprintln!(
-        "SUMMARY kill -9: {ROUNDS} rounds, {} reported heads (up to block {}) and {} receipts \
+        "SUMMARY kill -9: {rounds} rounds, {} reported heads (up to block {}) and {} receipts \
          checked after every restart, {total_sent} transfers accepted, final head {head}, \
          slowest restart {max_restart:?}, {:?} total",
         seen.heads.len(),
@@ -618,7 +619,7 @@ async fn kill_9_ten_times_under_load_loses_no_reported_block() -> anyhow::Result
         started.elapsed()
     );
     ensure!(
-        seen.receipts.len() >= ROUNDS,
+        seen.receipts.len() >= rounds,
         "too few receipts ({}) for the test to mean anything",
         seen.receipts.len()
     );

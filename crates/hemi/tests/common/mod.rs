@@ -151,6 +151,16 @@ pub(crate) async fn wait_synced(hemi: &Hemi, core: &BitcoinRpc, secs: u64) -> an
     Ok(())
 }
 
+/// How many kill -9 rounds the crash tests run: `HEMI_KILL_ROUNDS` (scripts/reliability.sh sets
+/// it: 3 for CI's short form, 20 for `--full`), else 10.
+pub(crate) fn kill_rounds() -> usize {
+    std::env::var("HEMI_KILL_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(10)
+}
+
 pub(crate) fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
