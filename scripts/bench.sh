@@ -7,11 +7,27 @@
 #
 #   scripts/bench.sh              all of them (release build first)
 #   scripts/bench.sh erc20 set    only the named ones (see `steps` below)
+#   BENCH_REPORT=FILE             write the report elsewhere
 #
 # Each step has its own time limit; a step that runs over is stopped and says so, and the whole
 # run stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The erc20 step's body (run by the step below as its own process, so it can be timed out).
+if [ "${1:-}" = --erc20-pair ]; then
+    dir=$(mktemp -d)
+    target/release/hemi devnet --dir "$dir" --rpc-addr 127.0.0.1:18945 --bitcoin-rpc-addr 127.0.0.1:18943 \
+        --bitcoin-p2p-addr 127.0.0.1:18944 --bitcoin-block-time 0 --gas-limit 2000000000 --no-popm >"$dir/log" 2>&1 &
+    pid=$!
+    trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
+    sleep 4
+    cd tests/js
+    node bench-erc20.mjs --rpc http://127.0.0.1:18945 --count 20000 --batch 100 --senders 20 --gas-limit 2000000000 | tail -n 1
+    echo "{\"client\": \"hemi-rs\", \"rssKbAfterLoad\": $(ps -o rss= -p $pid)}"
+    node bench-erc20.mjs --anvil --count 20000 --batch 100 --senders 20 --gas-limit 2000000000 | tail -n 1
+    exit 0
+fi
 
 HEMI_BITCOIND="${HEMI_BITCOIND:-$(scripts/bitcoind.sh)}"
 export HEMI_BITCOIND
@@ -23,7 +39,7 @@ cargo bench --no-run --locked -q -p hemi-btc-store --bench lookup
 hemi=target/release/hemi
 out=target/bench
 mkdir -p "$out"
-report=docs/BENCHMARKS-run.md
+report="${BENCH_REPORT:-docs/BENCHMARKS-run.md}"
 started=$(date +%s)
 budget=1200 # seconds: the whole run stops by itself within 20 minutes
 
@@ -63,8 +79,11 @@ step() {
             124|137) printf '; stopped at its %s s limit)\n\n' "$limit" ;;
             *) printf '; failed with status %s, log in %s)\n\n' "$status" "$log" ;;
         esac
-        # The tables and result lines (criterion's estimates, markdown tables, JSON results).
-        grep -E '^\||^\{|time: +\[|^[A-Za-z].*(tx/s|blocks/s|Mgas/s|ratio|p50|median)' "$log" | grep -v '^Benchmarking' || echo '(no result lines: see the log)'
+        # What the benchmark printed, less logs and progress: tables, result lines, criterion's
+        # names with their estimates.
+        sed 's/\x1b\[[0-9;]*m//g' "$log" \
+            | grep -Ev '^[0-9]{4}-[0-9]{2}-[0-9]{2}T|^ *(INFO|WARN|DEBUG|TRACE|ERROR) |^Benchmarking|^Found [0-9]+ outliers|^ +[0-9]+ \([0-9.]+%\) (low|high)|^ +(change|thrpt):|^ +time: +\[[^]]*%|^Warning: Unable to complete|Performance has|No change in performance|Change within noise|^ *(Compiling|Finished|Running|Downloaded|Gnuplot|Executable) |^ *$' \
+            || echo '(nothing printed: see the log)'
         echo
     } >>"$report"
 }
@@ -81,16 +100,8 @@ for s in "${steps[@]}"; do
             "$hemi" bench l2-exec --accounts 10000,1000000 --blocks 60 --rounds 1 ;;
         hvm-pin) step hvm-pin 120 "An L2 block of hVM balance calls re-executed at its pin and 100 / 1,000 Bitcoin blocks later." \
             "$hemi" bench hvm-pin --blocks 3 ;;
-        erc20) step erc20 180 "ERC-20 transfers per second end to end, hemi-rs beside anvil (npm), same client, 2e9 gas, 1 s blocks." \
-            bash -c 'set -e
-                dir=$(mktemp -d); trap "kill \$pid 2>/dev/null; rm -rf \$dir" EXIT
-                '"$hemi"' devnet --dir "$dir" --rpc-addr 127.0.0.1:18945 --bitcoin-rpc-addr 127.0.0.1:18943 \
-                    --bitcoin-p2p-addr 127.0.0.1:18944 --bitcoin-block-time 0 --gas-limit 2000000000 --no-popm >"$dir/log" 2>&1 &
-                pid=$!; sleep 4
-                cd tests/js
-                node bench-erc20.mjs --rpc http://127.0.0.1:18945 --count 20000 --batch 100 --senders 20 --gas-limit 2000000000 | tail -n 1
-                echo "{\"rssKbAfterLoad\": $(ps -o rss= -p $pid), \"client\": \"hemi-rs\"}"
-                node bench-erc20.mjs --anvil --count 20000 --batch 100 --senders 20 --gas-limit 2000000000 | tail -n 1' ;;
+        erc20) step erc20 180 "ERC-20 transfers per second end to end, hemi-rs beside anvil (npm), same client, 2e9 gas, 1 s blocks; the node's RSS after the load." \
+            "$0" --erc20-pair ;;
         finality) step finality 240 "Devnet time from an L2 block to superfinality beside Bitcoin's bound; hemi_getFinality throughput." \
             "$hemi" bench finality --samples 1 ;;
         tunnel) step tunnel 240 "Deposit → mint latency against its bound; provenance size and verification beside verifytxoutproof; payout vsize per withdrawal." \
