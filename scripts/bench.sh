@@ -50,7 +50,7 @@ anvil_bin=$(ls tests/js/node_modules/@foundry-rs/anvil-linux-*/bin/anvil 2>/dev/
 {
     echo "# Benchmarks: one run of \`scripts/bench.sh\`"
     echo
-    echo "Written by \`scripts/bench.sh $*\` on $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with local changes)'). Every number below is from this one run; docs/BENCHMARKS.md explains them and keeps longer runs."
+    echo "Written by \`scripts/bench.sh $*\` on $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)$(git diff --quiet -- . ":(exclude)$report" || echo ' (with local changes)'). Every number below is from this one run; docs/BENCHMARKS.md explains them and keeps longer runs."
     echo
     echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/ {print $2}') GiB RAM, $(uname -sr)."
     echo "Versions: $($hemi --version 2>/dev/null || echo hemi), $(rustc --version), bitcoind $("$HEMI_BITCOIND" -version | head -n 1 | sed 's/.*version //'), anvil $( [ -n "$anvil_bin" ] && "$anvil_bin" --version | head -n 1 | sed 's/anvil Version: //' || echo 'not installed'), node $(node --version)."

@@ -102,7 +102,7 @@ if [ "$full" = 1 ]; then table=docs/RELIABILITY.md; else table="$out/RELIABILITY
 {
     echo "# Reliability"
     echo
-    echo "Written by \`scripts/reliability.sh$([ "$full" = 1 ] && echo ' --full')\` on $(date -u +%Y-%m-%d) at commit $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with local changes)'), $(nproc) cores. Each row is a test against real Bitcoin Core (\`cargo test -p hemi\`); \"lost\" is what the test would have found missing — a reported block, receipt or mint, a keystone published twice, an index that differs from Core's, a node that stopped answering — and it fails on any of it."
+    echo "Written by \`scripts/reliability.sh$([ "$full" = 1 ] && echo ' --full')\` on $(date -u +%Y-%m-%d) at commit $(git rev-parse --short HEAD)$(git diff --quiet -- . ":(exclude)$table" || echo ' (with local changes)'), $(nproc) cores. Each row is a test against real Bitcoin Core (\`cargo test -p hemi\`); \"lost\" is what the test would have found missing — a reported block, receipt or mint, a keystone published twice, an index that differs from Core's, a node that stopped answering — and it fails on any of it."
     echo
     echo "| what was tried | how often | took | what was lost | the test's summary |"
     echo "|---|---|---|---|---|"
