@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use bitcoin::{Amount, Transaction, TxOut};
 use clap::{Args, ValueEnum};
 use hemi_btc_wallet::{build_payment, select_largest_first, Envelope, Key, KeyKind};
-use hemi_chain::forced::{envelope_leaf, forced_script};
+use hemi_chain::forced::{envelope_leaf, forced_script, Carrier};
 use hemi_chain::L2Tx;
 use serde_json::json;
 
@@ -47,9 +47,11 @@ pub(crate) struct ForceTxArgs {
     pub carrier: CarrierArg,
 }
 
-/// The Bitcoin transactions that publish the forced transaction, in broadcast order (the last
-/// one carries it).
-fn op_return_route(
+/// The Bitcoin transactions that publish the forced transaction in `carrier`, in broadcast
+/// order, the last one carrying it: one payment with the OP_RETURN output, or a commit paying
+/// the envelope's output and the reveal that spends it by the leaf.
+fn route(
+    carrier: Carrier,
     key: &Key,
     kind: KeyKind,
     utxos: &[(bitcoin::OutPoint, TxOut)],
@@ -57,27 +59,22 @@ fn op_return_route(
     raw: &[u8],
     fee_rate: f64,
 ) -> anyhow::Result<Vec<Transaction>> {
-    let outputs = vec![TxOut {
-        value: Amount::ZERO,
-        script_pubkey: forced_script(chain_id, raw),
-    }];
-    Ok(vec![build_payment(key, kind, utxos, outputs, fee_rate)?])
-}
-
-/// A commit paying the envelope's output, and the reveal that spends it by the leaf.
-fn taproot_route(
-    key: &Key,
-    kind: KeyKind,
-    utxos: &[(bitcoin::OutPoint, TxOut)],
-    chain_id: u64,
-    raw: &[u8],
-    fee_rate: f64,
-) -> anyhow::Result<Vec<Transaction>> {
-    let envelope = Envelope::new(key, envelope_leaf(&key.x_only(), chain_id, raw))?;
-    let commit_out = envelope.commit_output(key, kind, fee_rate)?;
-    let commit = build_payment(key, kind, utxos, vec![commit_out], fee_rate)?;
-    let reveal = envelope.reveal(key, kind, &commit, 0, fee_rate)?;
-    Ok(vec![commit, reveal])
+    Ok(match carrier {
+        Carrier::OpReturn => {
+            let outputs = vec![TxOut {
+                value: Amount::ZERO,
+                script_pubkey: forced_script(chain_id, raw),
+            }];
+            vec![build_payment(key, kind, utxos, outputs, fee_rate)?]
+        }
+        Carrier::Taproot => {
+            let envelope = Envelope::new(key, envelope_leaf(&key.x_only(), chain_id, raw))?;
+            let commit_out = envelope.commit_output(key, kind, fee_rate)?;
+            let commit = build_payment(key, kind, utxos, vec![commit_out], fee_rate)?;
+            let reveal = envelope.reveal(key, kind, &commit, 0, fee_rate)?;
+            vec![commit, reveal]
+        }
+    })
 }
 
 /// Runs `hemi force-tx`.
@@ -120,17 +117,51 @@ pub(crate) async fn run(args: ForceTxArgs) -> anyhow::Result<()> {
                     raw.len()
                 );
             }
-            op_return_route(&key, kind, &chosen, chain_id, &raw, fee_rate).with_context(paying)?
+            route(
+                Carrier::OpReturn,
+                &key,
+                kind,
+                &chosen,
+                chain_id,
+                &raw,
+                fee_rate,
+            )
+            .with_context(paying)?
         }
-        CarrierArg::Taproot => {
-            taproot_route(&key, kind, &chosen, chain_id, &raw, fee_rate).with_context(paying)?
-        }
+        CarrierArg::Taproot => route(
+            Carrier::Taproot,
+            &key,
+            kind,
+            &chosen,
+            chain_id,
+            &raw,
+            fee_rate,
+        )
+        .with_context(paying)?,
         CarrierArg::Auto => {
-            let envelope = taproot_route(&key, kind, &chosen, chain_id, &raw, fee_rate)
-                .with_context(paying)?;
+            let envelope = route(
+                Carrier::Taproot,
+                &key,
+                kind,
+                &chosen,
+                chain_id,
+                &raw,
+                fee_rate,
+            )
+            .with_context(paying)?;
             let vsize = |txs: &[Transaction]| txs.iter().map(|t| t.vsize()).sum::<usize>();
             match fits
-                .then(|| op_return_route(&key, kind, &chosen, chain_id, &raw, fee_rate))
+                .then(|| {
+                    route(
+                        Carrier::OpReturn,
+                        &key,
+                        kind,
+                        &chosen,
+                        chain_id,
+                        &raw,
+                        fee_rate,
+                    )
+                })
                 .transpose()
                 .with_context(paying)?
             {

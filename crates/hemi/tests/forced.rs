@@ -11,7 +11,7 @@ mod common;
 use std::process::Command;
 
 use anyhow::{bail, Context};
-use common::{cast, head_of, tail, wait_for, wait_synced, Hemi};
+use common::{cast, head_of, receipt_of, tail, wait_for, wait_synced, Hemi};
 use hemi_btc_wallet::{Key, KeyKind};
 use hemi_testkit::BitcoinCore;
 use serde_json::{json, Value};
@@ -157,15 +157,9 @@ async fn forced_inclusion_through_bitcoin() -> anyhow::Result<()> {
     assert_eq!(entry["btcConfirmations"], 1);
     // The second confirmation opens the window; it is in a block by the deadline.
     seq.call("hemi_mineBitcoin", json!([1])).await?;
-    let receipt = wait_for(60, "the forced transaction's receipt", || async {
-        let r = seq
-            .call("eth_getTransactionReceipt", json!([l2_hash]))
-            .await
-            .ok()?;
-        (!r.is_null()).then_some(r)
-    })
-    .await
-    .with_context(|| tail(&seq.log_text(), 30))?;
+    let receipt = receipt_of(&seq, &l2_hash, 60, "the forced transaction's receipt")
+        .await
+        .with_context(|| tail(&seq.log_text(), 30))?;
     assert_eq!(receipt["status"], "0x1");
     let entry = forced_entry(&seq, &l2_hash).await?.context("listed")?;
     assert_eq!(entry["status"], "included", "{entry}");
@@ -183,14 +177,7 @@ async fn forced_inclusion_through_bitcoin() -> anyhow::Result<()> {
     );
     assert_eq!(cast(&["balance", to, "--rpc-url", &url])?, "7000000000");
     // The follower re-executed the same block.
-    let fr = wait_for(60, "the follower's receipt", || async {
-        let r = follower
-            .call("eth_getTransactionReceipt", json!([l2_hash]))
-            .await
-            .ok()?;
-        (!r.is_null()).then_some(r)
-    })
-    .await?;
+    let fr = receipt_of(&follower, &l2_hash, 60, "the follower's receipt").await?;
     assert_eq!(fr["blockHash"], receipt["blockHash"]);
 
     assert_eq!(
@@ -228,15 +215,9 @@ async fn forced_inclusion_through_bitcoin() -> anyhow::Result<()> {
         .context("a script-path spend")?;
     assert!(leaf.script.len() > 3_000, "the leaf holds the transaction");
     seq.call("hemi_mineBitcoin", json!([2])).await?;
-    let receipt = wait_for(60, "the enveloped transaction's receipt", || async {
-        let r = seq
-            .call("eth_getTransactionReceipt", json!([big_hash]))
-            .await
-            .ok()?;
-        (!r.is_null()).then_some(r)
-    })
-    .await
-    .with_context(|| tail(&seq.log_text(), 30))?;
+    let receipt = receipt_of(&seq, &big_hash, 60, "the enveloped transaction's receipt")
+        .await
+        .with_context(|| tail(&seq.log_text(), 30))?;
     assert_eq!(receipt["status"], "0x1");
     let entry = forced_entry(&seq, &big_hash).await?.context("listed")?;
     assert_eq!(entry["carrier"], "taproot", "{entry}");
@@ -245,14 +226,7 @@ async fn forced_inclusion_through_bitcoin() -> anyhow::Result<()> {
         .call("eth_getTransactionByHash", json!([big_hash]))
         .await?;
     assert_eq!(tx["input"], calldata.as_str());
-    let fr = wait_for(60, "the follower's receipt of it", || async {
-        let r = follower
-            .call("eth_getTransactionReceipt", json!([big_hash]))
-            .await
-            .ok()?;
-        (!r.is_null()).then_some(r)
-    })
-    .await?;
+    let fr = receipt_of(&follower, &big_hash, 60, "the follower's receipt of it").await?;
     assert_eq!(fr["blockHash"], receipt["blockHash"]);
 
     // A forced transaction that is invalid when due (nonce 99: a nonce far ahead) is skipped

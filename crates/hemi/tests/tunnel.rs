@@ -13,7 +13,9 @@ use std::str::FromStr;
 
 use anyhow::{bail, Context};
 use bitcoin::{Amount, Network, ScriptBuf, Transaction, TxOut};
-use common::{cast, client_script, js_dir, spendable, tail, wait_for, wait_synced, Hemi};
+use common::{
+    cast, client_script, js_dir, receipt_of, spendable, tail, wait_for, wait_synced, Hemi,
+};
 use hemi_btc_wallet::{build_payment, Key, KeyKind};
 use hemi_testkit::BitcoinCore;
 use serde_json::{json, Value};
@@ -806,14 +808,7 @@ async fn withdrawals_are_paid_in_one_bitcoin_transaction_and_an_unpaid_one_is_ch
         .collect();
     let hashes = request_withdrawals(&url, &manager, nonce, &asks)?;
     for h in &hashes {
-        let r = wait_for(30, "a withdrawal request's receipt", || async {
-            let r = hemi
-                .call("eth_getTransactionReceipt", json!([h]))
-                .await
-                .ok()?;
-            (!r.is_null()).then_some(r)
-        })
-        .await?;
+        let r = receipt_of(&hemi, h, 30, "a withdrawal request's receipt").await?;
         assert_eq!(r["status"], "0x1", "{r}");
     }
     let w = hemi.call("hemi_getWithdrawal", json!([1])).await?;

@@ -114,6 +114,23 @@ pub(crate) async fn head_of(hemi: &Hemi) -> anyhow::Result<u64> {
     )?)
 }
 
+/// `hash`'s receipt on `hemi` once it has one (polled), or an error naming `what` after `secs`.
+pub(crate) async fn receipt_of(
+    hemi: &Hemi,
+    hash: &str,
+    secs: u64,
+    what: &str,
+) -> anyhow::Result<Value> {
+    wait_for(secs, what, || async {
+        let r = hemi
+            .call("eth_getTransactionReceipt", json!([hash]))
+            .await
+            .ok()?;
+        (!r.is_null()).then_some(r)
+    })
+    .await
+}
+
 /// Polls `f` until it returns `Some`, or fails after `secs` with `what`.
 pub(crate) async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut f: F) -> anyhow::Result<T>
 where
