@@ -109,6 +109,9 @@ pub(crate) async fn run(args: ForceTxArgs) -> anyhow::Result<()> {
     }
     let paying = || format!("paying the Bitcoin fee from {from}");
     let fits = forced_script(chain_id, &raw).len() <= OP_RETURN_RELAY_LIMIT;
+    let build = |carrier| {
+        route(carrier, &key, kind, &chosen, chain_id, &raw, fee_rate).with_context(paying)
+    };
     let txs = match args.carrier {
         CarrierArg::OpReturn => {
             if !fits {
@@ -117,54 +120,13 @@ pub(crate) async fn run(args: ForceTxArgs) -> anyhow::Result<()> {
                     raw.len()
                 );
             }
-            route(
-                Carrier::OpReturn,
-                &key,
-                kind,
-                &chosen,
-                chain_id,
-                &raw,
-                fee_rate,
-            )
-            .with_context(paying)?
+            build(Carrier::OpReturn)?
         }
-        CarrierArg::Taproot => route(
-            Carrier::Taproot,
-            &key,
-            kind,
-            &chosen,
-            chain_id,
-            &raw,
-            fee_rate,
-        )
-        .with_context(paying)?,
+        CarrierArg::Taproot => build(Carrier::Taproot)?,
         CarrierArg::Auto => {
-            let envelope = route(
-                Carrier::Taproot,
-                &key,
-                kind,
-                &chosen,
-                chain_id,
-                &raw,
-                fee_rate,
-            )
-            .with_context(paying)?;
+            let envelope = build(Carrier::Taproot)?;
             let vsize = |txs: &[Transaction]| txs.iter().map(|t| t.vsize()).sum::<usize>();
-            match fits
-                .then(|| {
-                    route(
-                        Carrier::OpReturn,
-                        &key,
-                        kind,
-                        &chosen,
-                        chain_id,
-                        &raw,
-                        fee_rate,
-                    )
-                })
-                .transpose()
-                .with_context(paying)?
-            {
+            match fits.then(|| build(Carrier::OpReturn)).transpose()? {
                 Some(op) if vsize(&op) <= vsize(&envelope) => op,
                 _ => envelope,
             }
