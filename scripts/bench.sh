@@ -12,7 +12,8 @@
 # Each step has its own time limit; a step that runs over is stopped and says so, and the whole
 # run stops by itself.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+cd "$(dirname "$self")/.."
 
 # The erc20 step's body (run by the step below as its own process, so it can be timed out).
 if [ "${1:-}" = --erc20-pair ]; then
@@ -101,7 +102,7 @@ for s in "${steps[@]}"; do
         hvm-pin) step hvm-pin 120 "An L2 block of hVM balance calls re-executed at its pin and 100 / 1,000 Bitcoin blocks later." \
             "$hemi" bench hvm-pin --blocks 3 ;;
         erc20) step erc20 180 "ERC-20 transfers per second end to end, hemi-rs beside anvil (npm), same client, 2e9 gas, 1 s blocks; the node's RSS after the load." \
-            "$0" --erc20-pair ;;
+            "$self" --erc20-pair ;;
         finality) step finality 240 "Devnet time from an L2 block to superfinality beside Bitcoin's bound; hemi_getFinality throughput." \
             "$hemi" bench finality --samples 1 ;;
         tunnel) step tunnel 240 "Deposit → mint latency against its bound; provenance size and verification beside verifytxoutproof; payout vsize per withdrawal." \

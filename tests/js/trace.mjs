@@ -100,6 +100,7 @@ await runScript('trace.mjs', async (step) => {
     const [filH, filA] = await step('trace_filter', () => both('trace_filter', filter))
     assert.deepStrictEqual(placeless(filH), placeless(filA))
     assert.equal(filH.length, 2, 'the two calls into the callee')
+    assert.deepStrictEqual(await hemi.send('trace_filter', [{ ...filter(a)[0], count: 0 }]), [], 'count 0: none')
     assert.match(await hemi.send('trace_filter', [{ fromAddress: 'nope' }]).then(() => '', (e) => e.message), /trace filter/)
     assert.equal(await hemi.send('trace_block', ['0x' + (a.block + 10_000).toString(16)]), null)
     assert.equal(await hemi.send('trace_transaction', ['0x' + '11'.repeat(32)]), null)

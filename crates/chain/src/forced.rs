@@ -22,7 +22,10 @@
 //!   leaf (BIP-341's layout, leaf version 0xc0) that holds such an envelope.
 //!
 //! Within a Bitcoin transaction, envelopes in its inputs (input order, then envelope order
-//! within a leaf) come before its OP_RETURN outputs (output order).
+//! within a leaf) come before its OP_RETURN outputs (output order). Envelopes count only on a
+//! chain whose spec says so ([`ForcedInclusionParams::taproot_envelopes`]: chains made before
+//! they existed keep reading OP_RETURN outputs alone). Without the spent outputs, "a
+//! script-path spend" means a witness of that shape: the rule is the same on every node.
 //!
 //! # The rule
 //!
@@ -76,6 +79,11 @@ pub struct ForcedInclusionParams {
     pub confirmations: u32,
     /// L2 blocks from the first block that sees the confirmations to the deadline, inclusive.
     pub window: u64,
+    /// Whether taproot envelopes carry forced transactions beside OP_RETURN outputs. Chains
+    /// made before envelopes existed read OP_RETURN outputs only: absent from a stored or
+    /// reported spec, it is false, so no chain's rule changes under it.
+    #[serde(default)]
+    pub taproot_envelopes: bool,
 }
 
 /// How a forced transaction is carried in its Bitcoin transaction (see the [module](self) docs).
@@ -224,8 +232,9 @@ fn revealed_leaf(witness: &bitcoin::Witness) -> Option<&Script> {
 }
 
 /// The forced transactions for chain `chain_id` in Bitcoin block `hash` (height `height`), in
-/// block order. Only user transaction types count; bytes that do not decode are skipped.
-/// Cached by block hash (blocks are immutable).
+/// block order, from OP_RETURN outputs and, if `taproot`, envelopes too. Only user transaction
+/// types count; bytes that do not decode are skipped. Cached by block hash (blocks are
+/// immutable).
 ///
 /// # Errors
 /// [`ChainError::BitcoinNotReady`] when the block's data is not in the view.
@@ -234,13 +243,15 @@ pub fn forced_in(
     height: u32,
     hash: BlockHash,
     chain_id: u64,
+    taproot: bool,
 ) -> Result<Arc<Vec<ForcedTx>>, ChainError> {
     use std::sync::Mutex;
-    type Cache = std::collections::VecDeque<(BlockHash, u64, Arc<Vec<ForcedTx>>)>;
+    type Cache = std::collections::VecDeque<((BlockHash, u64, bool), Arc<Vec<ForcedTx>>)>;
     static CACHE: Mutex<Cache> = Mutex::new(Cache::new());
     const KEEP: usize = 256;
+    let key = (hash, chain_id, taproot);
     if let Ok(c) = CACHE.lock() {
-        if let Some((_, _, f)) = c.iter().find(|(h, id, _)| *h == hash && *id == chain_id) {
+        if let Some((_, f)) = c.iter().find(|(k, _)| *k == key) {
             return Ok(f.clone());
         }
     }
@@ -255,9 +266,11 @@ pub fn forced_in(
         let revealed = tx
             .input
             .iter()
+            .filter(|_| taproot)
             .filter_map(|i| revealed_leaf(&i.witness))
-            // Cheap test first: most leaves hold no tag at all.
-            .filter(|s| s.as_bytes().windows(4).any(|w| w == FORCED_TAG))
+            // Cheap test first: an envelope's `OP_0 OP_IF` are two adjacent bytes of its leaf,
+            // so a leaf without them holds none (the tag itself may be split across pushes).
+            .filter(|s| s.as_bytes().windows(2).any(|w| w == [0x00, 0x63]))
             .flat_map(|s| decode_envelopes(s).into_iter().map(|d| (Carrier::Taproot, d)));
         let outputs = tx.output.iter().filter_map(|out| {
             decode_forced_script(&out.script_pubkey).map(|d| (Carrier::OpReturn, d))
@@ -291,7 +304,7 @@ pub fn forced_in(
         if c.len() >= KEEP {
             c.pop_front();
         }
-        c.push_back((hash, chain_id, found.clone()));
+        c.push_back((key, found.clone()));
     }
     Ok(found)
 }
@@ -354,7 +367,7 @@ impl Chain {
         }
         let mut due: Vec<ForcedTx> = Vec::new();
         for (h, hash) in blocks {
-            for f in forced_in(view, h, hash, self.spec().chain_id)?.iter() {
+            for f in forced_in(view, h, hash, self.spec().chain_id, p.taproot_envelopes)?.iter() {
                 if due.len() == MAX_FORCED_PER_BLOCK {
                     return Ok(due);
                 }
@@ -559,5 +572,25 @@ mod tests {
         other[0] = (other[0] & 1) | 0xc2;
         let other = bitcoin::Witness::from_slice(&[vec![0u8; 64], leaf.to_bytes(), other]);
         assert_eq!(revealed_leaf(&other), None);
+    }
+
+    #[test]
+    fn a_spec_from_before_envelopes_keeps_reading_op_return_only() {
+        let old: ForcedInclusionParams =
+            serde_json::from_str(r#"{"confirmations":6,"window":10}"#).expect("old spec");
+        assert!(!old.taproot_envelopes);
+        let new = ForcedInclusionParams {
+            taproot_envelopes: true,
+            ..old
+        };
+        let json = serde_json::to_string(&new).expect("json");
+        assert_eq!(
+            json,
+            r#"{"confirmations":6,"window":10,"taprootEnvelopes":true}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<ForcedInclusionParams>(&json).ok(),
+            Some(new)
+        );
     }
 }

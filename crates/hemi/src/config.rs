@@ -650,6 +650,8 @@ fn forced_inclusion(
     Ok(hemi_chain::forced::ForcedInclusionParams {
         confirmations,
         window,
+        // Every chain made from now on reads taproot envelopes too.
+        taproot_envelopes: true,
     })
 }
 

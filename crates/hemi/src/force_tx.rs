@@ -16,6 +16,8 @@ use crate::deposit::KeyArgs;
 /// Bitcoin Core's default `-datacarriersize` (v30+): the most OP_RETURN bytes a transaction
 /// may carry and still relay.
 const OP_RETURN_RELAY_LIMIT: usize = 100_000;
+/// Bitcoin Core's `MAX_STANDARD_TX_WEIGHT`: heavier transactions do not relay.
+const MAX_STANDARD_TX_WEIGHT: u64 = 400_000;
 
 /// How `hemi force-tx` carries the transaction in Bitcoin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -59,7 +61,7 @@ fn route(
     raw: &[u8],
     fee_rate: f64,
 ) -> anyhow::Result<Vec<Transaction>> {
-    Ok(match carrier {
+    let txs = match carrier {
         Carrier::OpReturn => {
             let outputs = vec![TxOut {
                 value: Amount::ZERO,
@@ -74,7 +76,17 @@ fn route(
             let reveal = envelope.reveal(key, kind, &commit, 0, fee_rate)?;
             vec![commit, reveal]
         }
-    })
+    };
+    if let Some(big) = txs
+        .iter()
+        .find(|t| t.weight().to_wu() > MAX_STANDARD_TX_WEIGHT)
+    {
+        bail!(
+            "its Bitcoin transaction would weigh {} WU, over the {MAX_STANDARD_TX_WEIGHT} that relay",
+            big.weight().to_wu()
+        );
+    }
+    Ok(txs)
 }
 
 /// Runs `hemi force-tx`.
@@ -98,8 +110,9 @@ pub(crate) async fn run(args: ForceTxArgs) -> anyhow::Result<()> {
     let from = key.address(kind, network);
     let utxos = crate::deposit::spendable_utxos(&args.rpc_url, &from).await?;
     let fee_rate = args.key.fee_rate as f64;
-    // Enough for the larger route: the data at the full rate, plus inputs and change.
-    let fee = Amount::from_sat(args.key.fee_rate * (raw.len() as u64 + 400));
+    // Enough for either route: the data at the full rate, inputs and change, and the
+    // envelope's output left for the reveal.
+    let fee = Amount::from_sat(args.key.fee_rate * (raw.len() as u64 + 400) + 1_000);
     let chosen = select_largest_first(utxos, fee);
     if chosen.is_empty() {
         bail!(
@@ -124,11 +137,16 @@ pub(crate) async fn run(args: ForceTxArgs) -> anyhow::Result<()> {
         }
         CarrierArg::Taproot => build(Carrier::Taproot)?,
         CarrierArg::Auto => {
-            let envelope = build(Carrier::Taproot)?;
+            // The cheaper of the two that can be built and relay; either alone if only one can.
             let vsize = |txs: &[Transaction]| txs.iter().map(|t| t.vsize()).sum::<usize>();
-            match fits.then(|| build(Carrier::OpReturn)).transpose()? {
-                Some(op) if vsize(&op) <= vsize(&envelope) => op,
-                _ => envelope,
+            match (
+                fits.then(|| build(Carrier::OpReturn)),
+                build(Carrier::Taproot),
+            ) {
+                (Some(Ok(op)), Ok(env)) if vsize(&op) <= vsize(&env) => op,
+                (Some(Ok(op)), Err(_)) => op,
+                (_, Ok(env)) => env,
+                (_, Err(e)) => return Err(e),
             }
         }
     };

@@ -116,7 +116,7 @@ async fn forced_inclusion_through_bitcoin() -> anyhow::Result<()> {
     let status = follower.call("hemi_nodeStatus", json!([])).await?;
     assert_eq!(
         status["forcedInclusion"],
-        json!({"confirmations": 2, "window": 4}),
+        json!({"confirmations": 2, "window": 4, "taprootEnvelopes": true}),
         "the follower takes the sequencer's rule"
     );
 

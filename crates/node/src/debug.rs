@@ -26,8 +26,10 @@ use hemi_finality::FinalityTracker;
 use jsonrpsee::types::ErrorObjectOwned;
 use serde_json::{json, Value};
 
-/// Most blocks one `trace_filter` call re-executes.
-pub(crate) const TRACE_FILTER_BLOCKS: u64 = 1_000;
+/// Most blocks one `trace_filter` call re-executes (each user transaction is traced by
+/// re-executing its block up to it, so a call's cost grows with the square of a block's
+/// transactions: the span is kept short).
+pub(crate) const TRACE_FILTER_BLOCKS: u64 = 100;
 
 /// The flat call tracer's options: Parity-style traces.
 fn flat_call_tracer() -> GethDebugTracingOptions {
@@ -173,6 +175,9 @@ impl DebugContext {
         let matcher = filter.matcher();
         let skip = filter.after.unwrap_or(0) as usize;
         let take = filter.count.map_or(usize::MAX, |c| c as usize);
+        if take == 0 {
+            return Ok(Vec::new());
+        }
         let mut out = Vec::new();
         let mut matched = 0usize;
         for n in from..=to {

@@ -60,7 +60,13 @@ fn list(ctx: &ForcedContext, lookback: u32) -> Result<Value, ErrorObjectOwned> {
         let Some((block, _)) = view.header_at(h).map_err(failed)? else {
             continue;
         };
-        let found = match forced_in(view, h, block.hash, ctx.chain.spec().chain_id) {
+        let found = match forced_in(
+            view,
+            h,
+            block.hash,
+            ctx.chain.spec().chain_id,
+            p.taproot_envelopes,
+        ) {
             Ok(f) => f,
             Err(_) => continue,
         };

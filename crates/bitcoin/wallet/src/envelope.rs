@@ -384,5 +384,19 @@ mod tests {
             .push_opcode(OP_ENDIF)
             .into_script();
         assert_eq!(fails(non_minimal), Some(ScriptFailure::TapscriptMinimalIf));
+        // OP_IF with nothing to read: Core's UNBALANCED_CONDITIONAL, not a stack error.
+        let nothing = base()
+            .push_opcode(bitcoin::opcodes::all::OP_VERIFY)
+            .push_opcode(OP_IF)
+            .push_opcode(OP_ENDIF)
+            .push_int(1)
+            .into_script();
+        assert_eq!(fails(nothing), Some(ScriptFailure::UnbalancedConditional));
+        // More than 1,000 stack items (a push in a loop-free leaf): Core's STACK_SIZE.
+        let mut deep = base();
+        for _ in 0..1_000 {
+            deep = deep.push_int(1);
+        }
+        assert_eq!(fails(deep.into_script()), Some(ScriptFailure::StackSize));
     }
 }

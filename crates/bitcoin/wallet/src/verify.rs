@@ -538,6 +538,13 @@ impl<'a> Checker<'a> {
         // BIP-342's budget: the witness's serialized size plus 50, 50 per signature checked.
         let witness = &self.tx.input[index].witness;
         let mut budget = bitcoin::consensus::serialize(witness).len() as i64 + 50;
+        // Core's ExecuteWitnessScript: the witness stack's own limits, before the script runs.
+        if inputs.iter().any(|i| i.len() > MAX_SCRIPT_ELEMENT_SIZE) {
+            return Err(ScriptFailure::PushSize.into());
+        }
+        if inputs.len() > MAX_STACK_SIZE {
+            return Err(ScriptFailure::StackSize.into());
+        }
         let mut st: Vec<Vec<u8>> = inputs.iter().map(|i| i.to_vec()).collect();
         let pop = |st: &mut Vec<Vec<u8>>| {
             st.pop()
@@ -555,6 +562,9 @@ impl<'a> Checker<'a> {
                     }
                     if executing {
                         st.push(b.as_bytes().to_vec());
+                        if st.len() > MAX_STACK_SIZE {
+                            return Err(ScriptFailure::StackSize.into());
+                        }
                     }
                     continue;
                 }
@@ -565,7 +575,7 @@ impl<'a> Checker<'a> {
                     // OP_IF, OP_NOTIF: tapscript demands an empty or 0x01 argument.
                     let mut taken = false;
                     if executing {
-                        let top = pop(&mut st)?;
+                        let top = st.pop().ok_or(ScriptFailure::UnbalancedConditional)?;
                         if top.len() > 1 || (top.len() == 1 && top[0] != 1) {
                             return Err(ScriptFailure::TapscriptMinimalIf.into());
                         }

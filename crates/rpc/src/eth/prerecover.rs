@@ -52,13 +52,13 @@ fn recover_all(raws: &[Bytes], threads: usize) -> Vec<Option<RecoveredSender>> {
             .map(|c| s.spawn(move || c.iter().map(|r| recover(r)).collect::<Vec<_>>()))
             .collect();
         let mut out: Vec<Option<RecoveredSender>> = first.iter().map(|r| recover(r)).collect();
-        for h in others {
-            // A panic in a recovery thread (none is known) costs only the hint.
-            match h.join() {
-                Ok(v) => out.extend(v),
-                Err(_) => return vec![None; raws.len()],
-            }
+        // Every thread joined (so none is left for the scope to re-raise); a panic in one (none
+        // is known) costs only the hints.
+        let joined: Vec<_> = others.into_iter().map(|h| h.join()).collect();
+        if joined.iter().any(Result::is_err) {
+            return vec![None; raws.len()];
         }
+        out.extend(joined.into_iter().flatten().flatten());
         out
     })
 }
