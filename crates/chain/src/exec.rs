@@ -102,17 +102,6 @@ impl Executed {
     }
 }
 
-/// The gas `tx` pays before its first opcode (21,000, calldata, access list, creation,
-/// authorizations): what Parity-style traces leave out of the root call's `gas`.
-pub fn intrinsic_gas(tx: &TxEnvelope) -> u64 {
-    revm::context_interface::cfg::gas::calculate_initial_tx_gas_for_tx(
-        tx_env(tx, Address::ZERO),
-        SPEC,
-        None,
-    )
-    .initial_total_gas()
-}
-
 /// revm's transaction environment for an Ethereum transaction.
 pub fn tx_env(tx: &TxEnvelope, sender: Address) -> TxEnv {
     TxEnv {

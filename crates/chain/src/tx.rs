@@ -193,6 +193,15 @@ pub enum L2Tx {
 }
 
 impl L2Tx {
+    /// The Ethereum transaction a user sent: an ordinary one, or one from an impersonated
+    /// account; `None` for system transactions.
+    pub fn user_envelope(&self) -> Option<&TxEnvelope> {
+        match self {
+            L2Tx::Eth(env) | L2Tx::Impersonated(ImpersonatedTx { tx: env, .. }) => Some(env),
+            _ => None,
+        }
+    }
+
     /// EIP-2718 type byte.
     pub fn tx_type(&self) -> u8 {
         match self {

@@ -686,16 +686,22 @@ fn state_in_memory_replays_after_a_crash_and_rebuilds_from_the_blocks() {
     .expect("proof after the rebuild");
 }
 
-#[test]
-fn devnet_state_changes_re_execute_on_a_devnet_follower_and_are_refused_elsewhere() {
-    use hemi_chain::dev::{DevChange, DevOp};
-    let pin = bitcoin();
+/// A devnet that takes devnet transactions, a follower of it, and a chain that takes none.
+fn devnet_follower_and_other() -> (Chain, Chain, Chain) {
     let mut spec = ChainSpec::devnet().expect("spec");
     spec.dev_state = true;
     let a = Chain::open(None, spec.clone()).expect("devnet");
     let b = Chain::open(None, spec.clone()).expect("devnet follower");
     spec.dev_state = false;
     let c = Chain::open(None, spec).expect("a chain that takes none");
+    (a, b, c)
+}
+
+#[test]
+fn devnet_state_changes_re_execute_on_a_devnet_follower_and_are_refused_elsewhere() {
+    use hemi_chain::dev::{DevChange, DevOp};
+    let pin = bitcoin();
+    let (a, b, c) = devnet_follower_and_other();
     let who = Address::repeat_byte(0x31);
     let code = Bytes::from_static(&[0x60, 0x2a, 0x60, 0x00, 0x52, 0x60, 0x20, 0x60, 0x00, 0xf3]);
     let changes = vec![
@@ -770,12 +776,7 @@ fn devnet_state_changes_re_execute_on_a_devnet_follower_and_are_refused_elsewher
 #[test]
 fn impersonated_transactions_re_execute_on_a_devnet_follower_and_are_refused_elsewhere() {
     let pin = bitcoin();
-    let mut spec = ChainSpec::devnet().expect("spec");
-    spec.dev_state = true;
-    let a = Chain::open(None, spec.clone()).expect("devnet");
-    let b = Chain::open(None, spec.clone()).expect("devnet follower");
-    spec.dev_state = false;
-    let c = Chain::open(None, spec).expect("a chain that takes none");
+    let (a, b, c) = devnet_follower_and_other();
     // A funded dev account nobody signs for here: the transaction carries no real signature.
     let whale = dev_accounts(DEV_MNEMONIC, 1).expect("accounts")[0].address;
     let to = Address::repeat_byte(0x44);

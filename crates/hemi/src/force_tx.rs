@@ -122,10 +122,14 @@ pub(crate) async fn run(args: ForceTxArgs) -> anyhow::Result<()> {
     }
     let paying = || format!("paying the Bitcoin fee from {from}");
     let fits = forced_script(chain_id, &raw).len() <= OP_RETURN_RELAY_LIMIT;
+    // A chain made before envelopes existed reads OP_RETURN outputs only.
+    let envelopes = params["taprootEnvelopes"].as_bool().unwrap_or(false);
     let build = |carrier| {
-        route(carrier, &key, kind, &chosen, chain_id, &raw, fee_rate).with_context(paying)
+        route(carrier, &key, kind, &chosen, chain_id, &raw, fee_rate)
+            .with_context(paying)
+            .map(|txs| (carrier, txs))
     };
-    let txs = match args.carrier {
+    let (carrier, txs) = match args.carrier {
         CarrierArg::OpReturn => {
             if !fits {
                 bail!(
@@ -135,25 +139,30 @@ pub(crate) async fn run(args: ForceTxArgs) -> anyhow::Result<()> {
             }
             build(Carrier::OpReturn)?
         }
+        CarrierArg::Taproot if !envelopes => {
+            bail!("the node's chain reads forced transactions from OP_RETURN outputs only (its spec predates taproot envelopes)")
+        }
         CarrierArg::Taproot => build(Carrier::Taproot)?,
         CarrierArg::Auto => {
-            // The cheaper of the two that can be built and relay; either alone if only one can.
+            // The cheaper of the two that can be built, relay and count on this chain; either
+            // alone if only one can.
             let vsize = |txs: &[Transaction]| txs.iter().map(|t| t.vsize()).sum::<usize>();
-            match (
-                fits.then(|| build(Carrier::OpReturn)),
-                build(Carrier::Taproot),
-            ) {
-                (Some(Ok(op)), Ok(env)) if vsize(&op) <= vsize(&env) => op,
-                (Some(Ok(op)), Err(_)) => op,
-                (_, Ok(env)) => env,
-                (_, Err(e)) => return Err(e),
+            let op = fits.then(|| build(Carrier::OpReturn));
+            match (op, envelopes.then(|| build(Carrier::Taproot))) {
+                (Some(Ok(op)), Some(Ok(env))) if vsize(&op.1) <= vsize(&env.1) => op,
+                (Some(Ok(op)), None | Some(Err(_))) => op,
+                (_, Some(Ok(env))) => env,
+                (_, Some(Err(e))) | (Some(Err(e)), None) => return Err(e),
+                (None, None) => bail!(
+                    "a {}-byte transaction does not fit an OP_RETURN that relays, and the node's chain reads no taproot envelopes",
+                    raw.len()
+                ),
             }
         }
     };
-    let carrier = if txs.len() == 1 {
-        "an OP_RETURN output"
-    } else {
-        "a taproot envelope"
+    let carrier = match carrier {
+        Carrier::OpReturn => "an OP_RETURN output",
+        Carrier::Taproot => "a taproot envelope",
     };
     let Some(last) = txs.last() else {
         bail!("no Bitcoin transaction built");

@@ -120,14 +120,9 @@ impl DebugContext {
         };
         // geth's flat call tracer gives the root call the transaction's gas limit; Parity's
         // traces (OpenEthereum, reth, anvil) give it what is left after the intrinsic cost.
-        let envelope = match block.txs.get(index).map(|t| &t.tx) {
-            Some(hemi_chain::L2Tx::Eth(env)) => Some(env),
-            Some(hemi_chain::L2Tx::Impersonated(i)) => Some(&i.tx),
-            _ => None,
-        };
-        if let Some(env) = envelope {
+        if let Some(env) = block.txs.get(index).and_then(|t| t.tx.user_envelope()) {
             let limit = alloy_consensus::Transaction::gas_limit(env);
-            let left = limit.saturating_sub(hemi_chain::exec::intrinsic_gas(env));
+            let left = limit.saturating_sub(hemi_txpool::intrinsic_gas(env));
             for t in &mut traces {
                 let root = t["traceAddress"].as_array().is_some_and(|a| a.is_empty());
                 if root && t["action"].get("gas").is_some() {
@@ -146,10 +141,7 @@ impl DebugContext {
         };
         let mut out = Vec::new();
         for (i, tx) in block.txs.iter().enumerate() {
-            if matches!(
-                tx.tx,
-                hemi_chain::L2Tx::Eth(_) | hemi_chain::L2Tx::Impersonated(_)
-            ) {
+            if tx.tx.user_envelope().is_some() {
                 out.extend(self.parity_at(&block, i)?);
             }
         }
@@ -212,10 +204,7 @@ impl DebugContext {
             .ok_or_else(|| failed(format!("block #{number} not found")))?;
         let mut out = Vec::new();
         for (i, tx) in block.txs.iter().enumerate() {
-            if !matches!(
-                tx.tx,
-                hemi_chain::L2Tx::Eth(_) | hemi_chain::L2Tx::Impersonated(_)
-            ) {
+            if tx.tx.user_envelope().is_none() {
                 continue;
             }
             let result = self.trace_tx(number, i, opts.clone())?;

@@ -132,7 +132,10 @@ impl NodeBackend {
     fn tx_json(&self, block: Option<&StoredBlock>, index: usize, tx: &SignedTx) -> Value {
         let base_fee = block.and_then(|b| b.header.base_fee_per_gas);
         match &tx.tx {
-            L2Tx::Eth(env) => {
+            // An impersonated transaction shows as anvil shows one: its own type and fields, from
+            // the impersonated account, with the 0x79 transaction's hash (for an Ethereum
+            // transaction the hash is its envelope's anyway).
+            L2Tx::Eth(env) | L2Tx::Impersonated(hemi_chain::ImpersonatedTx { tx: env, .. }) => {
                 let rpc = alloy_rpc_types_eth::Transaction {
                     inner: alloy_consensus::transaction::Recovered::new_unchecked(
                         env.clone(),
@@ -142,22 +145,6 @@ impl NodeBackend {
                     block_number: block.map(|b| b.header.number),
                     transaction_index: block.map(|_| index as u64),
                     effective_gas_price: block.map(|_| env.effective_gas_price(base_fee)),
-                    block_timestamp: block.map(|b| b.header.timestamp),
-                };
-                serde_json::to_value(rpc).unwrap_or(Value::Null)
-            }
-            // As anvil shows an impersonated transaction: its own type and fields, from the
-            // impersonated account; the hash is the 0x79 transaction's.
-            L2Tx::Impersonated(imp) => {
-                let rpc = alloy_rpc_types_eth::Transaction {
-                    inner: alloy_consensus::transaction::Recovered::new_unchecked(
-                        imp.tx.clone(),
-                        tx.sender,
-                    ),
-                    block_hash: block.map(|b| b.hash),
-                    block_number: block.map(|b| b.header.number),
-                    transaction_index: block.map(|_| index as u64),
-                    effective_gas_price: block.map(|_| imp.tx.effective_gas_price(base_fee)),
                     block_timestamp: block.map(|b| b.header.timestamp),
                 };
                 let mut v = serde_json::to_value(rpc).unwrap_or(Value::Null);
@@ -738,18 +725,12 @@ impl EthBackend for NodeBackend {
                     .txs
                     .iter()
                     .enumerate()
-                    .filter_map(|(i, t)| match &t.tx {
-                        L2Tx::Eth(env)
-                        | L2Tx::Impersonated(hemi_chain::ImpersonatedTx { tx: env, .. }) => Some((
+                    .filter_map(|(i, t)| {
+                        let env = t.tx.user_envelope()?;
+                        Some((
                             env.effective_tip_per_gas(base).unwrap_or_default(),
                             gas_used_by(receipts, i),
-                        )),
-                        L2Tx::BtcAttributes(_)
-                        | L2Tx::PopPayout(_)
-                        | L2Tx::TunnelActivation(_)
-                        | L2Tx::Deposit(_)
-                        | L2Tx::Payout(_)
-                        | L2Tx::DevState(_) => None,
+                        ))
                     })
                     .collect();
                 tips.sort_unstable();

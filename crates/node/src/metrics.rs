@@ -281,7 +281,7 @@ impl Metrics {
             .block
             .txs
             .iter()
-            .filter(|t| matches!(t.tx, L2Tx::Eth(_) | L2Tx::Impersonated(_)))
+            .filter(|t| t.tx.user_envelope().is_some())
             .count();
         let deposits = b
             .block

@@ -14,7 +14,7 @@
 use std::sync::{Arc, OnceLock};
 
 use alloy_primitives::{Address, B256, U256};
-use hemi_chain::{Chain, L2Tx};
+use hemi_chain::Chain;
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use jsonrpsee::Methods;
 use serde_json::{json, Value};
@@ -206,10 +206,8 @@ impl OtsContext {
     /// Whether user transaction `tx` of a block involves `who` directly: sent by it, sent to
     /// it, or creating it.
     fn involves(tx: &hemi_chain::SignedTx, who: Address) -> bool {
-        let env = match &tx.tx {
-            L2Tx::Eth(env) => env,
-            L2Tx::Impersonated(imp) => &imp.tx,
-            _ => return false,
+        let Some(env) = tx.tx.user_envelope() else {
+            return false;
         };
         if tx.sender == who {
             return true;
@@ -529,12 +527,7 @@ pub(crate) fn ots_module(ctx: OtsContext) -> anyhow::Result<jsonrpsee::RpcModule
             Ok(block
                 .and_then(|b| {
                     b.txs.into_iter().find(|t| {
-                        t.sender == who
-                            && match &t.tx {
-                                L2Tx::Eth(e) => e.nonce() == nonce,
-                                L2Tx::Impersonated(i) => i.tx.nonce() == nonce,
-                                _ => false,
-                            }
+                        t.sender == who && t.tx.user_envelope().is_some_and(|e| e.nonce() == nonce)
                     })
                 })
                 .map_or(Value::Null, |t| json!(t.hash)))

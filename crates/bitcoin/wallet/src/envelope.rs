@@ -12,10 +12,9 @@ use bitcoin::secp256k1::{Keypair, Message};
 use bitcoin::sighash::{Prevouts, SighashCache, TapSighashType};
 use bitcoin::taproot::{self, LeafVersion, TapLeafHash, TaprootBuilder, TaprootSpendInfo};
 use bitcoin::transaction::Version;
-use bitcoin::{
-    Amount, OutPoint, Script, ScriptBuf, Transaction, TxIn, TxOut, Txid, Weight, Witness,
-};
+use bitcoin::{Amount, OutPoint, Script, ScriptBuf, Transaction, TxIn, TxOut, Txid, Witness};
 
+use crate::sign::fee_for;
 use crate::{dust_threshold, secp, verify_transaction, Key, KeyKind, WalletError, RBF_SEQUENCE};
 
 /// A tapscript leaf committed to under `key`'s x-only key (the internal key; `key` can also
@@ -64,8 +63,43 @@ impl Envelope {
             })
     }
 
-    /// The reveal spending `commit` (this envelope's output) by the leaf, paying the rest less
-    /// the fee to `key`'s `kind` address; signed (BIP-341 `SIGHASH_DEFAULT`, script path).
+    /// The script-path witness: `signature`, the leaf, its control block.
+    fn witness(&self, signature: &[u8]) -> Result<Witness, WalletError> {
+        Ok(Witness::from_slice(&[
+            signature,
+            self.leaf.as_bytes(),
+            &self.control_block()?.serialize(),
+        ]))
+    }
+
+    /// A reveal spending `outpoint` by the leaf with `signature` (64 bytes), paying `pay` to
+    /// `key`'s `kind` address.
+    fn reveal_tx(
+        &self,
+        key: &Key,
+        kind: KeyKind,
+        outpoint: OutPoint,
+        pay: Amount,
+        signature: &[u8],
+    ) -> Result<Transaction, WalletError> {
+        Ok(Transaction {
+            version: Version::TWO,
+            lock_time: LockTime::ZERO,
+            input: vec![TxIn {
+                previous_output: outpoint,
+                script_sig: ScriptBuf::new(),
+                sequence: RBF_SEQUENCE,
+                witness: self.witness(signature)?,
+            }],
+            output: vec![TxOut {
+                value: pay,
+                script_pubkey: key.script_pubkey(kind),
+            }],
+        })
+    }
+
+    /// The reveal spending `commit` (this envelope's output) by the leaf, paying `pay` to
+    /// `key`'s `kind` address; signed (BIP-341 `SIGHASH_DEFAULT`, script path) and checked.
     fn build_reveal(
         &self,
         key: &Key,
@@ -73,20 +107,8 @@ impl Envelope {
         commit: (OutPoint, TxOut),
         pay: Amount,
     ) -> Result<Transaction, WalletError> {
-        let mut tx = Transaction {
-            version: Version::TWO,
-            lock_time: LockTime::ZERO,
-            input: vec![TxIn {
-                previous_output: commit.0,
-                script_sig: ScriptBuf::new(),
-                sequence: RBF_SEQUENCE,
-                witness: Witness::new(),
-            }],
-            output: vec![TxOut {
-                value: pay,
-                script_pubkey: key.script_pubkey(kind),
-            }],
-        };
+        // The signature commits to no witness: sign the reveal with a placeholder in place.
+        let mut tx = self.reveal_tx(key, kind, commit.0, pay, &[0u8; 64])?;
         let prevouts = [commit.1];
         let sighash = SighashCache::new(&tx)
             .taproot_script_spend_signature_hash(
@@ -106,36 +128,9 @@ impl Envelope {
             signature,
             sighash_type: TapSighashType::Default,
         };
-        let mut witness = Witness::new();
-        witness.push(signature.to_vec());
-        witness.push(self.leaf.as_bytes());
-        witness.push(self.control_block()?.serialize());
-        tx.input[0].witness = witness;
+        tx.input[0].witness = self.witness(&signature.to_vec())?;
         verify_transaction(&tx, &prevouts)?;
         Ok(tx)
-    }
-
-    /// The reveal's weight (its signature is always 64 bytes).
-    fn reveal_weight(&self, kind: KeyKind, key: &Key) -> Result<Weight, WalletError> {
-        let trial = Transaction {
-            version: Version::TWO,
-            lock_time: LockTime::ZERO,
-            input: vec![TxIn {
-                previous_output: OutPoint::null(),
-                script_sig: ScriptBuf::new(),
-                sequence: RBF_SEQUENCE,
-                witness: Witness::from_slice(&[
-                    vec![0u8; 64],
-                    self.leaf.to_bytes(),
-                    self.control_block()?.serialize(),
-                ]),
-            }],
-            output: vec![TxOut {
-                value: Amount::ZERO,
-                script_pubkey: key.script_pubkey(kind),
-            }],
-        };
-        Ok(trial.weight())
     }
 
     /// The commit output: enough for the reveal's fee at `feerate_sat_vb` plus a non-dust
@@ -170,12 +165,9 @@ impl Envelope {
         if !feerate_sat_vb.is_finite() || feerate_sat_vb < 0.0 {
             return Err(WalletError::InvalidFeeRate(feerate_sat_vb));
         }
-        let vsize = self.reveal_weight(kind, key)?.to_vbytes_ceil();
-        let fee = (feerate_sat_vb * vsize as f64).ceil();
-        if fee > Amount::MAX_MONEY.to_sat() as f64 {
-            return Err(WalletError::InvalidFeeRate(feerate_sat_vb));
-        }
-        Ok(Amount::from_sat(fee as u64))
+        // A trial reveal: its real signature is 64 bytes too, so the size holds.
+        let trial = self.reveal_tx(key, kind, OutPoint::null(), Amount::ZERO, &[0u8; 64])?;
+        fee_for(&trial, feerate_sat_vb)
     }
 
     /// The signed reveal of output `vout` of `commit` (which must pay this envelope's script):

@@ -409,7 +409,7 @@ fn sum(mut amounts: impl Iterator<Item = Amount>) -> Result<Amount, WalletError>
         .ok_or(WalletError::AmountOverflow)
 }
 
-fn fee_for(tx: &Transaction, feerate_sat_vb: f64) -> Result<Amount, WalletError> {
+pub(crate) fn fee_for(tx: &Transaction, feerate_sat_vb: f64) -> Result<Amount, WalletError> {
     let fee = (feerate_sat_vb * tx.vsize() as f64).ceil();
     if !fee.is_finite() || fee > Amount::MAX_MONEY.to_sat() as f64 {
         return Err(WalletError::InvalidFeeRate(feerate_sat_vb));

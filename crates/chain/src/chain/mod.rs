@@ -12,7 +12,7 @@ use redb::{Database, ReadableDatabase};
 use crate::block::{L2Block, L2Receipt, Seal};
 use crate::db::*;
 use crate::state::{Snapshot, StateStore, StateView};
-use crate::tx::{L2Tx, SignedTx};
+use crate::tx::SignedTx;
 use crate::{ChainError, ChainSpec};
 
 mod build;
@@ -201,11 +201,10 @@ pub fn gas_used_by(receipts: &[L2Receipt], index: usize) -> u64 {
 
 /// The address a contract-creating transaction made.
 pub fn created_address(tx: &SignedTx) -> Option<Address> {
-    match &tx.tx {
-        L2Tx::Eth(env) if env.kind().is_create() => Some(tx.sender.create(env.nonce())),
-        L2Tx::Impersonated(i) if i.tx.kind().is_create() => Some(tx.sender.create(i.tx.nonce())),
-        _ => None,
-    }
+    let env = tx.tx.user_envelope()?;
+    env.kind()
+        .is_create()
+        .then(|| tx.sender.create(env.nonce()))
 }
 
 #[cfg(test)]
