@@ -1,12 +1,13 @@
 //! Provenance documents: `Provenance::from_json` on any bytes and `verify` on any document
 //! never panic. The bytes are also cut into the document's binary fields (transactions,
-//! merkleblocks, headers, L2 header, seal, receipt, trie proof, keystone), so every decoder the
+//! merkleblocks, headers, L2 header, seal or certificate, receipt, trie proof, keystone), so every decoder the
 //! verifier runs meets arbitrary input, not only JSON the parser refuses.
 #![no_main]
 
 use alloy_primitives::{Address, Bytes};
 use hemi_provenance::{
     verify, Anchor, BitcoinInclusion, Deposit, Mint, Provenance, VerifyOptions, VERSION,
+    VERSION_SET,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -24,8 +25,11 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let p = cut(data, 12);
+    // An odd first byte makes it a set's document (v2), the seal's bytes its certificate.
+    let set = data.first().is_some_and(|b| b % 2 == 1);
     let doc = Provenance {
-        version: VERSION.into(),
+        version: if set { VERSION_SET } else { VERSION }.into(),
+        validators: if set { vec![Address::ZERO] } else { vec![] },
         network: "regtest".into(),
         chain_id: 31337,
         sequencer: Address::ZERO,
@@ -43,6 +47,7 @@ fuzz_target!(|data: &[u8]| {
         mint: Mint {
             header: Bytes::from(p[4].clone()),
             seal: Bytes::from(p[5].clone()),
+            certificate: set.then(|| Bytes::from(p[5].clone())),
             receipt_index: 0,
             receipt: Bytes::from(p[6].clone()),
             receipt_proof: vec![Bytes::from(p[7].clone())],

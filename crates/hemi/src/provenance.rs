@@ -25,7 +25,7 @@ pub(crate) struct ProvenanceArgs {
 /// `hemi verify` flags.
 #[derive(Debug, Args)]
 pub(crate) struct VerifyArgs {
-    /// The provenance document (hemi-rs/provenance/v1 JSON).
+    /// The provenance document (hemi-rs/provenance/v1 JSON, or v2 from a sequencer set).
     pub file: PathBuf,
     /// Also ask this Bitcoin Core (`verifytxoutproof` for both merkleblocks, `getblockheader`
     /// for their confirmations on its best chain); may carry user:password@.
@@ -35,8 +35,14 @@ pub(crate) struct VerifyArgs {
     #[arg(long, default_value_t = 10)]
     pub superfinality_depth: u32,
     /// The sequencer address the mint block's seal must be from (default: the document's).
+    /// Under a set: the validator that built the block.
     #[arg(long)]
     pub sequencer: Option<String>,
+    /// Under a sequencer set: the validators whose quorum must certify the mint block, as a
+    /// validators file (what `hemi node --validators` reads) or comma-separated addresses
+    /// (default: the document's).
+    #[arg(long, value_name = "FILE|ADDRESSES")]
+    pub validators: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -74,9 +80,14 @@ pub(crate) async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         Some(s) => Some(s.parse().with_context(|| format!("--sequencer {s:?}"))?),
         None => None,
     };
+    let validators = match &args.validators {
+        Some(v) => Some(hemi_node::validator_addresses(v)?),
+        None => None,
+    };
     let opts = VerifyOptions {
         superfinality_depth: args.superfinality_depth,
         sequencer,
+        validators,
     };
     let report = hemi_provenance::verify(&doc, &opts)?;
     let mut core = Value::Null;

@@ -10,8 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::str::FromStr;
+
 use anyhow::Context;
+use bitcoin::Network;
 use common::{cast, head_of, wait_for, Evil, Hemi};
+use hemi_btc_wallet::{Key, KeyKind};
 use hemi_chain::{L2Block, SealVerifier, ValidatorSet};
 use serde_json::{json, Value};
 
@@ -590,17 +594,209 @@ async fn four_validator_processes_and_two_followers() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs the `hemi` binary with `args`; (success, stdout, stderr).
+fn hemi_cli(args: &[&str]) -> anyhow::Result<(bool, String, String)> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hemi"))
+        .args(args)
+        .output()
+        .context("running hemi")?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// A deposit to the set's devnet vault, minted and anchored, has a provenance document
+/// (v2) carrying the mint block's commit certificate and the set: `hemi verify` checks the
+/// quorum, against the document's set or one the user trusts, and refuses a changed
+/// certificate or another set; the node's `hemi_verifyProvenance` checks it against its own
+/// spec, and the follower makes the same document.
+async fn provenance_under_the_set(
+    core: &hemi_testkit::BitcoinCore,
+    dev: &Hemi,
+    follower: &Hemi,
+    depositor: &Key,
+    sink: &bitcoin::Address,
+    set: &ValidatorSet,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let recipient = "70997970C51812dc3A010C7d01b50e0d17dc79C8";
+    let tunnel = dev.call("hemi_getTunnel", json!([])).await?;
+    let vault = bitcoin::Address::from_str(tunnel["vaultAddress"].as_str().context("vault")?)?
+        .require_network(Network::Regtest)?
+        .script_pubkey();
+    let coins = common::spendable(&core.rpc, depositor, KeyKind::P2wpkh).await?;
+    let utxo = coins.first().context("a mature depositor coin")?.clone();
+    let op_return =
+        bitcoin::ScriptBuf::from_bytes([vec![0x6a, 0x14], hex::decode(recipient)?].concat());
+    let deposit = common::pay(
+        depositor,
+        KeyKind::P2wpkh,
+        utxo,
+        vec![(vault, 10 * 100_000_000), (op_return, 0)],
+    )?;
+    let txid = core.rpc.send_raw_transaction(&deposit).await?;
+    // Bitcoin blocks until the mint is anchored by a PoP publication.
+    let mut doc = Value::Null;
+    for _ in 0..120 {
+        core.rpc.generate_to_address(1, sink).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        match dev
+            .call("hemi_getProvenance", json!([txid.to_string()]))
+            .await
+        {
+            Ok(d) => {
+                doc = d;
+                break;
+            }
+            Err(e) => {
+                let e = e.to_string();
+                assert!(
+                    e.contains("not anchored") || e.contains("not minted"),
+                    "{e}"
+                );
+            }
+        }
+    }
+    assert!(
+        !doc.is_null(),
+        "never anchored: {}",
+        common::tail(&dev.log_text(), 30)
+    );
+    assert_eq!(doc["version"], "hemi-rs/provenance/v2");
+    let lower = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str().map(str::to_lowercase))
+            .collect()
+    };
+    let listed: Vec<String> = set.0.iter().map(|a| a.to_string().to_lowercase()).collect();
+    assert_eq!(lower(&doc["validators"]), listed);
+    assert!(doc["mint"]["certificate"].is_string(), "{doc}");
+    let file = dir.join("set-provenance.json");
+    let file_s = file.to_string_lossy().into_owned();
+    let url = format!("http://{}", dev.rpc_addr);
+    let (ok, _, err) = hemi_cli(&[
+        "provenance",
+        &txid.to_string(),
+        "-o",
+        &file_s,
+        "--rpc-url",
+        &url,
+    ])?;
+    assert!(ok, "hemi provenance: {err}");
+
+    let (ok, out, err) = hemi_cli(&["verify", &file_s, "--json"])?;
+    assert!(ok, "hemi verify: {err}");
+    let report: Value = serde_json::from_str(out.trim())?;
+    assert_eq!(report["validatorCount"], 4, "{report}");
+    let certified = report["certifiedBy"].as_array().context("certifiedBy")?;
+    assert!(certified.len() >= 3, "{report}");
+    assert!(
+        listed.contains(
+            &report["sequencer"]
+                .as_str()
+                .unwrap_or_default()
+                .to_lowercase()
+        ),
+        "{report}"
+    );
+    let (ok, out, err) = hemi_cli(&["verify", &file_s])?;
+    assert!(ok, "{err}");
+    assert!(out.contains("of 4 validators"), "{out}");
+    eprintln!("{out}");
+    // The set the user trusts, named by addresses.
+    let (ok, _, err) = hemi_cli(&["verify", &file_s, "--validators", &listed.join(",")])?;
+    assert!(ok, "hemi verify --validators (the set): {err}");
+    let others: Vec<String> = (1..=4u8)
+        .map(|i| alloy_primitives::Address::repeat_byte(i).to_string())
+        .collect();
+    let (ok, _, err) = hemi_cli(&["verify", &file_s, "--validators", &others.join(",")])?;
+    assert!(!ok && err.contains("link 2"), "another set: {err}");
+    // A changed signature in the certificate, or a certificate cut to two signatures.
+    let text = std::fs::read_to_string(&file)?;
+    let mut bad: Value = serde_json::from_str(&text)?;
+    let cert = bad["mint"]["certificate"]
+        .as_str()
+        .context("certificate")?
+        .to_string();
+    let mut flipped = cert.clone();
+    let c = if &cert[20..21] == "0" { "1" } else { "0" };
+    flipped.replace_range(20..21, c);
+    bad["mint"]["certificate"] = json!(flipped);
+    let bad_file = dir.join("set-provenance-bad.json");
+    std::fs::write(&bad_file, bad.to_string())?;
+    let (ok, _, err) = hemi_cli(&["verify", &bad_file.to_string_lossy()])?;
+    assert!(
+        !ok && err.contains("link 2"),
+        "a changed certificate: {err}"
+    );
+    bad["mint"]["certificate"] = json!(cert[..2 + 8 + 2 * 130].to_string());
+    std::fs::write(&bad_file, bad.to_string())?;
+    let (ok, _, err) = hemi_cli(&["verify", &bad_file.to_string_lossy()])?;
+    assert!(
+        !ok && err.contains("it needs 3"),
+        "a short certificate: {err}"
+    );
+
+    // The node checks against its own spec's set; the follower makes the same document.
+    let r = dev.call("hemi_verifyProvenance", json!([doc])).await?;
+    assert_eq!(r["validatorCount"], 4, "{r}");
+    // It reads the set from its own spec, not the document's word: a document naming
+    // another set still verifies against the node's, and a short certificate does not.
+    let mut claimed = doc.clone();
+    claimed["validators"] = json!(others);
+    let r = dev.call("hemi_verifyProvenance", json!([claimed])).await?;
+    assert_eq!(r["certifiedBy"], report["certifiedBy"], "{r}");
+    let mut short = doc.clone();
+    short["mint"]["certificate"] = json!(cert[..2 + 8 + 2 * 130].to_string());
+    let e = dev
+        .call("hemi_verifyProvenance", json!([short]))
+        .await
+        .expect_err("a short certificate");
+    assert!(e.to_string().contains("it needs 3"), "{e}");
+    let from_follower = wait_for(60, "the follower's provenance", || async {
+        follower
+            .call("hemi_getProvenance", json!([txid.to_string()]))
+            .await
+            .ok()
+    })
+    .await?;
+    assert_eq!(from_follower["mint"], doc["mint"]);
+    assert_eq!(from_follower["validators"], doc["validators"]);
+    Ok(())
+}
+
 /// `hemi devnet --sequencers 4`: four validators in one process make certified blocks; a
 /// `--follow` follower checks their certificates against the set the devnet reports; devnet
-/// tools that make blocks on request say why they cannot.
+/// tools that make blocks on request say why they cannot; a deposit's provenance under the
+/// set verifies by its commit certificate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devnet_with_four_sequencers_in_one_process() -> anyhow::Result<()> {
     let core = hemi_testkit::BitcoinCore::start().await?;
     let dir = tempfile::tempdir()?;
+    // Coins for the built-in PoP miner (one per publication) and for a tunnel deposit.
+    let depositor = Key::from_seed("set-provenance-depositor");
+    let miner = Key::from_seed("hemi-devnet-bitcoin-key-0");
+    let (_, sink) = hemi_testkit::regtest_p2wpkh(&[0x54; 32]).context("sink key")?;
+    core.mine(30, &miner.address(KeyKind::P2wpkh, Network::Regtest))
+        .await?;
+    core.mine(2, &depositor.address(KeyKind::P2wpkh, Network::Regtest))
+        .await?;
+    core.mine(100, &sink).await?;
     let dev = Hemi::devnet_on(
         &core,
         dir.path(),
-        &["--sequencers", "4", "--block-time", "0.2"],
+        &[
+            "--sequencers",
+            "4",
+            "--block-time",
+            "0.2",
+            "--deposit-confirmations",
+            "2",
+        ],
     )
     .await?;
     assert!(dev.log_text().contains("sequencers: 4 validators"));
@@ -668,6 +864,7 @@ async fn devnet_with_four_sequencers_in_one_process() -> anyhow::Result<()> {
         e.to_string().contains("decided by its sequencer set"),
         "{e}"
     );
+    provenance_under_the_set(&core, &dev, &follower, &depositor, &sink, &set, dir.path()).await?;
 
     // An in-memory devnet keeps its validators' logs in a directory of its own under the
     // system's temporary one; Ctrl-C stops the set and removes it.

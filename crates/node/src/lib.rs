@@ -35,7 +35,7 @@ pub use devnet::{devnet, DEVNET_BTC_KEY_SEED, DEVNET_SEQUENCER_KEY_SEED};
 pub use eth::NodeBackend;
 pub use follow::node;
 pub use popm::run_popm;
-pub use set::MAX_DEVNET_SEQUENCERS;
+pub use set::{validator_addresses, MAX_DEVNET_SEQUENCERS};
 pub use signal::shutdown_signal;
 pub use tunnel::{
     DEVNET_DEPOSIT_FEE, DEVNET_MIN_DEPOSIT, DEVNET_RECOVERY_AFTER, DEVNET_RECOVERY_KEY_SEED,

@@ -210,17 +210,33 @@ impl ProvenanceContext {
         }
         let (deposit_inclusion, _) = self.inclusion(txid, tip)?;
         let (pop_inclusion, _) = self.inclusion(publication.txid, tip)?;
-        let sequencer = hemi_chain::block::signer(
-            self.chain.spec().chain_id,
-            cached.block.hash,
-            &cached.block.seal,
-        )
-        .map_err(internal)?;
+        let validators = self.chain.spec().validators.clone();
+        // One key seals with its signature; a set's block names the validator that built it as
+        // its beneficiary and carries the set's commit certificate instead.
+        let (version, sequencer, certificate) = if validators.is_empty() {
+            let signer = hemi_chain::block::signer(
+                self.chain.spec().chain_id,
+                cached.block.hash,
+                &cached.block.seal,
+            )
+            .map_err(internal)?;
+            (hemi_provenance::VERSION, signer, None)
+        } else {
+            let cert = cached.block.certificate.as_ref().ok_or_else(|| {
+                internal(format!("L2 block {n} has no commit certificate stored"))
+            })?;
+            (
+                hemi_provenance::VERSION_SET,
+                cached.block.header.beneficiary,
+                Some(Bytes::from(cert.encode())),
+            )
+        };
         Ok(Provenance {
-            version: hemi_provenance::VERSION.to_string(),
+            version: version.to_string(),
             network: self.tunnel.network.to_core_arg().to_string(),
             chain_id: self.chain.spec().chain_id,
             sequencer,
+            validators,
             tunnel_manager: TUNNEL_MANAGER_ADDRESS,
             deposit: Deposit {
                 txid: txid.to_string(),
@@ -231,6 +247,7 @@ impl ProvenanceContext {
             mint: Mint {
                 header: Bytes::from(alloy_rlp::encode(&cached.block.header)),
                 seal: Bytes::copy_from_slice(&cached.block.seal[..]),
+                certificate,
                 receipt_index: tx_index as u64,
                 receipt: Bytes::from(encoded[tx_index].clone()),
                 receipt_proof: hemi_provenance::receipt_proof(&encoded, tx_index),
@@ -275,10 +292,13 @@ pub(crate) fn provenance_module(
                 .ok_or_else(|| bad("expected params [provenanceDocument]".into()))?;
             let doc = hemi_provenance::Provenance::from_json(&doc.to_string())
                 .map_err(|e| bad(format!("not a provenance document: {e}")))?;
-            // The same checks as `hemi verify`, at this node's superfinality depth.
+            // The same checks as `hemi verify`, at this node's superfinality depth, against
+            // the sequencer set of this node's chain spec (not the document's word for it).
+            let validators = &ctx.chain.spec().validators;
             let opts = hemi_provenance::VerifyOptions {
                 superfinality_depth: ctx.finality.params().superfinality_depth,
                 sequencer: None,
+                validators: (!validators.is_empty()).then(|| validators.clone()),
             };
             let report = hemi_provenance::verify(&doc, &opts)
                 .map_err(|e| ErrorObjectOwned::owned(-32000, e.to_string(), None::<()>))?;

@@ -189,6 +189,28 @@ impl ValidatorsFile {
     }
 }
 
+/// The set a validators file names (sorted, as the chain spec keeps it), or a comma-separated
+/// list of addresses given in its place: what `hemi verify --validators` trusts.
+///
+/// # Errors
+/// A list entry that is not an address, or a file [`ValidatorsFile::load`] refuses.
+pub fn validator_addresses(file_or_list: &str) -> anyhow::Result<Vec<Address>> {
+    if file_or_list.starts_with("0x") && !Path::new(file_or_list).exists() {
+        let mut v = file_or_list
+            .split(',')
+            .map(|a| {
+                a.trim()
+                    .parse::<Address>()
+                    .with_context(|| format!("--validators: {a:?} is not an address"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        v.sort();
+        v.dedup();
+        return Ok(v);
+    }
+    Ok(ValidatorsFile::load(Path::new(file_or_list))?.addresses())
+}
+
 /// A free loopback port (for the devnet's in-process validators).
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?

@@ -6,8 +6,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::verify::{Link, VerifyError};
 
-/// The format this crate writes and reads.
+/// The format of a document from a chain sealed by one sequencer key.
 pub const VERSION: &str = "hemi-rs/provenance/v1";
+
+/// The format of a document from a chain ordered by a sequencer set: v1 plus the set
+/// (`validators`) and the mint block's commit certificate (`mint.certificate`).
+pub const VERSION_SET: &str = "hemi-rs/provenance/v2";
 
 /// Bytes as plain hex (no `0x`), Bitcoin Core's style.
 pub(crate) mod plain_hex {
@@ -78,8 +82,12 @@ pub struct Deposit {
 pub struct Mint {
     /// The block's header, RLP (its hash is keccak256 of these bytes).
     pub header: Bytes,
-    /// The sequencer's 65-byte seal over the block hash.
+    /// The sequencer's 65-byte seal over the block hash (under a set: its proposer's).
     pub seal: Bytes,
+    /// Under a sequencer set (v2): the block's commit certificate, `round (4, BE) ‖ 65-byte
+    /// precommit signatures`, more than two thirds of `validators` for its hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<Bytes>,
     /// The mint transaction's index in the block (the receipt trie's key is `rlp(index)`).
     pub receipt_index: u64,
     /// The mint's receipt, EIP-2718 encoded (the receipt trie's value).
@@ -118,8 +126,11 @@ pub struct Provenance {
     pub network: String,
     /// The L2's EIP-155 chain id (the seal commits to it).
     pub chain_id: u64,
-    /// The address that seals L2 blocks.
+    /// The address that seals L2 blocks (under a set: the mint block's proposer).
     pub sequencer: Address,
+    /// Under a sequencer set (v2): the chain spec's validators, whose quorum certifies blocks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validators: Vec<Address>,
     /// The tunnel contract whose `DepositConfirmed` log is the mint.
     pub tunnel_manager: Address,
     /// Link 1.
@@ -131,22 +142,42 @@ pub struct Provenance {
 }
 
 impl Provenance {
-    /// Reads a document: valid JSON of exactly this shape and [`VERSION`].
+    /// Reads a document: valid JSON of exactly this shape, [`VERSION`] or [`VERSION_SET`].
     ///
     /// # Errors
     /// [`VerifyError`] on the document link: not JSON, an unknown or missing field, bad hex,
-    /// another version.
+    /// another version, or a version whose set fields are missing or out of place.
     pub fn from_json(text: &str) -> Result<Self, VerifyError> {
         let doc: Provenance = serde_json::from_str(text).map_err(|e| {
             VerifyError::new(Link::Document, format!("not a provenance document: {e}"))
         })?;
-        if doc.version != VERSION {
-            return Err(VerifyError::new(
-                Link::Document,
-                format!("version {:?}; this build reads {VERSION:?}", doc.version),
-            ));
-        }
+        doc.check_version()?;
         Ok(doc)
+    }
+
+    /// The version names the shape: v1 carries no set, v2 a set and a certificate.
+    ///
+    /// # Errors
+    /// [`VerifyError`] on the document link.
+    pub fn check_version(&self) -> Result<(), VerifyError> {
+        let set = !self.validators.is_empty() || self.mint.certificate.is_some();
+        let complete = !self.validators.is_empty() && self.mint.certificate.is_some();
+        match self.version.as_str() {
+            VERSION if !set => Ok(()),
+            VERSION => Err(VerifyError::new(
+                Link::Document,
+                format!("a {VERSION} document carries no validators or certificate"),
+            )),
+            VERSION_SET if complete => Ok(()),
+            VERSION_SET => Err(VerifyError::new(
+                Link::Document,
+                format!("a {VERSION_SET} document needs both validators and mint.certificate"),
+            )),
+            other => Err(VerifyError::new(
+                Link::Document,
+                format!("version {other:?}; this build reads {VERSION:?} and {VERSION_SET:?}"),
+            )),
+        }
     }
 
     /// The document as pretty JSON.

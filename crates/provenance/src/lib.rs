@@ -5,12 +5,13 @@
 //!    `gettxoutproof` merkleblock format, and the Bitcoin headers from its block to the tip seen;
 //! 2. **the L2 ordering**: the header of the L2 block that minted hemiBTC for it, the mint's
 //!    receipt with a Merkle-Patricia proof against the header's receipts root, the
-//!    sequencer's seal, and the L2 headers from that block to the keystone that anchors it;
+//!    sequencer's seal (under a sequencer set, `hemi-rs/provenance/v2`: also the set and the
+//!    block's commit certificate, more than two thirds of it), and the L2 headers from that block to the keystone that anchors it;
 //! 3. **the PoP anchoring**: that keystone's 76-byte abbreviated form, the PoP transaction that
 //!    carries it, its merkleblock and the Bitcoin headers to the same tip.
 //!
 //! [`verify`] checks every hash, Merkle branch (refusing 64-byte transactions, which a Merkle
-//! branch cannot tell from inner nodes), trie proof, seal, header link and proof of work with
+//! branch cannot tell from inner nodes), trie proof, seal, certificate, header link and proof of work with
 //! no database and no EVM, and says which link broke ([`VerifyError`]).
 //!
 //! Place in the chain of trust: it reads the end of it — Bitcoin → tunnel → chain → PoP →
@@ -21,5 +22,5 @@ mod doc;
 mod verify;
 
 pub use build::{merkle_block, receipt_proof};
-pub use doc::{Anchor, BitcoinInclusion, Deposit, Mint, Provenance, VERSION};
+pub use doc::{Anchor, BitcoinInclusion, Deposit, Mint, Provenance, VERSION, VERSION_SET};
 pub use verify::{verify, Link, Report, VerifyError, VerifyOptions};

@@ -66,6 +66,10 @@ pub struct VerifyOptions {
     pub superfinality_depth: u32,
     /// The sequencer the seal must be from; `None` takes the document's word.
     pub sequencer: Option<Address>,
+    /// The validator set whose quorum must certify the mint block; `None` takes the
+    /// document's word. Given for a v1 (single-key) document, it fails: such a document
+    /// carries no certificate.
+    pub validators: Option<Vec<Address>>,
 }
 
 impl Default for VerifyOptions {
@@ -73,6 +77,7 @@ impl Default for VerifyOptions {
         VerifyOptions {
             superfinality_depth: 10,
             sequencer: None,
+            validators: None,
         }
     }
 }
@@ -99,8 +104,15 @@ pub struct Report {
     pub mint_block_hash: B256,
     /// hemiBTC units minted.
     pub minted: u64,
-    /// The sealing sequencer.
+    /// The sealing sequencer (under a set: the mint block's proposer).
     pub sequencer: Address,
+    /// Under a set: the validators whose precommits certify the mint block, in the
+    /// certificate's order; empty for a single-key chain.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub certified_by: Vec<Address>,
+    /// Under a set: its size (the quorum is more than two thirds of it); 0 for a single key.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub validator_count: usize,
     /// The anchoring keystone's L2 block.
     pub keystone_block: u64,
     /// Its hash.
@@ -133,11 +145,25 @@ impl std::fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "2. L2 ordering   ok: L2 block {} ({}) sealed by {} minted {} hemiBTC units; {} L2 \
+            "2. L2 ordering   ok: L2 block {} ({}) {} {}{} minted {} hemiBTC units; {} L2 \
              block(s) link it to keystone block {}",
             self.mint_block,
             self.mint_block_hash,
+            if self.validator_count == 0 {
+                "sealed by"
+            } else {
+                "built by"
+            },
             self.sequencer,
+            if self.validator_count == 0 {
+                String::new()
+            } else {
+                format!(
+                    " and certified by {} of {} validators",
+                    self.certified_by.len(),
+                    self.validator_count
+                )
+            },
             self.minted,
             self.keystone_block - self.mint_block,
             self.keystone_block
@@ -159,6 +185,10 @@ impl std::fmt::Display for Report {
             self.superfinality_depth
         )
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn parse_network(s: &str) -> Result<Network, VerifyError> {
@@ -264,21 +294,97 @@ fn decode_l2_header(bytes: &[u8], what: &str) -> Result<(L2Header, B256), Verify
     Ok((h, keccak256(bytes)))
 }
 
+/// A single key's block: its seal recovers to the sequencer.
+fn check_seal(
+    doc: &Provenance,
+    opts: &VerifyOptions,
+    header: &L2Header,
+    hash: B256,
+) -> Result<Address, VerifyError> {
+    let seal: [u8; 65] = doc.mint.seal.as_ref().try_into().map_err(|_| {
+        VerifyError::new(
+            Link::Mint,
+            format!("the seal is {} bytes, not 65", doc.mint.seal.len()),
+        )
+    })?;
+    let signer = hemi_chain::block::signer(doc.chain_id, hash, &hemi_chain::Seal::from(seal))
+        .map_err(|e| VerifyError::new(Link::Mint, format!("the seal: {e}")))?;
+    let sequencer = opts.sequencer.unwrap_or(doc.sequencer);
+    if signer != sequencer {
+        return Err(VerifyError::new(
+            Link::Mint,
+            format!(
+                "block {} is sealed by {signer}, not the sequencer {sequencer}",
+                header.number
+            ),
+        ));
+    }
+    Ok(signer)
+}
+
+/// A set's block: its sequencer (the header's beneficiary, the proposer that built it) is one
+/// of the validators, and its certificate holds precommits of more than two thirds of them for
+/// its hash (`hemi_chain::ValidatorSet`, the check every follower runs). Answers the sequencer
+/// and the certificate's signers.
+fn check_certificate(
+    doc: &Provenance,
+    opts: &VerifyOptions,
+    header: &L2Header,
+    hash: B256,
+) -> Result<(Address, Vec<Address>), VerifyError> {
+    let err = |m: String| VerifyError::new(Link::Mint, m);
+    let Some(raw) = &doc.mint.certificate else {
+        return Err(err(format!(
+            "block {} carries no commit certificate, but a validator set was given (a \
+             single-key chain's document)",
+            header.number
+        )));
+    };
+    let set = opts.validators.as_ref().unwrap_or(&doc.validators);
+    if set.is_empty() || set.len() > hemi_chain::certificate::MAX_VALIDATORS {
+        return Err(err(format!(
+            "a validator set of {} is not one a chain can have",
+            set.len()
+        )));
+    }
+    let proposer = header.beneficiary;
+    let named = opts.sequencer.unwrap_or(doc.sequencer);
+    if proposer != named {
+        return Err(err(format!(
+            "block {} was built by {proposer}, not the sequencer {named}",
+            header.number
+        )));
+    }
+    if !set.contains(&proposer) {
+        return Err(err(format!(
+            "block {} was built by {proposer}, which is not one of the {} validators",
+            header.number,
+            set.len()
+        )));
+    }
+    let cert =
+        hemi_chain::Certificate::decode(raw).map_err(|e| err(format!("the certificate: {e}")))?;
+    hemi_chain::SealVerifier::verify(
+        &hemi_chain::ValidatorSet(set.clone()),
+        doc.chain_id,
+        header.number,
+        hash,
+        &hemi_chain::Seal::ZERO,
+        Some(&cert),
+    )
+    .map_err(|e| err(format!("the certificate: {e}")))?;
+    let signers = cert
+        .signers(doc.chain_id, header.number, hash)
+        .map_err(|e| err(format!("the certificate: {e}")))?;
+    Ok((proposer, signers))
+}
+
 /// Verifies `doc` offline.
 ///
 /// # Errors
 /// [`VerifyError`] naming the first broken link and what breaks it.
 pub fn verify(doc: &Provenance, opts: &VerifyOptions) -> Result<Report, VerifyError> {
-    if doc.version != crate::VERSION {
-        return Err(VerifyError::new(
-            Link::Document,
-            format!(
-                "version {:?}; this build reads {:?}",
-                doc.version,
-                crate::VERSION
-            ),
-        ));
-    }
+    doc.check_version()?;
     let network = parse_network(&doc.network)?;
 
     // 1. The BTC lock.
@@ -326,24 +432,11 @@ pub fn verify(doc: &Provenance, opts: &VerifyOptions) -> Result<Report, VerifyEr
     // 2. The L2 ordering.
     let m = &doc.mint;
     let (header, hash) = decode_l2_header(&m.header, "the mint block's header")?;
-    let seal: [u8; 65] = m.seal.as_ref().try_into().map_err(|_| {
-        VerifyError::new(
-            Link::Mint,
-            format!("the seal is {} bytes, not 65", m.seal.len()),
-        )
-    })?;
-    let signer = hemi_chain::block::signer(doc.chain_id, hash, &hemi_chain::Seal::from(seal))
-        .map_err(|e| VerifyError::new(Link::Mint, format!("the seal: {e}")))?;
-    let sequencer = opts.sequencer.unwrap_or(doc.sequencer);
-    if signer != sequencer {
-        return Err(VerifyError::new(
-            Link::Mint,
-            format!(
-                "block {} is sealed by {signer}, not the sequencer {sequencer}",
-                header.number
-            ),
-        ));
-    }
+    let (sequencer, certified_by) = if m.certificate.is_some() || opts.validators.is_some() {
+        check_certificate(doc, opts, &header, hash)?
+    } else {
+        (check_seal(doc, opts, &header, hash)?, Vec::new())
+    };
     let key = Nibbles::unpack(alloy_rlp::encode_fixed_size(&(m.receipt_index as usize)));
     alloy_trie::proof::verify_proof(
         header.receipts_root,
@@ -482,6 +575,12 @@ pub fn verify(doc: &Provenance, opts: &VerifyOptions) -> Result<Report, VerifyEr
         mint_block_hash: hash,
         minted: net,
         sequencer,
+        validator_count: if certified_by.is_empty() {
+            0
+        } else {
+            opts.validators.as_ref().unwrap_or(&doc.validators).len()
+        },
+        certified_by,
         keystone_block: keystone_header.number,
         keystone_block_hash: keystone_hash,
         pop_txid,
@@ -540,5 +639,132 @@ mod tests {
             let e = Provenance::from_json(text).expect_err(text);
             assert_eq!(e.link, Link::Document, "{text}: {e}");
         }
+    }
+
+    /// A document with only what [`check_certificate`] reads filled in.
+    fn set_doc(validators: Vec<Address>, header: &L2Header, cert: Option<Vec<u8>>) -> Provenance {
+        let inclusion = crate::BitcoinInclusion {
+            tx: Vec::new(),
+            merkle_block: Vec::new(),
+            headers: Vec::new(),
+        };
+        Provenance {
+            version: crate::VERSION_SET.into(),
+            network: "regtest".into(),
+            chain_id: 7,
+            sequencer: header.beneficiary,
+            validators,
+            tunnel_manager: Address::ZERO,
+            deposit: crate::Deposit {
+                txid: String::new(),
+                vout: 0,
+                vault_script: Vec::new(),
+                inclusion: inclusion.clone(),
+            },
+            mint: crate::Mint {
+                header: alloy_rlp::encode(header).into(),
+                seal: alloy_primitives::Bytes::from(vec![0u8; 65]),
+                certificate: cert.map(Into::into),
+                receipt_index: 0,
+                receipt: Default::default(),
+                receipt_proof: Vec::new(),
+                log_index: 0,
+                headers: Vec::new(),
+            },
+            anchor: crate::Anchor {
+                keystone: Vec::new(),
+                pop_txid: String::new(),
+                inclusion,
+            },
+        }
+    }
+
+    #[test]
+    fn a_sets_mint_block_needs_its_proposer_in_the_set_and_a_quorum_certificate() {
+        use hemi_chain::certificate::{recover_digest, sign_digest, vote_digest, VoteKind};
+        let key = |i: u8| B256::repeat_byte(i);
+        let addr = |i: u8| {
+            let d = vote_digest(1, VoteKind::Prevote, 0, 0, None);
+            recover_digest(d, &sign_digest(key(i), d).expect("sign")).expect("recover")
+        };
+        let set: Vec<Address> = (1..=4).map(addr).collect();
+        let header = L2Header {
+            number: 9,
+            beneficiary: addr(2),
+            ..Default::default()
+        };
+        let hash = keccak256(alloy_rlp::encode(&header));
+        let cert = |signers: &[u8]| {
+            let d = vote_digest(7, VoteKind::Precommit, 9, 1, Some(hash));
+            hemi_chain::Certificate {
+                round: 1,
+                signatures: signers
+                    .iter()
+                    .map(|&i| sign_digest(key(i), d).expect("sign"))
+                    .collect(),
+            }
+            .encode()
+        };
+        let opts = VerifyOptions::default();
+        let check = |doc: &Provenance, opts: &VerifyOptions| {
+            doc.check_version()?;
+            check_certificate(doc, opts, &header, hash)
+        };
+
+        let doc = set_doc(set.clone(), &header, Some(cert(&[1, 3, 4])));
+        let (proposer, signers) = check(&doc, &opts).expect("3 of 4");
+        assert_eq!(proposer, addr(2));
+        assert_eq!(signers, vec![addr(1), addr(3), addr(4)]);
+        // The same document against the set the verifier trusts.
+        let trusted = VerifyOptions {
+            validators: Some(set.clone()),
+            ..VerifyOptions::default()
+        };
+        check(&doc, &trusted).expect("the same set");
+
+        let short = set_doc(set.clone(), &header, Some(cert(&[1, 3])));
+        let e = check(&short, &opts).expect_err("2 of 4");
+        assert!(e.to_string().contains("it needs 3"), "{e}");
+        let other_set = VerifyOptions {
+            validators: Some((5..=8).map(addr).collect()),
+            ..VerifyOptions::default()
+        };
+        let e = check(&doc, &other_set).expect_err("another set");
+        assert!(e.to_string().contains("not one of the 4 validators"), "{e}");
+        let mut outsider = set.clone();
+        outsider[1] = addr(9);
+        let e = check(&set_doc(outsider, &header, Some(cert(&[1, 3, 4]))), &opts)
+            .expect_err("the proposer outside the set");
+        assert!(e.to_string().contains("not one of the 4 validators"), "{e}");
+        let mut named = doc.clone();
+        named.sequencer = addr(1);
+        let e = check(&named, &opts).expect_err("another sequencer named");
+        assert!(e.to_string().contains("not the sequencer"), "{e}");
+
+        // The version says which shape the document has.
+        let mut v1 = doc.clone();
+        v1.version = crate::VERSION.into();
+        assert_eq!(
+            check(&v1, &opts).expect_err("v1 with a set").link,
+            Link::Document
+        );
+        let mut no_cert = doc.clone();
+        no_cert.mint.certificate = None;
+        assert_eq!(
+            no_cert.check_version().expect_err("v2 without").link,
+            Link::Document
+        );
+        no_cert.version = crate::VERSION.into();
+        no_cert.validators.clear();
+        no_cert.check_version().expect("a v1 document");
+        let e = check_certificate(&no_cert, &trusted, &header, hash).expect_err("no certificate");
+        assert!(
+            e.to_string().contains("carries no commit certificate"),
+            "{e}"
+        );
+        // The JSON round trip keeps the set's fields, and v1 documents gain none.
+        let back = Provenance::from_json(&doc.to_json()).expect("round trip");
+        assert_eq!(back, doc);
+        assert!(!no_cert.to_json().contains("validators"));
     }
 }

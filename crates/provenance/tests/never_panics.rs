@@ -4,12 +4,21 @@
 use alloy_primitives::{Address, Bytes};
 use hemi_provenance::{
     verify, Anchor, BitcoinInclusion, Deposit, Mint, Provenance, VerifyOptions, VERSION,
+    VERSION_SET,
 };
 use proptest::prelude::*;
 
+/// A single key's document, or (when part 12 has an odd length) a set's with part 12 as its
+/// certificate.
 fn doc(p: &[Vec<u8>]) -> Provenance {
+    let set = p[12].len() % 2 == 1;
     Provenance {
-        version: VERSION.into(),
+        version: if set { VERSION_SET } else { VERSION }.into(),
+        validators: if set {
+            vec![Address::ZERO, Address::repeat_byte(1)]
+        } else {
+            vec![]
+        },
         network: "regtest".into(),
         chain_id: 31337,
         sequencer: Address::ZERO,
@@ -27,6 +36,7 @@ fn doc(p: &[Vec<u8>]) -> Provenance {
         mint: Mint {
             header: Bytes::from(p[4].clone()),
             seal: Bytes::from(p[5].clone()),
+            certificate: set.then(|| Bytes::from(p[12].clone())),
             receipt_index: 0,
             receipt: Bytes::from(p[6].clone()),
             receipt_proof: vec![Bytes::from(p[7].clone())],
@@ -49,7 +59,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn arbitrary_fields_are_refused_not_panicked_on(parts in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 12)) {
+    fn arbitrary_fields_are_refused_not_panicked_on(parts in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 13)) {
         let d = doc(&parts);
         prop_assert!(verify(&d, &VerifyOptions::default()).is_err());
         prop_assert_eq!(Provenance::from_json(&d.to_json()).ok(), Some(d));
