@@ -186,6 +186,7 @@ async fn followers_over_p2p_only() -> anyhow::Result<()> {
             chain_id: hemi_chain::ChainSpec::devnet()?.chain_id,
             listen: "127.0.0.1:0".parse()?,
             bootnodes: vec![f1_addr.parse::<Multiaddr>()?],
+            limits: Default::default(),
         },
         hemi_net::load_or_create_key(None)?,
         Arc::new(Evil),

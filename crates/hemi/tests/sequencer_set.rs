@@ -358,6 +358,7 @@ async fn four_validator_processes_and_two_followers() -> anyhow::Result<()> {
             bootnodes: vec![listen_addr(&f_pinned)
                 .await?
                 .parse::<hemi_net::Multiaddr>()?],
+            limits: Default::default(),
         },
         hemi_net::load_or_create_key(None)?,
         std::sync::Arc::new(Evil),

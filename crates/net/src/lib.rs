@@ -17,8 +17,14 @@
 //! [`MAX_APP_TASKS`] at once (more gossip is ignored, more requests answered `busy`), so a
 //! flood of messages never stalls the swarm.
 //!
+//! Every peer has its own rate limits ([`RateLimits`]: token buckets for requests served,
+//! gossiped blocks and gossiped transactions judged). What is over its limit is dropped before
+//! the application sees it (gossip ignored, not forwarded; a request answered `rate limited`),
+//! and every burst's worth of drops is a strike.
+//!
 //! A peer with [`MAX_STRIKES`] strikes (rejected gossip, a block that did not decode or
-//! verify, see [`Network::penalize`]) is disconnected and blocked for the life of the process.
+//! verify, see [`Network::penalize`], or floods over its limits) is disconnected and blocked
+//! for the life of the process.
 //! This crate moves bytes and keeps peers; what a valid block is, is the application's.
 
 use std::collections::{HashMap, HashSet};
@@ -148,6 +154,99 @@ pub struct NetConfig {
     pub listen: SocketAddr,
     /// Peers to dial at start and redial while disconnected (`--bootnode`).
     pub bootnodes: Vec<Multiaddr>,
+    /// What each peer may send.
+    pub limits: RateLimits,
+}
+
+/// A token bucket's parameters: `burst` at once, refilled at `per_second`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    /// Steady rate.
+    pub per_second: f64,
+    /// Most at once (the bucket's size).
+    pub burst: f64,
+}
+
+/// Per-peer limits (each peer has its own buckets; they go when it disconnects).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimits {
+    /// Sync requests it may make (each one a database read). The default lets a follower
+    /// that was down fetch 2,000 blocks at once, then 500 a second.
+    pub requests: Rate,
+    /// Gossiped blocks it may forward (a few per height at the fastest block time).
+    pub blocks: Rate,
+    /// Gossiped transactions it may forward (above the sequencer's measured throughput).
+    pub txs: Rate,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            requests: Rate {
+                per_second: 500.0,
+                burst: 2_000.0,
+            },
+            blocks: Rate {
+                per_second: 50.0,
+                burst: 200.0,
+            },
+            txs: Rate {
+                per_second: 20_000.0,
+                burst: 40_000.0,
+            },
+        }
+    }
+}
+
+/// What a peer's bucket limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Requests,
+    Blocks,
+    Txs,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Requests => "sync requests",
+            Kind::Blocks => "gossiped blocks",
+            Kind::Txs => "gossiped transactions",
+        }
+    }
+}
+
+/// One peer's token bucket for one [`Kind`].
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: std::time::Instant,
+    /// Dropped since the last strike for it.
+    over: u64,
+}
+
+impl Bucket {
+    fn new(rate: Rate, now: std::time::Instant) -> Self {
+        Bucket {
+            tokens: rate.burst,
+            at: now,
+            over: 0,
+        }
+    }
+
+    /// Takes a token if there is one.
+    fn take(&mut self, rate: Rate, now: std::time::Instant) -> bool {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + dt * rate.per_second).min(rate.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            self.over += 1;
+            false
+        }
+    }
 }
 
 /// A connected peer as [`Network::peers`] reports it.
@@ -162,6 +261,8 @@ pub struct PeerInfo {
     pub head: Option<u64>,
     /// Strikes so far.
     pub strikes: u32,
+    /// Requests and gossip of it dropped over its rate limits.
+    pub rate_limited: u64,
 }
 
 /// A block accepted from gossip.
@@ -177,6 +278,7 @@ pub struct GossipBlock {
 struct Peers {
     connected: HashMap<PeerId, (Multiaddr, Option<u64>)>,
     strikes: HashMap<PeerId, u32>,
+    rate_limited: HashMap<PeerId, u64>,
     banned: Vec<(PeerId, String)>,
     listening: Vec<Multiaddr>,
 }
@@ -410,6 +512,8 @@ impl Network {
             dialing: HashSet::new(),
             done_tx,
             tasks: Arc::new(tokio::sync::Semaphore::new(MAX_APP_TASKS)),
+            limits: config.limits,
+            buckets: HashMap::new(),
         };
         tokio::spawn(driver.run(rx, done_rx));
         Ok(net)
@@ -443,6 +547,7 @@ impl Network {
                 address: addr.to_string(),
                 head: *head,
                 strikes: p.strikes.get(id).copied().unwrap_or(0),
+                rate_limited: p.rate_limited.get(id).copied().unwrap_or(0),
             })
             .collect();
         v.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
@@ -570,6 +675,8 @@ struct Driver {
     dialing: HashSet<Multiaddr>,
     done_tx: mpsc::UnboundedSender<Done>,
     tasks: Arc<tokio::sync::Semaphore>,
+    limits: RateLimits,
+    buckets: HashMap<(PeerId, Kind), Bucket>,
 }
 
 /// Work the application finished off the swarm task.
@@ -687,6 +794,41 @@ impl Driver {
         }
     }
 
+    /// Whether `peer` is within its limit for `kind` (taking a token). Over it, the drop is
+    /// counted, and each burst's worth of drops is a strike.
+    fn within_limit(&mut self, peer: PeerId, kind: Kind) -> bool {
+        let rate = match kind {
+            Kind::Requests => self.limits.requests,
+            Kind::Blocks => self.limits.blocks,
+            Kind::Txs => self.limits.txs,
+        };
+        let now = std::time::Instant::now();
+        let bucket = self
+            .buckets
+            .entry((peer, kind))
+            .or_insert_with(|| Bucket::new(rate, now));
+        if bucket.take(rate, now) {
+            return true;
+        }
+        let strike = bucket.over as f64 >= rate.burst.max(1.0);
+        if strike {
+            bucket.over = 0;
+        }
+        *self.peers.lock().rate_limited.entry(peer).or_insert(0) += 1;
+        if strike {
+            self.strike(
+                peer,
+                format!(
+                    "{} over its limit of {}/s (burst {}) by a whole burst",
+                    kind.name(),
+                    rate.per_second,
+                    rate.burst
+                ),
+            );
+        }
+        false
+    }
+
     fn strike(&mut self, peer: PeerId, why: String) {
         let strikes = {
             let mut p = self.peers.lock();
@@ -737,6 +879,7 @@ impl Driver {
             } => {
                 tracing::info!(peer = %peer_id, "p2p peer disconnected");
                 self.peers.lock().connected.remove(&peer_id);
+                self.buckets.retain(|(p, _), _| *p != peer_id);
             }
             SwarmEvent::OutgoingConnectionError { error, peer_id, .. } => {
                 tracing::debug!(peer = ?peer_id, error = %error, "p2p dial failed");
@@ -748,6 +891,19 @@ impl Driver {
                 message,
             })) => {
                 let block = message.topic == topic(self.chain_id, Topic::Blocks).hash();
+                let kind = if block { Kind::Blocks } else { Kind::Txs };
+                if !self.within_limit(propagation_source, kind) {
+                    // Over its limit: not judged, not forwarded.
+                    self.swarm
+                        .behaviour_mut()
+                        .gossip
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            MessageAcceptance::Ignore,
+                        );
+                    return;
+                }
                 let Ok(permit) = self.tasks.clone().try_acquire_owned() else {
                     // Saturated: not forwarded, nobody blamed.
                     self.swarm
@@ -823,10 +979,18 @@ impl Driver {
 
     fn on_sync(&mut self, ev: request_response::Event<Request, Response>) {
         match ev {
-            request_response::Event::Message { message, .. } => match message {
+            request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
+                    if !self.within_limit(peer, Kind::Requests) {
+                        let _ = self
+                            .swarm
+                            .behaviour_mut()
+                            .sync
+                            .send_response(channel, Response::Error("rate limited".into()));
+                        return;
+                    }
                     let Ok(permit) = self.tasks.clone().try_acquire_owned() else {
                         let _ = self
                             .swarm
@@ -910,6 +1074,7 @@ mod tests {
             chain_id: 7,
             listen: "127.0.0.1:0".parse().expect("addr"),
             bootnodes,
+            limits: RateLimits::default(),
         }
     }
 
@@ -983,5 +1148,130 @@ mod tests {
         }
         assert_eq!(b.banned().len(), 1, "{:?}", b.peers());
         assert!(b.peers().is_empty());
+    }
+
+    /// Counts the transactions it judges.
+    #[derive(Default)]
+    struct Counting(std::sync::atomic::AtomicU64);
+    impl NetApp for Counting {
+        fn check_block(&self, _: &PeerId, _: &[u8]) -> Verdict {
+            Verdict::Accept
+        }
+        fn check_tx(&self, _: &PeerId, _: &[u8]) -> Verdict {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Verdict::Accept
+        }
+        fn serve(&self, request: &Request) -> Response {
+            Echo.serve(request)
+        }
+    }
+
+    #[test]
+    fn a_bucket_gives_its_burst_then_its_rate() {
+        let rate = Rate {
+            per_second: 10.0,
+            burst: 5.0,
+        };
+        let t0 = std::time::Instant::now();
+        let mut b = Bucket::new(rate, t0);
+        assert_eq!((0..8).filter(|_| b.take(rate, t0)).count(), 5);
+        assert_eq!(b.over, 3);
+        // 0.3 s later: 3 more tokens, never more than the burst.
+        let t1 = t0 + Duration::from_millis(300);
+        assert_eq!((0..8).filter(|_| b.take(rate, t1)).count(), 3);
+        let t2 = t1 + Duration::from_secs(60);
+        assert_eq!((0..8).filter(|_| b.take(rate, t2)).count(), 5);
+    }
+
+    /// A peer flooding requests gets its burst answered, then `rate limited`, then is dropped
+    /// and blocked; a peer flooding transactions has at most its burst (and rate) judged.
+    #[tokio::test]
+    async fn a_peer_over_its_rate_limits_is_refused_then_dropped() {
+        let limits = RateLimits {
+            requests: Rate {
+                per_second: 2.0,
+                burst: 10.0,
+            },
+            blocks: Rate {
+                per_second: 2.0,
+                burst: 10.0,
+            },
+            txs: Rate {
+                per_second: 2.0,
+                burst: 10.0,
+            },
+        };
+        let judged = Arc::new(Counting::default());
+        let server = Network::start(
+            NetConfig {
+                limits,
+                ..config(vec![])
+            },
+            identity::Keypair::generate_ed25519(),
+            judged.clone(),
+        )
+        .await
+        .expect("server");
+        let flooder = Network::start(
+            config(server.listen_addrs()),
+            identity::Keypair::generate_ed25519(),
+            Arc::new(Echo),
+        )
+        .await
+        .expect("flooder");
+        let peer = flooder
+            .wait_for_peer(Duration::from_secs(10))
+            .await
+            .expect("peer");
+        // Transactions: published until the mesh carries one, then 25 more at once.
+        let start = std::time::Instant::now();
+        let mut i = 0u32;
+        while judged.0.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(start.elapsed() < Duration::from_secs(20), "no mesh");
+            i += 1;
+            let _ = flooder.publish_tx(format!("tx {i}").into_bytes()).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        for j in 0..25 {
+            let _ = flooder.publish_tx(format!("flood {j}").into_bytes()).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let allowed = 10.0 + 2.0 * start.elapsed().as_secs_f64() + 1.0;
+        let n = judged.0.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            (n as f64) <= allowed,
+            "{n} judged, at most {allowed} allowed"
+        );
+        let seen = server.peers();
+        assert!(
+            seen.len() == 1 && seen[0].rate_limited >= 10 && seen[0].strikes == 1,
+            "{seen:?}"
+        );
+        // Requests: the bucket's 10 answered, then `rate limited`; each 10 over is a strike,
+        // the third drops the flooder (its strike from the transactions counts).
+        let mut answered = 0;
+        let mut refused = 0;
+        for _ in 0..40 {
+            match flooder.request(peer, Request::BlockByNumber(1)).await {
+                Ok(Response::Block(_)) => answered += 1,
+                Ok(Response::Error(e)) => {
+                    assert_eq!(e, "rate limited");
+                    refused += 1;
+                }
+                Ok(other) => panic!("{other:?}"),
+                Err(_) => break,
+            }
+        }
+        assert!((10..=12).contains(&answered), "{answered} answered");
+        assert!(refused >= 19, "{refused} refused");
+        for _ in 0..50 {
+            if !server.banned().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let banned = server.banned();
+        assert_eq!(banned.len(), 1, "{:?}", server.peers());
+        assert!(banned[0].1.contains("over its limit"), "{banned:?}");
     }
 }
