@@ -66,8 +66,11 @@ impl BlockContext {
 /// Whether invalid transactions are skipped (building) or make the block invalid (importing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// The sequencer builds: skip what cannot be included.
+    /// The sequencer builds: skip what cannot be included, each transaction on its own.
     Build,
+    /// As [`Mode::Build`], but a sender's transaction that is skipped keeps its later ones out
+    /// too (forced-inclusion rule 1, which chains made before rule 2 keep).
+    BuildHoldingBack,
     /// A follower re-executes: everything must apply.
     Import,
 }
@@ -239,7 +242,7 @@ fn run(
     // Whether a user transaction came already (system transactions come before them).
     let mut user_seen = false;
     for (i, stx) in txs.into_iter().enumerate() {
-        if mode == Mode::Build {
+        if mode != Mode::Import {
             if block.gas_limit - out.gas_used < MIN_TX_GAS {
                 break;
             }
@@ -336,9 +339,11 @@ fn run(
         };
         if out.gas_used + env.gas_limit() > block.gas_limit {
             match mode {
-                Mode::Build => {
+                Mode::Build | Mode::BuildHoldingBack => {
                     // Not invalid: it waits for the next block.
-                    held_back.insert(stx.sender);
+                    if mode == Mode::BuildHoldingBack {
+                        held_back.insert(stx.sender);
+                    }
                     continue;
                 }
                 Mode::Import => return Err(BlockError::TxOverGasLimit(stx.hash).into()),
@@ -373,8 +378,10 @@ fn run(
             Err(EVMError::Transaction(e)) => {
                 let why = invalid_tx_message(&e);
                 match mode {
-                    Mode::Build => {
-                        held_back.insert(stx.sender);
+                    Mode::Build | Mode::BuildHoldingBack => {
+                        if mode == Mode::BuildHoldingBack {
+                            held_back.insert(stx.sender);
+                        }
                         if !matches!(e, InvalidTransaction::NonceTooHigh { .. }) {
                             out.rejected.push((stx.hash, why));
                         }

@@ -40,7 +40,8 @@
 //! blocks at heights an earlier deadline already scanned is not scanned again: republish. Of that list, those that are valid when
 //! executed in order right after the block's system transactions must be in the block
 //! ([`Chain::forced_required`]); the others (a bad signature, a spent nonce, no funds) are
-//! skipped by rule, the same on every node. A sequencer puts them first among its user
+//! skipped by rule, the same on every node. Each is judged on its own (rule 2; under rule 1,
+//! kept by chains made before it, one that cannot apply also keeps out its sender's later ones). A sequencer puts them first among its user
 //! transactions and may include them earlier.
 
 use std::sync::Arc;
@@ -84,6 +85,21 @@ pub struct ForcedInclusionParams {
     /// reported spec, it is false, so no chain's rule changes under it.
     #[serde(default)]
     pub taproot_envelopes: bool,
+    /// The rule's version. 1 (absent from a stored or reported spec): a due forced
+    /// transaction that cannot apply keeps its sender's later ones out too, as a block builder
+    /// holds back a sender. 2 (every chain made from now on): each is judged on its own, in
+    /// order, as the rule says (one of a sender's that cannot apply, say a nonce far ahead,
+    /// leaves the next one due).
+    #[serde(default = "rule_v1", skip_serializing_if = "is_rule_v1")]
+    pub rule: u32,
+}
+
+fn rule_v1() -> u32 {
+    1
+}
+
+fn is_rule_v1(v: &u32) -> bool {
+    *v == 1
 }
 
 /// How a forced transaction is carried in its Bitcoin transaction (see the [module](self) docs).
@@ -408,7 +424,11 @@ impl Chain {
         }
         txs.extend(forced_signed(due));
         let (view, _) = self.latest_view()?;
-        let executed = exec::execute(view, ctx, pin.clone(), txs, Mode::Build)?;
+        let mode = match self.spec().forced_inclusion.map_or(1, |p| p.rule) {
+            1 => Mode::BuildHoldingBack,
+            _ => Mode::Build,
+        };
+        let executed = exec::execute(view, ctx, pin.clone(), txs, mode)?;
         Ok(executed
             .txs
             .iter()
@@ -579,6 +599,7 @@ mod tests {
         let old: ForcedInclusionParams =
             serde_json::from_str(r#"{"confirmations":6,"window":10}"#).expect("old spec");
         assert!(!old.taproot_envelopes);
+        assert_eq!(old.rule, 1, "an old spec keeps its rule");
         let new = ForcedInclusionParams {
             taproot_envelopes: true,
             ..old

@@ -836,3 +836,112 @@ fn impersonated_transactions_re_execute_on_a_devnet_follower_and_are_refused_els
         "{err}"
     );
 }
+
+/// Forced inclusion's rule 2 judges each due forced transaction on its own: a sender's forced
+/// transaction with a nonce far ahead, published first, does not keep its next one (nonce 0)
+/// out; a block that leaves that one out is refused. Under rule 1 (chains made before rule 2)
+/// the first keeps the second out, so a block without either is valid there.
+#[test]
+fn due_forced_transactions_are_judged_each_on_its_own_under_rule_2() {
+    use hemi_btc_view::AsOf;
+    use hemi_btc_wallet::{build_payment, Key, KeyKind};
+    use hemi_chain::forced::{forced_script, ForcedInclusionParams};
+
+    for rule in [1u32, 2] {
+        let store =
+            Arc::new(ChainStore::in_memory(ChainParams::new(Network::Regtest)).expect("store"));
+        let node = RegtestNode::new(store.clone());
+        let key = Key::from_seed("chain-forced-rule-test");
+        let script = key.script_pubkey(KeyKind::P2wpkh);
+        node.mine(101, &script).expect("mine");
+        let pin_at = |store: &Arc<ChainStore>| BitcoinPin {
+            view: store.clone(),
+            pinned: store.tip().expect("tip"),
+            network: Network::Regtest,
+        };
+        let before = pin_at(&store);
+
+        let mut spec = ChainSpec::devnet().expect("spec");
+        spec.forced_inclusion = Some(ForcedInclusionParams {
+            confirmations: 1,
+            window: 1,
+            taproot_envelopes: true,
+            rule,
+        });
+        let chain_id = spec.chain_id;
+        let censor = Chain::open(None, spec.clone()).expect("censor");
+        let honest = Chain::open(None, spec.clone()).expect("honest");
+        let follower = Chain::open(None, spec).expect("follower");
+        let sealer = TestSealer(SEQUENCER);
+        let verifier = SequencerAddress(sequencer_address());
+        for c in [&censor, &honest] {
+            c.build_block(&before, &attrs(&before), vec![], 1_000, &sealer)
+                .expect("block 1");
+        }
+        follower
+            .import_block(&block_of(&censor, 1), &verifier, &resolver(&before))
+            .expect("import 1");
+
+        // One Bitcoin transaction: the nonce-99 transfer, then the nonce-0 one, same sender.
+        let sender = dev_accounts(DEV_MNEMONIC, 1).expect("accounts")[0].secret;
+        let to = Address::repeat_byte(0x5e);
+        let ahead = transfer(sender, 99, to, 1);
+        let next = transfer(sender, 0, to, 2);
+        let coin = store
+            .utxos_by_script(&script, AsOf::Tip)
+            .expect("utxos")
+            .into_iter()
+            .min_by_key(|u| u.height)
+            .expect("a coin");
+        let carrier = |t: &SignedTx| bitcoin::TxOut {
+            value: bitcoin::Amount::ZERO,
+            script_pubkey: forced_script(chain_id, &t.tx.encoded_2718()),
+        };
+        let published = build_payment(
+            &key,
+            KeyKind::P2wpkh,
+            &[(
+                coin.outpoint,
+                bitcoin::TxOut {
+                    value: bitcoin::Amount::from_sat(coin.value),
+                    script_pubkey: coin.script_pubkey,
+                },
+            )],
+            vec![carrier(&ahead), carrier(&next)],
+            2.0,
+        )
+        .expect("payment");
+        node.mine_block_with(&script, vec![published])
+            .expect("mine the forced transactions");
+        let due = pin_at(&store);
+
+        // Block 2 is the deadline of both. The censor builds it without them.
+        censor.set_skip_forced(true);
+        censor
+            .build_block(&due, &attrs(&due), vec![], 1_001, &sealer)
+            .expect("censored block 2");
+        let censored = follower.import_block(&block_of(&censor, 2), &verifier, &resolver(&due));
+        // The honest builder includes the nonce-0 one and not the other.
+        let built = honest
+            .build_block(&due, &attrs(&due), vec![], 1_001, &sealer)
+            .expect("honest block 2");
+        let hashes: Vec<B256> = built.block.txs.iter().map(|t| t.hash).collect();
+        assert!(hashes.contains(&next.hash), "rule {rule}: {hashes:?}");
+        assert!(!hashes.contains(&ahead.hash), "rule {rule}");
+        match rule {
+            1 => {
+                censored.expect("rule 1: the nonce-99 one keeps the next one out");
+            }
+            _ => {
+                let e = censored.expect_err("rule 2: the nonce-0 one was due on its own");
+                assert!(
+                    e.to_string().contains(&next.hash.to_string()),
+                    "rule {rule}: {e}"
+                );
+                follower
+                    .import_block(&block_of(&honest, 2), &verifier, &resolver(&due))
+                    .expect("the honest block");
+            }
+        }
+    }
+}

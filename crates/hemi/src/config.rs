@@ -650,8 +650,10 @@ fn forced_inclusion(
     Ok(hemi_chain::forced::ForcedInclusionParams {
         confirmations,
         window,
-        // Every chain made from now on reads taproot envelopes too.
+        // Every chain made from now on reads taproot envelopes too, and judges each due
+        // forced transaction on its own.
         taproot_envelopes: true,
+        rule: 2,
     })
 }
 

@@ -147,15 +147,82 @@ pub(crate) async fn run(args: DepositArgs) -> anyhow::Result<()> {
     }
 }
 
-/// `from`'s confirmed outputs that can be spent now (coinbases once mature), as the hemi node
-/// at `rpc_url` indexes Bitcoin.
+/// `from`'s outputs that can be spent now: its confirmed outputs as the hemi node at `rpc_url`
+/// indexes Bitcoin (coinbases once mature), and, when a Bitcoin node is at hand, less those a
+/// mempool transaction already spends, plus the outputs to `from` of those transactions that
+/// nothing spends yet (the change of one sent a moment ago), so a second payment before the
+/// first confirms chains on it instead of conflicting with it.
 ///
 /// # Errors
-/// The node could not be asked or answered nonsense.
+/// Either node could not be asked or answered nonsense.
 pub(crate) async fn spendable_utxos(
     rpc_url: &str,
     from: &Address,
+    bitcoin: Option<&BitcoinRpc>,
 ) -> anyhow::Result<Vec<(OutPoint, TxOut)>> {
+    let confirmed = confirmed_utxos(rpc_url, from).await?;
+    match bitcoin {
+        Some(rpc) => without_mempool_spends(rpc, from, confirmed).await,
+        None => Ok(confirmed),
+    }
+}
+
+/// Bitcoin Core's mempool limit on a chain of unconfirmed ancestors.
+const MAX_UNCONFIRMED_CHAIN: usize = 25;
+
+/// `utxos` less what the mempool of `rpc` spends, plus the unspent outputs to `from` of the
+/// transactions that spend them (followed down a chain of at most
+/// [`MAX_UNCONFIRMED_CHAIN`]).
+async fn without_mempool_spends(
+    rpc: &BitcoinRpc,
+    from: &Address,
+    mut utxos: Vec<(OutPoint, TxOut)>,
+) -> anyhow::Result<Vec<(OutPoint, TxOut)>> {
+    let mine = from.script_pubkey();
+    for _ in 0..=MAX_UNCONFIRMED_CHAIN {
+        if utxos.is_empty() {
+            break;
+        }
+        let asked: Vec<serde_json::Value> = utxos
+            .iter()
+            .map(|(op, _)| json!({"txid": op.txid.to_string(), "vout": op.vout}))
+            .collect();
+        let answer: Vec<serde_json::Value> = rpc
+            .call("gettxspendingprevout", json!([asked]))
+            .await
+            .context(
+                "asking the Bitcoin node which outputs its mempool spends (gettxspendingprevout)",
+            )?;
+        let mut spenders = std::collections::BTreeSet::new();
+        let mut spent = std::collections::HashSet::new();
+        for (a, (op, _)) in answer.iter().zip(&utxos) {
+            if let Some(t) = a["spendingtxid"].as_str() {
+                spenders.insert(bitcoin::Txid::from_str(t).context("gettxspendingprevout")?);
+                spent.insert(*op);
+            }
+        }
+        if spenders.is_empty() {
+            break;
+        }
+        utxos.retain(|(op, _)| !spent.contains(op));
+        for txid in spenders {
+            let tx = rpc
+                .get_raw_transaction(&txid)
+                .await
+                .with_context(|| format!("reading mempool transaction {txid}"))?;
+            for (vout, out) in tx.output.iter().enumerate() {
+                if out.script_pubkey == mine {
+                    utxos.push((OutPoint::new(txid, vout as u32), out.clone()));
+                }
+            }
+        }
+    }
+    Ok(utxos)
+}
+
+/// `from`'s confirmed outputs that can be spent now, as the hemi node at `rpc_url` indexes
+/// Bitcoin.
+async fn confirmed_utxos(rpc_url: &str, from: &Address) -> anyhow::Result<Vec<(OutPoint, TxOut)>> {
     let tip = crate::config::l2_call(rpc_url, "hemi_btcTip", json!([])).await?;
     let tip = tip["height"].as_u64().context("the node's hemi_btcTip")?;
     let listed =
@@ -437,14 +504,15 @@ async fn make(args: MakeArgs) -> anyhow::Result<()> {
         other => bail!("--format {other:?}: use hemi, hemi-hex or taproot"),
     };
 
-    // Fund it from the confirmed outputs as the node indexes Bitcoin (mature coinbases).
-    let utxos = spendable_utxos(&args.rpc_url, &from).await?;
+    // Fund it from the confirmed outputs as the node indexes Bitcoin (mature coinbases), less
+    // what the Bitcoin node's mempool spends already.
+    let utxos = spendable_utxos(&args.rpc_url, &from, bitcoin_rpc(&args.key)?.as_ref()).await?;
     let margin = Amount::from_sat(args.key.fee_rate * 1_000);
     let chosen = select_largest_first(utxos, amount + margin);
     let sum: Amount = chosen.iter().map(|(_, o)| o.value).sum();
     if chosen.is_empty() {
         bail!(
-            "{from} has no confirmed, mature outputs as the node at {} sees Bitcoin",
+            "{from} has no mature outputs that nothing spends yet, as the node at {} sees Bitcoin",
             args.rpc_url
         );
     }

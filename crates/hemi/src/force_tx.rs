@@ -108,7 +108,8 @@ pub(crate) async fn run(args: ForceTxArgs) -> anyhow::Result<()> {
     let status = crate::config::l2_call(&args.rpc_url, "hemi_nodeStatus", json!([])).await?;
     let params = &status["forcedInclusion"];
     let from = key.address(kind, network);
-    let utxos = crate::deposit::spendable_utxos(&args.rpc_url, &from).await?;
+    let bitcoin = crate::deposit::bitcoin_rpc(&args.key)?;
+    let utxos = crate::deposit::spendable_utxos(&args.rpc_url, &from, bitcoin.as_ref()).await?;
     let fee_rate = args.key.fee_rate as f64;
     // Enough for either route: the data at the full rate, inputs and change, and the
     // envelope's output left for the reveal.
@@ -116,7 +117,7 @@ pub(crate) async fn run(args: ForceTxArgs) -> anyhow::Result<()> {
     let chosen = select_largest_first(utxos, fee);
     if chosen.is_empty() {
         bail!(
-            "{from} has no confirmed, mature outputs as the node at {} sees Bitcoin",
+            "{from} has no mature outputs that nothing spends yet, as the node at {} sees Bitcoin",
             args.rpc_url
         );
     }
@@ -168,7 +169,7 @@ pub(crate) async fn run(args: ForceTxArgs) -> anyhow::Result<()> {
         bail!("no Bitcoin transaction built");
     };
     let txid = last.compute_txid();
-    match crate::deposit::bitcoin_rpc(&args.key)? {
+    match bitcoin {
         Some(rpc) => {
             for tx in &txs {
                 rpc.send_raw_transaction(tx).await.map_err(|e| {

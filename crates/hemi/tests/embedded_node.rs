@@ -366,6 +366,25 @@ async fn bitcoin_core_syncs_the_embedded_chain_and_agrees_on_transactions() -> a
     ] {
         assert_eq!(o[k], c[k], "getmempoolentry.{k}");
     }
+    // Which mempool transaction spends an outpoint, as Core answers it (what `hemi force-tx`
+    // and `hemi deposit` ask before choosing coins).
+    let spent = pending.input[0].previous_output;
+    let q = json!([[
+        {"txid": spent.txid.to_string(), "vout": spent.vout},
+        {"txid": pending.compute_txid().to_string(), "vout": 0}
+    ]]);
+    let c: Value = core.rpc.call("gettxspendingprevout", q.clone()).await?;
+    let o: Value = dev.btc.call("gettxspendingprevout", q).await?;
+    assert_eq!(o, c, "gettxspendingprevout");
+    assert_eq!(c[0]["spendingtxid"], pending.compute_txid().to_string());
+    for bad in [json!([[]]), json!([[{"txid": spent.txid.to_string()}]])] {
+        let c = core
+            .rpc
+            .call::<Value>("gettxspendingprevout", bad.clone())
+            .await;
+        let o = dev.btc.call::<Value>("gettxspendingprevout", bad).await;
+        assert!(c.is_err() && o.is_err(), "{c:?} {o:?}");
+    }
     let fee: Value = dev.btc.call("estimatesmartfee", json!([6])).await?;
     assert!(fee["feerate"].as_f64().is_some_and(|r| r > 0.0), "{fee}");
     assert!(fee["blocks"].as_u64().is_some(), "{fee}");

@@ -30,6 +30,20 @@ fn force_tx(hemi: &Hemi, core: &BitcoinCore, key: &Key, raw: &str) -> anyhow::Re
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// The txid of the commit transaction whose envelope output `reveal` spends.
+async fn revealed_commit(
+    rpc: &hemi_btc_rpc_client::BitcoinRpc,
+    reveal: &str,
+) -> anyhow::Result<bitcoin::Txid> {
+    let tx = rpc.get_raw_transaction(&reveal.parse()?).await?;
+    Ok(tx
+        .input
+        .first()
+        .context("reveal input")?
+        .previous_output
+        .txid)
+}
+
 /// The entry of `hash` in `hemi_getForcedTransactions`.
 async fn forced_entry(hemi: &Hemi, hash: &str) -> anyhow::Result<Option<Value>> {
     let v = hemi.call("hemi_getForcedTransactions", json!([])).await?;
@@ -116,7 +130,7 @@ async fn forced_inclusion_through_bitcoin() -> anyhow::Result<()> {
     let status = follower.call("hemi_nodeStatus", json!([])).await?;
     assert_eq!(
         status["forcedInclusion"],
-        json!({"confirmations": 2, "window": 4, "taprootEnvelopes": true}),
+        json!({"confirmations": 2, "window": 4, "taprootEnvelopes": true, "rule": 2}),
         "the follower takes the sequencer's rule"
     );
 
@@ -199,6 +213,34 @@ async fn forced_inclusion_through_bitcoin() -> anyhow::Result<()> {
     ])?;
     let big_hash = cast(&["keccak", &big])?;
     let reveal = force_tx(&seq, &core, &btc_key, &big)?;
+    // A second one sent before the first confirms pays from the first's unconfirmed change
+    // (Core's gettxspendingprevout), not from the output the first already spends.
+    let bad = cast(&[
+        "mktx",
+        "--rpc-url",
+        &url,
+        "--private-key",
+        &key1,
+        to,
+        "--value",
+        "1gwei",
+        "--nonce",
+        "99",
+    ])?;
+    let bad_hash = cast(&["keccak", &bad])?;
+    let second = force_tx(&seq, &core, &btc_key, &bad)?;
+    let second_tx = rpc
+        .get_raw_transaction(&second.parse().context("second txid")?)
+        .await?;
+    let commit = revealed_commit(&rpc, &reveal).await?;
+    assert!(
+        second_tx
+            .input
+            .iter()
+            .any(|i| i.previous_output.txid == commit
+                || i.previous_output.txid.to_string() == reveal),
+        "the second spends an output of the first's transactions: {second_tx:?}"
+    );
     let revealed = rpc
         .get_raw_transaction(&reveal.parse().context("reveal txid")?)
         .await?;
@@ -229,22 +271,8 @@ async fn forced_inclusion_through_bitcoin() -> anyhow::Result<()> {
     let fr = receipt_of(&follower, &big_hash, 60, "the follower's receipt of it").await?;
     assert_eq!(fr["blockHash"], receipt["blockHash"]);
 
-    // A forced transaction that is invalid when due (nonce 99: a nonce far ahead) is skipped
-    // by rule: the deadline block leaves it out and the follower accepts that block.
-    let bad = cast(&[
-        "mktx",
-        "--rpc-url",
-        &url,
-        "--private-key",
-        &key1,
-        to,
-        "--value",
-        "1gwei",
-        "--nonce",
-        "99",
-    ])?;
-    let bad_hash = cast(&["keccak", &bad])?;
-    force_tx(&seq, &core, &btc_key, &bad)?;
+    // A forced transaction that is invalid when due (nonce 99: a nonce far ahead, sent above)
+    // is skipped by rule: the deadline block leaves it out and the follower accepts that block.
     seq.call("hemi_mineBitcoin", json!([2])).await?;
     let deadline = wait_for(60, "the invalid one's window", || async {
         forced_entry(&seq, &bad_hash).await.ok().flatten()?["deadline"].as_u64()

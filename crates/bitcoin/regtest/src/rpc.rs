@@ -7,12 +7,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bitcoin::consensus::encode::{deserialize_hex, serialize_hex};
-use bitcoin::{Address, Amount, BlockHash, Network, Transaction, Txid};
+use bitcoin::{Address, Amount, BlockHash, Network, OutPoint, Transaction, Txid};
 use hemi_btc_view::{AsOf, BitcoinView};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
+use std::str::FromStr;
 use tokio::net::TcpListener;
 
 use crate::node::RegtestNode;
@@ -649,6 +650,36 @@ fn dispatch(node: &RegtestNode, method: &str, p: &[Value]) -> RpcResult {
             }
         }
         "getmempoolentry" => mempool_entry(node, &txid_param(p, 0)?),
+        // Core's answer: each outpoint, with the mempool transaction spending it if any.
+        "gettxspendingprevout" => {
+            let list = p.first().and_then(Value::as_array).ok_or_else(|| err(code::INVALID_PARAMETER, "Invalid parameter, outputs are missing"))?;
+            if list.is_empty() {
+                return Err(err(code::INVALID_PARAMETER, "Invalid parameter, outputs are missing"));
+            }
+            let mut out = Vec::with_capacity(list.len());
+            for o in list {
+                let txid = o
+                    .get("txid")
+                    .and_then(Value::as_str)
+                    .and_then(|t| Txid::from_str(t).ok())
+                    .ok_or_else(|| err(code::INVALID_PARAMETER, "txid must be hexadecimal string (not '')"))?;
+                let vout = match o.get("vout") {
+                    None => return Err(err(code::INVALID_PARAMETER, "Invalid parameter, missing vout key")),
+                    Some(v) => match v.as_i64() {
+                        Some(n) if n < 0 => return Err(err(code::INVALID_PARAMETER, "Invalid parameter, vout cannot be negative")),
+                        Some(n) => u32::try_from(n).map_err(|_| err(code::INVALID_PARAMETER, "Invalid parameter, vout out of range"))?,
+                        None => return Err(err(code::TYPE_ERROR, "vout must be a number")),
+                    },
+                };
+                let spender = node.with_mempool(|m| m.spender(&OutPoint::new(txid, vout)));
+                let mut v = json!({"txid": txid.to_string(), "vout": vout});
+                if let Some(s) = spender {
+                    v["spendingtxid"] = json!(s.to_string());
+                }
+                out.push(v);
+            }
+            Ok(Value::Array(out))
+        }
         "getmempoolinfo" => {
             let (size, bytes) = node.with_mempool(|m| (m.len(), m.txids().iter().filter_map(|t| m.get(t)).map(|e| e.vsize).sum::<u64>()));
             Ok(json!({"loaded": true, "size": size, "bytes": bytes, "minrelaytxfee": 0.000001, "incrementalrelayfee": 0.000001, "fullrbf": true}))
@@ -699,7 +730,7 @@ fn dispatch(node: &RegtestNode, method: &str, p: &[Value]) -> RpcResult {
             "localservices": "0000000000000409", "networkactive": true, "connections": 0, "relayfee": 0.000001,
             "incrementalfee": 0.000001, "warnings": []})),
         "uptime" => Ok(json!(0)),
-        "help" => Ok(json!("hemi-rs embedded regtest node: getblockchaininfo getblockcount getbestblockhash getblockhash getblockheader getblock getrawtransaction decoderawtransaction gettxoutproof verifytxoutproof sendrawtransaction testmempoolaccept getrawmempool getmempoolentry getmempoolinfo generatetoaddress generateblock invalidateblock reconsiderblock estimatesmartfee getnetworkinfo")),
+        "help" => Ok(json!("hemi-rs embedded regtest node: getblockchaininfo getblockcount getbestblockhash getblockhash getblockheader getblock getrawtransaction decoderawtransaction gettxoutproof verifytxoutproof sendrawtransaction testmempoolaccept getrawmempool getmempoolentry gettxspendingprevout getmempoolinfo generatetoaddress generateblock invalidateblock reconsiderblock estimatesmartfee getnetworkinfo")),
         _ => Err(err(code::METHOD_NOT_FOUND, "Method not found")),
     }
 }
