@@ -109,8 +109,8 @@ for s in "${steps[@]}"; do
             "$hemi" bench tunnel --samples 1 ;;
         gossip) step gossip 120 "Commit → import on a follower: p2p gossip beside --follow polling." \
             "$hemi" bench gossip --blocks 40 ;;
-        set) step set 240 "The sequencer set beside one key: block interval, send → receipt, kill -9 of a proposer." \
-            "$hemi" bench set --blocks 30 --txs 15 ;;
+        set) step set 420 "The sequencer set beside one key: block interval, send → receipt, kill -9 of a proposer; ERC-20 transfers with four validator processes beside one key." \
+            "$hemi" bench set --blocks 30 --txs 15 --erc20 20000 ;;
         *) echo "unknown step $s (one of: headers lookup bitcoin-sync l2-exec hvm-pin erc20 finality tunnel gossip set)" >&2; exit 2 ;;
     esac
 done

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 /// A running devnet; killed on drop.
 pub(crate) struct Devnet {
-    child: Child,
+    pub(crate) child: Child,
     pub(crate) url: String,
     /// The embedded Bitcoin node's bitcoind-compatible RPC.
     pub(crate) bitcoin_rpc: String,

@@ -32,6 +32,19 @@ pub struct SetArgs {
     /// L2 block time (the set's target time per height), seconds.
     #[arg(long, default_value_t = 0.5)]
     pub block_time: f64,
+    /// Also run `tests/js/bench-erc20.mjs` with this many transfers against one key and four
+    /// validator processes (0: not).
+    #[arg(long, default_value_t = 0)]
+    pub erc20: u64,
+    /// The ERC-20 runs' block gas limit.
+    #[arg(long, default_value_t = 300_000_000)]
+    pub erc20_gas_limit: u64,
+    /// Where `bench-erc20.mjs` and its npm packages are.
+    #[arg(long, default_value = "tests/js")]
+    pub js_dir: std::path::PathBuf,
+    /// Only the ERC-20 runs (skip the latency and kill -9 measurements).
+    #[arg(long)]
+    pub erc20_only: bool,
 }
 
 /// Heads as `newHeads` delivers them: (number, when seen).
@@ -168,30 +181,14 @@ fn row(name: &str, m: &Measured) {
 ///
 /// # Errors
 /// A process does not start, or blocks stop coming.
-pub(crate) async fn run(args: SetArgs) -> anyhow::Result<()> {
-    if !(2..=10_000).contains(&args.blocks) || !(1..=10_000).contains(&args.txs) {
-        bail!("--blocks must be 2..=10000 and --txs 1..=10000");
-    }
-    if !(0.05..=10.0).contains(&args.block_time) {
-        bail!("--block-time must be 0.05..=10 seconds");
-    }
-    let bt = args.block_time.to_string();
-    let accounts = hemi_chain::dev_accounts(hemi_chain::DEV_MNEMONIC, 3)?;
-    let secret = |i: usize| B256::from(accounts[i].secret);
-    println!(
-        "block time {} s; {} block intervals and {} transfers (one at a time, send → receipt) per configuration",
-        args.block_time, args.blocks, args.txs
-    );
-
-    // One key; four validators in one process.
-    let single = Devnet::start(&["--block-time", &bt, "--no-popm"]).await?;
-    let one = measure(&single, &args, secret(0)).await?;
-    let in_process = {
-        let d = Devnet::start(&["--block-time", &bt, "--no-popm", "--sequencers", "4"]).await?;
-        measure(&d, &args, secret(1)).await?
-    };
-
-    // Four processes, Bitcoin from the first devnet's embedded node.
+/// Four validator processes (`hemi node --sequencer-key … --validators …`, plus `extra`) on
+/// one p2p network, Bitcoin from `bitcoin_p2p`: the processes (validator 0 the bootnode), their
+/// addresses, and the directory holding the validators file.
+async fn validator_processes(
+    bitcoin_p2p: &str,
+    bt: &str,
+    extra: &[&str],
+) -> anyhow::Result<(Vec<Option<Devnet>>, Vec<Address>, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
     let secrets: Vec<B256> = (0..4u8)
         .map(|i| alloy_primitives::keccak256([b'b', b'e', b'n', b'c', b'h', i]))
@@ -219,16 +216,17 @@ pub(crate) async fn run(args: SetArgs) -> anyhow::Result<()> {
         let mut a = vec![
             "node",
             "--bitcoin-peer",
-            &single.bitcoin_p2p,
+            bitcoin_p2p,
             "--sequencer-key",
             &key,
             "--validators",
             &file,
             "--block-time",
-            &bt,
+            bt,
             "--p2p-addr",
             &p2p,
         ];
+        a.extend_from_slice(extra);
         if let Some(b) = &boot {
             a.extend(["--bootnode", b]);
         }
@@ -244,6 +242,158 @@ pub(crate) async fn run(args: SetArgs) -> anyhow::Result<()> {
         }
         procs.push(Some(node));
     }
+    Ok((procs, addresses, dir))
+}
+
+/// User + system CPU seconds `d`'s process has used (Linux `/proc`, 100 ticks a second).
+fn cpu_seconds(d: &Devnet) -> f64 {
+    std::fs::read_to_string(format!("/proc/{}/stat", d.child.id()))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command's closing parenthesis: utime and stime are 12th and 13th.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
+/// `d`'s resident set, kB (Linux `/proc`).
+fn rss_kb(d: &Devnet) -> String {
+    std::fs::read_to_string(format!("/proc/{}/status", d.child.id()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        })
+        .unwrap_or_default()
+}
+
+/// `tests/js/bench-erc20.mjs` against `url`: its JSON summary.
+async fn erc20_load(url: &str, args: &SetArgs, client: &str) -> anyhow::Result<Value> {
+    let out = tokio::process::Command::new("node")
+        .current_dir(&args.js_dir)
+        .args(["bench-erc20.mjs", "--rpc", url, "--client", client])
+        .args(["--count", &args.erc20.to_string(), "--batch", "100"])
+        .args([
+            "--senders",
+            "20",
+            "--gas-limit",
+            &args.erc20_gas_limit.to_string(),
+        ])
+        .output()
+        .await
+        .with_context(|| format!("running node bench-erc20.mjs in {}", args.js_dir.display()))?;
+    if !out.status.success() {
+        bail!(
+            "bench-erc20.mjs against {client}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text
+        .lines()
+        .last()
+        .context("bench-erc20.mjs printed nothing")?;
+    serde_json::from_str(last).with_context(|| format!("bench-erc20.mjs printed {last:?}"))
+}
+
+/// ERC-20 transfers end to end, four validator processes beside one key, alternated (one key,
+/// the set, one key, the set), each on a chain of its own with 1 s blocks.
+async fn erc20(args: &SetArgs) -> anyhow::Result<()> {
+    let gas = args.erc20_gas_limit.to_string();
+    let common = ["--block-time", "1", "--gas-limit", gas.as_str()];
+    let mut rows = Vec::new();
+    for round in 1..=2 {
+        let single = Devnet::start(&[&common[..], &["--no-popm"]].concat()).await?;
+        let cpu0 = cpu_seconds(&single);
+        let one = erc20_load(&single.url, args, "1 key").await?;
+        let cpu_one = cpu_seconds(&single) - cpu0;
+        let (procs, _, _dir) = validator_processes(
+            &single.bitcoin_p2p,
+            "1",
+            // As the devnet's pool: the load is 1,000 transfers per sender.
+            &[
+                "--gas-limit",
+                &gas,
+                "--txpool-max-per-sender",
+                "10000",
+                "--txpool-max-total",
+                "200000",
+            ],
+        )
+        .await?;
+        let up: Vec<&Devnet> = procs.iter().flatten().collect();
+        let v0 = up[0];
+        let cpu_set = |ps: &[&Devnet]| ps.iter().map(|d| cpu_seconds(d)).sum::<f64>();
+        let before = cpu_set(&up);
+        let set = erc20_load(&v0.url, args, "4 validator processes").await?;
+        let cpu_four = cpu_set(&up) - before;
+        rows.push((
+            round,
+            one,
+            set,
+            cpu_one,
+            cpu_four,
+            rss_kb(&single),
+            rss_kb(v0),
+        ));
+        drop(procs);
+    }
+    println!();
+    println!(
+        "ERC-20 transfers end to end ({} transfers in batches of 100 from 20 senders, gas limit {}, 1 s blocks; all sent to one node; {} cores):",
+        args.erc20,
+        args.erc20_gas_limit,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!("| round | 1 key tx/s | 4 validator processes tx/s | ratio | CPU s during the load (1 key / 4 processes summed) | blocks (1 key / set) | RSS kB after (1 key / validator 0) |");
+    println!("|---:|---:|---:|---:|---|---|---|");
+    for (round, one, set, cpu_one, cpu_four, rss_one, rss_set) in rows {
+        let t1 = one["tps"].as_f64().unwrap_or(0.0);
+        let t4 = set["tps"].as_f64().unwrap_or(0.0);
+        println!(
+            "| {round} | {t1:.1} | {t4:.1} | {:.2}× | {cpu_one:.1} / {cpu_four:.1} | {} / {} | {rss_one} / {rss_set} |",
+            if t1 > 0.0 { t4 / t1 } else { 0.0 },
+            one["blocks"],
+            set["blocks"],
+        );
+    }
+    Ok(())
+}
+
+pub(crate) async fn run(args: SetArgs) -> anyhow::Result<()> {
+    if !(2..=10_000).contains(&args.blocks) || !(1..=10_000).contains(&args.txs) {
+        bail!("--blocks must be 2..=10000 and --txs 1..=10000");
+    }
+    if !(0.05..=10.0).contains(&args.block_time) {
+        bail!("--block-time must be 0.05..=10 seconds");
+    }
+    if args.erc20_only {
+        if args.erc20 == 0 {
+            bail!("--erc20-only needs --erc20 N");
+        }
+        return erc20(&args).await;
+    }
+    let bt = args.block_time.to_string();
+    let accounts = hemi_chain::dev_accounts(hemi_chain::DEV_MNEMONIC, 3)?;
+    let secret = |i: usize| B256::from(accounts[i].secret);
+    println!(
+        "block time {} s; {} block intervals and {} transfers (one at a time, send → receipt) per configuration",
+        args.block_time, args.blocks, args.txs
+    );
+
+    // One key; four validators in one process.
+    let single = Devnet::start(&["--block-time", &bt, "--no-popm"]).await?;
+    let one = measure(&single, &args, secret(0)).await?;
+    let in_process = {
+        let d = Devnet::start(&["--block-time", &bt, "--no-popm", "--sequencers", "4"]).await?;
+        measure(&d, &args, secret(1)).await?
+    };
+
+    // Four processes, Bitcoin from the first devnet's embedded node.
+    let (mut procs, addresses, _dir) = validator_processes(&single.bitcoin_p2p, &bt, &[]).await?;
     let v0 = procs[0].as_ref().context("up")?;
     let processes = measure(v0, &args, secret(2)).await?;
 
@@ -303,5 +453,8 @@ pub(crate) async fn run(args: SetArgs) -> anyhow::Result<()> {
         "kill -9 of validator {victim_addr} (proposer of height {}): next block {next:.0} ms later; the longest interval over the next 8 blocks (its turn included) {longest:.0} ms",
         h + 2
     );
+    if args.erc20 > 0 {
+        erc20(&args).await?;
+    }
     Ok(())
 }

@@ -162,6 +162,13 @@ pub(crate) struct NodeArgs {
     /// Test-only: as a validator, sign a second, conflicting vote in every round.
     #[arg(long, hide = true)]
     pub equivocate: bool,
+    /// Most transactions one sender may have in this node's pool (pending and queued; default
+    /// 64, as geth's account queue).
+    #[arg(long, env = "HEMI_TXPOOL_MAX_PER_SENDER")]
+    pub txpool_max_per_sender: Option<usize>,
+    /// Most transactions in this node's pool (default 100,000).
+    #[arg(long, env = "HEMI_TXPOOL_MAX_TOTAL")]
+    pub txpool_max_total: Option<usize>,
 }
 
 /// The TOML file: the same names as the flags, with underscores.
@@ -467,6 +474,7 @@ impl DevnetArgs {
             validators: None,
             consensus_peers: Vec::new(),
             equivocate: false,
+            pool_limits: None,
             spec_validators: Vec::new(),
             p2p_addr: self.common.p2p_addr.or(f.p2p_addr),
             bootnodes: bootnodes(self.common.bootnode, f.bootnode.clone()),
@@ -572,6 +580,7 @@ impl NodeArgs {
             },
             validators: self.validators.or(f.validators),
             equivocate: self.equivocate,
+            pool_limits: pool_limits(self.txpool_max_per_sender, self.txpool_max_total)?,
             consensus_peers: self
                 .consensus_peer
                 .iter()
@@ -655,6 +664,23 @@ fn forced_inclusion(
         taproot_envelopes: true,
         rule: 2,
     })
+}
+
+/// `--txpool-max-per-sender` / `--txpool-max-total`, checked; `None` when neither is given.
+fn pool_limits(
+    per_sender: Option<usize>,
+    total: Option<usize>,
+) -> anyhow::Result<Option<(usize, usize)>> {
+    if per_sender.is_none() && total.is_none() {
+        return Ok(None);
+    }
+    let defaults = hemi_txpool::PoolConfig::new(0, 0);
+    let per = per_sender.unwrap_or(defaults.max_per_sender);
+    let all = total.unwrap_or(defaults.max_total);
+    if !(1..=1_000_000).contains(&per) || !(1..=10_000_000).contains(&all) || per > all {
+        bail!("--txpool-max-per-sender {per} must be 1..=1000000 and at most --txpool-max-total {all} (1..=10000000)");
+    }
+    Ok(Some((per, all)))
 }
 
 /// `--bootnode`s: the flags', else the file's.

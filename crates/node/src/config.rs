@@ -78,6 +78,9 @@ pub struct Config {
     pub consensus_peers: Vec<(alloy_primitives::Address, String)>,
     /// Test-only (`--equivocate`, a validator): sign conflicting votes in every round.
     pub equivocate: bool,
+    /// `--txpool-max-per-sender` and `--txpool-max-total` (a node's own pool; `None`: the
+    /// pool's defaults, 64 per sender as geth's, 100,000 in all).
+    pub pool_limits: Option<(usize, usize)>,
     /// The chain spec's validator set, as resolved at start (empty: one sequencer key).
     pub spec_validators: Vec<alloy_primitives::Address>,
     /// Whether the forced-inclusion flags were given (a follower otherwise takes the

@@ -258,7 +258,7 @@ async fn run_validator(
             ),
             network: cfg.network,
             journal: Some(cfg.dir.join("txpool.journal")),
-            pool_limits: None,
+            pool_limits: cfg.pool_limits,
             censor: Vec::new(),
         },
     )?;
