@@ -169,6 +169,10 @@ pub(crate) struct NodeArgs {
     /// Most transactions in this node's pool (default 100,000).
     #[arg(long, env = "HEMI_TXPOOL_MAX_TOTAL")]
     pub txpool_max_total: Option<usize>,
+    /// Test-only: as a validator, propose blocks without due forced transactions and vote for
+    /// such blocks (a faulty validator; the others vote its proposals down).
+    #[arg(long = "skip-forced-txs", hide = true)]
+    pub skip_forced_txs: bool,
 }
 
 /// The TOML file: the same names as the flags, with underscores.
@@ -534,7 +538,7 @@ impl NodeArgs {
         let cfg = Config {
             forced_inclusion,
             censor: Vec::new(),
-            skip_forced: false,
+            skip_forced: self.skip_forced_txs,
             vault: self.common.vault.clone().or(f.vault.clone()),
             custodians: None,
             keystone_interval,

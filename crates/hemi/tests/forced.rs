@@ -5,6 +5,8 @@
 //! that leaves a due forced transaction out (test flag `--skip-forced-txs`) makes blocks its
 //! follower refuses, and so does a sequencer *set* (`--sequencers 4`) whose validators all
 //! leave it out: every follower, by `--follow` and by p2p, refuses its certified deadline block.
+//! Among four validator processes, one that leaves it out is outvoted by the other three and
+//! the deadline block carries it.
 
 mod common;
 
@@ -393,5 +395,200 @@ async fn forced_inclusion_through_bitcoin() -> anyhow::Result<()> {
         assert!(log.contains(&l2_hash[2..]), "{}", tail(&log, 20));
         assert_eq!(head_of(f).await?, deadline - 1, "{}", tail(&log, 20));
     }
+    Ok(())
+}
+
+/// One faulty validator among four honest-majority processes: once a forced transaction's
+/// deadline is known, the validator that proposes that height (round 0) is restarted with
+/// `--skip-forced-txs`. Its proposal leaves the transaction out; the other three vote it down
+/// ("voting against an invalid block … leaves out forced transaction"), the next round's
+/// proposer includes it, and the deadline block carries it with a round-1 certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validator_that_skips_a_forced_transaction_is_outvoted_by_the_set() -> anyhow::Result<()>
+{
+    let core = BitcoinCore::start().await?;
+    let rpc = core.rpc.clone();
+    let btc_key = Key::from_secret_bytes([0x5b; 32])?;
+    core.mine(
+        101,
+        &btc_key.address(KeyKind::P2wpkh, bitcoin::Network::Regtest),
+    )
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let peer = core.p2p_addr().to_string();
+
+    // Four validators: keys, their consensus addresses, the validators file.
+    let secrets: Vec<alloy_primitives::B256> = (0..4u8)
+        .map(|i| alloy_primitives::keccak256([b'f', b's', b'e', b't', i]))
+        .collect();
+    let mut entries = Vec::new();
+    let mut addresses = Vec::new();
+    for s in &secrets {
+        let k = hemi_consensus::PubKey::of_secret(*s).map_err(anyhow::Error::msg)?;
+        addresses.push(k.address().map_err(anyhow::Error::msg)?);
+        entries.push(json!({
+            "publicKey": format!("0x{}", hex::encode(k.0)),
+            "consensusAddr": format!("/ip4/127.0.0.1/tcp/{}", hemi_testkit::free_port()),
+        }));
+    }
+    let file = dir.path().join("validators.json");
+    std::fs::write(&file, json!({ "validators": entries }).to_string())?;
+    let file = file.to_string_lossy().into_owned();
+    let p2p: Vec<String> = (0..4)
+        .map(|_| format!("127.0.0.1:{}", hemi_testkit::free_port()))
+        .collect();
+    let args_of = |i: usize, boot: &str, skip: bool| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "node",
+            "--bitcoin-peer",
+            &peer,
+            "--sequencer-key",
+            &hex::encode(secrets[i]),
+            "--validators",
+            &file,
+            "--block-time",
+            "0.2",
+            "--forced-inclusion-confirmations",
+            "1",
+            "--forced-inclusion-window",
+            "60",
+            "--p2p-addr",
+            &p2p[i],
+            "--dir",
+            &dir.path().join(format!("v{i}")).to_string_lossy(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if !boot.is_empty() {
+            a.extend(["--bootnode".into(), boot.to_string()]);
+        }
+        if skip {
+            a.push("--skip-forced-txs".into());
+        }
+        a
+    };
+    let start = |a: Vec<String>| {
+        let d = dir.path().to_path_buf();
+        async move {
+            let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+            Hemi::start(&refs, &d).await
+        }
+    };
+    let mut nodes: Vec<Option<Hemi>> = Vec::new();
+    let v0 = start(args_of(0, "", false)).await?;
+    let boot = v0.call("hemi_nodeStatus", json!([])).await?["p2p"]["listen"][0]
+        .as_str()
+        .context("validator 0's p2p address")?
+        .to_string();
+    nodes.push(Some(v0));
+    for i in 1..4 {
+        nodes.push(Some(start(args_of(i, &boot, false)).await?));
+    }
+    let v0 = nodes[0].as_ref().context("v0")?;
+    wait_for(60, "the set to decide blocks", || async {
+        (head_of(v0).await.ok()? >= 5).then_some(())
+    })
+    .await
+    .with_context(|| tail(&v0.log_text(), 30))?;
+    wait_synced(v0, &rpc, 60).await?;
+
+    // A transfer published in Bitcoin and confirmed once: due, with its deadline.
+    let accounts = hemi_chain::dev_accounts(hemi_chain::DEV_MNEMONIC, 4)?;
+    let key = format!("0x{}", hex::encode(accounts[3].secret));
+    let url = format!("http://{}", v0.rpc_addr);
+    let to = "0x000000000000000000000000000000000000F0Ce";
+    let raw = cast(&[
+        "mktx",
+        "--rpc-url",
+        &url,
+        "--private-key",
+        &key,
+        to,
+        "--value",
+        "3gwei",
+    ])?;
+    let l2_hash = cast(&["keccak", &raw])?;
+    force_tx(v0, &core, &btc_key, &raw)?;
+    let (_, sink) = hemi_testkit::regtest_p2wpkh(&[0x5c; 32])?;
+    core.rpc.generate_to_address(1, &sink).await?;
+    let deadline = wait_for(60, "the window to open", || async {
+        forced_entry(v0, &l2_hash).await.ok().flatten()?["deadline"].as_u64()
+    })
+    .await?;
+
+    // The deadline height's round-0 proposer (round robin over the sorted set) turns faulty.
+    let mut sorted = addresses.clone();
+    sorted.sort();
+    let proposer = sorted[(deadline % 4) as usize];
+    let faulty = addresses
+        .iter()
+        .position(|a| *a == proposer)
+        .context("one of ours")?;
+    let head = head_of(v0).await?;
+    assert!(
+        head + 15 < deadline,
+        "head {head}: too close to the deadline {deadline} to restart a validator"
+    );
+    drop(nodes[faulty].take());
+    let boot_for = if faulty == 0 { "" } else { boot.as_str() };
+    let again = args_of(faulty, boot_for, true);
+    nodes[faulty] = Some(start(again).await?);
+    let watcher = nodes[(faulty + 1) % 4].as_ref().context("an honest one")?;
+    wait_for(60, "the set past the deadline", || async {
+        (head_of(watcher).await.ok()? > deadline).then_some(())
+    })
+    .await
+    .with_context(|| tail(&watcher.log_text(), 30))?;
+    let f = nodes[faulty].as_ref().context("faulty")?;
+    assert!(
+        head_of(f).await? >= deadline - 1,
+        "the faulty validator was back in time: {}",
+        tail(&f.log_text(), 20)
+    );
+
+    // The deadline block carries it, decided in a later round than the faulty proposer's.
+    let receipt = receipt_of(watcher, &l2_hash, 30, "the forced transfer's receipt").await?;
+    assert_eq!(
+        receipt["blockNumber"].as_str(),
+        Some(format!("0x{deadline:x}").as_str()),
+        "included at its deadline: {receipt}"
+    );
+    let set = watcher.call("hemi_getSequencerSet", json!([])).await?;
+    let raw_block = watcher
+        .call("debug_getRawBlock", json!([format!("0x{deadline:x}")]))
+        .await?;
+    let block = hemi_chain::L2Block::decode(&hex::decode(
+        raw_block
+            .as_str()
+            .context("raw block")?
+            .trim_start_matches("0x"),
+    )?)?;
+    let cert = block.certificate.context("a certificate")?;
+    assert!(cert.round >= 1, "decided in round {}: {set}", cert.round);
+    eprintln!(
+        "deadline {deadline}: validator {faulty} ({proposer}) proposed without the forced transfer in round 0; block {deadline} decided in round {}, built by {}",
+        cert.round, block.header.beneficiary
+    );
+    assert_ne!(
+        block.header.beneficiary, proposer,
+        "not built by the faulty validator"
+    );
+    let honest_voted_down = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != faulty)
+        .filter_map(|(_, n)| n.as_ref())
+        .any(|n| {
+            let log = n.log_text();
+            log.lines().any(|l| {
+                l.contains("voting against an invalid block")
+                    && l.contains("leaves out forced transaction")
+            })
+        });
+    assert!(
+        honest_voted_down,
+        "an honest validator logged its vote against the proposal"
+    );
     Ok(())
 }

@@ -243,6 +243,10 @@ async fn run_validator(
     mut status: Value,
 ) -> anyhow::Result<()> {
     let file = file.context("--sequencer-key needs --validators FILE")?;
+    if cfg.skip_forced {
+        tracing::warn!("test flag --skip-forced-txs: this validator proposes and votes for blocks without due forced transactions");
+        chain.set_skip_forced(true);
+    }
     if chain.spec().validators != file.addresses() {
         anyhow::bail!(
             "the chain in {} was made for another sequencer set than --validators",
