@@ -1,6 +1,6 @@
 //! The L2 devnet under abuse: SIGKILLed ten times while it produces blocks under a stream of
-//! transfers (every block or receipt a client was shown survives the restart, and the chain
-//! goes on), and a catalogue of malformed requests and refused transactions over HTTP and a raw
+//! transfers and tunnel deposits, with Bitcoin blocks arriving (every block, receipt or mint a
+//! client was shown survives the restart, nothing is minted twice, and the chain goes on), and a catalogue of malformed requests and refused transactions over HTTP and a raw
 //! WebSocket, each answered with geth's code and message while the node stays up.
 
 mod common;
@@ -349,14 +349,19 @@ impl Ws {
 fn devnet_args(extra: &[&str]) -> Vec<String> {
     let btc_rpc = format!("127.0.0.1:{}", hemi_testkit::free_port());
     let btc_p2p = format!("127.0.0.1:{}", hemi_testkit::free_port());
+    devnet_args_on(&btc_rpc, &btc_p2p, extra)
+}
+
+/// [`devnet_args`] with the embedded Bitcoin node on the given addresses.
+fn devnet_args_on(btc_rpc: &str, btc_p2p: &str, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = [
         "devnet",
         "--bitcoin-block-time",
         "0",
         "--bitcoin-rpc-addr",
-        &btc_rpc,
+        btc_rpc,
         "--bitcoin-p2p-addr",
-        &btc_p2p,
+        btc_p2p,
     ]
     .iter()
     .map(|s| s.to_string())
@@ -535,6 +540,99 @@ async fn check_survivors(
     Ok(on_chain)
 }
 
+/// Tunnel deposits made during the kill rounds, and the mints clients were shown.
+#[derive(Default)]
+struct Deposits {
+    /// Bitcoin txids of the deposits broadcast.
+    sent: Vec<String>,
+    /// Txid → (L2 block, L2 transaction, hemiBTC units) as `hemi_getDeposit` reported the mint.
+    minted: HashMap<String, (u64, String, u128)>,
+}
+
+impl Deposits {
+    /// Locks 0.01 BTC for `recipient` with `hemi deposit` (from `key`, through the devnet's
+    /// embedded Bitcoin node) and mines a Bitcoin block on top.
+    async fn deposit(
+        &mut self,
+        http: &Http,
+        btc_rpc: &str,
+        key: &str,
+        recipient: Address,
+    ) -> anyhow::Result<()> {
+        // The node's Bitcoin index has the embedded node's tip (the coins `hemi deposit` reads).
+        let btc = Http::new(btc_rpc.parse()?);
+        let core_tip = btc.call("getblockcount", json!([])).await?;
+        wait_for(10, "the node to index the embedded node's tip", || async {
+            let t = http.call("hemi_btcTip", json!([])).await.ok()?;
+            (t["height"] == core_tip).then_some(())
+        })
+        .await?;
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hemi"))
+            .args(["deposit", "--amount", "0.01", "--key", key])
+            .args(["--recipient", &recipient.to_string()])
+            .args(["--rpc-url", &http.url])
+            .args(["--bitcoin-rpc", &format!("http://{btc_rpc}")])
+            .output()
+            .await?;
+        ensure!(
+            out.status.success(),
+            "hemi deposit: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let txid = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.len() == 64)
+            .context("hemi deposit printed no txid")?
+            .to_string();
+        self.sent.push(txid);
+        http.call("hemi_mineBitcoin", json!([1])).await?;
+        Ok(())
+    }
+
+    /// Asks for every deposit's state: a mint seen before must be where it was.
+    async fn observe(&mut self, http: &Http) -> anyhow::Result<()> {
+        for txid in self.sent.clone() {
+            let d = http.call("hemi_getDeposit", json!([txid])).await?;
+            let was = self.minted.get(&txid).cloned();
+            if d["status"] != "minted" {
+                ensure!(
+                    was.is_none(),
+                    "deposit {txid} was minted in {was:?}, now {d}"
+                );
+                continue;
+            }
+            let at = (
+                d["mintedIn"]["block"].as_u64().context("mintedIn.block")?,
+                d["mintedIn"]["transactionHash"]
+                    .as_str()
+                    .context("mintedIn.transactionHash")?
+                    .to_string(),
+                d["net"].as_u64().context("net")? as u128,
+            );
+            if let Some(was) = was {
+                ensure!(
+                    was == at,
+                    "deposit {txid}'s mint moved from {was:?} to {at:?}"
+                );
+            }
+            self.minted.insert(txid, at);
+        }
+        Ok(())
+    }
+}
+
+/// `recipient`'s hemiBTC balance (the tunnel's ERC-20 `balanceOf`).
+async fn hemi_btc(http: &Http, token: &str, recipient: Address) -> anyhow::Result<u128> {
+    let data = format!("0x70a08231{:0>64}", hex::encode(recipient));
+    let v = http
+        .call("eth_call", json!([{"to": token, "data": data}, "latest"]))
+        .await?;
+    Ok(u128::from_str_radix(
+        v.as_str().context("balanceOf")?.trim_start_matches("0x"),
+        16,
+    )?)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_ten_times_under_load_loses_no_reported_block() -> anyhow::Result<()> {
     // Ten unless scripts/reliability.sh asks for another number.
@@ -543,19 +641,60 @@ async fn kill_9_ten_times_under_load_loses_no_reported_block() -> anyhow::Result
     let data = tempfile::tempdir()?;
     let logs = tempfile::tempdir()?;
     let dir = data.path().to_string_lossy().to_string();
-    let extra = ["--persist", "--dir", &dir, "--block-time", "0.2"];
+    let extra = [
+        "--persist",
+        "--dir",
+        &dir,
+        "--block-time",
+        "0.2",
+        "--deposit-confirmations",
+        "1",
+    ];
+    // The embedded Bitcoin node keeps its addresses across restarts (deposits go through it).
+    let btc_rpc = format!("127.0.0.1:{}", hemi_testkit::free_port());
+    let btc_p2p = format!("127.0.0.1:{}", hemi_testkit::free_port());
+    let args = devnet_args_on(&btc_rpc, &btc_p2p, &extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let senders: Vec<(B256, Address)> = (2..5).map(|i| (key(i), address_of(key(i)))).collect();
     let recipient = address_of(random_key());
     let sent = Arc::new(Mutex::new(Vec::<Sent>::new()));
     let mut seen = Seen::default();
-    let mut hemi = start_devnet(&extra, logs.path()).await?;
+    let mut hemi = Hemi::start(&args, logs.path()).await?;
+    // A depositor's Bitcoin key, funded from the devnet's; the minted hemiBTC goes to another
+    // fresh address.
+    let depositor = hemi_btc_wallet::Key::from_secret_bytes([0x4d; 32])?;
+    let depositor_hex = hex::encode(depositor.secret_bytes());
+    let minter = address_of(random_key());
+    let mut deposits = Deposits::default();
+    {
+        let http = Http::new(hemi.rpc_addr);
+        let to = depositor.address(hemi_btc_wallet::KeyKind::P2wpkh, bitcoin::Network::Regtest);
+        http.call("hemi_sendBitcoin", json!([to.to_string(), "5"]))
+            .await?;
+        http.call("hemi_mineBitcoin", json!([1])).await?;
+    }
+    let token = Http::new(hemi.rpc_addr)
+        .call("hemi_getTunnel", json!([]))
+        .await?["tokenAddress"]
+        .as_str()
+        .context("tokenAddress")?
+        .to_string();
     let mut max_restart = Duration::ZERO;
     for round in 1..=rounds {
         let http = Http::new(hemi.rpc_addr);
         let loader = tokio::spawn(load(http.clone(), senders.clone(), recipient, sent.clone()));
         let ms = rand::thread_rng().gen_range(300..=2000);
         let until = Instant::now() + Duration::from_millis(ms);
-        let observed = observe(&http, &sent, &mut seen, until).await;
+        // A deposit and a Bitcoin block each round, then what clients see until the kill.
+        let deposited = async {
+            deposits
+                .deposit(&http, &btc_rpc, &depositor_hex, minter)
+                .await?;
+            deposits.observe(&http).await
+        };
+        let (observed, deposited) =
+            tokio::join!(observe(&http, &sent, &mut seen, until), deposited);
+        let observed = observed.and(deposited);
         hemi.kill();
         loader.abort();
         match loader.await {
@@ -573,7 +712,7 @@ async fn kill_9_ten_times_under_load_loses_no_reported_block() -> anyhow::Result
         }
         let pre_kill_head = *seen.heads.keys().last().context("no head seen")?;
         let t = Instant::now();
-        hemi = start_devnet(&extra, logs.path()).await?;
+        hemi = Hemi::start(&args, logs.path()).await?;
         max_restart = max_restart.max(t.elapsed());
         let http = Http::new(hemi.rpc_addr);
         let on_chain = match check_survivors(&http, &sent, &mut seen).await {
@@ -594,6 +733,21 @@ async fn kill_9_ten_times_under_load_loses_no_reported_block() -> anyhow::Result
             "round {round}: recipient holds {balance}, transfers on chain sum to {on_chain}, \
              receipted before kills {receipted}"
         );
+        // Every mint shown before the kill is where it was; the hemiBTC held is exactly the sum
+        // of the deposits minted now (none twice).
+        if let Err(e) = deposits.observe(&http).await {
+            bail!(
+                "round {round}: {e:#}\nlog tail:\n{}",
+                tail(&hemi.log_text(), 30)
+            );
+        }
+        let minted: u128 = deposits.minted.values().map(|m| m.2).sum();
+        let held = hemi_btc(&http, &token, minter).await?;
+        ensure!(
+            held == minted,
+            "round {round}: {minter} holds {held} hemiBTC units, the {} mints sum to {minted}",
+            deposits.minted.len()
+        );
         let after = wait_for(10, "the chain to grow past the pre-kill head", || async {
             let n = http.block_number().await.ok()?;
             (n > pre_kill_head).then_some(n)
@@ -601,9 +755,11 @@ async fn kill_9_ten_times_under_load_loses_no_reported_block() -> anyhow::Result
         .await?;
         eprintln!(
             "round {round}: killed after {ms} ms at head {pre_kill_head}; {} sent, {} receipts, \
-             restart and checks {:?}, head now {after}",
+             {} deposits ({} minted), restart and checks {:?}, head now {after}",
             sent.lock().expect("sent list").len(),
             seen.receipts.len(),
+            deposits.sent.len(),
+            deposits.minted.len(),
             t.elapsed()
         );
     }
@@ -611,12 +767,19 @@ async fn kill_9_ten_times_under_load_loses_no_reported_block() -> anyhow::Result
     let head = Http::new(hemi.rpc_addr).block_number().await?;
     eprintln!(
         "SUMMARY kill -9: {rounds} rounds, {} reported heads (up to block {}) and {} receipts \
-         checked after every restart, {total_sent} transfers accepted, final head {head}, \
-         slowest restart {max_restart:?}, {:?} total",
+         checked after every restart, {total_sent} transfers accepted, {} deposits ({} mints \
+         checked after every restart, none twice), final head {head}, slowest restart \
+         {max_restart:?}, {:?} total",
         seen.heads.len(),
         seen.heads.keys().last().copied().unwrap_or_default(),
         seen.receipts.len(),
+        deposits.sent.len(),
+        deposits.minted.len(),
         started.elapsed()
+    );
+    ensure!(
+        !deposits.minted.is_empty(),
+        "no deposit was minted: the deposit half means nothing"
     );
     ensure!(
         seen.receipts.len() >= rounds,
