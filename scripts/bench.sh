@@ -2,11 +2,13 @@
 # Every benchmark of docs/BENCHMARKS.md in one command, each beside its peer or ceiling in the
 # same run (Bitcoin Core's bitcoind, anvil from npm, the embedded node's verifytxoutproof, one
 # sequencer key beside a set, polling beside gossip), at sizes that finish within 20 minutes on 2
-# cores. Every table, with the machine, the versions and the commands, goes to
-# docs/BENCHMARKS-run.md (docs/BENCHMARKS.md keeps the longer runs and their analysis).
+# cores. Every table, with the machine, the versions and the commands, goes to the report
+# (target/bench/report.md), and a run of all of them rewrites the generated section of
+# docs/BENCHMARKS.md with it (between its `bench.sh begin` and `bench.sh end` markers; the rest
+# of that file keeps the longer runs and their analysis).
 #
-#   scripts/bench.sh              all of them (release build first)
-#   scripts/bench.sh erc20 set    only the named ones (see `steps` below)
+#   scripts/bench.sh              all of them (release build first), then docs/BENCHMARKS.md
+#   scripts/bench.sh erc20 set    only the named ones, into the report only
 #   BENCH_REPORT=FILE             write the report elsewhere
 #
 # Each step has its own time limit; a step that runs over is stopped and says so, and the whole
@@ -40,7 +42,8 @@ cargo bench --no-run --locked -q -p hemi-btc-store --bench lookup
 hemi=target/release/hemi
 out=target/bench
 mkdir -p "$out"
-report="${BENCH_REPORT:-docs/BENCHMARKS-run.md}"
+report="${BENCH_REPORT:-$out/report.md}"
+all_steps=$(( $# == 0 ))
 started=$(date +%s)
 budget=1200 # seconds: the whole run stops by itself within 20 minutes
 
@@ -49,9 +52,9 @@ steps=(headers lookup bitcoin-sync l2-exec hvm-pin erc20 finality tunnel gossip 
 
 anvil_bin=$(ls tests/js/node_modules/@foundry-rs/anvil-linux-*/bin/anvil 2>/dev/null | head -n 1 || true)
 {
-    echo "# Benchmarks: one run of \`scripts/bench.sh\`"
+    echo "# The latest run of \`scripts/bench.sh\`"
     echo
-    echo "Written by \`scripts/bench.sh $*\` on $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)$(git diff --quiet -- . ":(exclude)$report" || echo ' (with local changes)'). Every number below is from this one run; docs/BENCHMARKS.md explains them and keeps longer runs."
+    echo "Written by \`scripts/bench.sh $*\` on $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)$(git diff --quiet -- . ':(exclude)docs/BENCHMARKS.md' || echo ' (with local changes)'). Every number in this section is from this one run; the sections after it explain them and keep longer runs."
     echo
     echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/ {print $2}') GiB RAM, $(uname -sr)."
     echo "Versions: $($hemi --version 2>/dev/null || echo hemi), $(rustc --version), bitcoind $("$HEMI_BITCOIND" -version | head -n 1 | sed 's/.*version //'), anvil $( [ -n "$anvil_bin" ] && "$anvil_bin" --version | head -n 1 | sed 's/anvil Version: //' || echo 'not installed'), node $(node --version)."
@@ -116,3 +119,26 @@ for s in "${steps[@]}"; do
 done
 echo "Whole run: $(( $(date +%s) - started )) s." >>"$report"
 cat "$report"
+
+# A run of every step rewrites docs/BENCHMARKS.md's generated section (headings one level down).
+if [ "$all_steps" = 1 ]; then
+    doc=docs/BENCHMARKS.md
+    if grep -q '^<!-- bench.sh begin' "$doc" && grep -q '^<!-- bench.sh end' "$doc"; then
+        awk -v rep="$report" '
+            /^<!-- bench.sh begin/ {
+                print
+                while ((getline line < rep) > 0) {
+                    if (line ~ /^#/) line = "#" line
+                    print line
+                }
+                skip = 1
+                next
+            }
+            /^<!-- bench.sh end/ { skip = 0 }
+            !skip { print }
+        ' "$doc" >"$doc.tmp" && mv "$doc.tmp" "$doc"
+        echo "rewrote the generated section of $doc" >&2
+    else
+        echo "$doc has no bench.sh markers; the report is in $report" >&2
+    fi
+fi
