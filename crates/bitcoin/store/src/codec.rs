@@ -55,6 +55,27 @@ pub(crate) fn delta_key(sh: &[u8; 32], height: u32, kind: u8, op: &OutPoint) -> 
 
 /// A script-delta key's bytes.
 pub(crate) type DeltaKey = [u8; 73];
+
+/// The same delta keyed script first — script hash ‖ height (big-endian) ‖ kind ‖ outpoint — so
+/// one range read finds what every block above a height did to a script. Kept for the recent
+/// blocks only (`MAX_ASOF_DEPTH`), where queries reach, because script-first inserts are random
+/// B-tree writes that would slow an initial sync.
+pub(crate) fn recent_key(sh: &[u8; 32], height: u32, kind: u8, op: &OutPoint) -> DeltaKey {
+    let mut k = [0u8; 73];
+    k[..32].copy_from_slice(sh);
+    k[32..36].copy_from_slice(&height.to_be_bytes());
+    k[36] = kind;
+    k[37..].copy_from_slice(&outpoint_key(op));
+    k
+}
+
+/// A height-first [`delta_key`] reordered as a [`recent_key`].
+pub(crate) fn recent_of(delta: &DeltaKey) -> DeltaKey {
+    let mut k = *delta;
+    k[..32].copy_from_slice(&delta[4..36]);
+    k[32..36].copy_from_slice(&delta[..4]);
+    k
+}
 /// The block created the output.
 pub(crate) const DELTA_CREATED: u8 = 0;
 /// The block spent the output.

@@ -43,7 +43,9 @@ pub use hemi_btc_view::{AsOf, BitcoinView, ViewError};
 /// Version 2 added the script-delta index (what each block did to each script's outputs), so
 /// queries as of an older block no longer walk blocks; a version-1 database is upgraded in place
 /// on open (the index rebuilt from the stored blocks and undo data, in one transaction).
-pub const SCHEMA_VERSION: u32 = 2;
+/// Version 3 added the same deltas keyed script first for the last [`MAX_ASOF_DEPTH`] blocks, so
+/// a query as of any block within reach is one range read; versions 1 and 2 are upgraded on open.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// How many blocks below the tip [`AsOf::Block`] queries may reach.
 pub const MAX_ASOF_DEPTH: u32 = 2_000;
@@ -61,6 +63,14 @@ const UTXOS: TableDefinition<&[u8; 36], &[u8]> = TableDefinition::new("utxos");
 const SCRIPT_UTXOS: TableDefinition<&[u8; 68], &[u8; 13]> = TableDefinition::new("script_utxos");
 /// [`delta_key`] → the output's script entry (value, creation height, coinbase).
 const SCRIPT_DELTAS: TableDefinition<&DeltaKey, &[u8; 13]> = TableDefinition::new("script_deltas");
+/// [`recent_key`] → the same entry, for the connected blocks at heights from `META`'s
+/// `recent_from` to the tip (when set: a complete run, never more than [`MAX_ASOF_DEPTH`] + 1
+/// blocks).
+const RECENT_DELTAS: TableDefinition<&DeltaKey, &[u8; 13]> =
+    TableDefinition::new("script_deltas_recent");
+/// `META` key: the lowest height whose deltas are in [`RECENT_DELTAS`] (u32 LE), every block
+/// above it to the tip included; absent when the tip's are not.
+const RECENT_FROM: &str = "recent_from";
 const TXS: TableDefinition<&[u8; 32], &[u8; 48]> = TableDefinition::new("txs");
 const SPENT_BY: TableDefinition<&[u8; 36], &[u8; 40]> = TableDefinition::new("spent_by");
 const KEYSTONES: TableDefinition<&[u8; 40], &[u8; 64]> = TableDefinition::new("keystones");
@@ -226,10 +236,16 @@ impl ChainStore {
                                 .try_into()
                                 .map_err(|_| corrupt("schema_version"))?,
                         );
-                        if found == 1 {
-                            rebuild_script_deltas(&w)?;
+                        if found == 1 || found == 2 {
+                            if found == 1 {
+                                rebuild_script_deltas(&w)?;
+                            }
+                            rebuild_recent_deltas(&w, &mut meta)?;
                             meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
-                            tracing::info!("Bitcoin store upgraded to schema 2 (script deltas)");
+                            tracing::info!(
+                                from = found,
+                                "Bitcoin store upgraded to schema 3 (script deltas, recent ones script first)"
+                            );
                         } else if found != SCHEMA_VERSION {
                             return Err(StoreError::SchemaVersion {
                                 found,
@@ -256,6 +272,7 @@ impl ChainStore {
                 w.open_table(UTXOS)?;
                 w.open_table(SCRIPT_UTXOS)?;
                 w.open_table(SCRIPT_DELTAS)?;
+                w.open_table(RECENT_DELTAS)?;
                 w.open_table(TXS)?;
                 w.open_table(SPENT_BY)?;
                 w.open_table(KEYSTONES)?;
@@ -635,11 +652,16 @@ impl ChainStore {
         }
         // Commitments (Merkle root, witness commitment, duplicates, MAX_MONEY) were checked by
         // `put_block`, the only way block data enters the store; not repeated per connect.
+        // Script-first deltas only for blocks queries can reach: within MAX_ASOF_DEPTH of the
+        // best header (an initial sync far below it skips those random writes).
+        let recent = u64::from(height) + u64::from(MAX_ASOF_DEPTH)
+            >= u64::from(self.tree.read().best_height());
         let w = self.begin_write()?;
         {
             let mut utxos = w.open_table(UTXOS)?;
             let mut by_script = w.open_table(SCRIPT_UTXOS)?;
             let mut deltas = w.open_table(SCRIPT_DELTAS)?;
+            let mut recents = w.open_table(RECENT_DELTAS)?;
             let mut txs = w.open_table(TXS)?;
             let mut spent_by = w.open_table(SPENT_BY)?;
             let mut kss = w.open_table(KEYSTONES)?;
@@ -678,10 +700,17 @@ impl ChainStore {
                         let script = bitcoin::ScriptBuf::from_bytes(script.to_vec());
                         let sh = script_hash(&script);
                         by_script.remove(&script_key(&sh, &input.previous_output))?;
+                        let entry = encode_script_entry(value, cheight, ccb);
                         deltas.insert(
                             &delta_key(&sh, height, DELTA_SPENT, &input.previous_output),
-                            &encode_script_entry(value, cheight, ccb),
+                            &entry,
                         )?;
+                        if recent {
+                            recents.insert(
+                                &recent_key(&sh, height, DELTA_SPENT, &input.previous_output),
+                                &entry,
+                            )?;
+                        }
                         spent_by.insert(&key, &encode_spent_by(&txid, vin as u32, height))?;
                         value_in = value_in.saturating_add(value);
                         undo.push(SpentCoin {
@@ -728,6 +757,9 @@ impl ChainStore {
                     let entry = encode_script_entry(out.value.to_sat(), height, coinbase);
                     by_script.insert(&script_key(&sh, &op), &entry)?;
                     deltas.insert(&delta_key(&sh, height, DELTA_CREATED, &op), &entry)?;
+                    if recent {
+                        recents.insert(&recent_key(&sh, height, DELTA_CREATED, &op), &entry)?;
+                    }
                 }
                 let len = tx.total_size() as u32;
                 txs.insert(
@@ -746,6 +778,22 @@ impl ChainStore {
             w.open_table(UNDO)?
                 .insert(hash.as_byte_array(), encode_undo(&undo).as_slice())?;
             w.open_table(CHAIN)?.insert(height, hash.as_byte_array())?;
+            let mut meta = w.open_table(META)?;
+            let from = read_recent_from(&meta)?;
+            match (recent, from) {
+                (false, _) => {
+                    meta.remove(RECENT_FROM)?;
+                }
+                (true, None) => {
+                    meta.insert(RECENT_FROM, height.to_le_bytes().as_slice())?;
+                }
+                // One height out of reach pruned per block, so the table stays at the window.
+                (true, Some(from)) if from + MAX_ASOF_DEPTH < height => {
+                    prune_recent_height(&deltas, &mut recents, from)?;
+                    meta.insert(RECENT_FROM, (from + 1).to_le_bytes().as_slice())?;
+                }
+                (true, Some(_)) => {}
+            }
         }
         w.commit()?;
         self.set_tip(height, hash);
@@ -774,6 +822,7 @@ impl ChainStore {
             let mut utxos = w.open_table(UTXOS)?;
             let mut by_script = w.open_table(SCRIPT_UTXOS)?;
             let mut deltas = w.open_table(SCRIPT_DELTAS)?;
+            let mut recents = w.open_table(RECENT_DELTAS)?;
             let mut txs = w.open_table(TXS)?;
             let mut spent_by = w.open_table(SPENT_BY)?;
             let mut kss = w.open_table(KEYSTONES)?;
@@ -791,6 +840,7 @@ impl ChainStore {
                     let sh = script_hash(&out.script_pubkey);
                     by_script.remove(&script_key(&sh, &op))?;
                     deltas.remove(&delta_key(&sh, tip.height, DELTA_CREATED, &op))?;
+                    recents.remove(&recent_key(&sh, tip.height, DELTA_CREATED, &op))?;
                 }
                 txs.remove(txid.as_byte_array())?;
                 if index == 0 {
@@ -814,10 +864,16 @@ impl ChainStore {
                         &encode_script_entry(value, coin.height, coin.coinbase),
                     )?;
                     deltas.remove(&delta_key(&sh, tip.height, DELTA_SPENT, &op))?;
+                    recents.remove(&recent_key(&sh, tip.height, DELTA_SPENT, &op))?;
                     spent_by.remove(&key)?;
                 }
             }
             w.open_table(CHAIN)?.remove(tip.height)?;
+            // The run of recent blocks ends one lower; when it was this block alone, none is left.
+            let mut meta = w.open_table(META)?;
+            if read_recent_from(&meta)?.is_some_and(|from| from >= tip.height) {
+                meta.remove(RECENT_FROM)?;
+            }
         }
         w.commit()?;
         let parent = block.header.prev_blockhash;
@@ -984,6 +1040,72 @@ fn check_block_commitments(block: &Block) -> Result<(), String> {
             ));
         }
     }
+    Ok(())
+}
+
+/// `META`'s `recent_from`.
+fn read_recent_from(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Option<u32>, StoreError> {
+    match meta.get(RECENT_FROM)? {
+        None => Ok(None),
+        Some(v) => Ok(Some(u32::from_le_bytes(
+            v.value().try_into().map_err(|_| corrupt(RECENT_FROM))?,
+        ))),
+    }
+}
+
+/// The height-first delta keys of block `height`, with their entries.
+fn deltas_at(
+    deltas: &impl ReadableTable<&'static DeltaKey, &'static [u8; 13]>,
+    height: u32,
+) -> Result<Vec<(DeltaKey, [u8; 13])>, StoreError> {
+    let mut lo = [0u8; 73];
+    lo[..4].copy_from_slice(&height.to_be_bytes());
+    let mut hi = [0xffu8; 73];
+    hi[..4].copy_from_slice(&height.to_be_bytes());
+    let mut out = Vec::new();
+    for row in deltas.range::<&DeltaKey>(&lo..=&hi)? {
+        let (k, v) = row?;
+        out.push((*k.value(), *v.value()));
+    }
+    Ok(out)
+}
+
+/// Removes block `height`'s script-first deltas (found through its height-first ones).
+fn prune_recent_height(
+    deltas: &impl ReadableTable<&'static DeltaKey, &'static [u8; 13]>,
+    recents: &mut redb::Table<&'static DeltaKey, &'static [u8; 13]>,
+    height: u32,
+) -> Result<(), StoreError> {
+    for (k, _) in deltas_at(deltas, height)? {
+        recents.remove(&recent_of(&k))?;
+    }
+    Ok(())
+}
+
+/// Fills the script-first deltas of the last [`MAX_ASOF_DEPTH`] + 1 connected blocks from the
+/// height-first ones and sets `recent_from` (a schema 1 or 2 database, upgraded on open).
+fn rebuild_recent_deltas(
+    w: &redb::WriteTransaction,
+    meta: &mut redb::Table<&'static str, &'static [u8]>,
+) -> Result<(), StoreError> {
+    let chain = w.open_table(CHAIN)?;
+    let Some(tip) = chain.last()?.map(|(h, _)| h.value()) else {
+        return Ok(());
+    };
+    if tip == 0 {
+        return Ok(());
+    }
+    let from = tip.saturating_sub(MAX_ASOF_DEPTH).max(1);
+    let deltas = w.open_table(SCRIPT_DELTAS)?;
+    let mut recents = w.open_table(RECENT_DELTAS)?;
+    for height in from..=tip {
+        for (k, v) in deltas_at(&deltas, height)? {
+            recents.insert(&recent_of(&k), &v)?;
+        }
+    }
+    meta.insert(RECENT_FROM, from.to_le_bytes().as_slice())?;
     Ok(())
 }
 

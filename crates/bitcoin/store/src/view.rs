@@ -15,8 +15,8 @@ use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 
 use crate::codec::*;
 use crate::{
-    ChainStore, StoreError, BLOCKS, CHAIN, KEYSTONES, MAX_ASOF_DEPTH, SCRIPT_DELTAS, SCRIPT_UTXOS,
-    SPENT_BY, TXS,
+    ChainStore, StoreError, BLOCKS, CHAIN, KEYSTONES, MAX_ASOF_DEPTH, META, RECENT_DELTAS,
+    SCRIPT_DELTAS, SCRIPT_UTXOS, SPENT_BY, TXS,
 };
 
 impl ChainStore {
@@ -138,36 +138,60 @@ impl BitcoinView for ChainStore {
         // Undo what the blocks above `target` did to this script: an output they created was
         // not there yet; one they spent that existed at `target` (created at or below it) was.
         // Order does not matter, so an output created and spent above `target` stays gone.
-        let deltas = r.open_table(SCRIPT_DELTAS).map_err(StoreError::from)?;
-        for h in target.height + 1..=tip.height {
-            let lo = delta_key(&sh, h, 0, &OutPoint::null());
-            let mut hi = delta_key(&sh, h, 0xff, &OutPoint::null());
+        // Within the recent run (script-first deltas) one range read covers every block above
+        // `target`; below it, one short range read per block back.
+        let mut undo = |k: &DeltaKey, v: &[u8; 13]| -> Result<(), ViewError> {
+            let op = outpoint_from_key(&k[37..]);
+            let (value, height, coinbase) = decode_script_entry(v)?;
+            match k[36] {
+                DELTA_CREATED => {
+                    set.remove(&op);
+                }
+                _ if height <= target.height => {
+                    set.insert(
+                        op,
+                        Utxo {
+                            outpoint: op,
+                            value,
+                            script_pubkey: script.to_owned(),
+                            height,
+                            coinbase,
+                        },
+                    );
+                }
+                _ => {}
+            }
+            Ok(())
+        };
+        if target.height == tip.height {
+            return Ok(set.into_values().collect());
+        }
+        let meta = r.open_table(META).map_err(StoreError::from)?;
+        let from = crate::read_recent_from(&meta)?;
+        if from.is_some_and(|from| from <= target.height + 1) {
+            let recents = r.open_table(RECENT_DELTAS).map_err(StoreError::from)?;
+            let lo = recent_key(&sh, target.height + 1, 0, &OutPoint::null());
+            let mut hi = recent_key(&sh, tip.height, 0xff, &OutPoint::null());
             hi[37..].fill(0xff);
-            for row in deltas
+            for row in recents
                 .range::<&DeltaKey>(&lo..=&hi)
                 .map_err(StoreError::from)?
             {
                 let (k, v) = row.map_err(StoreError::from)?;
-                let k = k.value();
-                let op = outpoint_from_key(&k[37..]);
-                let (value, height, coinbase) = decode_script_entry(v.value())?;
-                match k[36] {
-                    DELTA_CREATED => {
-                        set.remove(&op);
-                    }
-                    _ if height <= target.height => {
-                        set.insert(
-                            op,
-                            Utxo {
-                                outpoint: op,
-                                value,
-                                script_pubkey: script.to_owned(),
-                                height,
-                                coinbase,
-                            },
-                        );
-                    }
-                    _ => {}
+                undo(k.value(), v.value())?;
+            }
+        } else {
+            let deltas = r.open_table(SCRIPT_DELTAS).map_err(StoreError::from)?;
+            for h in target.height + 1..=tip.height {
+                let lo = delta_key(&sh, h, 0, &OutPoint::null());
+                let mut hi = delta_key(&sh, h, 0xff, &OutPoint::null());
+                hi[37..].fill(0xff);
+                for row in deltas
+                    .range::<&DeltaKey>(&lo..=&hi)
+                    .map_err(StoreError::from)?
+                {
+                    let (k, v) = row.map_err(StoreError::from)?;
+                    undo(k.value(), v.value())?;
                 }
             }
         }

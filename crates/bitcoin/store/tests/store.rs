@@ -879,11 +879,13 @@ fn opening_a_database_of_another_schema_version_is_refused() {
 }
 
 #[test]
-fn a_schema_1_database_is_upgraded_on_open_and_answers_as_of_queries_as_before() {
+fn schema_1_and_2_databases_are_upgraded_on_open_and_answer_as_of_queries_as_before() {
     // Schema 1 had no script-delta table: make one by dropping it and writing version 1.
     const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
     const DELTAS: redb::TableDefinition<&[u8; 73], &[u8; 13]> =
         redb::TableDefinition::new("script_deltas");
+    const RECENT: redb::TableDefinition<&[u8; 73], &[u8; 13]> =
+        redb::TableDefinition::new("script_deltas_recent");
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("chain.redb");
     let mut gen = ChainGen::new("upgrade", scripts("upgrade", 6));
@@ -906,26 +908,68 @@ fn a_schema_1_database_is_upgraded_on_open_and_answers_as_of_queries_as_before()
         answers(&store)
     };
     assert!(before.iter().any(|u| !u.is_empty()));
+    // Schema 1 had neither delta table; schema 2 the height-first one only.
+    let downgrade = |version: u32| {
+        let db = redb::Database::open(&path).expect("redb open");
+        let w = db.begin_write().expect("begin_write");
+        if version == 1 {
+            assert!(
+                w.delete_table(DELTAS).expect("delete"),
+                "schema 3 has the table"
+            );
+        }
+        assert!(
+            w.delete_table(RECENT).expect("delete"),
+            "schema 3 has the recent table"
+        );
+        let mut meta = w.open_table(META).expect("meta");
+        meta.insert("schema_version", version.to_le_bytes().as_slice())
+            .expect("insert");
+        meta.remove("recent_from").expect("remove");
+        drop(meta);
+        w.commit().expect("commit");
+    };
+    for version in [1, 2] {
+        downgrade(version);
+        let store = ChainStore::open(&path, params()).expect("upgrade");
+        assert_eq!(
+            answers(&store),
+            before,
+            "as-of answers after the upgrade from {version}"
+        );
+        drop(store);
+        let store = ChainStore::open(&path, params()).expect("reopen at schema 3");
+        assert_eq!(answers(&store), before);
+    }
+    // Without a recent run (as after an initial sync far below the best header) the same
+    // answers come from the per-block walk.
     {
         let db = redb::Database::open(&path).expect("redb open");
         let w = db.begin_write().expect("begin_write");
-        assert!(
-            w.delete_table(DELTAS).expect("delete"),
-            "schema 2 has the table"
-        );
         w.open_table(META)
             .expect("meta")
-            .insert("schema_version", 1u32.to_le_bytes().as_slice())
-            .expect("insert");
+            .remove("recent_from")
+            .expect("remove");
         w.commit().expect("commit");
     }
-    let store = ChainStore::open(&path, params()).expect("upgrade");
-    assert_eq!(answers(&store), before, "as-of answers after the upgrade");
-    drop(store);
-    let store = ChainStore::open(&path, params()).expect("reopen at schema 2");
-    assert_eq!(answers(&store), before);
+    let store = ChainStore::open(&path, params()).expect("reopen without a recent run");
+    assert_eq!(answers(&store), before, "answers by the per-block walk");
+    // Blocks connected now start a new recent run; queries reaching below it still walk.
     connect_all(&store, &gen.extend(3));
     assert_matches_model(&store, &gen);
+    drop(store);
+    let store = ChainStore::open(&path, params()).expect("reopen");
+    let store = &store;
+    let again: Vec<Vec<hemi_btc_view::Utxo>> = depths
+        .iter()
+        .flat_map(|d| {
+            let at = AsOf::Block(gen.hash_at(gen.height() - 3 - d));
+            gen.scripts
+                .iter()
+                .map(move |s| store.utxos_by_script(s, at).expect("as of"))
+        })
+        .collect();
+    assert_eq!(again, before, "the old blocks' answers, 3 blocks later");
 }
 
 #[test]
@@ -1090,4 +1134,48 @@ fn kill_9_while_connecting_blocks_leaves_a_consistent_prefix_of_the_chain() {
         tips.windows(2).all(|w| w[0] <= w[1]),
         "durable tips never go back: {tips:?}"
     );
+}
+
+/// Past `MAX_ASOF_DEPTH` blocks the script-first deltas of blocks out of reach are pruned, one
+/// a block, and queries across the whole window still answer as when each block was the tip.
+#[test]
+fn recent_deltas_are_pruned_past_the_window_and_as_of_answers_stay_right() {
+    let store = mem_store();
+    let mut gen = ChainGen::new("window", scripts("window", 3));
+    gen.chained_spends = false;
+    let total = hemi_btc_store::MAX_ASOF_DEPTH as usize + 40;
+    let depths = [0u32, 1, 39, 40, 1_000, hemi_btc_store::MAX_ASOF_DEPTH];
+    let mut recorded = std::collections::HashMap::new();
+    for _ in 0..total {
+        let b = gen.next_block();
+        connect_all(&store, &[b]);
+        let depth = (total as u32).saturating_sub(gen.height());
+        if depths.contains(&depth) {
+            let answers: Vec<Vec<hemi_btc_view::Utxo>> = gen
+                .scripts
+                .iter()
+                .map(|s| store.utxos_by_script(s, AsOf::Tip).expect("utxos"))
+                .collect();
+            recorded.insert(gen.height(), answers);
+        }
+    }
+    assert_eq!(gen.height() as usize, total);
+    for d in depths {
+        let h = gen.height() - d;
+        let at = AsOf::Block(gen.hash_at(h));
+        for (s, want) in gen.scripts.iter().zip(&recorded[&h]) {
+            assert_eq!(
+                &store.utxos_by_script(s, at).expect("as of"),
+                want,
+                "as of {h}"
+            );
+        }
+    }
+    // One block deeper is out of reach, as before.
+    let too_deep = AsOf::Block(gen.hash_at(gen.height() - hemi_btc_store::MAX_ASOF_DEPTH - 1));
+    assert!(matches!(
+        store.utxos_by_script(&gen.scripts[0], too_deep),
+        Err(ViewError::TooDeep { .. })
+    ));
+    assert_matches_model(&store, &gen);
 }
