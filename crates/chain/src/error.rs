@@ -29,6 +29,9 @@ pub enum ChainError {
         /// The spec's genesis hash.
         spec: B256,
     },
+    /// The chain spec names a rule this build does not know.
+    #[error("chain spec: {0}")]
+    UnknownRule(String),
     /// No such block.
     #[error("header not found")]
     UnknownBlock(u64),

@@ -98,6 +98,32 @@ fn rule_v1() -> u32 {
     1
 }
 
+/// Refuses a forced-inclusion rule this build does not know (1 and 2 it does).
+///
+/// # Errors
+/// [`ChainError::UnknownRule`].
+pub fn check_rule(rule: u32) -> Result<(), ChainError> {
+    match rule {
+        1 | 2 => Ok(()),
+        other => Err(ChainError::UnknownRule(format!(
+            "forcedInclusion.rule {other}: this build knows rules 1 and 2"
+        ))),
+    }
+}
+
+impl Chain {
+    /// How blocks of this chain are assembled, and the due list judged: rule 1 holds a sender
+    /// back after one of its transactions is skipped, rule 2 judges each on its own. The
+    /// builder and the forced-inclusion check use the same mode, so they agree on which due
+    /// transactions fit.
+    pub(crate) fn build_mode(&self) -> Mode {
+        match self.spec().forced_inclusion.map_or(2, |p| p.rule) {
+            1 => Mode::BuildHoldingBack,
+            _ => Mode::Build,
+        }
+    }
+}
+
 fn is_rule_v1(v: &u32) -> bool {
     *v == 1
 }
@@ -424,11 +450,7 @@ impl Chain {
         }
         txs.extend(forced_signed(due));
         let (view, _) = self.latest_view()?;
-        let mode = match self.spec().forced_inclusion.map_or(1, |p| p.rule) {
-            1 => Mode::BuildHoldingBack,
-            _ => Mode::Build,
-        };
-        let executed = exec::execute(view, ctx, pin.clone(), txs, mode)?;
+        let executed = exec::execute(view, ctx, pin.clone(), txs, self.build_mode())?;
         Ok(executed
             .txs
             .iter()

@@ -921,12 +921,17 @@ fn due_forced_transactions_are_judged_each_on_its_own_under_rule_2() {
             .build_block(&due, &attrs(&due), vec![], 1_001, &sealer)
             .expect("censored block 2");
         let censored = follower.import_block(&block_of(&censor, 2), &verifier, &resolver(&due));
-        // The honest builder includes the nonce-0 one and not the other.
+        // The honest builder runs them as its rule's check does: under rule 2 it includes the
+        // nonce-0 one (not the other); under rule 1 the nonce-99 one holds the sender back.
         let built = honest
             .build_block(&due, &attrs(&due), vec![], 1_001, &sealer)
             .expect("honest block 2");
         let hashes: Vec<B256> = built.block.txs.iter().map(|t| t.hash).collect();
-        assert!(hashes.contains(&next.hash), "rule {rule}: {hashes:?}");
+        assert_eq!(
+            hashes.contains(&next.hash),
+            rule == 2,
+            "rule {rule}: {hashes:?}"
+        );
         assert!(!hashes.contains(&ahead.hash), "rule {rule}");
         match rule {
             1 => {
@@ -944,4 +949,53 @@ fn due_forced_transactions_are_judged_each_on_its_own_under_rule_2() {
             }
         }
     }
+}
+
+/// The forced-inclusion rule is part of the chain: a reopened chain keeps the parameters it
+/// was made with whatever the spec now says; a chain made before they were stored ran rule 1
+/// and keeps it; a rule this build does not know is refused.
+#[test]
+fn a_reopened_chain_keeps_the_forced_inclusion_rule_it_was_made_with() {
+    use hemi_chain::forced::ForcedInclusionParams;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("l2.redb");
+    let with = |rule: u32, window: u64| {
+        let mut spec = ChainSpec::devnet().expect("spec");
+        spec.forced_inclusion = Some(ForcedInclusionParams {
+            confirmations: 2,
+            window,
+            taproot_envelopes: true,
+            rule,
+        });
+        spec
+    };
+    let made = with(2, 10).forced_inclusion;
+    drop(Chain::open(Some(&path), with(2, 10)).expect("make"));
+    let reopened = Chain::open(Some(&path), with(1, 99)).expect("reopen");
+    assert_eq!(reopened.spec().forced_inclusion, made, "kept as made");
+    drop(reopened);
+
+    // A database from before the parameters were stored.
+    {
+        const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+        let db = redb::Database::open(&path).expect("redb");
+        let w = db.begin_write().expect("write");
+        w.open_table(META)
+            .expect("meta")
+            .remove("forced_inclusion")
+            .expect("remove");
+        w.commit().expect("commit");
+    }
+    let old = Chain::open(Some(&path), with(2, 10)).expect("reopen an older chain");
+    assert_eq!(old.spec().forced_inclusion.map(|p| p.rule), Some(1));
+    drop(old);
+    let again = Chain::open(Some(&path), with(2, 10)).expect("and again");
+    assert_eq!(again.spec().forced_inclusion.map(|p| p.rule), Some(1));
+    drop(again);
+
+    let unknown = Chain::open(None, with(3, 10)).expect_err("rule 3");
+    assert!(
+        unknown.to_string().contains("knows rules 1 and 2"),
+        "{unknown}"
+    );
 }

@@ -179,6 +179,9 @@ async fn without_mempool_spends(
     mut utxos: Vec<(OutPoint, TxOut)>,
 ) -> anyhow::Result<Vec<(OutPoint, TxOut)>> {
     let mine = from.script_pubkey();
+    // Each spending transaction is expanded once, and an output listed once.
+    let mut expanded = std::collections::HashSet::new();
+    let mut listed: std::collections::HashSet<OutPoint> = utxos.iter().map(|(op, _)| *op).collect();
     for _ in 0..=MAX_UNCONFIRMED_CHAIN {
         if utxos.is_empty() {
             break;
@@ -201,18 +204,22 @@ async fn without_mempool_spends(
                 spent.insert(*op);
             }
         }
-        if spenders.is_empty() {
+        if spent.is_empty() {
             break;
         }
         utxos.retain(|(op, _)| !spent.contains(op));
         for txid in spenders {
+            if !expanded.insert(txid) {
+                continue;
+            }
             let tx = rpc
                 .get_raw_transaction(&txid)
                 .await
                 .with_context(|| format!("reading mempool transaction {txid}"))?;
             for (vout, out) in tx.output.iter().enumerate() {
-                if out.script_pubkey == mine {
-                    utxos.push((OutPoint::new(txid, vout as u32), out.clone()));
+                let op = OutPoint::new(txid, vout as u32);
+                if out.script_pubkey == mine && listed.insert(op) {
+                    utxos.push((op, out.clone()));
                 }
             }
         }

@@ -32,6 +32,14 @@ fn force_tx(hemi: &Hemi, core: &BitcoinCore, key: &Key, raw: &str) -> anyhow::Re
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// `cast mktx` against `url`: a transaction from `key` to `to` with `extra` arguments (value,
+/// calldata, nonce), signed, not sent.
+fn mktx(url: &str, key: &str, to: &str, extra: &[&str]) -> anyhow::Result<String> {
+    let mut args = vec!["mktx", "--rpc-url", url, "--private-key", key, to];
+    args.extend_from_slice(extra);
+    cast(&args)
+}
+
 /// The txid of the commit transaction whose envelope output `reveal` spends.
 async fn revealed_commit(
     rpc: &hemi_btc_rpc_client::BitcoinRpc,
@@ -68,16 +76,7 @@ async fn force_past_deadline(
 ) -> anyhow::Result<(String, u64)> {
     let url = format!("http://{}", seq.rpc_addr);
     let to = "0x000000000000000000000000000000000000F0Ce";
-    let raw = cast(&[
-        "mktx",
-        "--rpc-url",
-        &url,
-        "--private-key",
-        key,
-        to,
-        "--value",
-        value,
-    ])?;
+    let raw = mktx(&url, key, to, &["--value", value])?;
     let l2_hash = cast(&["keccak", &raw])?;
     force_tx(seq, core, btc_key, &raw)?;
     seq.call("hemi_mineBitcoin", json!([2])).await?;
@@ -139,16 +138,7 @@ async fn forced_inclusion_through_bitcoin() -> anyhow::Result<()> {
     // The censored sender's transaction is refused by the sequencer.
     let key1 = format!("0x{}", hex::encode(accounts[1].secret));
     let to = "0x000000000000000000000000000000000000F0Ce";
-    let raw = cast(&[
-        "mktx",
-        "--rpc-url",
-        &url,
-        "--private-key",
-        &key1,
-        to,
-        "--value",
-        "7gwei",
-    ])?;
+    let raw = mktx(&url, &key1, to, &["--value", "7gwei"])?;
     let refused = seq.call("eth_sendRawTransaction", json!([raw])).await;
     assert!(format!("{refused:?}").contains("censors"), "{refused:?}");
 
@@ -204,31 +194,12 @@ async fn forced_inclusion_through_bitcoin() -> anyhow::Result<()> {
     // One too costly for an OP_RETURN (3,000 bytes of calldata) goes in a taproot envelope:
     // Bitcoin Core takes the commit and the reveal, and it is included the same way.
     let calldata = format!("0x{}", "ab".repeat(3_000));
-    let big = cast(&[
-        "mktx",
-        "--rpc-url",
-        &url,
-        "--private-key",
-        &key1,
-        to,
-        &calldata,
-    ])?;
+    let big = mktx(&url, &key1, to, &[&calldata])?;
     let big_hash = cast(&["keccak", &big])?;
     let reveal = force_tx(&seq, &core, &btc_key, &big)?;
     // A second one sent before the first confirms pays from the first's unconfirmed change
     // (Core's gettxspendingprevout), not from the output the first already spends.
-    let bad = cast(&[
-        "mktx",
-        "--rpc-url",
-        &url,
-        "--private-key",
-        &key1,
-        to,
-        "--value",
-        "1gwei",
-        "--nonce",
-        "99",
-    ])?;
+    let bad = mktx(&url, &key1, to, &["--value", "1gwei", "--nonce", "99"])?;
     let bad_hash = cast(&["keccak", &bad])?;
     let second = force_tx(&seq, &core, &btc_key, &bad)?;
     let second_tx = rpc
@@ -498,16 +469,7 @@ async fn a_validator_that_skips_a_forced_transaction_is_outvoted_by_the_set() ->
     let key = format!("0x{}", hex::encode(accounts[3].secret));
     let url = format!("http://{}", v0.rpc_addr);
     let to = "0x000000000000000000000000000000000000F0Ce";
-    let raw = cast(&[
-        "mktx",
-        "--rpc-url",
-        &url,
-        "--private-key",
-        &key,
-        to,
-        "--value",
-        "3gwei",
-    ])?;
+    let raw = mktx(&url, &key, to, &["--value", "3gwei"])?;
     let l2_hash = cast(&["keccak", &raw])?;
     force_tx(v0, &core, &btc_key, &raw)?;
     let (_, sink) = hemi_testkit::regtest_p2wpkh(&[0x5c; 32])?;
@@ -555,15 +517,7 @@ async fn a_validator_that_skips_a_forced_transaction_is_outvoted_by_the_set() ->
         "included at its deadline: {receipt}"
     );
     let set = watcher.call("hemi_getSequencerSet", json!([])).await?;
-    let raw_block = watcher
-        .call("debug_getRawBlock", json!([format!("0x{deadline:x}")]))
-        .await?;
-    let block = hemi_chain::L2Block::decode(&hex::decode(
-        raw_block
-            .as_str()
-            .context("raw block")?
-            .trim_start_matches("0x"),
-    )?)?;
+    let block = common::raw_block(watcher, deadline).await?;
     let cert = block.certificate.context("a certificate")?;
     assert!(cert.round >= 1, "decided in round {}: {set}", cert.round);
     eprintln!(

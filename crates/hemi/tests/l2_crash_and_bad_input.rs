@@ -621,11 +621,14 @@ impl Deposits {
     }
 }
 
-/// `recipient`'s hemiBTC balance (the tunnel's ERC-20 `balanceOf`).
-async fn hemi_btc(http: &Http, token: &str, recipient: Address) -> anyhow::Result<u128> {
+/// `recipient`'s hemiBTC balance at block `at` (the tunnel's ERC-20 `balanceOf`).
+async fn hemi_btc(http: &Http, token: &str, recipient: Address, at: u64) -> anyhow::Result<u128> {
     let data = format!("0x70a08231{:0>64}", hex::encode(recipient));
     let v = http
-        .call("eth_call", json!([{"to": token, "data": data}, "latest"]))
+        .call(
+            "eth_call",
+            json!([{"to": token, "data": data}, format!("{at:#x}")]),
+        )
         .await?;
     Ok(u128::from_str_radix(
         v.as_str().context("balanceOf")?.trim_start_matches("0x"),
@@ -733,20 +736,25 @@ async fn kill_9_ten_times_under_load_loses_no_reported_block() -> anyhow::Result
             "round {round}: recipient holds {balance}, transfers on chain sum to {on_chain}, \
              receipted before kills {receipted}"
         );
-        // Every mint shown before the kill is where it was; the hemiBTC held is exactly the sum
-        // of the deposits minted now (none twice).
+        // Every mint shown before the kill is where it was; the hemiBTC held at a block is
+        // exactly the sum of the deposits minted up to it (none twice).
+        let at = http.block_number().await?;
         if let Err(e) = deposits.observe(&http).await {
             bail!(
                 "round {round}: {e:#}\nlog tail:\n{}",
                 tail(&hemi.log_text(), 30)
             );
         }
-        let minted: u128 = deposits.minted.values().map(|m| m.2).sum();
-        let held = hemi_btc(&http, &token, minter).await?;
+        let minted: u128 = deposits
+            .minted
+            .values()
+            .filter(|m| m.0 <= at)
+            .map(|m| m.2)
+            .sum();
+        let held = hemi_btc(&http, &token, minter, at).await?;
         ensure!(
             held == minted,
-            "round {round}: {minter} holds {held} hemiBTC units, the {} mints sum to {minted}",
-            deposits.minted.len()
+            "round {round}: {minter} holds {held} hemiBTC units at block {at}, the mints up to it sum to {minted}"
         );
         let after = wait_for(10, "the chain to grow past the pre-kill head", || async {
             let n = http.block_number().await.ok()?;

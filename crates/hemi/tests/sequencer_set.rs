@@ -14,9 +14,9 @@ use std::str::FromStr;
 
 use anyhow::Context;
 use bitcoin::Network;
-use common::{cast, head_of, wait_for, Evil, Hemi};
+use common::{cast, head_of, hemi_cli, raw_block, wait_for, Evil, Hemi};
 use hemi_btc_wallet::{Key, KeyKind};
-use hemi_chain::{L2Block, SealVerifier, ValidatorSet};
+use hemi_chain::{SealVerifier, ValidatorSet};
 use serde_json::{json, Value};
 
 /// Blocks the run reaches before the crash half of the test.
@@ -40,15 +40,6 @@ async fn hash_at(hemi: &Hemi, n: u64) -> anyhow::Result<String> {
         .call("eth_getBlockByNumber", json!([format!("0x{n:x}"), false]))
         .await?;
     Ok(b["hash"].as_str().context("hash")?.to_string())
-}
-
-async fn raw_block(hemi: &Hemi, n: u64) -> anyhow::Result<L2Block> {
-    let raw = hemi
-        .call("debug_getRawBlock", json!([format!("0x{n:x}")]))
-        .await?;
-    Ok(L2Block::decode(&hex::decode(
-        raw.as_str().context("raw")?.trim_start_matches("0x"),
-    )?)?)
 }
 
 /// A TCP relay between two validators that the test can cut (a network partition): while cut,
@@ -593,19 +584,6 @@ async fn four_validator_processes_and_two_followers() -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Runs the `hemi` binary with `args`; (success, stdout, stderr).
-fn hemi_cli(args: &[&str]) -> anyhow::Result<(bool, String, String)> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hemi"))
-        .args(args)
-        .output()
-        .context("running hemi")?;
-    Ok((
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
 }
 
 /// A deposit to the set's devnet vault, minted and anchored, has a provenance document

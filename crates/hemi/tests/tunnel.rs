@@ -14,7 +14,7 @@ use std::str::FromStr;
 use anyhow::{bail, Context};
 use bitcoin::{Amount, Network, ScriptBuf, Transaction, TxOut};
 use common::{
-    cast, client_script, js_dir, receipt_of, spendable, tail, wait_for, wait_synced, Hemi,
+    cast, client_script, hemi_cli, js_dir, receipt_of, spendable, tail, wait_for, wait_synced, Hemi,
 };
 use hemi_btc_wallet::{build_payment, Key, KeyKind};
 use hemi_testkit::BitcoinCore;
@@ -400,19 +400,6 @@ async fn deposits_mint_hemibtc_once_and_every_bad_deposit_is_refused_with_its_re
     assert_eq!(s["status"], "minted", "the follower sees the mint: {s}");
     assert_eq!(s["mintedIn"]["transactionHash"], mint_tx.as_str());
     Ok(())
-}
-
-/// Runs the `hemi` binary with `args`; (success, stdout, stderr).
-fn hemi_cli(args: &[&str]) -> anyhow::Result<(bool, String, String)> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hemi"))
-        .args(args)
-        .output()
-        .context("running hemi")?;
-    Ok((
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
 }
 
 /// Flips the first hex digit of the string at `pointer` in `doc`.

@@ -20,7 +20,7 @@
 //! Every peer has its own rate limits ([`RateLimits`]: token buckets for requests served,
 //! gossiped blocks and gossiped transactions judged). What is over its limit is dropped before
 //! the application sees it (gossip ignored, not forwarded; a request answered `rate limited`),
-//! and every burst's worth of drops is a strike.
+//! and a burst's worth of drops in a row (none let through between) is a strike.
 //!
 //! A peer with [`MAX_STRIKES`] strikes (rejected gossip, a block that did not decode or
 //! verify, see [`Network::penalize`], or floods over its limits) is disconnected and blocked
@@ -221,7 +221,8 @@ impl Kind {
 struct Bucket {
     tokens: f64,
     at: std::time::Instant,
-    /// Dropped since the last strike for it.
+    /// Dropped in a row (since the last strike or the last one let through): a peer that backs
+    /// off between bursts is never struck, one that floods is.
     over: u64,
 }
 
@@ -241,6 +242,8 @@ impl Bucket {
         self.at = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
+            // Back within its limit: earlier drops no longer count toward a strike.
+            self.over = 0;
             true
         } else {
             self.over += 1;
@@ -1187,19 +1190,14 @@ mod tests {
     /// and blocked; a peer flooding transactions has at most its burst (and rate) judged.
     #[tokio::test]
     async fn a_peer_over_its_rate_limits_is_refused_then_dropped() {
+        let tight = Rate {
+            per_second: 2.0,
+            burst: 10.0,
+        };
         let limits = RateLimits {
-            requests: Rate {
-                per_second: 2.0,
-                burst: 10.0,
-            },
-            blocks: Rate {
-                per_second: 2.0,
-                burst: 10.0,
-            },
-            txs: Rate {
-                per_second: 2.0,
-                burst: 10.0,
-            },
+            requests: tight,
+            blocks: tight,
+            txs: tight,
         };
         let judged = Arc::new(Counting::default());
         let server = Network::start(

@@ -292,9 +292,17 @@ pub(crate) fn provenance_module(
                 .ok_or_else(|| bad("expected params [provenanceDocument]".into()))?;
             let doc = hemi_provenance::Provenance::from_json(&doc.to_string())
                 .map_err(|e| bad(format!("not a provenance document: {e}")))?;
-            // The same checks as `hemi verify`, at this node's superfinality depth, against
-            // the sequencer set of this node's chain spec (not the document's word for it).
+            // The same checks as `hemi verify`, at this node's superfinality depth. On a set's
+            // chain, against the set of this node's spec (not the document's word for it); a
+            // single key's chain takes no set's document.
             let validators = &ctx.chain.spec().validators;
+            if validators.is_empty() && doc.mint.certificate.is_some() {
+                return Err(ErrorObjectOwned::owned(
+                    -32000,
+                    "link 2 (L2 ordering): this node's chain is sealed by one key; the document is a sequencer set's",
+                    None::<()>,
+                ));
+            }
             let opts = hemi_provenance::VerifyOptions {
                 superfinality_depth: ctx.finality.params().superfinality_depth,
                 sequencer: None,

@@ -48,5 +48,12 @@ pub(crate) fn open_chain(cfg: &Config, tunnel: &Tunnel) -> anyhow::Result<Arc<Ch
     } else {
         Chain::open(None, spec)?
     };
+    if chain.spec().forced_inclusion != Some(cfg.forced_inclusion) {
+        tracing::warn!(
+            kept = ?chain.spec().forced_inclusion,
+            flags = ?cfg.forced_inclusion,
+            "the chain keeps the forced-inclusion parameters it was made with (they are consensus); the flags' differ"
+        );
+    }
     Ok(Arc::new(chain))
 }

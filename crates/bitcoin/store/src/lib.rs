@@ -781,7 +781,13 @@ impl ChainStore {
             let mut meta = w.open_table(META)?;
             let from = read_recent_from(&meta)?;
             match (recent, from) {
-                (false, _) => {
+                (false, None) => {}
+                (false, Some(from)) => {
+                    // The run ends: its rows would never be read again (a new run starts
+                    // above this block), so they go now.
+                    for h in from..height {
+                        prune_recent_height(&deltas, &mut recents, h)?;
+                    }
                     meta.remove(RECENT_FROM)?;
                 }
                 (true, None) => {
@@ -886,6 +892,16 @@ impl ChainStore {
         let mut h = self.tip_hash.write();
         *h = hash;
         self.tip_height.store(height, Ordering::Release);
+    }
+
+    /// The lowest height of the recent run (blocks whose script deltas are also kept script
+    /// first, up to the tip), if there is one.
+    ///
+    /// # Errors
+    /// Database errors or a corrupt record.
+    pub fn recent_from(&self) -> Result<Option<u32>, StoreError> {
+        let r = self.db.begin_read()?;
+        read_recent_from(&r.open_table(META)?)
     }
 
     /// The 76-byte abbreviated keystone stored for an id (seen in any connected block).

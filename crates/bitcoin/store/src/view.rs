@@ -117,23 +117,23 @@ impl BitcoinView for ChainStore {
         hi[..32].copy_from_slice(&sh);
         let table = r.open_table(SCRIPT_UTXOS).map_err(StoreError::from)?;
         let mut set = BTreeMap::new();
+        let utxo = |op: OutPoint, entry: &[u8; 13]| -> Result<Utxo, StoreError> {
+            let (value, height, coinbase) = decode_script_entry(entry)?;
+            Ok(Utxo {
+                outpoint: op,
+                value,
+                script_pubkey: script.to_owned(),
+                height,
+                coinbase,
+            })
+        };
         for row in table
             .range::<&[u8; 68]>(&lo..=&hi)
             .map_err(StoreError::from)?
         {
             let (k, v) = row.map_err(StoreError::from)?;
             let op = outpoint_from_key(&k.value()[32..]);
-            let (value, height, coinbase) = decode_script_entry(v.value())?;
-            set.insert(
-                op,
-                Utxo {
-                    outpoint: op,
-                    value,
-                    script_pubkey: script.to_owned(),
-                    height,
-                    coinbase,
-                },
-            );
+            set.insert(op, utxo(op, v.value())?);
         }
         // Undo what the blocks above `target` did to this script: an output they created was
         // not there yet; one they spent that existed at `target` (created at or below it) was.
@@ -142,22 +142,13 @@ impl BitcoinView for ChainStore {
         // `target`; below it, one short range read per block back.
         let mut undo = |k: &DeltaKey, v: &[u8; 13]| -> Result<(), ViewError> {
             let op = outpoint_from_key(&k[37..]);
-            let (value, height, coinbase) = decode_script_entry(v)?;
+            let u = utxo(op, v)?;
             match k[36] {
                 DELTA_CREATED => {
                     set.remove(&op);
                 }
-                _ if height <= target.height => {
-                    set.insert(
-                        op,
-                        Utxo {
-                            outpoint: op,
-                            value,
-                            script_pubkey: script.to_owned(),
-                            height,
-                            coinbase,
-                        },
-                    );
+                _ if u.height <= target.height => {
+                    set.insert(op, u);
                 }
                 _ => {}
             }

@@ -933,6 +933,12 @@ fn schema_1_and_2_databases_are_upgraded_on_open_and_answer_as_of_queries_as_bef
         downgrade(version);
         let store = ChainStore::open(&path, params()).expect("upgrade");
         assert_eq!(
+            store.recent_from().expect("recent_from"),
+            Some(1),
+            "the upgrade fills the recent run ({} blocks, all within reach)",
+            gen.height()
+        );
+        assert_eq!(
             answers(&store),
             before,
             "as-of answers after the upgrade from {version}"
@@ -953,6 +959,7 @@ fn schema_1_and_2_databases_are_upgraded_on_open_and_answer_as_of_queries_as_bef
         w.commit().expect("commit");
     }
     let store = ChainStore::open(&path, params()).expect("reopen without a recent run");
+    assert_eq!(store.recent_from().expect("recent_from"), None);
     assert_eq!(answers(&store), before, "answers by the per-block walk");
     // Blocks connected now start a new recent run; queries reaching below it still walk.
     connect_all(&store, &gen.extend(3));
@@ -1171,6 +1178,12 @@ fn recent_deltas_are_pruned_past_the_window_and_as_of_answers_stay_right() {
             );
         }
     }
+    // The run is the window: the oldest block a query can need and every one above it.
+    assert_eq!(
+        store.recent_from().expect("recent_from"),
+        Some(gen.height() - hemi_btc_store::MAX_ASOF_DEPTH),
+        "pruned to the window, one block a connect"
+    );
     // One block deeper is out of reach, as before.
     let too_deep = AsOf::Block(gen.hash_at(gen.height() - hemi_btc_store::MAX_ASOF_DEPTH - 1));
     assert!(matches!(

@@ -273,7 +273,7 @@ impl Chain {
                 .filter(|c| !due.iter().any(|d| d.hash == c.hash)),
         );
         let (view, snap) = self.latest_view()?;
-        let executed = exec::execute(view, &ctx, bitcoin.clone(), txs, Mode::Build)?;
+        let executed = exec::execute(view, &ctx, bitcoin.clone(), txs, self.build_mode())?;
         let diff = compute_diff(&snap, ctx.number, &changes_of(&executed.bundle))?;
         // Let go of the overlay before adding to it (a held copy would make the push copy).
         drop(snap);

@@ -26,7 +26,14 @@ impl Chain {
     ///
     /// # Errors
     /// Database errors, a schema version or genesis mismatch, corrupt records.
-    pub fn open(path: Option<&Path>, spec: ChainSpec) -> Result<Self, ChainError> {
+    ///
+    /// The forced-inclusion parameters are part of the chain: stored when it is made, they are
+    /// what a reopened chain keeps, whatever the spec now says (a chain made before they were
+    /// stored ran rule 1 and keeps it).
+    pub fn open(path: Option<&Path>, mut spec: ChainSpec) -> Result<Self, ChainError> {
+        if let Some(p) = spec.forced_inclusion {
+            crate::forced::check_rule(p.rule)?;
+        }
         let open = |p: Option<&Path>, cache: usize| -> Result<Database, ChainError> {
             Ok(match p {
                 Some(p) => {
@@ -43,7 +50,7 @@ impl Chain {
         let state_db = open(state_path.as_deref(), 1024 * 1024 * 1024)?;
         let (genesis, alloc, nodes) = Self::genesis(&spec)?;
         let genesis_hash = genesis.hash_slow();
-        Self::init_blocks(&db, &spec, &genesis)?;
+        Self::init_blocks(&db, &mut spec, &genesis)?;
         let (state, persisted) = StateStore::open(state_db, &alloc, &nodes, genesis_hash)?;
         let chain = Chain {
             db,
@@ -95,7 +102,7 @@ impl Chain {
     /// and genesis.
     pub(super) fn init_blocks(
         db: &Database,
-        spec: &ChainSpec,
+        spec: &mut ChainSpec,
         genesis: &Header,
     ) -> Result<(), ChainError> {
         let mut w = db.begin_write()?;
@@ -112,6 +119,7 @@ impl Chain {
                     let mut meta = w.open_table(META)?;
                     meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
                     meta.insert("chain_id", spec.chain_id.to_be_bytes().as_slice())?;
+                    store_forced(&mut meta, spec.forced_inclusion)?;
                 }
                 Self::write_block(
                     &w,
@@ -155,6 +163,32 @@ impl Chain {
                         stored: stored.hash_slow(),
                         spec: genesis.hash_slow(),
                     });
+                }
+                let kept = r
+                    .open_table(META)?
+                    .get(FORCED_KEY)?
+                    .map(|v| v.value().to_vec());
+                drop(r);
+                match kept {
+                    Some(raw) => {
+                        let kept: Option<crate::forced::ForcedInclusionParams> =
+                            serde_json::from_slice(&raw).map_err(|e| {
+                                ChainError::Corrupt(format!("stored forced-inclusion rule: {e}"))
+                            })?;
+                        if let Some(p) = kept {
+                            crate::forced::check_rule(p.rule)?;
+                        }
+                        spec.forced_inclusion = kept;
+                    }
+                    None => {
+                        // Made before the parameters were stored: it ran rule 1.
+                        if let Some(p) = spec.forced_inclusion.as_mut() {
+                            p.rule = 1;
+                        }
+                        let w = db.begin_write()?;
+                        store_forced(&mut w.open_table(META)?, spec.forced_inclusion)?;
+                        w.commit()?;
+                    }
                 }
             }
         }
@@ -274,5 +308,17 @@ pub(super) fn create_tables(w: &redb::WriteTransaction) -> Result<(), ChainError
     w.open_table(TX_INDEX)?;
     w.open_table(CODE)?;
     w.open_table(CHANGESETS)?;
+    Ok(())
+}
+
+/// `META` key of the forced-inclusion parameters the chain was made with (JSON; `null`: none).
+const FORCED_KEY: &str = "forced_inclusion";
+
+fn store_forced(
+    meta: &mut redb::Table<&'static str, &'static [u8]>,
+    params: Option<crate::forced::ForcedInclusionParams>,
+) -> Result<(), ChainError> {
+    let json = serde_json::to_vec(&params).map_err(|e| ChainError::Corrupt(e.to_string()))?;
+    meta.insert(FORCED_KEY, json.as_slice())?;
     Ok(())
 }

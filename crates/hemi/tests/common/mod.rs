@@ -385,3 +385,26 @@ pub(crate) async fn sequencer_set(hemi: &Hemi) -> anyhow::Result<hemi_chain::Val
     set.sort();
     Ok(hemi_chain::ValidatorSet(set))
 }
+
+/// Runs the `hemi` binary with `args`; (success, stdout, stderr).
+pub(crate) fn hemi_cli(args: &[&str]) -> anyhow::Result<(bool, String, String)> {
+    let out = Command::new(env!("CARGO_BIN_EXE_hemi"))
+        .args(args)
+        .output()
+        .context("running hemi")?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// Block `n` as `debug_getRawBlock` serves it, decoded.
+pub(crate) async fn raw_block(hemi: &Hemi, n: u64) -> anyhow::Result<hemi_chain::L2Block> {
+    let raw = hemi
+        .call("debug_getRawBlock", json!([format!("0x{n:x}")]))
+        .await?;
+    Ok(hemi_chain::L2Block::decode(&hex::decode(
+        raw.as_str().context("raw block")?.trim_start_matches("0x"),
+    )?)?)
+}
