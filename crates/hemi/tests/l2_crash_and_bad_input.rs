@@ -672,8 +672,14 @@ async fn kill_9_ten_times_under_load_loses_no_reported_block() -> anyhow::Result
     {
         let http = Http::new(hemi.rpc_addr);
         let to = depositor.address(hemi_btc_wallet::KeyKind::P2wpkh, bitcoin::Network::Regtest);
-        http.call("hemi_sendBitcoin", json!([to.to_string(), "5"]))
-            .await?;
+        // The devnet's own coins mature as its Bitcoin index catches up with its start-up blocks.
+        let to = to.to_string();
+        wait_for(
+            60,
+            "the devnet's Bitcoin key to have mature coins",
+            || async { http.call("hemi_sendBitcoin", json!([to, "5"])).await.ok() },
+        )
+        .await?;
         http.call("hemi_mineBitcoin", json!([1])).await?;
     }
     let token = Http::new(hemi.rpc_addr)
