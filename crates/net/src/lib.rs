@@ -895,20 +895,14 @@ impl Driver {
             })) => {
                 let block = message.topic == topic(self.chain_id, Topic::Blocks).hash();
                 let kind = if block { Kind::Blocks } else { Kind::Txs };
-                if !self.within_limit(propagation_source, kind) {
-                    // Over its limit: not judged, not forwarded.
-                    self.swarm
-                        .behaviour_mut()
-                        .gossip
-                        .report_message_validation_result(
-                            &message_id,
-                            &propagation_source,
-                            MessageAcceptance::Ignore,
-                        );
-                    return;
-                }
-                let Ok(permit) = self.tasks.clone().try_acquire_owned() else {
-                    // Saturated: not forwarded, nobody blamed.
+                // Over its limit, or the application saturated: not judged, not forwarded,
+                // nobody blamed.
+                let permit = if self.within_limit(propagation_source, kind) {
+                    self.tasks.clone().try_acquire_owned().ok()
+                } else {
+                    None
+                };
+                let Some(permit) = permit else {
                     self.swarm
                         .behaviour_mut()
                         .gossip
