@@ -73,21 +73,22 @@ fn hex_u128(n: u128) -> Value {
     json!(format!("0x{n:x}"))
 }
 
-/// A system transaction (`0x7D`–`0x7F`) as eth_getTransaction* shows it: from the system
-/// address, no gas, no signature, its type byte.
+/// A system transaction (`0x7C`–`0x7F`) as eth_getTransaction* shows it: from the system
+/// address, no gas price, no signature, its type byte.
 fn system_tx_json(
     tx: &SignedTx,
     block: Option<&StoredBlock>,
     index: usize,
-    to: alloy_primitives::Address,
+    to: impl Into<Option<alloy_primitives::Address>>,
+    gas: u64,
     input: alloy_primitives::Bytes,
 ) -> Value {
     json!({
         "type": format!("0x{:02x}", tx.tx.tx_type()),
         "hash": tx.hash,
         "from": tx.sender,
-        "to": to,
-        "gas": "0x0",
+        "to": to.into(),
+        "gas": hex_u64(gas),
         "gasPrice": "0x0",
         "value": "0x0",
         "nonce": "0x0",
@@ -95,6 +96,7 @@ fn system_tx_json(
         "blockHash": block.map(|b| b.hash),
         "blockNumber": block.map(|b| hex_u64(b.header.number)),
         "transactionIndex": block.map(|_| hex_u64(index as u64)),
+        "blockTimestamp": block.map(|b| hex_u64(b.header.timestamp)),
         "v": "0x0", "r": "0x0", "s": "0x0",
     })
 }
@@ -151,26 +153,15 @@ impl NodeBackend {
                 v["hash"] = json!(tx.hash);
                 v
             }
-            L2Tx::BtcAttributes(sys) => json!({
-                "type": "0x7c",
-                "hash": tx.hash,
-                "from": tx.sender,
-                "to": sys.to,
-                "gas": hex_u64(sys.gas),
-                "gasPrice": "0x0",
-                "value": "0x0",
-                "nonce": "0x0",
-                "input": sys.data,
-                "blockHash": block.map(|b| b.hash),
-                "blockNumber": block.map(|b| hex_u64(b.header.number)),
-                "transactionIndex": block.map(|_| hex_u64(index as u64)),
-                "v": "0x0", "r": "0x0", "s": "0x0",
-            }),
+            L2Tx::BtcAttributes(sys) => {
+                system_tx_json(tx, block, index, sys.to, sys.gas, sys.data.clone())
+            }
             L2Tx::PopPayout(_) => system_tx_json(
                 tx,
                 block,
                 index,
                 hemi_chain::pop_rewards::POP_REWARDS_ADDRESS,
+                0,
                 // The payout list, RLP: [keystone, [[miner, amount, relHeight, btcTxid], …]].
                 alloy_primitives::Bytes::from(tx.tx.encoded_2718()[1..].to_vec()),
             ),
@@ -180,6 +171,7 @@ impl NodeBackend {
                 block,
                 index,
                 alloy_primitives::Address::ZERO,
+                0,
                 alloy_primitives::Bytes::from(tx.tx.encoded_2718()[1..].to_vec()),
             ),
             L2Tx::TunnelActivation(_) => system_tx_json(
@@ -187,6 +179,7 @@ impl NodeBackend {
                 block,
                 index,
                 hemi_tunnel::contracts::TUNNEL_MANAGER_ADDRESS,
+                0,
                 // The parameters, RLP: [vault output key, fee, minimum, confirmations].
                 alloy_primitives::Bytes::from(tx.tx.encoded_2718()[1..].to_vec()),
             ),
@@ -196,6 +189,7 @@ impl NodeBackend {
                 block,
                 index,
                 hemi_tunnel::contracts::TUNNEL_MANAGER_ADDRESS,
+                0,
                 hemi_tunnel::contracts::confirm_deposit_calldata(d.txid, d.vout),
             ),
             // finalizeWithdrawal(txid).
@@ -204,6 +198,7 @@ impl NodeBackend {
                 block,
                 index,
                 hemi_tunnel::contracts::TUNNEL_MANAGER_ADDRESS,
+                0,
                 hemi_tunnel::contracts::finalize_withdrawal_calldata(p.txid),
             ),
         }
