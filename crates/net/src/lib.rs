@@ -923,10 +923,10 @@ impl Driver {
     /// dropped (ignored, and counted if over the peer's limit). Blocks are not held: they can
     /// be large, and a follower fetches a missed one by request.
     fn on_gossip(&mut self, source: PeerId, item: Deferred) {
-        let ahead = match self.drain_peer(source) {
-            // Some still ahead of it: it waits its turn.
-            Some(why) => Err((why, item)),
-            None => self.try_judge(source, item),
+        let ahead = match (item.block, self.drain_peer(source)) {
+            // Transactions still ahead of it: it waits its turn.
+            (false, Some(why)) => Err((why, item)),
+            _ => self.try_judge(source, item),
         };
         let Err((why, item)) = ahead else {
             return;
