@@ -422,6 +422,9 @@ impl Network {
                     .validate_messages()
                     .max_transmit_size(MAX_MESSAGE)
                     .heartbeat_interval(Duration::from_millis(500))
+                    // Unjudged messages stay forwardable for 10 heartbeats (5 s), longer than
+                    // a transaction may wait in a backlog.
+                    .history_length(10)
                     .message_id_fn(|m: &gossipsub::Message| {
                         use sha2::Digest;
                         gossipsub::MessageId::from(sha2::Sha256::digest(&m.data).to_vec())
@@ -526,6 +529,7 @@ impl Network {
             limits: config.limits,
             buckets: HashMap::new(),
             backlog: HashMap::new(),
+            backlog_bytes: 0,
         };
         tokio::spawn(driver.run(rx, done_rx));
         Ok(net)
@@ -689,8 +693,10 @@ struct Driver {
     tasks: Arc<tokio::sync::Semaphore>,
     limits: RateLimits,
     buckets: HashMap<(PeerId, Kind), Bucket>,
-    /// Gossip waiting to be judged, per forwarding peer, oldest first.
-    backlog: HashMap<PeerId, std::collections::VecDeque<Deferred>>,
+    /// Gossiped transactions waiting to be judged, per forwarding peer.
+    backlog: HashMap<PeerId, Backlog>,
+    /// Bytes in all backlogs.
+    backlog_bytes: usize,
 }
 
 /// Work the application finished off the swarm task.
@@ -712,9 +718,26 @@ enum Done {
 /// answered `busy`.
 const MAX_APP_TASKS: usize = 64;
 
-/// How long gossip may wait in a backlog before it is dropped (gossipsub stops forwarding a
-/// message after a few heartbeats anyway).
-pub const BACKLOG_AGE: Duration = Duration::from_secs(30);
+/// How long gossip may wait in a backlog before it is dropped: within the 5 s gossipsub keeps
+/// an unjudged message to forward.
+pub const BACKLOG_AGE: Duration = Duration::from_secs(4);
+
+/// Judging tasks a backlog never takes, kept for blocks and requests (a flood of transactions
+/// must not keep a follower from its blocks).
+const RESERVED_TASKS: usize = 8;
+
+/// The largest gossiped transaction a backlog holds (the pool's own limit is 128 KiB).
+const BACKLOG_MAX_TX: usize = 128 << 10;
+
+/// Bytes all backlogs hold at most together.
+const BACKLOG_BYTES: usize = 64 << 20;
+
+/// One peer's waiting transactions, oldest first.
+#[derive(Default)]
+struct Backlog {
+    items: std::collections::VecDeque<Deferred>,
+    bytes: usize,
+}
 
 /// A gossiped message waiting in its peer's backlog.
 struct Deferred {
@@ -892,7 +915,11 @@ impl Driver {
     /// has room; gives it back otherwise.
     fn try_judge(&mut self, source: PeerId, item: Deferred) -> Result<(), (Wait, Deferred)> {
         let kind = if item.block { Kind::Blocks } else { Kind::Txs };
-        // The permit first, so a busy application does not use up the peer's tokens.
+        // The permit first, so a busy application does not use up the peer's tokens; a
+        // transaction leaves the last few to blocks and requests.
+        if !item.block && self.tasks.available_permits() <= RESERVED_TASKS {
+            return Err((Wait::Busy, item));
+        }
         let Ok(permit) = self.tasks.clone().try_acquire_owned() else {
             return Err((Wait::Busy, item));
         };
@@ -920,23 +947,36 @@ impl Driver {
 
     /// A gossiped message: judged now if allowed. Otherwise a transaction waits in its peer's
     /// backlog behind the ones already there; a block, or a transaction that does not fit, is
-    /// dropped (ignored, and counted if over the peer's limit). Blocks are not held: they can
-    /// be large, and a follower fetches a missed one by request.
+    /// dropped (ignored, and counted if over the peer's limit). Blocks are not held (they can
+    /// be large, and a follower fetches a missed one by request) and never wait behind
+    /// transactions.
     fn on_gossip(&mut self, source: PeerId, item: Deferred) {
-        let ahead = match (item.block, self.drain_peer(source)) {
-            // Transactions still ahead of it: it waits its turn.
-            (false, Some(why)) => Err((why, item)),
-            _ => self.try_judge(source, item),
+        let ahead = if item.block {
+            self.try_judge(source, item)
+        } else {
+            match self.drain_peer(source, usize::MAX) {
+                // Transactions still ahead of it: it waits its turn.
+                Some(why) => Err((why, item)),
+                None => self.try_judge(source, item),
+            }
         };
         let Err((why, item)) = ahead else {
             return;
         };
-        if !item.block {
+        let size = item.data.len();
+        if !item.block
+            && size <= BACKLOG_MAX_TX
+            && self.backlog_bytes + size <= BACKLOG_BYTES
+            && self
+                .backlog
+                .get(&source)
+                .is_none_or(|q| q.items.len() < self.limits.backlog)
+        {
             let queue = self.backlog.entry(source).or_default();
-            if queue.len() < self.limits.backlog {
-                queue.push_back(item);
-                return;
-            }
+            queue.items.push_back(item);
+            queue.bytes += size;
+            self.backlog_bytes += size;
+            return;
         }
         self.swarm
             .behaviour_mut()
@@ -948,31 +988,59 @@ impl Driver {
         }
     }
 
-    /// Judges what `peer`'s backlog may now, oldest first; why the rest waits, if some does.
-    fn drain_peer(&mut self, peer: PeerId) -> Option<Wait> {
-        while let Some(item) = self.backlog.get_mut(&peer).and_then(|q| q.pop_front()) {
-            if let Err((why, item)) = self.try_judge(peer, item) {
-                if let Some(q) = self.backlog.get_mut(&peer) {
-                    q.push_front(item);
-                }
-                return Some(why);
-            }
-        }
-        self.backlog.remove(&peer);
-        None
+    /// Takes the oldest of `peer`'s waiting transactions.
+    fn pop_backlog(&mut self, peer: PeerId) -> Option<Deferred> {
+        let queue = self.backlog.get_mut(&peer)?;
+        let item = queue.items.pop_front()?;
+        queue.bytes -= item.data.len();
+        self.backlog_bytes -= item.data.len();
+        Some(item)
     }
 
-    /// Judges what every backlog may now.
-    fn drain_backlog(&mut self) {
-        if self.backlog.is_empty() {
-            return;
-        }
-        let peers: Vec<PeerId> = self.backlog.keys().copied().collect();
-        for peer in peers {
-            if self.tasks.available_permits() == 0 {
-                return;
+    /// Puts back a transaction [`Driver::pop_backlog`] took.
+    fn unpop_backlog(&mut self, peer: PeerId, item: Deferred) {
+        let size = item.data.len();
+        let queue = self.backlog.entry(peer).or_default();
+        queue.items.push_front(item);
+        queue.bytes += size;
+        self.backlog_bytes += size;
+    }
+
+    /// Judges up to `most` of `peer`'s waiting transactions that may be judged now, oldest
+    /// first; why the rest waits, if some does.
+    fn drain_peer(&mut self, peer: PeerId, most: usize) -> Option<Wait> {
+        let mut started = 0;
+        while started < most {
+            let Some(item) = self.pop_backlog(peer) else {
+                self.backlog.remove(&peer);
+                return None;
+            };
+            if let Err((why, item)) = self.try_judge(peer, item) {
+                self.unpop_backlog(peer, item);
+                return Some(why);
             }
-            self.drain_peer(peer);
+            started += 1;
+        }
+        self.backlog
+            .get(&peer)
+            .is_some_and(|q| !q.items.is_empty())
+            .then_some(Wait::Busy)
+    }
+
+    /// Drops a peer's backlog unjudged (it was blocked).
+    fn forget_backlog(&mut self, peer: PeerId) {
+        if let Some(q) = self.backlog.remove(&peer) {
+            self.backlog_bytes -= q.bytes;
+        }
+    }
+
+    /// Judges what every backlog may now, one transaction of each peer in turn.
+    fn drain_backlog(&mut self) {
+        let mut peers: Vec<PeerId> = self.backlog.keys().copied().collect();
+        while !peers.is_empty() && self.tasks.available_permits() > RESERVED_TASKS {
+            // A peer that is over its limit, or has nothing left, is done for this time.
+            peers.retain(|p| self.drain_peer(*p, 1).is_none_or(|why| why == Wait::Busy));
+            peers.retain(|p| self.backlog.contains_key(p));
         }
     }
 
@@ -981,13 +1049,19 @@ impl Driver {
     fn expire_backlog(&mut self) {
         let mut expired = Vec::new();
         for (peer, q) in self.backlog.iter_mut() {
-            while q.front().is_some_and(|d| d.since.elapsed() > BACKLOG_AGE) {
-                if let Some(d) = q.pop_front() {
+            while q
+                .items
+                .front()
+                .is_some_and(|d| d.since.elapsed() > BACKLOG_AGE)
+            {
+                if let Some(d) = q.items.pop_front() {
+                    q.bytes -= d.data.len();
+                    self.backlog_bytes -= d.data.len();
                     expired.push((*peer, d.message_id));
                 }
             }
         }
-        self.backlog.retain(|_, q| !q.is_empty());
+        self.backlog.retain(|_, q| !q.items.is_empty());
         for (peer, id) in expired {
             self.swarm
                 .behaviour_mut()
@@ -1010,6 +1084,7 @@ impl Driver {
         } else if strikes >= MAX_STRIKES {
             tracing::warn!(%peer, "p2p peer dropped and blocked");
             self.swarm.behaviour_mut().blocked.block_peer(peer);
+            self.forget_backlog(peer);
             self.swarm.behaviour_mut().gossip.blacklist_peer(&peer);
             let mut p = self.peers.lock();
             p.connected.remove(&peer);
@@ -1110,6 +1185,7 @@ impl Driver {
                     .behaviour_mut()
                     .sync
                     .send_response(channel, answer);
+                self.drain_backlog();
             }
         }
     }
@@ -1287,11 +1363,12 @@ mod tests {
         assert!(b.peers().is_empty());
     }
 
-    /// Counts the transactions it judges.
+    /// Counts the transactions (and blocks) it judges.
     #[derive(Default)]
-    struct Counting(std::sync::atomic::AtomicU64);
+    struct Counting(std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64);
     impl NetApp for Counting {
         fn check_block(&self, _: &PeerId, _: &[u8]) -> Verdict {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Verdict::Accept
         }
         fn check_tx(&self, _: &PeerId, _: &[u8]) -> Verdict {
@@ -1375,6 +1452,23 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let at_once = count();
         assert!(at_once <= 11, "{at_once} judged at once, burst 10");
+        // A block from the same peer is judged at once, not held behind its transactions.
+        let blocks = || judged.1.load(std::sync::atomic::Ordering::SeqCst);
+        let before_block = blocks();
+        flooder.publish_block(b"a block amid the flood".to_vec());
+        let held = std::time::Instant::now();
+        while blocks() == before_block {
+            assert!(
+                held.elapsed() < Duration::from_secs(1),
+                "the block waited behind the backlog ({} of the flood judged)",
+                count()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            count() < at_once + 3,
+            "the backlog drained before the block"
+        );
         let held = std::time::Instant::now();
         while count() < at_once + 4 {
             assert!(
