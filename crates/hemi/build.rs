@@ -5,8 +5,10 @@
 //! read-only data; the dynamic loader reads them all at start, so this binary's 1.8 MB
 //! `.rela.dyn` was resident in every process. DT_RELR packs them into a bitmap of a few
 //! kilobytes (binutils ≥ 2.38, glibc ≥ 2.36; Fedora, Android and ChromeOS link this way). The
-//! flag is tried on a one-line C program first, linked and run, so an older linker or C
-//! library gets the ordinary relocations instead of a failed build.
+//! flag is tried on a one-line C program first, linked (warnings fatal: an old GNU ld only
+//! warns about an unknown `-z` option) and run, so an older linker or C library gets the
+//! ordinary relocations instead of a failed build. A binary linked so needs glibc ≥ 2.36 where
+//! it runs: build it where it will run, or on the oldest C library among those machines.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,6 +17,8 @@ const FLAG: &str = "-Wl,-z,pack-relative-relocs";
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=CC");
+    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
     let target = std::env::var("TARGET").unwrap_or_default();
     let host = std::env::var("HOST").unwrap_or_default();
     // Only where the probe can run what it linked.
@@ -33,14 +37,20 @@ fn probe() -> Option<bool> {
     let out = PathBuf::from(std::env::var_os("OUT_DIR")?);
     let src = out.join("relr_probe.c");
     let exe = out.join("relr_probe");
+    // A writable array of pointers: relative relocations the loader must apply.
     std::fs::write(
         &src,
-        "static const char *p[] = {\"a\", \"b\"}; int main(void) { return p[1][0] != 'b'; }\n",
+        "const char *p[] = {\"a\", \"b\"}; int main(void) { return p[1][0] != 'b'; }\n",
     )
     .ok()?;
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let linked = Command::new(cc)
-        .args(["-pie", "-fPIE", "-O1", FLAG, "-o"])
+    // The linker cargo uses (a C compiler driver), else $CC, else cc; may carry arguments.
+    let cc = std::env::var("RUSTC_LINKER")
+        .or_else(|_| std::env::var("CC"))
+        .unwrap_or_else(|_| "cc".into());
+    let mut words = cc.split_whitespace();
+    let linked = Command::new(words.next()?)
+        .args(words)
+        .args(["-pie", "-fPIE", "-O0", "-Wl,--fatal-warnings", FLAG, "-o"])
         .arg(&exe)
         .arg(&src)
         .output()
