@@ -73,7 +73,7 @@ fn hex_u128(n: u128) -> Value {
     json!(format!("0x{n:x}"))
 }
 
-/// A system transaction (`0x7C`–`0x7F`) as eth_getTransaction* shows it: from the system
+/// A system transaction (`0x7A`–`0x7F`) as eth_getTransaction* shows it: from the system
 /// address, no gas price, no signature, its type byte.
 fn system_tx_json(
     tx: &SignedTx,
