@@ -559,14 +559,7 @@ impl Deposits {
         key: &str,
         recipient: Address,
     ) -> anyhow::Result<()> {
-        // The node's Bitcoin index has the embedded node's tip (the coins `hemi deposit` reads).
-        let btc = Http::new(btc_rpc.parse()?);
-        let core_tip = btc.call("getblockcount", json!([])).await?;
-        wait_for(10, "the node to index the embedded node's tip", || async {
-            let t = http.call("hemi_btcTip", json!([])).await.ok()?;
-            (t["height"] == core_tip).then_some(())
-        })
-        .await?;
+        indexed(http, btc_rpc).await?;
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hemi"))
             .args(["deposit", "--amount", "0.01", "--key", key])
             .args(["--recipient", &recipient.to_string()])
@@ -587,6 +580,40 @@ impl Deposits {
         self.sent.push(txid);
         http.call("hemi_mineBitcoin", json!([1])).await?;
         Ok(())
+    }
+
+    /// Signs a deposit of 0.01 BTC for `recipient` with `hemi deposit` without sending it (no
+    /// `--bitcoin-rpc`: it prints the signed transaction), and tracks it from now on. Returns
+    /// the raw transaction and its txid.
+    async fn sign(
+        &mut self,
+        http: &Http,
+        btc_rpc: &str,
+        key: &str,
+        recipient: Address,
+    ) -> anyhow::Result<(String, String)> {
+        indexed(http, btc_rpc).await?;
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hemi"))
+            .args(["deposit", "--amount", "0.01", "--key", key])
+            .args(["--recipient", &recipient.to_string()])
+            .args(["--rpc-url", &http.url])
+            .env_remove("HEMI_BITCOIN_RPC")
+            .output()
+            .await?;
+        ensure!(
+            out.status.success(),
+            "hemi deposit (signed, not sent): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let raw = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.len() > 64 && l.chars().all(|c| c.is_ascii_hexdigit()))
+            .context("hemi deposit printed no signed transaction")?
+            .to_string();
+        let tx: bitcoin::Transaction = bitcoin::consensus::encode::deserialize_hex(&raw)?;
+        let txid = tx.compute_txid().to_string();
+        self.sent.push(txid.clone());
+        Ok((raw, txid))
     }
 
     /// Asks for every deposit's state: a mint seen before must be where it was.
@@ -619,6 +646,18 @@ impl Deposits {
         }
         Ok(())
     }
+}
+
+/// Waits until the node's Bitcoin index has the embedded node's tip (the coins `hemi deposit`
+/// reads).
+async fn indexed(http: &Http, btc_rpc: &str) -> anyhow::Result<()> {
+    let btc = Http::new(btc_rpc.parse()?);
+    let core_tip = btc.call("getblockcount", json!([])).await?;
+    wait_for(10, "the node to index the embedded node's tip", || async {
+        let t = http.call("hemi_btcTip", json!([])).await.ok()?;
+        (t["height"] == core_tip).then_some(())
+    })
+    .await
 }
 
 /// `recipient`'s hemiBTC balance at block `at` (the tunnel's ERC-20 `balanceOf`).
@@ -694,16 +733,41 @@ async fn kill_9_ten_times_under_load_loses_no_reported_block() -> anyhow::Result
         let loader = tokio::spawn(load(http.clone(), senders.clone(), recipient, sent.clone()));
         let ms = rand::thread_rng().gen_range(300..=2000);
         let until = Instant::now() + Duration::from_millis(ms);
-        // A deposit and a Bitcoin block each round, then what clients see until the kill.
+        // A deposit and a Bitcoin block each round, then what clients see until the kill. Every
+        // third round the deposit is signed first and broadcast (and mined) racing the kill,
+        // so the kill lands while the deposit is being sent, mined or minted.
+        let racing = round % 3 == 0;
         let deposited = async {
-            deposits
-                .deposit(&http, &btc_rpc, &depositor_hex, minter)
-                .await?;
-            deposits.observe(&http).await
+            if racing {
+                let (raw, txid) = deposits
+                    .sign(&http, &btc_rpc, &depositor_hex, minter)
+                    .await?;
+                deposits.observe(&http).await?;
+                Ok::<_, anyhow::Error>(Some((raw, txid)))
+            } else {
+                deposits
+                    .deposit(&http, &btc_rpc, &depositor_hex, minter)
+                    .await?;
+                deposits.observe(&http).await?;
+                Ok(None)
+            }
         };
         let (observed, deposited) =
             tokio::join!(observe(&http, &sent, &mut seen, until), deposited);
-        let observed = observed.and(deposited);
+        let (observed, racing) = match deposited {
+            Ok(r) => (observed, r),
+            Err(e) => (Err(e), None),
+        };
+        if let Some((raw, _)) = &racing {
+            let (btc, http, raw) = (Http::new(btc_rpc.parse()?), http.clone(), raw.clone());
+            tokio::spawn(async move {
+                if btc.call("sendrawtransaction", json!([raw])).await.is_ok() {
+                    let _ = http.call("hemi_mineBitcoin", json!([1])).await;
+                }
+            });
+            let ms = rand::thread_rng().gen_range(0..=20);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
         hemi.kill();
         loader.abort();
         match loader.await {
@@ -762,14 +826,52 @@ async fn kill_9_ten_times_under_load_loses_no_reported_block() -> anyhow::Result
             held == minted,
             "round {round}: {minter} holds {held} hemiBTC units at block {at}, the mints up to it sum to {minted}"
         );
+        // The deposit broadcast at the kill: its depositor sends it again (the embedded node
+        // may have lost it from its mempool, or have it, or have mined it) and it is minted
+        // once.
+        let mut racing_note = String::new();
+        if let Some((raw, txid)) = &racing {
+            let btc = Http::new(btc_rpc.parse()?);
+            let resent = btc.call("sendrawtransaction", json!([raw])).await;
+            racing_note = match &resent {
+                Ok(_) => " while a deposit was sent (the node took it again)".into(),
+                Err(e) => format!(" while a deposit was sent (sent again: {e:#})"),
+            };
+            http.call("hemi_mineBitcoin", json!([1])).await?;
+            let minted = wait_for(60, "the deposit sent at the kill to be minted", || async {
+                let d = http.call("hemi_getDeposit", json!([txid])).await.ok()?;
+                (d["status"] == "minted").then_some(())
+            })
+            .await;
+            if let Err(e) = minted {
+                bail!(
+                    "round {round}: {e:#} (sent again: {resent:?})\nlog tail:\n{}",
+                    tail(&hemi.log_text(), 30)
+                );
+            }
+            deposits.observe(&http).await?;
+            let at = http.block_number().await?;
+            let minted: u128 = deposits
+                .minted
+                .values()
+                .filter(|m| m.0 <= at)
+                .map(|m| m.2)
+                .sum();
+            let held = hemi_btc(&http, &token, minter, at).await?;
+            ensure!(
+                held == minted,
+                "round {round}: after the deposit sent at the kill, {minter} holds {held} at block {at}, the mints up to it sum to {minted}"
+            );
+        }
         let after = wait_for(10, "the chain to grow past the pre-kill head", || async {
             let n = http.block_number().await.ok()?;
             (n > pre_kill_head).then_some(n)
         })
         .await?;
         eprintln!(
-            "round {round}: killed after {ms} ms at head {pre_kill_head}; {} sent, {} receipts, \
+            "round {round}: killed after {ms} ms at head {pre_kill_head}{}; {} sent, {} receipts, \
              {} deposits ({} minted), restart and checks {:?}, head now {after}",
+            racing_note,
             sent.lock().expect("sent list").len(),
             seen.receipts.len(),
             deposits.sent.len(),
