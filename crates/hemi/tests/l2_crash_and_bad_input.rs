@@ -616,6 +616,30 @@ impl Deposits {
         Ok((raw, txid))
     }
 
+    /// Every mint seen before is where it was, and the hemiBTC `minter` holds at the head is
+    /// exactly the sum of the deposits minted up to it (none twice).
+    async fn check_held(
+        &mut self,
+        http: &Http,
+        token: &str,
+        minter: Address,
+    ) -> anyhow::Result<()> {
+        let at = http.block_number().await?;
+        self.observe(http).await?;
+        let minted: u128 = self
+            .minted
+            .values()
+            .filter(|m| m.0 <= at)
+            .map(|m| m.2)
+            .sum();
+        let held = hemi_btc(http, token, minter, at).await?;
+        ensure!(
+            held == minted,
+            "{minter} holds {held} hemiBTC units at block {at}, the mints up to it sum to {minted}"
+        );
+        Ok(())
+    }
+
     /// Asks for every deposit's state: a mint seen before must be where it was.
     async fn observe(&mut self, http: &Http) -> anyhow::Result<()> {
         for txid in self.sent.clone() {
@@ -808,24 +832,12 @@ async fn kill_9_ten_times_under_load_loses_no_reported_block() -> anyhow::Result
         );
         // Every mint shown before the kill is where it was; the hemiBTC held at a block is
         // exactly the sum of the deposits minted up to it (none twice).
-        let at = http.block_number().await?;
-        if let Err(e) = deposits.observe(&http).await {
+        if let Err(e) = deposits.check_held(&http, &token, minter).await {
             bail!(
                 "round {round}: {e:#}\nlog tail:\n{}",
                 tail(&hemi.log_text(), 30)
             );
         }
-        let minted: u128 = deposits
-            .minted
-            .values()
-            .filter(|m| m.0 <= at)
-            .map(|m| m.2)
-            .sum();
-        let held = hemi_btc(&http, &token, minter, at).await?;
-        ensure!(
-            held == minted,
-            "round {round}: {minter} holds {held} hemiBTC units at block {at}, the mints up to it sum to {minted}"
-        );
         // The deposit broadcast at the kill: its depositor sends it again (the embedded node
         // may have lost it from its mempool, or have it, or have mined it) and it is minted
         // once.
@@ -849,19 +861,9 @@ async fn kill_9_ten_times_under_load_loses_no_reported_block() -> anyhow::Result
                     tail(&hemi.log_text(), 30)
                 );
             }
-            deposits.observe(&http).await?;
-            let at = http.block_number().await?;
-            let minted: u128 = deposits
-                .minted
-                .values()
-                .filter(|m| m.0 <= at)
-                .map(|m| m.2)
-                .sum();
-            let held = hemi_btc(&http, &token, minter, at).await?;
-            ensure!(
-                held == minted,
-                "round {round}: after the deposit sent at the kill, {minter} holds {held} at block {at}, the mints up to it sum to {minted}"
-            );
+            if let Err(e) = deposits.check_held(&http, &token, minter).await {
+                bail!("round {round}, after the deposit sent at the kill: {e:#}");
+            }
         }
         let after = wait_for(10, "the chain to grow past the pre-kill head", || async {
             let n = http.block_number().await.ok()?;
