@@ -56,7 +56,7 @@ run() {
     rows+=("| $what | $often | $((end - start)) s | $lost | ${summary:-—} |")
 }
 
-run kill9-load "kill -9 of \`hemi devnet --persist\` under a steady transfer load and a tunnel deposit with a Bitcoin block each round (every reported head, receipt and mint checked after each restart, balances equal the transfers on chain, hemiBTC held equals the mints: none twice)" \
+run kill9-load "kill -9 of \`hemi devnet --persist\` under a steady transfer load and a tunnel deposit with a Bitcoin block each round, every third one broadcast and mined racing the kill and sent again after it (every reported head, receipt and mint checked after each restart, balances equal the transfers on chain, hemiBTC held equals the mints: none twice)" \
     "$rounds kills" l2_crash_and_bad_input kill_9_ten_times_under_load_loses_no_reported_block
 run kill9-sync "kill -9 of \`hemi node\` while it syncs a 2,150-block chain from Bitcoin Core" \
     "$(( rounds < 10 ? 10 : rounds )) kills" bad_peers_and_crashes kill_9_ten_times_during_sync_then_the_node_resumes_to_bitcoin_cores_state
