@@ -1007,7 +1007,8 @@ impl Driver {
     }
 
     /// Judges up to `most` of `peer`'s waiting transactions that may be judged now, oldest
-    /// first; why the rest waits, if some does.
+    /// first; why the rest waits, if some does (`Busy` also when `most` were started and more
+    /// are left: they wait their turn after the other peers').
     fn drain_peer(&mut self, peer: PeerId, most: usize) -> Option<Wait> {
         let mut started = 0;
         while started < most {
